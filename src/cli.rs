@@ -1,0 +1,65 @@
+//! Command-line entry: `run`, `crd`, `dev`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Customers, projects and expiring memberships for any Kubernetes cluster.
+#[derive(Parser, Debug)]
+#[command(name = "tenancy-operator", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the CRDs as YAML, or write/check one file per CRD in a folder.
+    Crd {
+        /// Write `<group>_<plural>.yaml` files into this folder instead of printing.
+        #[arg(long, conflicts_with = "check")]
+        write: Option<PathBuf>,
+        /// Exit non-zero if the files in this folder differ from the generated CRDs.
+        #[arg(long)]
+        check: Option<PathBuf>,
+    },
+}
+
+impl Cli {
+    pub fn run(self) -> ExitCode {
+        match self.command {
+            Command::Crd { write, check } => crd_command(write, check),
+        }
+    }
+}
+
+fn crd_command(write: Option<PathBuf>, check: Option<PathBuf>) -> ExitCode {
+    let crds = crate::api::crds();
+    if let Some(dir) = write {
+        for crd in &crds {
+            let path = dir.join(crate::api::crd_file_name(crd));
+            if let Err(e) = std::fs::write(&path, crate::api::crd_yaml(crd)) {
+                eprintln!("cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            println!("wrote {}", path.display());
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Some(dir) = check {
+        let drift = crate::api::crd_drift(&dir);
+        if drift.is_empty() {
+            return ExitCode::SUCCESS;
+        }
+        for d in drift {
+            eprintln!("{d}");
+        }
+        eprintln!("run `make crds` (tenancy-operator crd --write {}) and commit the result", dir.display());
+        return ExitCode::FAILURE;
+    }
+    for crd in &crds {
+        print!("---\n{}", crate::api::crd_yaml(crd));
+    }
+    ExitCode::SUCCESS
+}

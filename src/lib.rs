@@ -1,0 +1,5 @@
+//! tenancy-operator: customers, projects and expiring memberships for any Kubernetes cluster.
+
+pub mod api;
+pub mod cli;
+pub mod devcluster;
