@@ -15,6 +15,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the operator: controllers, webhook server, metrics and health endpoints.
+    Run(crate::controller::RunArgs),
     /// Print the CRDs as YAML, or write/check one file per CRD in a folder.
     Crd {
         /// Write `<group>_<plural>.yaml` files into this folder instead of printing.
@@ -29,6 +31,7 @@ pub enum Command {
 impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
+            Command::Run(args) => crate::controller::run_blocking(args),
             Command::Crd { write, check } => crd_command(write, check),
         }
     }
