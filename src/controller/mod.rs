@@ -1,6 +1,35 @@
-//! The reconcilers and the process that runs them.
+//! The reconcilers and the process that runs them: shared watch caches feed three controllers
+//! (Project, ProjectMembership, Customer); each reconcile reads caches, computes the desired
+//! children with `crate::desired`, applies only the difference and writes status.
 
+pub mod apply;
+pub mod conditions;
+pub mod customer;
+pub mod inventory;
+pub mod membership;
+pub mod metrics;
+pub mod project;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::api::{Customer, Project, ProjectMembership};
+use crate::desired::{self, RoleNames, labels};
+use crate::lifecycle::Clock;
 
 /// Options of `tenancy-operator run`.
 #[derive(clap::Args, Debug, Clone)]
@@ -9,12 +38,324 @@ pub struct RunArgs {
     #[arg(long, env = "TENANCY_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
     /// Log format: text or json.
-    #[arg(long, env = "TENANCY_LOG_FORMAT", default_value = "text")]
+    #[arg(long, env = "TENANCY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// ClusterRole that the Manager role maps to.
+    #[arg(long, env = "TENANCY_MANAGER_ROLE", default_value = "tenancy:project-manager")]
+    pub manager_role: String,
+    /// ClusterRole that the Administrator role maps to.
+    #[arg(long, env = "TENANCY_ADMINISTRATOR_ROLE", default_value = "tenancy:project-administrator")]
+    pub administrator_role: String,
+    /// ClusterRole that the Member role maps to.
+    #[arg(long, env = "TENANCY_MEMBER_ROLE", default_value = "tenancy:project-member")]
+    pub member_role: String,
+    /// Kinds counted in each project's status, as `resource.group` (core: `pods`). Repeat or
+    /// separate with commas. Defaults to pods, deployments, statefulsets, daemonsets, jobs,
+    /// cronjobs, services, persistentvolumeclaims and ingresses.
+    #[arg(long = "count-kind", env = "TENANCY_COUNT_KINDS", value_delimiter = ',')]
+    pub count_kinds: Vec<String>,
+    /// Custom resource kinds counted in addition to the defaults (`widgets.example.com`).
+    #[arg(long = "count-extra-kind", env = "TENANCY_COUNT_EXTRA_KINDS", value_delimiter = ',')]
+    pub count_extra_kinds: Vec<String>,
+    /// How many reconciles of each kind may run at once.
+    #[arg(long, env = "TENANCY_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+    /// Testing only: a file holding a number of seconds added to the clock, so tests can move
+    /// time forward.
+    #[arg(long, env = "TENANCY_CLOCK_OFFSET_FILE", hide = true)]
+    pub clock_offset_file: Option<PathBuf>,
+}
+
+/// What went wrong in a reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("serializing: {0}")]
+    Serialization(#[source] serde_json::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// A short label for the errors metric.
+    pub fn metric_label(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(e)) => format!("api_{}", e.code),
+            Error::Kube(_) => "api_transport".into(),
+            Error::Serialization(_) => "serialization".into(),
+            Error::Invalid(_) => "invalid".into(),
+        }
+    }
+}
+
+/// The watch caches every controller reads from.
+#[derive(Clone)]
+pub struct Caches {
+    pub projects: Store<Project>,
+    pub customers: Store<Customer>,
+    pub memberships: Store<ProjectMembership>,
+    pub namespaces: Store<Namespace>,
+    pub role_bindings: Store<RoleBinding>,
+    pub quotas: Store<ResourceQuota>,
+    pub limit_ranges: Store<LimitRange>,
+    pub cluster_roles: Store<ClusterRole>,
+    pub cluster_role_bindings: Store<ClusterRoleBinding>,
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    pub client: Client,
+    pub config: desired::Config,
+    pub clock: Clock,
+    pub metrics: Arc<metrics::Metrics>,
+    pub recorder: Recorder,
+    pub caches: Caches,
+    pub inventory: Arc<inventory::Inventory>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// Publishes an Event on an object; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
+        let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        } else {
+            self.metrics.write("Event", "create");
+        }
+    }
+
+    /// Exponential backoff for an object whose reconcile keeps failing: 1s, 2s, 4s ... 5 min.
+    fn backoff(&self, key: String) -> Duration {
+        let mut failures = self.failures.lock().expect("failures lock");
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        Duration::from_millis(500u64.saturating_mul(1 << (*n).min(10))).min(Duration::from_secs(300))
+    }
+
+    fn succeeded(&self, key: &str) {
+        let mut failures = self.failures.lock().expect("failures lock");
+        if !failures.is_empty() {
+            failures.remove(key);
+        }
+    }
+}
+
+/// Common end of every reconcile: metrics, and backoff state reset on success.
+pub fn error_policy<K: Resource<DynamicType = ()>>(controller: &'static str, obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{controller}/{}", ObjectRef::from_obj(obj.as_ref()));
+    ctx.metrics.error(controller, &err.metric_label());
+    let delay = ctx.backoff(key.clone());
+    tracing::warn!(object = %key, error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// A watch cache shared by several controllers.
+struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    writer: Option<reflector::store::Writer<K>>,
+}
+
+const SUBSCRIBE_BUFFER: usize = 4096;
+
+impl<K> Shared<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    fn new() -> Self {
+        let (store, writer) = reflector::store_shared(SUBSCRIBE_BUFFER);
+        Shared { store, writer: Some(writer) }
+    }
+
+    fn subscribe(&mut self) -> reflector::ReflectHandle<K> {
+        self.writer.as_ref().expect("subscribe before start").subscribe().expect("a shared writer hands out subscriptions")
+    }
+
+    /// Starts the watch feeding this cache.
+    fn start(&mut self, api: Api<K>, cfg: watcher::Config) {
+        let writer = self.writer.take().expect("started once");
+        tokio::spawn(watcher(api, cfg).default_backoff().reflect_shared(writer).for_each(|ev| async move {
+            if let Err(e) = ev {
+                tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+            }
+        }));
+    }
 }
 
 /// Runs the operator until SIGINT/SIGTERM.
-pub fn run_blocking(_args: RunArgs) -> ExitCode {
-    eprintln!("the operator's controllers are not wired yet");
-    ExitCode::FAILURE
+pub fn run_blocking(args: RunArgs) -> ExitCode {
+    init_tracing(&args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run(args: RunArgs) -> Result<(), Error> {
+    let client = Client::try_default().await.map_err(Error::Kube)?;
+    let metrics = Arc::new(metrics::Metrics::default());
+
+    let mut projects = Shared::<Project>::new();
+    let mut customers = Shared::<Customer>::new();
+    let mut memberships = Shared::<ProjectMembership>::new();
+    let mut namespaces = Shared::<Namespace>::new();
+    let mut role_bindings = Shared::<RoleBinding>::new();
+    let mut quotas = Shared::<ResourceQuota>::new();
+    let mut limit_ranges = Shared::<LimitRange>::new();
+    let mut cluster_roles = Shared::<ClusterRole>::new();
+    let mut cluster_role_bindings = Shared::<ClusterRoleBinding>::new();
+
+    let caches = Caches {
+        projects: projects.store.clone(),
+        customers: customers.store.clone(),
+        memberships: memberships.store.clone(),
+        namespaces: namespaces.store.clone(),
+        role_bindings: role_bindings.store.clone(),
+        quotas: quotas.store.clone(),
+        limit_ranges: limit_ranges.store.clone(),
+        cluster_roles: cluster_roles.store.clone(),
+        cluster_role_bindings: cluster_role_bindings.store.clone(),
+    };
+
+    let mut kinds: Vec<String> =
+        if args.count_kinds.is_empty() { inventory::DEFAULT_COUNTED_KINDS.iter().map(|s| s.to_string()).collect() } else { args.count_kinds.clone() };
+    kinds.extend(args.count_extra_kinds.iter().cloned());
+    kinds.sort();
+    kinds.dedup();
+    let inventory = Arc::new(inventory::Inventory::default());
+    let (changed_tx, changed_rx) = futures::channel::mpsc::unbounded::<String>();
+
+    let reporter = Reporter { controller: "tenancy-operator".into(), instance: std::env::var("POD_NAME").ok() };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config: desired::Config {
+            roles: RoleNames { manager: args.manager_role.clone(), administrator: args.administrator_role.clone(), member: args.member_role.clone() },
+        },
+        clock: args.clock_offset_file.clone().map(Clock::with_offset_file).unwrap_or_default(),
+        metrics: metrics.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        caches: caches.clone(),
+        inventory: inventory.clone(),
+        failures: Mutex::new(HashMap::new()),
+    });
+
+    // Subscriptions must be taken before the watches start.
+    let project_ctrl = project::controller(
+        &ctx,
+        project::Streams {
+            projects: projects.subscribe(),
+            customers: customers.subscribe(),
+            memberships: memberships.subscribe(),
+            namespaces: namespaces.subscribe(),
+            role_bindings: role_bindings.subscribe(),
+            quotas: quotas.subscribe(),
+            limit_ranges: limit_ranges.subscribe(),
+            cluster_roles: cluster_roles.subscribe(),
+            cluster_role_bindings: cluster_role_bindings.subscribe(),
+            namespace_changes: changed_rx,
+        },
+        args.concurrency,
+    );
+    let membership_ctrl = membership::controller(&ctx, memberships.subscribe(), projects.subscribe(), namespaces.subscribe(), role_bindings.subscribe(), args.concurrency);
+    let customer_ctrl = customer::controller(&ctx, customers.subscribe(), projects.subscribe(), namespaces.subscribe(), cluster_roles.subscribe(), cluster_role_bindings.subscribe(), args.concurrency);
+
+    let managed = watcher::Config::default().labels(labels::MANAGED_SELECTOR).any_semantic();
+    let all = watcher::Config::default().any_semantic();
+    projects.start(Api::all(client.clone()), all.clone());
+    customers.start(Api::all(client.clone()), all.clone());
+    memberships.start(Api::all(client.clone()), all.clone());
+    namespaces.start(Api::all(client.clone()), all.clone());
+    role_bindings.start(Api::all(client.clone()), managed.clone());
+    quotas.start(Api::all(client.clone()), managed.clone());
+    limit_ranges.start(Api::all(client.clone()), managed.clone());
+    cluster_roles.start(Api::all(client.clone()), managed.clone());
+    cluster_role_bindings.start(Api::all(client.clone()), managed);
+    inventory::start(client.clone(), inventory.clone(), &kinds, changed_tx);
+
+    let refresh: Arc<dyn Fn() + Send + Sync> = {
+        let (projects, metrics) = (caches.projects.clone(), metrics.clone());
+        Arc::new(move || project::record_phases(&projects, &metrics))
+    };
+    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), refresh));
+
+    // Ready once every cache has listed once.
+    {
+        let (caches, metrics, inventory) = (caches.clone(), metrics.clone(), inventory.clone());
+        tokio::spawn(async move {
+            let _ = futures::join!(
+                caches.projects.wait_until_ready(),
+                caches.customers.wait_until_ready(),
+                caches.memberships.wait_until_ready(),
+                caches.namespaces.wait_until_ready(),
+                caches.role_bindings.wait_until_ready(),
+                caches.quotas.wait_until_ready(),
+                caches.limit_ranges.wait_until_ready(),
+                caches.cluster_roles.wait_until_ready(),
+                caches.cluster_role_bindings.wait_until_ready(),
+            );
+            while !inventory.synced() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            metrics.set_ready();
+            tracing::info!("caches synced; operator ready");
+        });
+    }
+
+    tracing::info!(counted_kinds = ?kinds, "tenancy-operator running");
+    tokio::select! {
+        _ = project_ctrl => tracing::error!("project controller stopped"),
+        _ = membership_ctrl => tracing::error!("membership controller stopped"),
+        _ = customer_ctrl => tracing::error!("customer controller stopped"),
+        r = server => return Err(Error::Invalid(format!("metrics server stopped: {r:?}"))),
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+/// The controller configuration every controller here uses.
+pub fn controller_config(concurrency: u16) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(concurrency).debounce(Duration::from_millis(100))
+}
+
+/// Logs a reconcile's outcome (the controllers' streams must be polled).
+pub async fn drain<S, T, E>(name: &'static str, stream: S)
+where
+    S: futures::Stream<Item = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    stream
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(controller = name, error = %e, "reconcile error");
+            }
+        })
+        .await
 }

@@ -1,0 +1,177 @@
+//! Writing children: server-side apply only when the cached object differs from the desired one,
+//! so a reconcile with nothing to change makes no write request.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::ApiResource;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{Context, Error};
+use crate::desired::FIELD_MANAGER;
+use crate::desired::quantity::same_quantity;
+
+/// Paths (dot-separated, from the object root) of maps the operator owns whole: a key missing
+/// from the desired map must also be missing from the live one.
+const OWNED_MAPS: &[&str] = &["spec.hard"];
+
+/// Whether `actual` already holds everything in `desired`.
+///
+/// Maps: every desired key is present and covered (extra keys are someone else's, or defaults),
+/// except the maps in [`OWNED_MAPS`], whose key sets must match. Lists under `metadata` (owner
+/// references, finalizers): every desired item is covered by some live item. Other lists: same
+/// length, item by item. Strings that are both quantities compare by value (`1000m` == `1`).
+pub fn covers(actual: &Value, desired: &Value) -> bool {
+    covers_at(actual, desired, "")
+}
+
+fn covers_at(actual: &Value, desired: &Value, path: &str) -> bool {
+    match (actual, desired) {
+        (_, Value::Null) => true,
+        (Value::Null, Value::Array(d)) => d.is_empty(),
+        (Value::Null, Value::Object(d)) => d.is_empty(),
+        (Value::Object(a), Value::Object(d)) => {
+            if OWNED_MAPS.contains(&path) && a.keys().any(|k| !d.contains_key(k)) {
+                return false;
+            }
+            d.iter().all(|(k, dv)| {
+                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                match a.get(k) {
+                    Some(av) => covers_at(av, dv, &child),
+                    None => dv.is_null() || dv.as_object().is_some_and(|o| o.is_empty()) || dv.as_array().is_some_and(|l| l.is_empty()),
+                }
+            })
+        }
+        (Value::Array(a), Value::Array(d)) if path.starts_with("metadata.") => {
+            d.iter().all(|dv| a.iter().any(|av| covers_at(av, dv, path)))
+        }
+        (Value::Array(a), Value::Array(d)) => a.len() == d.len() && a.iter().zip(d).all(|(av, dv)| covers_at(av, dv, path)),
+        (Value::String(a), Value::String(d)) => a == d || same_quantity(a, d),
+        (Value::Number(a), Value::String(d)) | (Value::String(d), Value::Number(a)) => same_quantity(&a.to_string(), d),
+        (a, d) => a == d,
+    }
+}
+
+fn dynamic_api<K: Resource<DynamicType = ()>>(ctx: &Context, namespace: Option<&str>) -> Api<DynamicObject> {
+    let ar = ApiResource::erase::<K>(&());
+    match namespace {
+        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
+        None => Api::all_with(ctx.client.clone(), &ar),
+    }
+}
+
+/// Applies `desired` unless `current` (from a watch cache) already covers it. Returns whether a
+/// write was made.
+pub async fn ensure<K>(ctx: &Context, current: Option<Arc<K>>, desired: &K) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let want = serde_json::to_value(desired).map_err(Error::Serialization)?;
+    if let Some(cur) = &current {
+        let have = serde_json::to_value(cur.as_ref()).map_err(Error::Serialization)?;
+        if covers(&have, &want) {
+            return Ok(false);
+        }
+    }
+    let name = desired.name_any();
+    let api = dynamic_api::<K>(ctx, desired.meta().namespace.as_deref());
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&want)).await.map_err(Error::Kube)?;
+    ctx.metrics.write(K::kind(&()).as_ref(), if current.is_some() { "patch" } else { "create" });
+    Ok(true)
+}
+
+/// Deletes an object the operator made that is no longer desired. Gone already is fine.
+pub async fn remove<K>(ctx: &Context, obj: &K) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let api = dynamic_api::<K>(ctx, obj.meta().namespace.as_deref());
+    match api.delete(&obj.name_any(), &DeleteParams::background()).await {
+        Ok(_) => {
+            ctx.metrics.write(K::kind(&()).as_ref(), "delete");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::Kube(e)),
+    }
+}
+
+/// Server-side applies a status, unless it equals the one already there.
+pub async fn ensure_status<K, S>(ctx: &Context, obj: &K, current: Option<&S>, status: &S) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = ()>,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": obj.name_any()},
+        "status": status,
+    });
+    let api = dynamic_api::<K>(ctx, obj.meta().namespace.as_deref());
+    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::Kube)?;
+    ctx.metrics.write(&format!("{}/status", K::kind(&())), "patch");
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn extra_live_fields_and_defaults_are_covered() {
+        let actual = json!({"metadata": {"name": "a", "labels": {"x": "1", "other": "2"}, "uid": "u"}, "spec": {"finalizers": ["kubernetes"]}});
+        let desired = json!({"metadata": {"name": "a", "labels": {"x": "1"}}});
+        assert!(covers(&actual, &desired));
+    }
+
+    #[test]
+    fn a_changed_or_missing_label_is_not_covered() {
+        let actual = json!({"metadata": {"labels": {"x": "2"}}});
+        assert!(!covers(&actual, &json!({"metadata": {"labels": {"x": "1"}}})));
+        assert!(!covers(&json!({"metadata": {}}), &json!({"metadata": {"labels": {"x": "1"}}})));
+    }
+
+    #[test]
+    fn quantities_compare_by_value() {
+        let actual = json!({"spec": {"hard": {"cpu": "1", "memory": "1Gi"}}});
+        let desired = json!({"spec": {"hard": {"cpu": "1000m", "memory": "1024Mi"}}});
+        assert!(covers(&actual, &desired));
+    }
+
+    #[test]
+    fn a_quota_key_the_operator_no_longer_wants_is_not_covered() {
+        let actual = json!({"spec": {"hard": {"cpu": "1", "pods": "0"}}});
+        assert!(!covers(&actual, &json!({"spec": {"hard": {"cpu": "1"}}})));
+    }
+
+    #[test]
+    fn subject_lists_must_match_exactly() {
+        let actual = json!({"subjects": [{"kind": "User", "name": "a", "apiGroup": "rbac.authorization.k8s.io"}]});
+        assert!(covers(&actual, &json!({"subjects": [{"kind": "User", "name": "a"}]})));
+        assert!(!covers(&actual, &json!({"subjects": [{"kind": "User", "name": "a"}, {"kind": "User", "name": "b"}]})));
+        assert!(!covers(&json!({"subjects": [{"kind": "User", "name": "a"}, {"kind": "User", "name": "b"}]}), &json!({"subjects": [{"kind": "User", "name": "a"}]})));
+    }
+
+    #[test]
+    fn someone_elses_owner_reference_does_not_cause_a_write() {
+        let actual = json!({"metadata": {"ownerReferences": [{"uid": "other"}, {"uid": "ours", "kind": "Project"}]}});
+        assert!(covers(&actual, &json!({"metadata": {"ownerReferences": [{"uid": "ours", "kind": "Project"}]}})));
+    }
+
+    #[test]
+    fn empty_desired_collections_match_absent_ones() {
+        assert!(covers(&json!({"subjects": null}), &json!({"subjects": []})));
+        assert!(covers(&json!({}), &json!({"subjects": []})));
+    }
+}

@@ -1,0 +1,176 @@
+//! The Customer reconciler: access for owners and support to the Customer itself, and status
+//! aggregated over its projects.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Future;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::ResourceExt;
+use kube::runtime::Controller;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::ReflectHandle;
+
+use super::conditions::{Conditions, is_true};
+use super::{Context, Error, apply};
+use crate::api::customer::ProjectCounts;
+use crate::api::{Customer, CustomerStatus, Project};
+use crate::desired::access;
+use crate::desired::labels;
+use crate::desired::quantity::Milli;
+use crate::lifecycle;
+
+pub const CONTROLLER: &str = "customer";
+
+/// Builds the controller; the returned future runs it.
+pub fn controller(
+    ctx: &Arc<Context>,
+    customers: ReflectHandle<Customer>,
+    projects: ReflectHandle<Project>,
+    namespaces: ReflectHandle<Namespace>,
+    cluster_roles: ReflectHandle<ClusterRole>,
+    cluster_role_bindings: ReflectHandle<ClusterRoleBinding>,
+    concurrency: u16,
+) -> impl Future<Output = ()> + use<> {
+    let controller = Controller::for_shared_stream(customers, ctx.caches.customers.clone())
+        .with_config(super::controller_config(concurrency))
+        .watches_shared_stream(projects, |p: Arc<Project>| Some(ObjectRef::new(&p.spec.customer)))
+        .watches_shared_stream(namespaces, |n: Arc<Namespace>| n.labels().get(labels::CUSTOMER).map(|c| ObjectRef::new(c)))
+        .owns_shared_stream(cluster_roles)
+        .owns_shared_stream(cluster_role_bindings);
+    let ctx = ctx.clone();
+    async move {
+        let stream = controller.run(reconcile, |c, e, x| super::error_policy(CONTROLLER, c, e, x), ctx);
+        super::drain(CONTROLLER, stream).await
+    }
+}
+
+/// Adds quantity maps key by key.
+pub fn sum_maps<'a>(maps: impl IntoIterator<Item = BTreeMap<String, Milli>>) -> BTreeMap<String, Milli> {
+    let mut out: BTreeMap<String, Milli> = BTreeMap::new();
+    for m in maps {
+        for (k, v) in m {
+            *out.entry(k).or_default() += v;
+        }
+    }
+    out
+}
+
+/// A project's `spec.quota.hard` as numbers (values that do not parse are left out; the
+/// schema refuses them anyway).
+pub fn allocation_of(p: &Project) -> BTreeMap<String, Milli> {
+    p.spec
+        .quota
+        .as_ref()
+        .map(|q| q.hard.iter().filter_map(|(k, v)| Milli::parse(&v.0).ok().map(|m| (k.clone(), m))).collect())
+        .unwrap_or_default()
+}
+
+fn strings(m: BTreeMap<String, Milli>) -> BTreeMap<String, String> {
+    m.into_iter().map(|(k, v)| (k, v.to_string())).collect()
+}
+
+async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let name = customer.name_any();
+    if customer.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let now = ctx.clock.now();
+    let caches = &ctx.caches;
+
+    let (roles, bindings) = access::customer_access(&customer, now);
+    for role in &roles {
+        apply::ensure(&ctx, caches.cluster_roles.get(&ObjectRef::new(&role.name_any())), role).await?;
+    }
+    for binding in &bindings {
+        apply::ensure(&ctx, caches.cluster_role_bindings.get(&ObjectRef::new(&binding.name_any())), binding).await?;
+    }
+
+    let projects: Vec<Arc<Project>> = caches.projects.state().into_iter().filter(|p| p.spec.customer == name).collect();
+    let active: Vec<&Arc<Project>> = projects.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+    let terminated = caches
+        .namespaces
+        .state()
+        .iter()
+        .filter(|n| {
+            let l = n.labels();
+            l.get(labels::CUSTOMER) == Some(&name)
+                && l.get(labels::STATE).map(String::as_str) == Some("terminated")
+                && !active.iter().any(|p| p.name_any() == n.name_any())
+        })
+        .count();
+    let allocated = sum_maps(active.iter().map(|p| allocation_of(p)));
+    let usage = sum_maps(active.iter().map(|p| {
+        p.status.as_ref().map(|s| s.usage.iter().filter_map(|(k, v)| Milli::parse(v).ok().map(|m| (k.clone(), m))).collect()).unwrap_or_default()
+    }));
+    let resources: i64 = active.iter().filter_map(|p| p.status.as_ref().and_then(|s| s.resources_count)).sum();
+
+    let previous = customer.status.clone().unwrap_or_default();
+    let mut conds = Conditions::new(&previous.conditions, customer.metadata.generation, now);
+    let over: Vec<String> = customer
+        .spec
+        .quota
+        .as_ref()
+        .map(|q| {
+            let mut over: Vec<String> = q
+                .hard
+                .iter()
+                .filter_map(|(k, limit)| {
+                    let limit = Milli::parse(&limit.0).ok()?;
+                    let used = allocated.get(k).copied().unwrap_or_default();
+                    (used > limit).then(|| format!("{k}: {used} allocated of {limit}"))
+                })
+                .collect();
+            if let Some(max) = q.projects
+                && active.len() as i64 > i64::from(max)
+            {
+                over.push(format!("projects: {} of {max}", active.len()));
+            }
+            over
+        })
+        .unwrap_or_default();
+    if over.is_empty() {
+        conds.set("QuotaWithinLimits", true, "WithinLimits", "the projects' quotas fit the customer's quota");
+    } else {
+        conds.set("QuotaWithinLimits", false, "Oversubscribed", format!("allocated beyond the customer's quota: {}", over.join(", ")));
+    }
+    let not_ready: Vec<String> =
+        active.iter().filter(|p| !p.status.as_ref().is_some_and(|s| is_true(&s.conditions, "Ready"))).map(|p| p.name_any()).collect();
+    if not_ready.is_empty() {
+        conds.set("Ready", true, "Reconciled", format!("{} projects ready", active.len()));
+    } else {
+        conds.set("Ready", false, "ProjectsProgressing", format!("projects not ready yet: {}", not_ready.join(", ")));
+    }
+    let status = CustomerStatus {
+        observed_generation: customer.metadata.generation,
+        conditions: conds.finish(),
+        projects: Some(ProjectCounts { active: active.len() as i32, terminated: terminated as i32 }),
+        resources_count: Some(resources),
+        allocated: strings(allocated),
+        usage: strings(usage),
+    };
+    apply::ensure_status(&ctx, customer.as_ref(), customer.status.as_ref(), &status).await?;
+    ctx.succeeded(&format!("{CONTROLLER}/{name}"));
+
+    let expiries = customer.spec.owners.iter().chain(customer.spec.support.iter()).map(|h| h.expiration_time.as_ref().map(|t| t.0));
+    Ok(match lifecycle::earliest_after(now, expiries) {
+        Some(at) => Action::requeue(lifecycle::until(now, at).min(Duration::from_secs(3600))),
+        None => Action::requeue(Duration::from_secs(3600)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocations_add_up_by_resource() {
+        let m = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), Milli::parse(v).unwrap())).collect::<BTreeMap<_, _>>();
+        let total = sum_maps([m(&[("requests.cpu", "2"), ("requests.memory", "1Gi")]), m(&[("requests.cpu", "500m")])]);
+        assert_eq!(strings(total), BTreeMap::from([("requests.cpu".into(), "2500m".into()), ("requests.memory".into(), "1Gi".into())]));
+    }
+}

@@ -1,0 +1,387 @@
+//! The Project reconciler: namespace, quota, limits, customer-role bindings, per-project access
+//! roles, and a status that tells the truth.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::{Future, StreamExt};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use kube::ResourceExt;
+use kube::runtime::Controller;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ReflectHandle;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::conditions::Conditions;
+use super::inventory::NamespaceContents;
+use super::metrics::{Metrics, PhaseLabel};
+use super::{Context, Error, apply};
+use crate::api::project::{CustomerSummary, MemberCounts, QuotaStatus};
+use crate::api::{Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase, ProjectRole, ProjectStatus};
+use crate::desired::access::{self, Grant, ProjectAudience};
+use crate::desired::namespace::{self as ns_desired, Freeze, NamespaceState};
+use crate::desired::labels;
+use crate::lifecycle::{self, Dates, Schedule};
+
+pub const CONTROLLER: &str = "project";
+
+/// The shared streams the Project controller is triggered by.
+pub struct Streams {
+    pub projects: ReflectHandle<Project>,
+    pub customers: ReflectHandle<Customer>,
+    pub memberships: ReflectHandle<ProjectMembership>,
+    pub namespaces: ReflectHandle<Namespace>,
+    pub role_bindings: ReflectHandle<RoleBinding>,
+    pub quotas: ReflectHandle<ResourceQuota>,
+    pub limit_ranges: ReflectHandle<LimitRange>,
+    pub cluster_roles: ReflectHandle<ClusterRole>,
+    pub cluster_role_bindings: ReflectHandle<ClusterRoleBinding>,
+    /// Namespaces whose counted contents changed.
+    pub namespace_changes: UnboundedReceiver<String>,
+}
+
+fn project_ref(name: &str) -> ObjectRef<Project> {
+    ObjectRef::new(name)
+}
+
+/// Builds the controller; the returned future runs it.
+pub fn controller(ctx: &Arc<Context>, s: Streams, concurrency: u16) -> impl Future<Output = ()> + use<> {
+    let projects = ctx.caches.projects.clone();
+    let by_customer = move |c: Arc<Customer>| {
+        let name = c.name_any();
+        projects.state().into_iter().filter(|p| p.spec.customer == name).map(|p| ObjectRef::from_obj(p.as_ref())).collect::<Vec<_>>()
+    };
+    let project_label = |obj: &dyn LabelSource| obj.project_label().map(|p| project_ref(&p));
+    let controller = Controller::for_shared_stream(s.projects, ctx.caches.projects.clone())
+        .with_config(super::controller_config(concurrency))
+        .watches_shared_stream(s.customers, by_customer)
+        .watches_shared_stream(s.memberships, |m: Arc<ProjectMembership>| m.namespace().map(|n| project_ref(&n)))
+        .watches_shared_stream(s.namespaces, move |n: Arc<Namespace>| {
+            // A namespace of ours, or any namespace named like a project (conflicts, deletions).
+            project_label(n.as_ref()).or_else(|| Some(project_ref(&n.name_any())))
+        })
+        .owns_shared_stream(s.role_bindings)
+        .owns_shared_stream(s.quotas)
+        .owns_shared_stream(s.limit_ranges)
+        .owns_shared_stream(s.cluster_roles)
+        .owns_shared_stream(s.cluster_role_bindings)
+        .reconcile_on(s.namespace_changes.map(|ns| project_ref(&ns)));
+    let ctx = ctx.clone();
+    async move {
+        let stream = controller.run(reconcile, |p, e, c| super::error_policy(CONTROLLER, p, e, c), ctx);
+        super::drain(CONTROLLER, stream).await
+    }
+}
+
+trait LabelSource {
+    fn project_label(&self) -> Option<String>;
+}
+
+impl<K: ResourceExt> LabelSource for K {
+    fn project_label(&self) -> Option<String> {
+        self.labels().get(labels::PROJECT).cloned()
+    }
+}
+
+/// Updates the projects-by-phase gauge from the cache.
+pub fn record_phases(projects: &Store<Project>, metrics: &Metrics) {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for p in projects.state() {
+        let phase = p.status.as_ref().and_then(|s| s.phase).map(|p| format!("{p:?}")).unwrap_or_else(|| "Unknown".into());
+        *counts.entry(phase).or_default() += 1;
+    }
+    for phase in ["Pending", "Scheduled", "Active", "Finished", "Expired", "Conflict", "Terminating", "Unknown"] {
+        metrics.projects.get_or_create(&PhaseLabel { phase: phase.into() }).set(counts.get(phase).copied().unwrap_or(0));
+    }
+}
+
+/// Memberships of a project's namespace, with what each grants now.
+pub fn grants<'a>(memberships: &'a [Arc<ProjectMembership>], binds: bool, now: Timestamp) -> Vec<(&'a ProjectMembership, Grant)> {
+    let siblings: Vec<&ProjectMembership> = memberships.iter().map(|m| m.as_ref()).collect();
+    siblings.iter().map(|m| (*m, access::evaluate(m, &siblings, binds, now))).collect()
+}
+
+/// Members by role, from the grants.
+pub fn member_counts(grants: &[(&ProjectMembership, Grant)]) -> MemberCounts {
+    let mut c = MemberCounts::default();
+    for (m, g) in grants {
+        match g {
+            Grant::Active => {
+                c.total += 1;
+                match m.spec.role {
+                    ProjectRole::Manager => c.managers += 1,
+                    ProjectRole::Administrator => c.administrators += 1,
+                    ProjectRole::Member => c.members += 1,
+                }
+            }
+            Grant::Pending => c.pending += 1,
+            _ => {}
+        }
+    }
+    c
+}
+
+/// The status fields that come from what the namespace holds.
+pub fn usage_of(contents: &NamespaceContents) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("cpu".to_string(), contents.cpu.to_string()),
+        ("memory".to_string(), contents.memory.to_string()),
+        ("storage".to_string(), contents.storage.to_string()),
+        ("pods".to_string(), contents.pods().to_string()),
+    ])
+}
+
+fn quota_status(rq: &ResourceQuota) -> Option<QuotaStatus> {
+    let st = rq.status.as_ref()?;
+    let strings = |m: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
+        m.as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()).unwrap_or_default()
+    };
+    Some(QuotaStatus { hard: strings(&st.hard), used: strings(&st.used) })
+}
+
+/// Whether the quota controller has caught up with the quota's spec.
+fn quota_enforced(rq: &ResourceQuota) -> bool {
+    let want = rq.spec.as_ref().and_then(|s| s.hard.as_ref());
+    let have = rq.status.as_ref().and_then(|s| s.hard.as_ref());
+    match (want, have) {
+        (Some(w), Some(h)) => {
+            w.len() == h.len() && w.iter().all(|(k, v)| h.get(k).is_some_and(|hv| crate::desired::quantity::same_quantity(&v.0, &hv.0)))
+        }
+        (None, _) => true,
+        _ => false,
+    }
+}
+
+pub fn customer_summary(c: &Customer) -> CustomerSummary {
+    CustomerSummary {
+        name: c.name_any(),
+        display_name: c.spec.display_name.clone(),
+        native_name: c.spec.native_name.clone(),
+        abbreviation: c.spec.abbreviation.clone(),
+        display_billing_info_in_projects: c.spec.display_billing_info_in_projects.unwrap_or(false),
+    }
+}
+
+/// Effective grace: the project's, else its customer's, else 0.
+pub fn effective_grace_days(p: &Project, c: Option<&Customer>) -> i32 {
+    p.spec.grace_period_days.or_else(|| c.and_then(|c| c.spec.grace_period_days)).unwrap_or(0)
+}
+
+pub fn dates_of(p: &Project, grace: i32) -> Dates {
+    let parse = |d: &Option<String>| d.as_deref().and_then(|s| lifecycle::parse_date(s).ok());
+    Dates::resolve(parse(&p.spec.start_date), parse(&p.spec.end_date), grace)
+}
+
+async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let name = project.name_any();
+    let key = format!("{CONTROLLER}/{name}");
+    if project.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let now = ctx.clock.now();
+    let caches = &ctx.caches;
+    let customer = caches.customers.get(&ObjectRef::new(&project.spec.customer));
+    let previous = project.status.clone().unwrap_or_default();
+    let generation = project.metadata.generation;
+    let namespace = caches.namespaces.get(&ObjectRef::new(&name));
+
+    // Never adopt a namespace someone else created.
+    let ours = |n: &Namespace| {
+        ns_desired::namespace_belongs_to(n, &name)
+            || (previous.namespace.as_deref() == Some(name.as_str()) && previous.phase != Some(ProjectPhase::Conflict))
+    };
+    if let Some(n) = &namespace
+        && !ours(n)
+    {
+        return conflict(&project, &ctx, &previous, now).await;
+    }
+
+    let grace = effective_grace_days(&project, customer.as_deref());
+    let dates = dates_of(&project, grace);
+    let schedule = dates.schedule(now);
+    let freeze = if schedule == Schedule::NotStarted { Freeze::NoPods } else { Freeze::None };
+
+    // Namespace.
+    let want_ns = ns_desired::namespace_for(&project, NamespaceState::Active, matches!(schedule, Schedule::InGrace | Schedule::Expired));
+    if apply::ensure(&ctx, namespace.clone(), &want_ns).await? && namespace.is_none() {
+        ctx.event(project.as_ref(), EventType::Normal, "NamespaceCreated", format!("created namespace {name}")).await;
+    }
+    let namespace_active = namespace.as_ref().is_some_and(|n| n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Active"));
+
+    // Quota and limits.
+    let quota_ref = ObjectRef::<ResourceQuota>::new(ns_desired::QUOTA_NAME).within(&name);
+    let current_quota = caches.quotas.get(&quota_ref);
+    match ns_desired::resource_quota_for(&project, freeze) {
+        Some(q) => {
+            apply::ensure(&ctx, current_quota.clone(), &q).await?;
+        }
+        None => {
+            if let Some(q) = &current_quota {
+                apply::remove(&ctx, q.as_ref()).await?;
+            }
+        }
+    }
+    let limits_ref = ObjectRef::<LimitRange>::new(ns_desired::LIMITS_NAME).within(&name);
+    let current_limits = caches.limit_ranges.get(&limits_ref);
+    match ns_desired::limit_range_for(&project) {
+        Some(l) => {
+            apply::ensure(&ctx, current_limits, &l).await?;
+        }
+        None => {
+            if let Some(l) = &current_limits {
+                apply::remove(&ctx, l.as_ref()).await?;
+            }
+        }
+    }
+
+    // Customer owners and support.
+    let wanted_bindings = customer.as_ref().map(|c| access::customer_bindings(&project, c, &ctx.config.roles, now)).unwrap_or_default();
+    let wanted_names: BTreeSet<String> = wanted_bindings.iter().map(|b| b.name_any()).collect();
+    for rb in &wanted_bindings {
+        let current = caches.role_bindings.get(&ObjectRef::new(&rb.name_any()).within(&name));
+        apply::ensure(&ctx, current, rb).await?;
+    }
+    for rb in caches.role_bindings.state() {
+        let part = rb.labels().get(labels::PART).map(String::as_str);
+        if rb.namespace().as_deref() == Some(name.as_str())
+            && rb.project_label().as_deref() == Some(name.as_str())
+            && matches!(part, Some("owner" | "support"))
+            && !wanted_names.contains(&rb.name_any())
+        {
+            apply::remove(&ctx, rb.as_ref()).await?;
+        }
+    }
+
+    // Members, and the per-project access roles.
+    let memberships: Vec<Arc<ProjectMembership>> =
+        caches.memberships.state().into_iter().filter(|m| m.namespace().as_deref() == Some(name.as_str())).collect();
+    let grants = grants(&memberships, true, now);
+    let active: Vec<&ProjectMembership> = grants.iter().filter(|(_, g)| *g == Grant::Active).map(|(m, _)| *m).collect();
+    let audience = ProjectAudience::of(&active, customer.as_deref(), now);
+    let (roles, bindings) = access::project_access(&project, &audience);
+    for role in &roles {
+        apply::ensure(&ctx, caches.cluster_roles.get(&ObjectRef::new(&role.name_any())), role).await?;
+    }
+    for binding in &bindings {
+        apply::ensure(&ctx, caches.cluster_role_bindings.get(&ObjectRef::new(&binding.name_any())), binding).await?;
+    }
+
+    // Status.
+    let contents = ctx.inventory.contents(&name);
+    let mut conds = Conditions::new(&previous.conditions, generation, now);
+    conds.set("NamespaceConflict", false, "NamespaceOwned", format!("namespace {name} belongs to this project"));
+    if namespace_active {
+        conds.set("NamespaceReady", true, "Active", format!("namespace {name} is active"));
+    } else {
+        conds.set("NamespaceReady", false, "Creating", format!("waiting for namespace {name}"));
+    }
+    match &customer {
+        Some(_) => conds.set("AccessReady", true, "Bound", format!("{} members and customer roles bound", audience.readers.len())),
+        None => conds.set(
+            "AccessReady",
+            false,
+            "CustomerNotFound",
+            format!("customer {:?} does not exist: create it, or set spec.customer to an existing customer", project.spec.customer),
+        ),
+    };
+    let quota_ready = match (ns_desired::resource_quota_for(&project, freeze), &current_quota) {
+        (None, _) => true,
+        (Some(_), Some(q)) => quota_enforced(q),
+        (Some(_), None) => false,
+    };
+    if quota_ready {
+        conds.set("QuotaReady", true, "Enforced", "the namespace's quota is enforced");
+    } else {
+        conds.set("QuotaReady", false, "Waiting", "waiting for the quota controller to enforce tenancy-quota");
+    }
+    let ready = namespace_active && customer.is_some() && quota_ready;
+    let phase = if !ready {
+        ProjectPhase::Pending
+    } else {
+        match schedule {
+            Schedule::NotStarted => ProjectPhase::Scheduled,
+            Schedule::Running => ProjectPhase::Active,
+            Schedule::InGrace => ProjectPhase::Finished,
+            Schedule::Expired => ProjectPhase::Expired,
+        }
+    };
+    if ready {
+        conds.set("Ready", true, "Reconciled", format!("project {name} is {phase:?}"));
+    } else {
+        let why = ["NamespaceReady", "AccessReady", "QuotaReady"].into_iter().filter(|t| !conds.is_true(t)).collect::<Vec<_>>().join(", ");
+        conds.set("Ready", false, "Progressing", format!("waiting for {why}"));
+    }
+
+    let status = ProjectStatus {
+        observed_generation: generation,
+        phase: Some(phase),
+        conditions: conds.finish(),
+        namespace: Some(name.clone()),
+        customer: customer.as_deref().map(customer_summary),
+        oecd_fos_2007_label: project.spec.oecd_fos_2007_code.map(|c| c.label().to_string()),
+        resources_count: Some(contents.total()),
+        resource_counts: contents.counts.clone(),
+        members: Some(member_counts(&grants)),
+        quota: current_quota.as_deref().and_then(quota_status),
+        usage: usage_of(&contents),
+        effective_grace_period_days: Some(grace),
+        effective_end_date: dates.effective_end_date.map(|d| d.to_string()),
+        end_date_requested_by: project.annotations().get(crate::desired::annotations::END_DATE_REQUESTED_BY).cloned(),
+        termination: previous.termination.clone(),
+        recovery: previous.recovery.clone(),
+        last_move: previous.last_move.clone(),
+        suspension: previous.suspension.clone(),
+    };
+    apply::ensure_status(&ctx, project.as_ref(), project.status.as_ref(), &status).await?;
+    ctx.succeeded(&key);
+
+    // Wake up exactly at the next instant something changes.
+    let member_expiries = memberships
+        .iter()
+        .filter(|m| m.status.as_ref().and_then(|s| s.phase) != Some(MembershipPhase::Revoked))
+        .map(|m| m.spec.expiration_time.as_ref().map(|t| t.0));
+    let holder_expiries = customer
+        .iter()
+        .flat_map(|c| c.spec.owners.iter().chain(c.spec.support.iter()))
+        .map(|h| h.expiration_time.as_ref().map(|t| t.0));
+    let next = lifecycle::earliest_after(now, member_expiries.chain(holder_expiries).chain([dates.next_boundary(now)]));
+    Ok(match next {
+        Some(at) => Action::requeue(lifecycle::until(now, at).min(Duration::from_secs(3600))),
+        None => Action::requeue(Duration::from_secs(3600)),
+    })
+}
+
+/// The namespace exists and was not created for this project: bind nothing, say so.
+async fn conflict(project: &Project, ctx: &Context, previous: &ProjectStatus, now: Timestamp) -> Result<Action, Error> {
+    let name = project.name_any();
+    let mut conds = Conditions::new(&previous.conditions, project.metadata.generation, now);
+    let msg = format!(
+        "namespace {name} already exists and was not created for this project; nothing is bound in it. Choose another project name, or delete the namespace if it is unused"
+    );
+    conds.set("NamespaceConflict", true, "NamespaceExists", msg.clone());
+    conds.set("Ready", false, "NamespaceConflict", msg.clone());
+    let status = ProjectStatus {
+        observed_generation: project.metadata.generation,
+        phase: Some(ProjectPhase::Conflict),
+        conditions: conds.finish(),
+        ..Default::default()
+    };
+    if previous.phase != Some(ProjectPhase::Conflict) {
+        ctx.event(project, EventType::Warning, "NamespaceConflict", msg).await;
+    }
+    // Whatever access objects an earlier state left behind go.
+    for role in ctx.caches.cluster_roles.state().into_iter().filter(|r| r.project_label().as_deref() == Some(name.as_str())) {
+        apply::remove(ctx, role.as_ref()).await?;
+    }
+    for b in ctx.caches.cluster_role_bindings.state().into_iter().filter(|r| r.project_label().as_deref() == Some(name.as_str())) {
+        apply::remove(ctx, b.as_ref()).await?;
+    }
+    apply::ensure_status(ctx, project, project.status.as_ref(), &status).await?;
+    Ok(Action::requeue(Duration::from_secs(3600)))
+}
