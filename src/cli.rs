@@ -26,6 +26,8 @@ pub enum Command {
         #[arg(long)]
         check: Option<PathBuf>,
     },
+    /// Start a local control plane with the CRDs, the operator and the examples, until Ctrl-C.
+    Dev(crate::devcluster::dev::DevArgs),
 }
 
 impl Cli {
@@ -33,6 +35,7 @@ impl Cli {
         match self.command {
             Command::Run(args) => crate::controller::run_blocking(args),
             Command::Crd { write, check } => crd_command(write, check),
+            Command::Dev(args) => crate::devcluster::dev::run(args),
         }
     }
 }
@@ -58,7 +61,10 @@ fn crd_command(write: Option<PathBuf>, check: Option<PathBuf>) -> ExitCode {
         for d in drift {
             eprintln!("{d}");
         }
-        eprintln!("run `make crds` (tenancy-operator crd --write {}) and commit the result", dir.display());
+        eprintln!(
+            "run `make crds` (tenancy-operator crd --write {}) and commit the result",
+            dir.display()
+        );
         return ExitCode::FAILURE;
     }
     for crd in &crds {
