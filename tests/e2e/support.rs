@@ -1,0 +1,427 @@
+//! Shared helpers of the end-to-end suite: the [`Env`] every test gets (one control plane for
+//! the whole run, a shared tokio runtime), clients (admin and impersonated), `kubectl`, applying
+//! YAML, polling, access checks, and starting the operator process.
+
+// Helpers for every test module; not each is used by every module at every stage.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::api::{DynamicObject, PostParams};
+use kube::{Api, Client};
+pub use libtest_mimic::{Failed, Trial};
+use tenancy_operator::devcluster::apply::{self, ApplyError};
+use tenancy_operator::devcluster::process::ManagedProcess;
+use tenancy_operator::devcluster::{ControlPlane, ControlPlaneOptions, free_port};
+
+/// What a test returns. Anything that implements Display converts into a failure with `?`.
+pub type TestResult = Result<(), Failed>;
+
+/// Field manager of everything the tests apply.
+pub const FIELD_MANAGER: &str = "tenancy-e2e";
+
+/// Longest a single test may run before it fails as hung.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Everything a test needs, shared by all tests of one run.
+pub struct Env {
+    cluster: Option<ControlPlane>,
+    runtime: tokio::runtime::Runtime,
+    operator: Option<OperatorProcess>,
+}
+
+impl Env {
+    /// Starts the control plane and installs the CRDs. The operator is not started here: see
+    /// [`Env::set_operator`] and [`start_operator`].
+    pub fn start() -> Result<Env, String> {
+        let runtime = runtime()?;
+        let cluster =
+            ControlPlane::start(ControlPlaneOptions::default()).map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        runtime.block_on(async {
+            let client = cluster.client().await;
+            apply::install_crds(
+                &client,
+                &tenancy_operator::api::crds(),
+                FIELD_MANAGER,
+                Duration::from_secs(60),
+            )
+            .await
+            .map_err(|e| format!("installing the CRDs: {e}"))
+        })?;
+        eprintln!(
+            "[e2e] CRDs installed and Established in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        Ok(Env {
+            cluster: Some(cluster),
+            runtime,
+            operator: None,
+        })
+    }
+
+    /// An Env without a cluster, for `--list` (tests are named, never run).
+    pub fn unstarted() -> Result<Env, String> {
+        Ok(Env {
+            cluster: None,
+            runtime: runtime()?,
+            operator: None,
+        })
+    }
+
+    /// Records the operator process the tests run against (call before sharing the Env).
+    pub fn set_operator(&mut self, operator: OperatorProcess) {
+        self.operator = Some(operator);
+    }
+
+    /// The operator process, if the suite started one.
+    pub fn operator(&self) -> Option<&OperatorProcess> {
+        self.operator.as_ref()
+    }
+
+    /// The control plane. Panics in an Env made by [`Env::unstarted`].
+    pub fn cluster(&self) -> &ControlPlane {
+        self.cluster
+            .as_ref()
+            .expect("this Env has no control plane (--list)")
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        self.cluster().kubeconfig()
+    }
+
+    /// The shared multi-thread runtime.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime.handle()
+    }
+
+    /// Runs a future to completion on the shared runtime (from a test thread).
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.handle().block_on(future)
+    }
+
+    /// Stops the operator (if any), then the control plane.
+    pub fn shutdown(mut self) {
+        if let Some(operator) = self.operator.take() {
+            operator.stop();
+        }
+        if let Some(mut cluster) = self.cluster.take() {
+            cluster.stop();
+        }
+        self.runtime.shutdown_timeout(Duration::from_secs(5));
+    }
+
+    /// An admin client (user `admin`, group `system:masters`).
+    pub async fn client(&self) -> Client {
+        self.cluster().client().await
+    }
+
+    /// A client that impersonates `user` in `groups` (the admin may impersonate anyone). The
+    /// apiserver authorizes and admits its requests as that user; `system:authenticated` is
+    /// added by the apiserver.
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> Client {
+        let mut config = self.cluster().client_config();
+        config.auth_info.impersonate = Some(user.to_string());
+        config.auth_info.impersonate_groups = Some(groups.iter().map(|g| g.to_string()).collect());
+        Client::try_from(config).expect("an impersonating client config is valid")
+    }
+
+    /// Runs `kubectl` (from PATH) with the admin kubeconfig.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with_input(args, None)
+    }
+
+    /// Runs `kubectl` with the admin kubeconfig and `input` on its stdin (e.g. `apply -f -`).
+    pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Output {
+        kubectl_with(self.kubeconfig(), args, input)
+    }
+
+    /// Server-side applies every document of a YAML stream as the admin, in order.
+    pub async fn apply_yaml(&self, yaml: &str) -> Result<Vec<DynamicObject>, ApplyError> {
+        apply::apply_yaml(&self.client().await, yaml, FIELD_MANAGER).await
+    }
+
+    /// Deletes objects (in reverse order); already-gone objects are fine.
+    pub async fn delete_objects(&self, objects: &[DynamicObject]) -> Result<(), ApplyError> {
+        let client = self.client().await;
+        for object in objects.iter().rev() {
+            apply::delete_object(&client, object).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether `user` in `groups` may `verb` the `resource` (`pods`, `projects.tenancy.dev`,
+    /// `pods/log`) in `namespace` (None: cluster-wide), as the apiserver's authorizer answers
+    /// a SubjectAccessReview.
+    pub async fn can_i(
+        &self,
+        user: &str,
+        groups: &[&str],
+        verb: &str,
+        resource: &str,
+        namespace: Option<&str>,
+    ) -> bool {
+        let (resource, subresource) = match resource.split_once('/') {
+            Some((r, s)) => (r, Some(s.to_string())),
+            None => (resource, None),
+        };
+        let (resource, group) = match resource.split_once('.') {
+            Some((r, g)) => (r, g),
+            None => (resource, ""),
+        };
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.to_string()),
+                groups: Some(groups.iter().map(|g| g.to_string()).collect()),
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some(group.to_string()),
+                    resource: Some(resource.to_string()),
+                    subresource,
+                    verb: Some(verb.to_string()),
+                    namespace: namespace.map(str::to_string),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: Api<SubjectAccessReview> = Api::all(self.client().await);
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .expect("SubjectAccessReview is always served");
+        answer.status.is_some_and(|s| s.allowed)
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("e2e-runtime")
+        .build()
+        .map_err(|e| format!("starting the tokio runtime: {e}"))
+}
+
+/// Runs `kubectl` from PATH with this kubeconfig. Panics if there is no kubectl.
+pub fn kubectl_with(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run kubectl (is it on PATH?): {e}"));
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.as_bytes())
+            .expect("writing kubectl's stdin");
+    }
+    child.wait_with_output().expect("waiting for kubectl")
+}
+
+/// stdout of a successful command, or a failure with its stderr.
+pub fn stdout_of(output: &Output, what: &str) -> Result<String, Failed> {
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{what} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into())
+    }
+}
+
+/// A test named `name` that runs `test` on the shared runtime, failing it after
+/// [`TEST_TIMEOUT`].
+pub fn trial<F, Fut>(env: &Arc<Env>, name: &str, test: F) -> Trial
+where
+    F: FnOnce(Arc<Env>) -> Fut + Send + 'static,
+    Fut: Future<Output = TestResult>,
+{
+    let env = env.clone();
+    let name_owned = name.to_string();
+    Trial::test(name, move || {
+        let future = test(env.clone());
+        env.block_on(async move {
+            match tokio::time::timeout(TEST_TIMEOUT, future).await {
+                Ok(result) => result,
+                Err(_) => {
+                    Err(format!("{name_owned} did not finish within {TEST_TIMEOUT:?}").into())
+                }
+            }
+        })
+    })
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or fails after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, Failed>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out after {timeout:?} waiting for {what}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The message of an apiserver error (`Status.message`), or the error's text.
+pub fn error_message(error: &ApplyError) -> String {
+    match error.kube_error() {
+        Some(kube::Error::Api(status)) => status.message.clone(),
+        _ => error.to_string(),
+    }
+}
+
+/// The crate's `examples/` folder.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// The operator binary running against the test cluster (`tenancy-operator run`).
+pub struct OperatorProcess {
+    process: Mutex<ManagedProcess>,
+    metrics_addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// `http://127.0.0.1:<port>`: /metrics, /healthz, /readyz.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}", self.metrics_addr)
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// `<cluster dir>/operator.log`.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.process.lock().expect("operator lock").log_tail(lines)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.process.lock().expect("operator lock").is_running()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.lock().expect("operator lock").pid()
+    }
+
+    /// SIGTERM, up to 10 s to exit, then SIGKILL.
+    pub fn stop(self) {
+        self.process
+            .into_inner()
+            .expect("operator lock")
+            .terminate(Duration::from_secs(10));
+    }
+}
+
+/// Starts `tenancy-operator run` against the cluster, with `--metrics-addr 127.0.0.1:<free
+/// port>` and `extra_args`, logging to `<cluster dir>/operator.log`; returns once its
+/// `/readyz` answers 200 (or fails with the log tail if it exits or is not ready in 60 s).
+pub fn start_operator(
+    cluster: &ControlPlane,
+    extra_args: &[&str],
+) -> Result<OperatorProcess, String> {
+    let port = free_port().map_err(|e| format!("picking a port: {e}"))?;
+    let metrics_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenancy-operator"));
+    cmd.arg("run")
+        .arg("--metrics-addr")
+        .arg(metrics_addr.to_string())
+        .args(extra_args)
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+    let mut process = cluster
+        .spawn_logged("operator", cmd)
+        .map_err(|e| e.to_string())?;
+    let log = process
+        .log_path()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = process.exit_status() {
+            return Err(format!(
+                "the operator exited ({status}) before it was ready\n--- last lines of {} ---\n{}",
+                log.display(),
+                process.log_tail(40)
+            ));
+        }
+        if http_get_ok(metrics_addr, "/readyz") {
+            break;
+        }
+        if Instant::now() > deadline {
+            let tail = process.log_tail(40);
+            process.terminate(Duration::from_secs(5));
+            return Err(format!(
+                "the operator's /readyz did not answer 200 within 60s\n--- last lines of {} ---\n{tail}",
+                log.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(OperatorProcess {
+        process: Mutex::new(process),
+        metrics_addr,
+        log,
+    })
+}
+
+/// Whether `GET path` on a plain-HTTP loopback server answers 200.
+pub fn http_get_ok(addr: SocketAddr, path: &str) -> bool {
+    http_get(addr, path).is_some_and(|(status, _)| status == 200)
+}
+
+/// A minimal HTTP/1.0 GET: (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
