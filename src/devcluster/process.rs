@@ -341,7 +341,10 @@ mod tests {
         assert_eq!(unsafe { libc::getpgid(pid) }, pid, "own process group");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !p.log_tail(5).contains("started") {
-            assert!(Instant::now() < deadline, "the child never wrote to its log");
+            assert!(
+                Instant::now() < deadline,
+                "the child never wrote to its log"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(p.is_running());
