@@ -27,8 +27,9 @@ control-plane:
 	bash tests/control-plane/build.sh
 
 ## dev: a local control plane with the CRDs, the operator and examples/, until Ctrl-C.
+## DEV_ARGS="--dir ..." etc. pass options (see `cargo run -- dev --help`).
 dev:
-	$(CARGO) run -- dev
+	$(CARGO) run -- dev $(DEV_ARGS)
 
 ## test: format, lint, unit tests, CRD drift, then the end-to-end suite on a real control plane.
 test: fmt-check clippy unit crd-check e2e

@@ -25,7 +25,7 @@ use super::common::{Subject, conditions_schema};
     printcolumn = r#"{"name":"Subject Kind","type":"string","jsonPath":".spec.subject.kind"}"#,
     printcolumn = r#"{"name":"Subject","type":"string","jsonPath":".spec.subject.name"}"#,
     printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.role"}"#,
-    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".spec.expirationTime"}"#,
+    printcolumn = r#"{"name":"Expires","type":"string","format":"date-time","jsonPath":".spec.expirationTime"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]

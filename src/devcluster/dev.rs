@@ -10,6 +10,9 @@ use super::apply::{ApplyError, apply_object, describe, install_crds, parse_docum
 use super::process::ManagedProcess;
 use super::{ControlPlane, ControlPlaneOptions, ensure_binaries, free_port};
 
+/// Holds the pid of the `dev` process using a work dir, so a second one does not wipe it.
+const PID_FILE: &str = "dev.pid";
+
 /// Options of `tenancy-operator dev`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DevArgs {
@@ -59,17 +62,9 @@ pub fn run(args: DevArgs) -> ExitCode {
 
 fn run_inner(args: DevArgs) -> Result<ExitCode, String> {
     let dir = args.dir.clone().or_else(default_dir);
-    let pid_file = dir.as_ref().map(|d| d.with_extension("pid"));
-    if let Some(pid_file) = &pid_file {
-        refuse_if_running(pid_file)?;
-        if let Some(parent) = pid_file.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
-        }
-        std::fs::write(pid_file, std::process::id().to_string())
-            .map_err(|e| format!("writing {}: {e}", pid_file.display()))?;
+    if let Some(dir) = &dir {
+        refuse_if_running(&dir.join(PID_FILE))?;
     }
-    let _pid_guard = RemoveOnDrop(pid_file);
 
     let bin_dir = ensure_binaries().map_err(|e| e.to_string())?;
     let mut cluster = ControlPlane::start(ControlPlaneOptions {
@@ -79,6 +74,9 @@ fn run_inner(args: DevArgs) -> Result<ExitCode, String> {
         ..Default::default()
     })
     .map_err(|e| e.to_string())?;
+    let pid_file = cluster.dir().join(PID_FILE);
+    std::fs::write(&pid_file, std::process::id().to_string())
+        .map_err(|e| format!("writing {}: {e}", pid_file.display()))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -307,14 +305,4 @@ fn refuse_if_running(pid_file: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-struct RemoveOnDrop(Option<PathBuf>);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(path) = &self.0 {
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
