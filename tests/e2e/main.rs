@@ -16,6 +16,10 @@ use libtest_mimic::{Arguments, Trial};
 
 use support::Env;
 
+/// Whether the suite runs `tenancy-operator run` against the cluster (its log goes to
+/// `<cluster dir>/operator.log`; `Env::operator()` tells tests whether it runs).
+const START_OPERATOR: bool = false;
+
 /// Every module's tests, in one place. A new module adds one line here.
 fn all_trials(env: &Arc<Env>) -> Vec<Trial> {
     let mut trials = Vec::new();
@@ -30,15 +34,23 @@ fn main() -> ExitCode {
         libtest_mimic::run(&args, all_trials(&env)).exit();
     }
 
-    let env = match Env::start() {
+    let mut env = match Env::start() {
         Ok(env) => env,
         Err(reason) => {
             eprintln!("\nerror: the e2e control plane could not start; no test ran.\n{reason}\n");
             return ExitCode::FAILURE;
         }
     };
-    // The operator runs as its own process against this cluster once `run` works:
-    //     env.set_operator(support::start_operator(env.cluster(), &[])?);
+    if START_OPERATOR {
+        match support::start_operator(env.cluster(), &[]) {
+            Ok(operator) => env.set_operator(operator),
+            Err(reason) => {
+                eprintln!("\nerror: the operator did not start; no test ran.\n{reason}\n");
+                env.shutdown();
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let env = Arc::new(env);
 
     let conclusion = libtest_mimic::run(&args, all_trials(&env));
