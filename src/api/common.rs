@@ -14,7 +14,9 @@ pub const GROUP: &str = "tenancy.dev";
 pub const VERSION: &str = "v1alpha1";
 
 /// What kind of identity a subject is.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 pub enum SubjectKind {
     /// A user as authenticated by the cluster (OIDC, client certificate, ...).
     User,
@@ -35,7 +37,9 @@ impl SubjectKind {
 }
 
 /// An identity that can be given a role: a user, a group or a ServiceAccount.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, KubeSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, KubeSchema,
+)]
 #[x_kube(validation = Rule::new("self.kind != 'ServiceAccount' || (has(self.__namespace__) && self.__namespace__ != '')").message("a ServiceAccount subject needs namespace: set subject.namespace to the ServiceAccount's namespace"))]
 #[x_kube(validation = Rule::new("self.kind == 'ServiceAccount' || !has(self.__namespace__)").message("namespace is only meaningful for a ServiceAccount subject: remove subject.namespace"))]
 pub struct Subject {
@@ -93,7 +97,11 @@ pub struct CustomerRoleHolder {
 
 impl CustomerRoleHolder {
     pub fn subject(&self) -> Subject {
-        Subject { kind: self.kind, name: self.name.clone(), namespace: self.namespace.clone() }
+        Subject {
+            kind: self.kind,
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+        }
     }
 }
 
@@ -125,7 +133,10 @@ pub fn conditions_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema 
     let mut schema = g.subschema_for::<Vec<Condition>>();
     let obj = schema.ensure_object();
     obj.insert("x-kubernetes-list-type".into(), "map".into());
-    obj.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    obj.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
     schema
 }
 

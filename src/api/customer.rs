@@ -11,7 +11,7 @@ use super::common::{CustomerRoleHolder, ResourceList, conditions_schema, resourc
 
 /// An organisation that owns projects. Its owners manage all its projects; its quota caps the
 /// sum of its projects' quotas.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[kube(
     group = "tenancy.dev",
     doc = "An organisation that owns projects. Its owners manage all its projects; its quota caps the sum of its projects' quotas.",

@@ -42,7 +42,9 @@ pub struct ProjectMembershipSpec {
 }
 
 /// A role in a project.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 pub enum ProjectRole {
     /// Everything in the namespace (built-in `admin`), and manages memberships.
     Manager,

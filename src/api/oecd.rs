@@ -147,7 +147,9 @@ impl OecdFos2007Code {
             OecdFos2007Code::F1_6 => "Biological sciences",
             OecdFos2007Code::F1_7 => "Other natural sciences",
             OecdFos2007Code::F2_1 => "Civil engineering",
-            OecdFos2007Code::F2_2 => "Electrical engineering, electronic engineering, information engineering",
+            OecdFos2007Code::F2_2 => {
+                "Electrical engineering, electronic engineering, information engineering"
+            }
             OecdFos2007Code::F2_3 => "Mechanical engineering",
             OecdFos2007Code::F2_4 => "Chemical engineering",
             OecdFos2007Code::F2_5 => "Materials engineering",

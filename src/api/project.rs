@@ -41,7 +41,10 @@ use super::oecd::OecdFos2007Code;
 pub struct ProjectSpec {
     /// The customer (organisation) this project belongs to: the name of a Customer object.
     /// Changing it moves the project to another customer, which only staff may do.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub customer: String,
 
     /// Human-readable project name, as shown in portals (seed: name).

@@ -39,24 +39,39 @@ fn covers_at(actual: &Value, desired: &Value, path: &str) -> bool {
                 return false;
             }
             d.iter().all(|(k, dv)| {
-                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match a.get(k) {
                     Some(av) => covers_at(av, dv, &child),
-                    None => dv.is_null() || dv.as_object().is_some_and(|o| o.is_empty()) || dv.as_array().is_some_and(|l| l.is_empty()),
+                    None => {
+                        dv.is_null()
+                            || dv.as_object().is_some_and(|o| o.is_empty())
+                            || dv.as_array().is_some_and(|l| l.is_empty())
+                    }
                 }
             })
         }
-        (Value::Array(a), Value::Array(d)) if path.starts_with("metadata.") => {
-            d.iter().all(|dv| a.iter().any(|av| covers_at(av, dv, path)))
+        (Value::Array(a), Value::Array(d)) if path.starts_with("metadata.") => d
+            .iter()
+            .all(|dv| a.iter().any(|av| covers_at(av, dv, path))),
+        (Value::Array(a), Value::Array(d)) => {
+            a.len() == d.len() && a.iter().zip(d).all(|(av, dv)| covers_at(av, dv, path))
         }
-        (Value::Array(a), Value::Array(d)) => a.len() == d.len() && a.iter().zip(d).all(|(av, dv)| covers_at(av, dv, path)),
         (Value::String(a), Value::String(d)) => a == d || same_quantity(a, d),
-        (Value::Number(a), Value::String(d)) | (Value::String(d), Value::Number(a)) => same_quantity(&a.to_string(), d),
+        (Value::Number(a), Value::String(d)) | (Value::String(d), Value::Number(a)) => {
+            same_quantity(&a.to_string(), d)
+        }
         (a, d) => a == d,
     }
 }
 
-fn dynamic_api<K: Resource<DynamicType = ()>>(ctx: &Context, namespace: Option<&str>) -> Api<DynamicObject> {
+fn dynamic_api<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
     let ar = ApiResource::erase::<K>(&());
     match namespace {
         Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
@@ -79,8 +94,17 @@ where
     }
     let name = desired.name_any();
     let api = dynamic_api::<K>(ctx, desired.meta().namespace.as_deref());
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&want)).await.map_err(Error::Kube)?;
-    ctx.metrics.write(K::kind(&()).as_ref(), if current.is_some() { "patch" } else { "create" });
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&want),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    ctx.metrics.write(
+        K::kind(&()).as_ref(),
+        if current.is_some() { "patch" } else { "create" },
+    );
     Ok(true)
 }
 
@@ -90,7 +114,10 @@ where
     K: Resource<DynamicType = ()>,
 {
     let api = dynamic_api::<K>(ctx, obj.meta().namespace.as_deref());
-    match api.delete(&obj.name_any(), &DeleteParams::background()).await {
+    match api
+        .delete(&obj.name_any(), &DeleteParams::background())
+        .await
+    {
         Ok(_) => {
             ctx.metrics.write(K::kind(&()).as_ref(), "delete");
             Ok(())
@@ -101,7 +128,12 @@ where
 }
 
 /// Server-side applies a status, unless it equals the one already there.
-pub async fn ensure_status<K, S>(ctx: &Context, obj: &K, current: Option<&S>, status: &S) -> Result<bool, Error>
+pub async fn ensure_status<K, S>(
+    ctx: &Context,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<bool, Error>
 where
     K: Resource<DynamicType = ()>,
     S: Serialize + PartialEq,
@@ -116,10 +148,15 @@ where
         "status": status,
     });
     let api = dynamic_api::<K>(ctx, obj.meta().namespace.as_deref());
-    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(Error::Kube)?;
-    ctx.metrics.write(&format!("{}/status", K::kind(&())), "patch");
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    ctx.metrics
+        .write(&format!("{}/status", K::kind(&())), "patch");
     Ok(true)
 }
 
@@ -138,8 +175,14 @@ mod tests {
     #[test]
     fn a_changed_or_missing_label_is_not_covered() {
         let actual = json!({"metadata": {"labels": {"x": "2"}}});
-        assert!(!covers(&actual, &json!({"metadata": {"labels": {"x": "1"}}})));
-        assert!(!covers(&json!({"metadata": {}}), &json!({"metadata": {"labels": {"x": "1"}}})));
+        assert!(!covers(
+            &actual,
+            &json!({"metadata": {"labels": {"x": "1"}}})
+        ));
+        assert!(!covers(
+            &json!({"metadata": {}}),
+            &json!({"metadata": {"labels": {"x": "1"}}})
+        ));
     }
 
     #[test]
@@ -158,15 +201,27 @@ mod tests {
     #[test]
     fn subject_lists_must_match_exactly() {
         let actual = json!({"subjects": [{"kind": "User", "name": "a", "apiGroup": "rbac.authorization.k8s.io"}]});
-        assert!(covers(&actual, &json!({"subjects": [{"kind": "User", "name": "a"}]})));
-        assert!(!covers(&actual, &json!({"subjects": [{"kind": "User", "name": "a"}, {"kind": "User", "name": "b"}]})));
-        assert!(!covers(&json!({"subjects": [{"kind": "User", "name": "a"}, {"kind": "User", "name": "b"}]}), &json!({"subjects": [{"kind": "User", "name": "a"}]})));
+        assert!(covers(
+            &actual,
+            &json!({"subjects": [{"kind": "User", "name": "a"}]})
+        ));
+        assert!(!covers(
+            &actual,
+            &json!({"subjects": [{"kind": "User", "name": "a"}, {"kind": "User", "name": "b"}]})
+        ));
+        assert!(!covers(
+            &json!({"subjects": [{"kind": "User", "name": "a"}, {"kind": "User", "name": "b"}]}),
+            &json!({"subjects": [{"kind": "User", "name": "a"}]})
+        ));
     }
 
     #[test]
     fn someone_elses_owner_reference_does_not_cause_a_write() {
         let actual = json!({"metadata": {"ownerReferences": [{"uid": "other"}, {"uid": "ours", "kind": "Project"}]}});
-        assert!(covers(&actual, &json!({"metadata": {"ownerReferences": [{"uid": "ours", "kind": "Project"}]}})));
+        assert!(covers(
+            &actual,
+            &json!({"metadata": {"ownerReferences": [{"uid": "ours", "kind": "Project"}]}})
+        ));
     }
 
     #[test]

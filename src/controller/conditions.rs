@@ -14,10 +14,21 @@ pub struct Conditions<'a> {
 
 impl<'a> Conditions<'a> {
     pub fn new(previous: &'a [Condition], generation: Option<i64>, now: Timestamp) -> Self {
-        Conditions { previous, generation, now, out: Vec::new() }
+        Conditions {
+            previous,
+            generation,
+            now,
+            out: Vec::new(),
+        }
     }
 
-    pub fn set(&mut self, type_: &str, status: bool, reason: &str, message: impl Into<String>) -> &mut Self {
+    pub fn set(
+        &mut self,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> &mut Self {
         let status = if status { "True" } else { "False" };
         let last_transition_time = self
             .previous
@@ -38,7 +49,9 @@ impl<'a> Conditions<'a> {
 
     /// Whether a condition set so far is True.
     pub fn is_true(&self, type_: &str) -> bool {
-        self.out.iter().any(|c| c.type_ == type_ && c.status == "True")
+        self.out
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True")
     }
 
     pub fn finish(mut self) -> Vec<Condition> {
@@ -49,7 +62,9 @@ impl<'a> Conditions<'a> {
 
 /// Whether a condition in a list is True.
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
 }
 
 #[cfg(test)]
@@ -64,10 +79,28 @@ mod tests {
         first.set("Ready", true, "Ready", "ok");
         let first = first.finish();
         let mut again = Conditions::new(&first, Some(1), t1);
-        again.set("Ready", true, "Ready", "ok").set("QuotaReady", false, "Waiting", "x");
+        again
+            .set("Ready", true, "Ready", "ok")
+            .set("QuotaReady", false, "Waiting", "x");
         let again = again.finish();
-        assert_eq!(again.iter().find(|c| c.type_ == "Ready").unwrap().last_transition_time.0, t0);
-        assert_eq!(again.iter().find(|c| c.type_ == "QuotaReady").unwrap().last_transition_time.0, t1);
+        assert_eq!(
+            again
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .unwrap()
+                .last_transition_time
+                .0,
+            t0
+        );
+        assert_eq!(
+            again
+                .iter()
+                .find(|c| c.type_ == "QuotaReady")
+                .unwrap()
+                .last_transition_time
+                .0,
+            t1
+        );
         assert!(is_true(&again, "Ready"));
     }
 }

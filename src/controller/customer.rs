@@ -37,19 +37,29 @@ pub fn controller(
 ) -> impl Future<Output = ()> + use<> {
     let controller = Controller::for_shared_stream(customers, ctx.caches.customers.clone())
         .with_config(super::controller_config(concurrency))
-        .watches_shared_stream(projects, |p: Arc<Project>| Some(ObjectRef::new(&p.spec.customer)))
-        .watches_shared_stream(namespaces, |n: Arc<Namespace>| n.labels().get(labels::CUSTOMER).map(|c| ObjectRef::new(c)))
+        .watches_shared_stream(projects, |p: Arc<Project>| {
+            Some(ObjectRef::new(&p.spec.customer))
+        })
+        .watches_shared_stream(namespaces, |n: Arc<Namespace>| {
+            n.labels().get(labels::CUSTOMER).map(|c| ObjectRef::new(c))
+        })
         .owns_shared_stream(cluster_roles)
         .owns_shared_stream(cluster_role_bindings);
     let ctx = ctx.clone();
     async move {
-        let stream = controller.run(reconcile, |c, e, x| super::error_policy(CONTROLLER, c, e, x), ctx);
+        let stream = controller.run(
+            reconcile,
+            |c, e, x| super::error_policy(CONTROLLER, c, e, x),
+            ctx,
+        );
         super::drain(CONTROLLER, stream).await
     }
 }
 
 /// Adds quantity maps key by key.
-pub fn sum_maps<'a>(maps: impl IntoIterator<Item = BTreeMap<String, Milli>>) -> BTreeMap<String, Milli> {
+pub fn sum_maps(
+    maps: impl IntoIterator<Item = BTreeMap<String, Milli>>,
+) -> BTreeMap<String, Milli> {
     let mut out: BTreeMap<String, Milli> = BTreeMap::new();
     for m in maps {
         for (k, v) in m {
@@ -65,7 +75,12 @@ pub fn allocation_of(p: &Project) -> BTreeMap<String, Milli> {
     p.spec
         .quota
         .as_ref()
-        .map(|q| q.hard.iter().filter_map(|(k, v)| Milli::parse(&v.0).ok().map(|m| (k.clone(), m))).collect())
+        .map(|q| {
+            q.hard
+                .iter()
+                .filter_map(|(k, v)| Milli::parse(&v.0).ok().map(|m| (k.clone(), m)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -84,14 +99,34 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
 
     let (roles, bindings) = access::customer_access(&customer, now);
     for role in &roles {
-        apply::ensure(&ctx, caches.cluster_roles.get(&ObjectRef::new(&role.name_any())), role).await?;
+        apply::ensure(
+            &ctx,
+            caches.cluster_roles.get(&ObjectRef::new(&role.name_any())),
+            role,
+        )
+        .await?;
     }
     for binding in &bindings {
-        apply::ensure(&ctx, caches.cluster_role_bindings.get(&ObjectRef::new(&binding.name_any())), binding).await?;
+        apply::ensure(
+            &ctx,
+            caches
+                .cluster_role_bindings
+                .get(&ObjectRef::new(&binding.name_any())),
+            binding,
+        )
+        .await?;
     }
 
-    let projects: Vec<Arc<Project>> = caches.projects.state().into_iter().filter(|p| p.spec.customer == name).collect();
-    let active: Vec<&Arc<Project>> = projects.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+    let projects: Vec<Arc<Project>> = caches
+        .projects
+        .state()
+        .into_iter()
+        .filter(|p| p.spec.customer == name)
+        .collect();
+    let active: Vec<&Arc<Project>> = projects
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
     let terminated = caches
         .namespaces
         .state()
@@ -103,11 +138,54 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
                 && !active.iter().any(|p| p.name_any() == n.name_any())
         })
         .count();
+    // Purge archived namespaces whose retention has run out: the only destructive step.
+    let retention = customer
+        .spec
+        .terminated_project_retention_days
+        .unwrap_or(crate::lifecycle::archive::DEFAULT_RETENTION_DAYS);
+    let mut purge_times = Vec::new();
+    for n in caches.namespaces.state() {
+        let l = n.labels();
+        if l.get(labels::CUSTOMER) != Some(&name) || n.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let Some(archive) = crate::lifecycle::archive::Archive::of(&n) else {
+            continue;
+        };
+        if active.iter().any(|p| p.name_any() == n.name_any()) {
+            continue;
+        }
+        let at = archive.purge_after(retention);
+        if now >= at {
+            apply::remove(&ctx, n.as_ref()).await?;
+            ctx.event(
+                customer.as_ref(),
+                kube::runtime::events::EventType::Normal,
+                "Purged",
+                format!("deleted namespace {} of project {} for good: it was deleted at {} and the retention is {retention} days", n.name_any(), n.name_any(), archive.terminated_at.0),
+            )
+            .await;
+        } else {
+            purge_times.push(Some(at));
+        }
+    }
+
     let allocated = sum_maps(active.iter().map(|p| allocation_of(p)));
     let usage = sum_maps(active.iter().map(|p| {
-        p.status.as_ref().map(|s| s.usage.iter().filter_map(|(k, v)| Milli::parse(v).ok().map(|m| (k.clone(), m))).collect()).unwrap_or_default()
+        p.status
+            .as_ref()
+            .map(|s| {
+                s.usage
+                    .iter()
+                    .filter_map(|(k, v)| Milli::parse(v).ok().map(|m| (k.clone(), m)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }));
-    let resources: i64 = active.iter().filter_map(|p| p.status.as_ref().and_then(|s| s.resources_count)).sum();
+    let resources: i64 = active
+        .iter()
+        .filter_map(|p| p.status.as_ref().and_then(|s| s.resources_count))
+        .sum();
 
     let previous = customer.status.clone().unwrap_or_default();
     let mut conds = Conditions::new(&previous.conditions, customer.metadata.generation, now);
@@ -134,21 +212,51 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
         })
         .unwrap_or_default();
     if over.is_empty() {
-        conds.set("QuotaWithinLimits", true, "WithinLimits", "the projects' quotas fit the customer's quota");
+        conds.set(
+            "QuotaWithinLimits",
+            true,
+            "WithinLimits",
+            "the projects' quotas fit the customer's quota",
+        );
     } else {
-        conds.set("QuotaWithinLimits", false, "Oversubscribed", format!("allocated beyond the customer's quota: {}", over.join(", ")));
+        conds.set(
+            "QuotaWithinLimits",
+            false,
+            "Oversubscribed",
+            format!("allocated beyond the customer's quota: {}", over.join(", ")),
+        );
     }
-    let not_ready: Vec<String> =
-        active.iter().filter(|p| !p.status.as_ref().is_some_and(|s| is_true(&s.conditions, "Ready"))).map(|p| p.name_any()).collect();
+    let not_ready: Vec<String> = active
+        .iter()
+        .filter(|p| {
+            !p.status
+                .as_ref()
+                .is_some_and(|s| is_true(&s.conditions, "Ready"))
+        })
+        .map(|p| p.name_any())
+        .collect();
     if not_ready.is_empty() {
-        conds.set("Ready", true, "Reconciled", format!("{} projects ready", active.len()));
+        conds.set(
+            "Ready",
+            true,
+            "Reconciled",
+            format!("{} projects ready", active.len()),
+        );
     } else {
-        conds.set("Ready", false, "ProjectsProgressing", format!("projects not ready yet: {}", not_ready.join(", ")));
+        conds.set(
+            "Ready",
+            false,
+            "ProjectsProgressing",
+            format!("projects not ready yet: {}", not_ready.join(", ")),
+        );
     }
     let status = CustomerStatus {
         observed_generation: customer.metadata.generation,
         conditions: conds.finish(),
-        projects: Some(ProjectCounts { active: active.len() as i32, terminated: terminated as i32 }),
+        projects: Some(ProjectCounts {
+            active: active.len() as i32,
+            terminated: terminated as i32,
+        }),
         resources_count: Some(resources),
         allocated: strings(allocated),
         usage: strings(usage),
@@ -156,7 +264,13 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
     apply::ensure_status(&ctx, customer.as_ref(), customer.status.as_ref(), &status).await?;
     ctx.succeeded(&format!("{CONTROLLER}/{name}"));
 
-    let expiries = customer.spec.owners.iter().chain(customer.spec.support.iter()).map(|h| h.expiration_time.as_ref().map(|t| t.0));
+    let expiries = customer
+        .spec
+        .owners
+        .iter()
+        .chain(customer.spec.support.iter())
+        .map(|h| h.expiration_time.as_ref().map(|t| t.0))
+        .chain(purge_times);
     Ok(match lifecycle::earliest_after(now, expiries) {
         Some(at) => Action::requeue(lifecycle::until(now, at).min(Duration::from_secs(3600))),
         None => Action::requeue(Duration::from_secs(3600)),
@@ -169,8 +283,22 @@ mod tests {
 
     #[test]
     fn allocations_add_up_by_resource() {
-        let m = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), Milli::parse(v).unwrap())).collect::<BTreeMap<_, _>>();
-        let total = sum_maps([m(&[("requests.cpu", "2"), ("requests.memory", "1Gi")]), m(&[("requests.cpu", "500m")])]);
-        assert_eq!(strings(total), BTreeMap::from([("requests.cpu".into(), "2500m".into()), ("requests.memory".into(), "1Gi".into())]));
+        let m = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Milli::parse(v).unwrap()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let total = sum_maps([
+            m(&[("requests.cpu", "2"), ("requests.memory", "1Gi")]),
+            m(&[("requests.cpu", "500m")]),
+        ]);
+        assert_eq!(
+            strings(total),
+            BTreeMap::from([
+                ("requests.cpu".into(), "2500m".into()),
+                ("requests.memory".into(), "1Gi".into())
+            ])
+        );
     }
 }

@@ -72,7 +72,9 @@ impl Inventory {
         let kinds = self.kinds.lock().expect("inventory lock");
         let mut out = NamespaceContents::default();
         for (kind, namespaces) in kinds.iter() {
-            let Some(objects) = namespaces.get(namespace) else { continue };
+            let Some(objects) = namespaces.get(namespace) else {
+                continue;
+            };
             if objects.is_empty() {
                 continue;
             }
@@ -88,23 +90,37 @@ impl Inventory {
 
     /// Whether every counted kind has been listed once.
     pub fn synced(&self) -> bool {
-        self.synced.lock().expect("inventory lock").values().all(|s| *s)
+        self.synced
+            .lock()
+            .expect("inventory lock")
+            .values()
+            .all(|s| *s)
     }
 
     fn register(&self, kind: &str) {
-        self.synced.lock().expect("inventory lock").insert(kind.to_string(), false);
+        self.synced
+            .lock()
+            .expect("inventory lock")
+            .insert(kind.to_string(), false);
     }
 
     /// Records an object; returns whether its namespace changed.
     fn upsert(&self, kind: &str, namespace: &str, name: &str, footprint: Footprint) -> bool {
         let mut kinds = self.kinds.lock().expect("inventory lock");
-        let objects = kinds.entry(kind.to_string()).or_default().entry(namespace.to_string()).or_default();
+        let objects = kinds
+            .entry(kind.to_string())
+            .or_default()
+            .entry(namespace.to_string())
+            .or_default();
         objects.insert(name.to_string(), footprint) != Some(footprint)
     }
 
     fn delete(&self, kind: &str, namespace: &str, name: &str) -> bool {
         let mut kinds = self.kinds.lock().expect("inventory lock");
-        kinds.get_mut(kind).and_then(|n| n.get_mut(namespace)).is_some_and(|o| o.remove(name).is_some())
+        kinds
+            .get_mut(kind)
+            .and_then(|n| n.get_mut(namespace))
+            .is_some_and(|o| o.remove(name).is_some())
     }
 
     /// Replaces everything known of a kind after a (re)list; returns the namespaces that changed.
@@ -112,35 +128,81 @@ impl Inventory {
         let mut kinds = self.kinds.lock().expect("inventory lock");
         let old = kinds.insert(kind.to_string(), fresh).unwrap_or_default();
         let new = &kinds[kind];
-        let mut changed: Vec<String> = old.iter().filter(|(ns, objs)| new.get(*ns) != Some(*objs)).map(|(ns, _)| ns.clone()).collect();
-        changed.extend(new.iter().filter(|(ns, objs)| !objs.is_empty() && old.get(*ns) != Some(*objs)).map(|(ns, _)| ns.clone()));
+        let mut changed: Vec<String> = old
+            .iter()
+            .filter(|(ns, objs)| new.get(*ns) != Some(*objs))
+            .map(|(ns, _)| ns.clone())
+            .collect();
+        changed.extend(
+            new.iter()
+                .filter(|(ns, objs)| !objs.is_empty() && old.get(*ns) != Some(*objs))
+                .map(|(ns, _)| ns.clone()),
+        );
         changed.sort();
         changed.dedup();
-        self.synced.lock().expect("inventory lock").insert(kind.to_string(), true);
+        self.synced
+            .lock()
+            .expect("inventory lock")
+            .insert(kind.to_string(), true);
         changed
     }
 }
 
-fn sum_requests<'a>(requests: impl Iterator<Item = Option<&'a BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>>, key: &str) -> Milli {
-    requests.flatten().filter_map(|r| r.get(key)).filter_map(|q| Milli::parse(&q.0).ok()).sum()
+fn sum_requests<'a>(
+    requests: impl Iterator<
+        Item = Option<
+            &'a BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >,
+    >,
+    key: &str,
+) -> Milli {
+    requests
+        .flatten()
+        .filter_map(|r| r.get(key))
+        .filter_map(|q| Milli::parse(&q.0).ok())
+        .sum()
 }
 
 /// cpu and memory a pod requests (its containers; init containers run before and are left out).
 pub fn pod_footprint(pod: &Pod) -> Footprint {
-    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
-    let requests = || containers.iter().map(|c| c.resources.as_ref().and_then(|r| r.requests.as_ref()));
-    Footprint { cpu: sum_requests(requests(), "cpu"), memory: sum_requests(requests(), "memory"), ..Default::default() }
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    let requests = || {
+        containers
+            .iter()
+            .map(|c| c.resources.as_ref().and_then(|r| r.requests.as_ref()))
+    };
+    Footprint {
+        cpu: sum_requests(requests(), "cpu"),
+        memory: sum_requests(requests(), "memory"),
+        ..Default::default()
+    }
 }
 
 /// Storage a claim requests.
 pub fn pvc_footprint(pvc: &PersistentVolumeClaim) -> Footprint {
-    let requests = pvc.spec.as_ref().and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref());
-    Footprint { storage: sum_requests(std::iter::once(requests), "storage"), ..Default::default() }
+    let requests = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref());
+    Footprint {
+        storage: sum_requests(std::iter::once(requests), "storage"),
+        ..Default::default()
+    }
 }
 
 /// Feeds one kind's watch events into the inventory, sending the namespaces that changed.
-async fn follow<T, S>(inventory: Arc<Inventory>, kind: String, events: S, footprint: fn(&T) -> Footprint, changed: UnboundedSender<String>)
-where
+async fn follow<T, S>(
+    inventory: Arc<Inventory>,
+    kind: String,
+    events: S,
+    footprint: fn(&T) -> Footprint,
+    changed: UnboundedSender<String>,
+) where
     T: ResourceExt,
     S: Stream<Item = Result<watcher::Event<T>, watcher::Error>>,
 {
@@ -158,7 +220,9 @@ where
             watcher::Event::Init => relist = Some(HashMap::new()),
             watcher::Event::InitApply(obj) => {
                 if let (Some(buf), Some(ns)) = (relist.as_mut(), obj.namespace()) {
-                    buf.entry(ns).or_default().insert(obj.name_any(), footprint(&obj));
+                    buf.entry(ns)
+                        .or_default()
+                        .insert(obj.name_any(), footprint(&obj));
                 }
             }
             watcher::Event::InitDone => {
@@ -187,7 +251,11 @@ where
 /// Finds the served version of `resource.group` through discovery.
 async fn resolve(client: &Client, kind: &str) -> Option<ApiResource> {
     let (resource, group) = kind.split_once('.').unwrap_or((kind, ""));
-    let discovery = kube::discovery::Discovery::new(client.clone()).filter(&[group]).run().await.ok()?;
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .filter(&[group])
+        .run()
+        .await
+        .ok()?;
     discovery
         .groups()
         .filter(|g| g.name() == group)
@@ -198,10 +266,20 @@ async fn resolve(client: &Client, kind: &str) -> Option<ApiResource> {
 
 /// Starts a watch for every counted kind. A kind that is not served yet (a CRD installed later)
 /// is looked up again every 30 seconds.
-pub fn start(client: Client, inventory: Arc<Inventory>, kinds: &[String], changed: UnboundedSender<String>) {
+pub fn start(
+    client: Client,
+    inventory: Arc<Inventory>,
+    kinds: &[String],
+    changed: UnboundedSender<String>,
+) {
     for kind in kinds {
         inventory.register(kind);
-        let (client, inventory, changed, kind) = (client.clone(), inventory.clone(), changed.clone(), kind.clone());
+        let (client, inventory, changed, kind) = (
+            client.clone(),
+            inventory.clone(),
+            changed.clone(),
+            kind.clone(),
+        );
         tokio::spawn(async move {
             let cfg = watcher::Config::default().any_semantic();
             match kind.as_str() {
@@ -213,7 +291,8 @@ pub fn start(client: Client, inventory: Arc<Inventory>, kinds: &[String], change
                     follow(inventory, kind, events, pod_footprint, changed).await
                 }
                 "persistentvolumeclaims" => {
-                    let events = watcher(Api::<PersistentVolumeClaim>::all(client), cfg).default_backoff();
+                    let events =
+                        watcher(Api::<PersistentVolumeClaim>::all(client), cfg).default_backoff();
                     follow(inventory, kind, events, pvc_footprint, changed).await
                 }
                 _ => {
@@ -221,14 +300,24 @@ pub fn start(client: Client, inventory: Arc<Inventory>, kinds: &[String], change
                         match resolve(&client, &kind).await {
                             Some(ar) => break ar,
                             None => {
-                                tracing::warn!(kind, "counted kind is not served by the cluster; looking again in 30s");
+                                tracing::warn!(
+                                    kind,
+                                    "counted kind is not served by the cluster; looking again in 30s"
+                                );
                                 tokio::time::sleep(Duration::from_secs(30)).await;
                             }
                         }
                     };
                     let api = Api::<PartialObjectMeta<DynamicObject>>::all_with(client, &ar);
                     let events = watcher(api, cfg).default_backoff();
-                    follow(inventory, kind, events, |_: &PartialObjectMeta<DynamicObject>| Footprint::default(), changed).await
+                    follow(
+                        inventory,
+                        kind,
+                        events,
+                        |_: &PartialObjectMeta<DynamicObject>| Footprint::default(),
+                        changed,
+                    )
+                    .await
                 }
             }
         });
@@ -240,7 +329,10 @@ mod tests {
     use super::*;
 
     fn f(cpu: &str) -> Footprint {
-        Footprint { cpu: Milli::parse(cpu).unwrap(), ..Default::default() }
+        Footprint {
+            cpu: Milli::parse(cpu).unwrap(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -248,11 +340,17 @@ mod tests {
         let inv = Inventory::default();
         assert!(inv.upsert("pods", "web", "a", f("500m")));
         assert!(inv.upsert("pods", "web", "b", f("250m")));
-        assert!(!inv.upsert("pods", "web", "b", f("250m")), "an unchanged object changes nothing");
+        assert!(
+            !inv.upsert("pods", "web", "b", f("250m")),
+            "an unchanged object changes nothing"
+        );
         assert!(inv.upsert("deployments.apps", "web", "d", Footprint::default()));
         assert!(inv.upsert("pods", "other", "c", f("1")));
         let c = inv.contents("web");
-        assert_eq!(c.counts, BTreeMap::from([("deployments.apps".to_string(), 1), ("pods".to_string(), 2)]));
+        assert_eq!(
+            c.counts,
+            BTreeMap::from([("deployments.apps".to_string(), 1), ("pods".to_string(), 2)])
+        );
         assert_eq!(c.total(), 3);
         assert_eq!(c.cpu.to_string(), "750m");
         assert!(inv.delete("pods", "web", "a"));
@@ -271,7 +369,10 @@ mod tests {
             ("b".to_string(), HashMap::from([("p2".to_string(), f("1"))])),
             ("c".to_string(), HashMap::from([("p3".to_string(), f("1"))])),
         ]);
-        assert_eq!(inv.replace("pods", fresh), vec!["a".to_string(), "c".to_string()]);
+        assert_eq!(
+            inv.replace("pods", fresh),
+            vec!["a".to_string(), "c".to_string()]
+        );
         assert!(inv.synced());
         assert_eq!(inv.contents("a").total(), 0);
     }

@@ -34,17 +34,28 @@ pub fn controller(
 ) -> impl Future<Output = ()> + use<> {
     let store = ctx.caches.memberships.clone();
     let in_namespace = move |ns: String| {
-        store.state().into_iter().filter(|m| m.namespace().as_deref() == Some(ns.as_str())).map(|m| ObjectRef::from_obj(m.as_ref())).collect::<Vec<_>>()
+        store
+            .state()
+            .into_iter()
+            .filter(|m| m.namespace().as_deref() == Some(ns.as_str()))
+            .map(|m| ObjectRef::from_obj(m.as_ref()))
+            .collect::<Vec<_>>()
     };
     let by_project = in_namespace.clone();
     let controller = Controller::for_shared_stream(memberships, ctx.caches.memberships.clone())
         .with_config(super::controller_config(concurrency))
         .owns_shared_stream(role_bindings)
         .watches_shared_stream(projects, move |p: Arc<Project>| by_project(p.name_any()))
-        .watches_shared_stream(namespaces, move |n: Arc<Namespace>| in_namespace(n.name_any()));
+        .watches_shared_stream(namespaces, move |n: Arc<Namespace>| {
+            in_namespace(n.name_any())
+        });
     let ctx = ctx.clone();
     async move {
-        let stream = controller.run(reconcile, |m, e, c| super::error_policy(CONTROLLER, m, e, c), ctx);
+        let stream = controller.run(
+            reconcile,
+            |m, e, c| super::error_policy(CONTROLLER, m, e, c),
+            ctx,
+        );
         super::drain(CONTROLLER, stream).await
     }
 }
@@ -66,21 +77,36 @@ pub fn project_binds(ctx: &Context, namespace: &str) -> bool {
 
 async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let Some(ns) = m.namespace() else { return Ok(Action::await_change()) };
+    let Some(ns) = m.namespace() else {
+        return Ok(Action::await_change());
+    };
     let key = format!("{CONTROLLER}/{ns}/{}", m.name_any());
     if m.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let now = ctx.clock.now();
-    let siblings: Vec<Arc<ProjectMembership>> =
-        ctx.caches.memberships.state().into_iter().filter(|o| o.namespace().as_deref() == Some(ns.as_str())).collect();
+    let siblings: Vec<Arc<ProjectMembership>> = ctx
+        .caches
+        .memberships
+        .state()
+        .into_iter()
+        .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
+        .collect();
     let sibling_refs: Vec<&ProjectMembership> = siblings.iter().map(|o| o.as_ref()).collect();
     let grant = access::evaluate(&m, &sibling_refs, project_binds(&ctx, &ns), now);
 
     let binding_name = access::membership_binding_name(&m.name_any());
-    let current = ctx.caches.role_bindings.get(&ObjectRef::new(&binding_name).within(&ns));
+    let current = ctx
+        .caches
+        .role_bindings
+        .get(&ObjectRef::new(&binding_name).within(&ns));
     if grant == Grant::Active {
-        apply::ensure(&ctx, current, &access::membership_binding(&m, &ctx.config.roles)).await?;
+        apply::ensure(
+            &ctx,
+            current,
+            &access::membership_binding(&m, &ctx.config.roles),
+        )
+        .await?;
     } else if let Some(rb) = current {
         apply::remove(&ctx, rb.as_ref()).await?;
     }
@@ -91,29 +117,77 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
     let role = m.spec.role.as_str();
     match &grant {
         Grant::Active => {
-            conds.set("Ready", true, "Bound", format!("{who} holds {role} through RoleBinding {binding_name}"));
-            conds.set("Duplicate", false, "Unique", "no other membership gives this subject this role");
+            conds.set(
+                "Ready",
+                true,
+                "Bound",
+                format!("{who} holds {role} through RoleBinding {binding_name}"),
+            );
+            conds.set(
+                "Duplicate",
+                false,
+                "Unique",
+                "no other membership gives this subject this role",
+            );
         }
         Grant::Expired => {
-            conds.set("Ready", false, "Expired", format!("expired at {}; set spec.expirationTime later (or remove it) to restore", m.spec.expiration_time.as_ref().map(|t| t.0.to_string()).unwrap_or_default()));
+            conds.set(
+                "Ready",
+                false,
+                "Expired",
+                format!(
+                    "expired at {}; set spec.expirationTime later (or remove it) to restore",
+                    m.spec
+                        .expiration_time
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                        .unwrap_or_default()
+                ),
+            );
         }
         Grant::Revoked => {
-            conds.set("Ready", false, "Revoked", "revoked when the project was deleted or moved; recover the project to restore it");
+            conds.set(
+                "Ready",
+                false,
+                "Revoked",
+                "revoked when the project was deleted or moved; recover the project to restore it",
+            );
         }
         Grant::Pending => {
             conds.set("Ready", false, "InvitationPending", format!("waiting for {who} to accept: they set the annotation tenancy.dev/accept: \"true\" on this membership"));
         }
         Grant::Duplicate(other) => {
-            conds.set("Ready", false, "Duplicate", format!("{who} already holds {role} through membership {other}; delete this one"));
-            conds.set("Duplicate", true, "Duplicate", format!("duplicate of membership {other}"));
+            conds.set(
+                "Ready",
+                false,
+                "Duplicate",
+                format!("{who} already holds {role} through membership {other}; delete this one"),
+            );
+            conds.set(
+                "Duplicate",
+                true,
+                "Duplicate",
+                format!("duplicate of membership {other}"),
+            );
         }
         Grant::NoProject => {
-            conds.set("Ready", false, "ProjectNotFound", format!("namespace {ns} is not the namespace of an active project; nothing is bound"));
+            conds.set(
+                "Ready",
+                false,
+                "ProjectNotFound",
+                format!(
+                    "namespace {ns} is not the namespace of an active project; nothing is bound"
+                ),
+            );
         }
     }
     let status = ProjectMembershipStatus {
         observed_generation: m.metadata.generation,
-        phase: grant.phase().or(if matches!(grant, Grant::NoProject) { previous.phase } else { None }),
+        phase: grant.phase().or(if matches!(grant, Grant::NoProject) {
+            previous.phase
+        } else {
+            None
+        }),
         role_binding: (grant == Grant::Active).then_some(binding_name),
         conditions: conds.finish(),
     };

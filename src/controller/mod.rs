@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod membership;
 pub mod metrics;
 pub mod project;
+pub mod termination;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -41,25 +42,90 @@ pub struct RunArgs {
     #[arg(long, env = "TENANCY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
     /// ClusterRole that the Manager role maps to.
-    #[arg(long, env = "TENANCY_MANAGER_ROLE", default_value = "tenancy:project-manager")]
+    #[arg(
+        long,
+        env = "TENANCY_MANAGER_ROLE",
+        default_value = "tenancy:project-manager"
+    )]
     pub manager_role: String,
     /// ClusterRole that the Administrator role maps to.
-    #[arg(long, env = "TENANCY_ADMINISTRATOR_ROLE", default_value = "tenancy:project-administrator")]
+    #[arg(
+        long,
+        env = "TENANCY_ADMINISTRATOR_ROLE",
+        default_value = "tenancy:project-administrator"
+    )]
     pub administrator_role: String,
     /// ClusterRole that the Member role maps to.
-    #[arg(long, env = "TENANCY_MEMBER_ROLE", default_value = "tenancy:project-member")]
+    #[arg(
+        long,
+        env = "TENANCY_MEMBER_ROLE",
+        default_value = "tenancy:project-member"
+    )]
     pub member_role: String,
     /// Kinds counted in each project's status, as `resource.group` (core: `pods`). Repeat or
     /// separate with commas. Defaults to pods, deployments, statefulsets, daemonsets, jobs,
     /// cronjobs, services, persistentvolumeclaims and ingresses.
-    #[arg(long = "count-kind", env = "TENANCY_COUNT_KINDS", value_delimiter = ',')]
+    #[arg(
+        long = "count-kind",
+        env = "TENANCY_COUNT_KINDS",
+        value_delimiter = ','
+    )]
     pub count_kinds: Vec<String>,
     /// Custom resource kinds counted in addition to the defaults (`widgets.example.com`).
-    #[arg(long = "count-extra-kind", env = "TENANCY_COUNT_EXTRA_KINDS", value_delimiter = ',')]
+    #[arg(
+        long = "count-extra-kind",
+        env = "TENANCY_COUNT_EXTRA_KINDS",
+        value_delimiter = ','
+    )]
     pub count_extra_kinds: Vec<String>,
     /// How many reconciles of each kind may run at once.
     #[arg(long, env = "TENANCY_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
+    /// Groups whose members are staff (may move projects, set staff-only fields, manage
+    /// customers).
+    #[arg(
+        long,
+        env = "TENANCY_STAFF_GROUPS",
+        value_delimiter = ',',
+        default_value = "tenancy:staff,system:masters"
+    )]
+    pub staff_groups: Vec<String>,
+    /// Users always allowed by the webhook, e.g. the operator's own ServiceAccount
+    /// (`system:serviceaccount:<namespace>:<name>`).
+    #[arg(long, env = "TENANCY_TRUSTED_USERS", value_delimiter = ',')]
+    pub trusted_users: Vec<String>,
+    /// The operator's namespace: webhook certificate Secret, quota ledgers, leases.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "tenancy-system")]
+    pub namespace: String,
+    /// Address of the HTTPS admission webhook server.
+    #[arg(long, env = "TENANCY_WEBHOOK_ADDR", default_value = "0.0.0.0:8443")]
+    pub webhook_addr: std::net::SocketAddr,
+    /// Do not serve the admission webhook.
+    #[arg(long, env = "TENANCY_NO_WEBHOOK")]
+    pub no_webhook: bool,
+    /// Folder holding tls.crt and tls.key (e.g. a cert-manager Secret). Without them a
+    /// certificate is generated and shared by the replicas through a Secret.
+    #[arg(long, env = "TENANCY_WEBHOOK_CERT_DIR")]
+    pub webhook_cert_dir: Option<PathBuf>,
+    /// Secret (in --namespace) holding the generated webhook certificate.
+    #[arg(
+        long,
+        env = "TENANCY_WEBHOOK_SECRET",
+        default_value = "tenancy-operator-webhook-tls"
+    )]
+    pub webhook_secret: String,
+    /// DNS names and IPs the generated certificate is valid for (the webhook Service's names).
+    #[arg(
+        long,
+        env = "TENANCY_WEBHOOK_HOSTS",
+        value_delimiter = ',',
+        default_value = "tenancy-operator-webhook.tenancy-system.svc,localhost,127.0.0.1"
+    )]
+    pub webhook_hosts: Vec<String>,
+    /// Name of the Validating- and MutatingWebhookConfiguration whose caBundle the operator
+    /// keeps equal to its generated CA.
+    #[arg(long, env = "TENANCY_WEBHOOK_CONFIG_NAME")]
+    pub webhook_config_name: Option<String>,
     /// Testing only: a file holding a number of seconds added to the clock, so tests can move
     /// time forward.
     #[arg(long, env = "TENANCY_CLOCK_OFFSET_FILE", hide = true)]
@@ -112,13 +178,27 @@ pub struct Context {
     pub recorder: Recorder,
     pub caches: Caches,
     pub inventory: Arc<inventory::Inventory>,
+    /// The customer quota ledger (shared with the webhook).
+    pub ledger: Arc<crate::admission::ledger::Ledger>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
     /// Publishes an Event on an object; failures are logged, never fatal.
-    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, type_: EventType, reason: &str, note: String) {
-        let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
         if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         } else {
@@ -131,7 +211,8 @@ impl Context {
         let mut failures = self.failures.lock().expect("failures lock");
         let n = failures.entry(key).or_insert(0);
         *n = n.saturating_add(1);
-        Duration::from_millis(500u64.saturating_mul(1 << (*n).min(10))).min(Duration::from_secs(300))
+        Duration::from_millis(500u64.saturating_mul(1 << (*n).min(10)))
+            .min(Duration::from_secs(300))
     }
 
     fn succeeded(&self, key: &str) {
@@ -143,7 +224,12 @@ impl Context {
 }
 
 /// Common end of every reconcile: metrics, and backoff state reset on success.
-pub fn error_policy<K: Resource<DynamicType = ()>>(controller: &'static str, obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    controller: &'static str,
+    obj: Arc<K>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     let key = format!("{controller}/{}", ObjectRef::from_obj(obj.as_ref()));
     ctx.metrics.error(controller, &err.metric_label());
     let delay = ctx.backoff(key.clone());
@@ -161,32 +247,53 @@ const SUBSCRIBE_BUFFER: usize = 4096;
 
 impl<K> Shared<K>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     fn new() -> Self {
         let (store, writer) = reflector::store_shared(SUBSCRIBE_BUFFER);
-        Shared { store, writer: Some(writer) }
+        Shared {
+            store,
+            writer: Some(writer),
+        }
     }
 
     fn subscribe(&mut self) -> reflector::ReflectHandle<K> {
-        self.writer.as_ref().expect("subscribe before start").subscribe().expect("a shared writer hands out subscriptions")
+        self.writer
+            .as_ref()
+            .expect("subscribe before start")
+            .subscribe()
+            .expect("a shared writer hands out subscriptions")
     }
 
     /// Starts the watch feeding this cache.
     fn start(&mut self, api: Api<K>, cfg: watcher::Config) {
         let writer = self.writer.take().expect("started once");
-        tokio::spawn(watcher(api, cfg).default_backoff().reflect_shared(writer).for_each(|ev| async move {
-            if let Err(e) = ev {
-                tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
-            }
-        }));
+        tokio::spawn(
+            watcher(api, cfg)
+                .default_backoff()
+                .reflect_shared(writer)
+                .for_each(|ev| async move {
+                    if let Err(e) = ev {
+                        tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                    }
+                }),
+        );
     }
 }
 
 /// Runs the operator until SIGINT/SIGTERM.
 pub fn run_blocking(args: RunArgs) -> ExitCode {
     init_tracing(&args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -203,16 +310,24 @@ pub fn run_blocking(args: RunArgs) -> ExitCode {
 }
 
 fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -245,25 +360,46 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         cluster_role_bindings: cluster_role_bindings.store.clone(),
     };
 
-    let mut kinds: Vec<String> =
-        if args.count_kinds.is_empty() { inventory::DEFAULT_COUNTED_KINDS.iter().map(|s| s.to_string()).collect() } else { args.count_kinds.clone() };
+    let mut kinds: Vec<String> = if args.count_kinds.is_empty() {
+        inventory::DEFAULT_COUNTED_KINDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        args.count_kinds.clone()
+    };
     kinds.extend(args.count_extra_kinds.iter().cloned());
     kinds.sort();
     kinds.dedup();
     let inventory = Arc::new(inventory::Inventory::default());
     let (changed_tx, changed_rx) = futures::channel::mpsc::unbounded::<String>();
 
-    let reporter = Reporter { controller: "tenancy-operator".into(), instance: std::env::var("POD_NAME").ok() };
+    let reporter = Reporter {
+        controller: "tenancy-operator".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: desired::Config {
-            roles: RoleNames { manager: args.manager_role.clone(), administrator: args.administrator_role.clone(), member: args.member_role.clone() },
+            roles: RoleNames {
+                manager: args.manager_role.clone(),
+                administrator: args.administrator_role.clone(),
+                member: args.member_role.clone(),
+            },
         },
-        clock: args.clock_offset_file.clone().map(Clock::with_offset_file).unwrap_or_default(),
+        clock: args
+            .clock_offset_file
+            .clone()
+            .map(Clock::with_offset_file)
+            .unwrap_or_default(),
         metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         caches: caches.clone(),
         inventory: inventory.clone(),
+        ledger: Arc::new(crate::admission::ledger::Ledger::new(
+            client.clone(),
+            args.namespace.clone(),
+        )),
         failures: Mutex::new(HashMap::new()),
     });
 
@@ -284,10 +420,27 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         },
         args.concurrency,
     );
-    let membership_ctrl = membership::controller(&ctx, memberships.subscribe(), projects.subscribe(), namespaces.subscribe(), role_bindings.subscribe(), args.concurrency);
-    let customer_ctrl = customer::controller(&ctx, customers.subscribe(), projects.subscribe(), namespaces.subscribe(), cluster_roles.subscribe(), cluster_role_bindings.subscribe(), args.concurrency);
+    let membership_ctrl = membership::controller(
+        &ctx,
+        memberships.subscribe(),
+        projects.subscribe(),
+        namespaces.subscribe(),
+        role_bindings.subscribe(),
+        args.concurrency,
+    );
+    let customer_ctrl = customer::controller(
+        &ctx,
+        customers.subscribe(),
+        projects.subscribe(),
+        namespaces.subscribe(),
+        cluster_roles.subscribe(),
+        cluster_role_bindings.subscribe(),
+        args.concurrency,
+    );
 
-    let managed = watcher::Config::default().labels(labels::MANAGED_SELECTOR).any_semantic();
+    let managed = watcher::Config::default()
+        .labels(labels::MANAGED_SELECTOR)
+        .any_semantic();
     let all = watcher::Config::default().any_semantic();
     projects.start(Api::all(client.clone()), all.clone());
     customers.start(Api::all(client.clone()), all.clone());
@@ -305,6 +458,41 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         Arc::new(move || project::record_phases(&projects, &metrics))
     };
     let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), refresh));
+
+    let mut trusted = crate::admission::Policy::default().trusted_users;
+    trusted.extend(args.trusted_users.iter().cloned());
+    let admission = Arc::new(crate::admission::server::Admission {
+        ctx: ctx.clone(),
+        policy: crate::admission::Policy {
+            staff_groups: args.staff_groups.clone(),
+            trusted_users: trusted,
+        },
+    });
+    let webhook = {
+        let (args, client) = (args.clone(), client.clone());
+        async move {
+            if args.no_webhook {
+                return std::future::pending::<Result<(), String>>().await;
+            }
+            let opts = crate::admission::server::WebhookOptions {
+                addr: args.webhook_addr,
+                cert_dir: args.webhook_cert_dir.clone(),
+                namespace: args.namespace.clone(),
+                secret_name: args.webhook_secret.clone(),
+                hosts: args.webhook_hosts.clone(),
+                config_name: args.webhook_config_name.clone(),
+            };
+            let cert = crate::admission::server::serving_cert(&client, &opts).await?;
+            if let (Some(name), Some(ca)) = (&opts.config_name, &cert.ca_pem) {
+                tokio::spawn(crate::admission::server::keep_ca_bundle(
+                    client.clone(),
+                    name.clone(),
+                    ca.clone(),
+                ));
+            }
+            crate::admission::server::serve(admission, opts.addr, cert).await
+        }
+    };
 
     // Ready once every cache has listed once.
     {
@@ -335,6 +523,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         _ = membership_ctrl => tracing::error!("membership controller stopped"),
         _ = customer_ctrl => tracing::error!("customer controller stopped"),
         r = server => return Err(Error::Invalid(format!("metrics server stopped: {r:?}"))),
+        r = webhook => return Err(Error::Invalid(format!("admission webhook stopped: {r:?}"))),
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
@@ -342,7 +531,9 @@ async fn run(args: RunArgs) -> Result<(), Error> {
 
 /// The controller configuration every controller here uses.
 pub fn controller_config(concurrency: u16) -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().concurrency(concurrency).debounce(Duration::from_millis(100))
+    kube::runtime::controller::Config::default()
+        .concurrency(concurrency)
+        .debounce(Duration::from_millis(100))
 }
 
 /// Logs a reconcile's outcome (the controllers' streams must be polled).

@@ -22,10 +22,12 @@ use super::inventory::NamespaceContents;
 use super::metrics::{Metrics, PhaseLabel};
 use super::{Context, Error, apply};
 use crate::api::project::{CustomerSummary, MemberCounts, QuotaStatus};
-use crate::api::{Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase, ProjectRole, ProjectStatus};
+use crate::api::{
+    Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase, ProjectRole, ProjectStatus,
+};
 use crate::desired::access::{self, Grant, ProjectAudience};
-use crate::desired::namespace::{self as ns_desired, Freeze, NamespaceState};
 use crate::desired::labels;
+use crate::desired::namespace::{self as ns_desired, Freeze, NamespaceState};
 use crate::lifecycle::{self, Dates, Schedule};
 
 pub const CONTROLLER: &str = "project";
@@ -50,17 +52,28 @@ fn project_ref(name: &str) -> ObjectRef<Project> {
 }
 
 /// Builds the controller; the returned future runs it.
-pub fn controller(ctx: &Arc<Context>, s: Streams, concurrency: u16) -> impl Future<Output = ()> + use<> {
+pub fn controller(
+    ctx: &Arc<Context>,
+    s: Streams,
+    concurrency: u16,
+) -> impl Future<Output = ()> + use<> {
     let projects = ctx.caches.projects.clone();
     let by_customer = move |c: Arc<Customer>| {
         let name = c.name_any();
-        projects.state().into_iter().filter(|p| p.spec.customer == name).map(|p| ObjectRef::from_obj(p.as_ref())).collect::<Vec<_>>()
+        projects
+            .state()
+            .into_iter()
+            .filter(|p| p.spec.customer == name)
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect::<Vec<_>>()
     };
     let project_label = |obj: &dyn LabelSource| obj.project_label().map(|p| project_ref(&p));
     let controller = Controller::for_shared_stream(s.projects, ctx.caches.projects.clone())
         .with_config(super::controller_config(concurrency))
         .watches_shared_stream(s.customers, by_customer)
-        .watches_shared_stream(s.memberships, |m: Arc<ProjectMembership>| m.namespace().map(|n| project_ref(&n)))
+        .watches_shared_stream(s.memberships, |m: Arc<ProjectMembership>| {
+            m.namespace().map(|n| project_ref(&n))
+        })
         .watches_shared_stream(s.namespaces, move |n: Arc<Namespace>| {
             // A namespace of ours, or any namespace named like a project (conflicts, deletions).
             project_label(n.as_ref()).or_else(|| Some(project_ref(&n.name_any())))
@@ -73,7 +86,11 @@ pub fn controller(ctx: &Arc<Context>, s: Streams, concurrency: u16) -> impl Futu
         .reconcile_on(s.namespace_changes.map(|ns| project_ref(&ns)));
     let ctx = ctx.clone();
     async move {
-        let stream = controller.run(reconcile, |p, e, c| super::error_policy(CONTROLLER, p, e, c), ctx);
+        let stream = controller.run(
+            reconcile,
+            |p, e, c| super::error_policy(CONTROLLER, p, e, c),
+            ctx,
+        );
         super::drain(CONTROLLER, stream).await
     }
 }
@@ -92,18 +109,44 @@ impl<K: ResourceExt> LabelSource for K {
 pub fn record_phases(projects: &Store<Project>, metrics: &Metrics) {
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     for p in projects.state() {
-        let phase = p.status.as_ref().and_then(|s| s.phase).map(|p| format!("{p:?}")).unwrap_or_else(|| "Unknown".into());
+        let phase = p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_else(|| "Unknown".into());
         *counts.entry(phase).or_default() += 1;
     }
-    for phase in ["Pending", "Scheduled", "Active", "Finished", "Expired", "Conflict", "Terminating", "Unknown"] {
-        metrics.projects.get_or_create(&PhaseLabel { phase: phase.into() }).set(counts.get(phase).copied().unwrap_or(0));
+    for phase in [
+        "Pending",
+        "Scheduled",
+        "Active",
+        "Finished",
+        "Expired",
+        "Conflict",
+        "Terminating",
+        "Unknown",
+    ] {
+        metrics
+            .projects
+            .get_or_create(&PhaseLabel {
+                phase: phase.into(),
+            })
+            .set(counts.get(phase).copied().unwrap_or(0));
     }
 }
 
 /// Memberships of a project's namespace, with what each grants now.
-pub fn grants<'a>(memberships: &'a [Arc<ProjectMembership>], binds: bool, now: Timestamp) -> Vec<(&'a ProjectMembership, Grant)> {
+pub fn grants(
+    memberships: &[Arc<ProjectMembership>],
+    binds: bool,
+    now: Timestamp,
+) -> Vec<(&ProjectMembership, Grant)> {
     let siblings: Vec<&ProjectMembership> = memberships.iter().map(|m| m.as_ref()).collect();
-    siblings.iter().map(|m| (*m, access::evaluate(m, &siblings, binds, now))).collect()
+    siblings
+        .iter()
+        .map(|m| (*m, access::evaluate(m, &siblings, binds, now)))
+        .collect()
 }
 
 /// Members by role, from the grants.
@@ -138,10 +181,16 @@ pub fn usage_of(contents: &NamespaceContents) -> BTreeMap<String, String> {
 
 fn quota_status(rq: &ResourceQuota) -> Option<QuotaStatus> {
     let st = rq.status.as_ref()?;
-    let strings = |m: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
-        m.as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect()).unwrap_or_default()
-    };
-    Some(QuotaStatus { hard: strings(&st.hard), used: strings(&st.used) })
+    let strings =
+        |m: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
+            m.as_ref()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+                .unwrap_or_default()
+        };
+    Some(QuotaStatus {
+        hard: strings(&st.hard),
+        used: strings(&st.used),
+    })
 }
 
 /// Whether the quota controller has caught up with the quota's spec.
@@ -150,7 +199,11 @@ fn quota_enforced(rq: &ResourceQuota) -> bool {
     let have = rq.status.as_ref().and_then(|s| s.hard.as_ref());
     match (want, have) {
         (Some(w), Some(h)) => {
-            w.len() == h.len() && w.iter().all(|(k, v)| h.get(k).is_some_and(|hv| crate::desired::quantity::same_quantity(&v.0, &hv.0)))
+            w.len() == h.len()
+                && w.iter().all(|(k, v)| {
+                    h.get(k)
+                        .is_some_and(|hv| crate::desired::quantity::same_quantity(&v.0, &hv.0))
+                })
         }
         (None, _) => true,
         _ => false,
@@ -169,7 +222,10 @@ pub fn customer_summary(c: &Customer) -> CustomerSummary {
 
 /// Effective grace: the project's, else its customer's, else 0.
 pub fn effective_grace_days(p: &Project, c: Option<&Customer>) -> i32 {
-    p.spec.grace_period_days.or_else(|| c.and_then(|c| c.spec.grace_period_days)).unwrap_or(0)
+    p.spec
+        .grace_period_days
+        .or_else(|| c.and_then(|c| c.spec.grace_period_days))
+        .unwrap_or(0)
 }
 
 pub fn dates_of(p: &Project, grace: i32) -> Dates {
@@ -182,11 +238,15 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     let name = project.name_any();
     let key = format!("{CONTROLLER}/{name}");
     if project.metadata.deletion_timestamp.is_some() {
+        super::termination::soft_delete(&ctx, &project).await?;
         return Ok(Action::await_change());
     }
+    super::termination::ensure_finalizer(&ctx, &project).await?;
     let now = ctx.clock.now();
     let caches = &ctx.caches;
-    let customer = caches.customers.get(&ObjectRef::new(&project.spec.customer));
+    let customer = caches
+        .customers
+        .get(&ObjectRef::new(&project.spec.customer));
     let previous = project.status.clone().unwrap_or_default();
     let generation = project.metadata.generation;
     let namespace = caches.namespaces.get(&ObjectRef::new(&name));
@@ -194,7 +254,8 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     // Never adopt a namespace someone else created.
     let ours = |n: &Namespace| {
         ns_desired::namespace_belongs_to(n, &name)
-            || (previous.namespace.as_deref() == Some(name.as_str()) && previous.phase != Some(ProjectPhase::Conflict))
+            || (previous.namespace.as_deref() == Some(name.as_str())
+                && previous.phase != Some(ProjectPhase::Conflict))
     };
     if let Some(n) = &namespace
         && !ours(n)
@@ -202,17 +263,43 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         return conflict(&project, &ctx, &previous, now).await;
     }
 
+    // Recovery: this project adopts the archived namespace of a deleted one.
+    let mut recovery = previous.recovery.clone();
+    if let Some(archive) = namespace
+        .as_deref()
+        .and_then(crate::lifecycle::archive::Archive::of)
+        && recovery.as_ref().map(|r| &r.terminated_at) != Some(&archive.terminated_at)
+    {
+        recovery = Some(super::termination::recover(&ctx, &project, &archive).await?);
+    }
+
     let grace = effective_grace_days(&project, customer.as_deref());
     let dates = dates_of(&project, grace);
     let schedule = dates.schedule(now);
-    let freeze = if schedule == Schedule::NotStarted { Freeze::NoPods } else { Freeze::None };
+    let freeze = if schedule == Schedule::NotStarted {
+        Freeze::NoPods
+    } else {
+        Freeze::None
+    };
 
     // Namespace.
-    let want_ns = ns_desired::namespace_for(&project, NamespaceState::Active, matches!(schedule, Schedule::InGrace | Schedule::Expired));
+    let want_ns = ns_desired::namespace_for(
+        &project,
+        NamespaceState::Active,
+        matches!(schedule, Schedule::InGrace | Schedule::Expired),
+    );
     if apply::ensure(&ctx, namespace.clone(), &want_ns).await? && namespace.is_none() {
-        ctx.event(project.as_ref(), EventType::Normal, "NamespaceCreated", format!("created namespace {name}")).await;
+        ctx.event(
+            project.as_ref(),
+            EventType::Normal,
+            "NamespaceCreated",
+            format!("created namespace {name}"),
+        )
+        .await;
     }
-    let namespace_active = namespace.as_ref().is_some_and(|n| n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Active"));
+    let namespace_active = namespace
+        .as_ref()
+        .is_some_and(|n| n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Active"));
 
     // Quota and limits.
     let quota_ref = ObjectRef::<ResourceQuota>::new(ns_desired::QUOTA_NAME).within(&name);
@@ -241,10 +328,15 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     }
 
     // Customer owners and support.
-    let wanted_bindings = customer.as_ref().map(|c| access::customer_bindings(&project, c, &ctx.config.roles, now)).unwrap_or_default();
+    let wanted_bindings = customer
+        .as_ref()
+        .map(|c| access::customer_bindings(&project, c, &ctx.config.roles, now))
+        .unwrap_or_default();
     let wanted_names: BTreeSet<String> = wanted_bindings.iter().map(|b| b.name_any()).collect();
     for rb in &wanted_bindings {
-        let current = caches.role_bindings.get(&ObjectRef::new(&rb.name_any()).within(&name));
+        let current = caches
+            .role_bindings
+            .get(&ObjectRef::new(&rb.name_any()).within(&name));
         apply::ensure(&ctx, current, rb).await?;
     }
     for rb in caches.role_bindings.state() {
@@ -259,27 +351,62 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     }
 
     // Members, and the per-project access roles.
-    let memberships: Vec<Arc<ProjectMembership>> =
-        caches.memberships.state().into_iter().filter(|m| m.namespace().as_deref() == Some(name.as_str())).collect();
+    let memberships: Vec<Arc<ProjectMembership>> = caches
+        .memberships
+        .state()
+        .into_iter()
+        .filter(|m| m.namespace().as_deref() == Some(name.as_str()))
+        .collect();
     let grants = grants(&memberships, true, now);
-    let active: Vec<&ProjectMembership> = grants.iter().filter(|(_, g)| *g == Grant::Active).map(|(m, _)| *m).collect();
+    let active: Vec<&ProjectMembership> = grants
+        .iter()
+        .filter(|(_, g)| *g == Grant::Active)
+        .map(|(m, _)| *m)
+        .collect();
     let audience = ProjectAudience::of(&active, customer.as_deref(), now);
     let (roles, bindings) = access::project_access(&project, &audience);
     for role in &roles {
-        apply::ensure(&ctx, caches.cluster_roles.get(&ObjectRef::new(&role.name_any())), role).await?;
+        apply::ensure(
+            &ctx,
+            caches.cluster_roles.get(&ObjectRef::new(&role.name_any())),
+            role,
+        )
+        .await?;
     }
     for binding in &bindings {
-        apply::ensure(&ctx, caches.cluster_role_bindings.get(&ObjectRef::new(&binding.name_any())), binding).await?;
+        apply::ensure(
+            &ctx,
+            caches
+                .cluster_role_bindings
+                .get(&ObjectRef::new(&binding.name_any())),
+            binding,
+        )
+        .await?;
     }
 
     // Status.
     let contents = ctx.inventory.contents(&name);
     let mut conds = Conditions::new(&previous.conditions, generation, now);
-    conds.set("NamespaceConflict", false, "NamespaceOwned", format!("namespace {name} belongs to this project"));
+    conds.set(
+        "NamespaceConflict",
+        false,
+        "NamespaceOwned",
+        format!("namespace {name} belongs to this project"),
+    );
     if namespace_active {
-        conds.set("NamespaceReady", true, "Active", format!("namespace {name} is active"));
+        conds.set(
+            "NamespaceReady",
+            true,
+            "Active",
+            format!("namespace {name} is active"),
+        );
     } else {
-        conds.set("NamespaceReady", false, "Creating", format!("waiting for namespace {name}"));
+        conds.set(
+            "NamespaceReady",
+            false,
+            "Creating",
+            format!("waiting for namespace {name}"),
+        );
     }
     match &customer {
         Some(_) => conds.set("AccessReady", true, "Bound", format!("{} members and customer roles bound", audience.readers.len())),
@@ -290,15 +417,28 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
             format!("customer {:?} does not exist: create it, or set spec.customer to an existing customer", project.spec.customer),
         ),
     };
-    let quota_ready = match (ns_desired::resource_quota_for(&project, freeze), &current_quota) {
+    let quota_ready = match (
+        ns_desired::resource_quota_for(&project, freeze),
+        &current_quota,
+    ) {
         (None, _) => true,
         (Some(_), Some(q)) => quota_enforced(q),
         (Some(_), None) => false,
     };
     if quota_ready {
-        conds.set("QuotaReady", true, "Enforced", "the namespace's quota is enforced");
+        conds.set(
+            "QuotaReady",
+            true,
+            "Enforced",
+            "the namespace's quota is enforced",
+        );
     } else {
-        conds.set("QuotaReady", false, "Waiting", "waiting for the quota controller to enforce tenancy-quota");
+        conds.set(
+            "QuotaReady",
+            false,
+            "Waiting",
+            "waiting for the quota controller to enforce tenancy-quota",
+        );
     }
     let ready = namespace_active && customer.is_some() && quota_ready;
     let phase = if !ready {
@@ -312,9 +452,18 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         }
     };
     if ready {
-        conds.set("Ready", true, "Reconciled", format!("project {name} is {phase:?}"));
+        conds.set(
+            "Ready",
+            true,
+            "Reconciled",
+            format!("project {name} is {phase:?}"),
+        );
     } else {
-        let why = ["NamespaceReady", "AccessReady", "QuotaReady"].into_iter().filter(|t| !conds.is_true(t)).collect::<Vec<_>>().join(", ");
+        let why = ["NamespaceReady", "AccessReady", "QuotaReady"]
+            .into_iter()
+            .filter(|t| !conds.is_true(t))
+            .collect::<Vec<_>>()
+            .join(", ");
         conds.set("Ready", false, "Progressing", format!("waiting for {why}"));
     }
 
@@ -324,7 +473,10 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         conditions: conds.finish(),
         namespace: Some(name.clone()),
         customer: customer.as_deref().map(customer_summary),
-        oecd_fos_2007_label: project.spec.oecd_fos_2007_code.map(|c| c.label().to_string()),
+        oecd_fos_2007_label: project
+            .spec
+            .oecd_fos_2007_code
+            .map(|c| c.label().to_string()),
         resources_count: Some(contents.total()),
         resource_counts: contents.counts.clone(),
         members: Some(member_counts(&grants)),
@@ -332,9 +484,12 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         usage: usage_of(&contents),
         effective_grace_period_days: Some(grace),
         effective_end_date: dates.effective_end_date.map(|d| d.to_string()),
-        end_date_requested_by: project.annotations().get(crate::desired::annotations::END_DATE_REQUESTED_BY).cloned(),
+        end_date_requested_by: project
+            .annotations()
+            .get(crate::desired::annotations::END_DATE_REQUESTED_BY)
+            .cloned(),
         termination: previous.termination.clone(),
-        recovery: previous.recovery.clone(),
+        recovery,
         last_move: previous.last_move.clone(),
         suspension: previous.suspension.clone(),
     };
@@ -350,7 +505,12 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         .iter()
         .flat_map(|c| c.spec.owners.iter().chain(c.spec.support.iter()))
         .map(|h| h.expiration_time.as_ref().map(|t| t.0));
-    let next = lifecycle::earliest_after(now, member_expiries.chain(holder_expiries).chain([dates.next_boundary(now)]));
+    let next = lifecycle::earliest_after(
+        now,
+        member_expiries
+            .chain(holder_expiries)
+            .chain([dates.next_boundary(now)]),
+    );
     Ok(match next {
         Some(at) => Action::requeue(lifecycle::until(now, at).min(Duration::from_secs(3600))),
         None => Action::requeue(Duration::from_secs(3600)),
@@ -358,7 +518,12 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
 }
 
 /// The namespace exists and was not created for this project: bind nothing, say so.
-async fn conflict(project: &Project, ctx: &Context, previous: &ProjectStatus, now: Timestamp) -> Result<Action, Error> {
+async fn conflict(
+    project: &Project,
+    ctx: &Context,
+    previous: &ProjectStatus,
+    now: Timestamp,
+) -> Result<Action, Error> {
     let name = project.name_any();
     let mut conds = Conditions::new(&previous.conditions, project.metadata.generation, now);
     let msg = format!(
@@ -373,13 +538,26 @@ async fn conflict(project: &Project, ctx: &Context, previous: &ProjectStatus, no
         ..Default::default()
     };
     if previous.phase != Some(ProjectPhase::Conflict) {
-        ctx.event(project, EventType::Warning, "NamespaceConflict", msg).await;
+        ctx.event(project, EventType::Warning, "NamespaceConflict", msg)
+            .await;
     }
     // Whatever access objects an earlier state left behind go.
-    for role in ctx.caches.cluster_roles.state().into_iter().filter(|r| r.project_label().as_deref() == Some(name.as_str())) {
+    for role in ctx
+        .caches
+        .cluster_roles
+        .state()
+        .into_iter()
+        .filter(|r| r.project_label().as_deref() == Some(name.as_str()))
+    {
         apply::remove(ctx, role.as_ref()).await?;
     }
-    for b in ctx.caches.cluster_role_bindings.state().into_iter().filter(|r| r.project_label().as_deref() == Some(name.as_str())) {
+    for b in ctx
+        .caches
+        .cluster_role_bindings
+        .state()
+        .into_iter()
+        .filter(|r| r.project_label().as_deref() == Some(name.as_str()))
+    {
         apply::remove(ctx, b.as_ref()).await?;
     }
     apply::ensure_status(ctx, project, project.status.as_ref(), &status).await?;

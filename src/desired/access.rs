@@ -5,12 +5,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
-use k8s_openapi::api::rbac::v1::{AggregationRule, ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject as RbacSubject};
+use k8s_openapi::api::rbac::v1::{
+    AggregationRule, ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef,
+    Subject as RbacSubject,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 
 use super::{RoleNames, bounded_name, child_labels, child_meta, labels, owner_ref};
-use crate::api::{Customer, CustomerRoleHolder, MembershipPhase, Project, ProjectMembership, ProjectRole, Subject, SubjectKind};
+use crate::api::{
+    Customer, CustomerRoleHolder, MembershipPhase, Project, ProjectMembership, ProjectRole,
+    Subject, SubjectKind,
+};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -23,16 +29,28 @@ pub fn rbac_subject(subject: &Subject) -> RbacSubject {
             namespace: subject.namespace.clone(),
             api_group: Some(String::new()),
         },
-        kind => RbacSubject { kind: kind.as_str().into(), name: subject.name.clone(), namespace: None, api_group: Some(RBAC_GROUP.into()) },
+        kind => RbacSubject {
+            kind: kind.as_str().into(),
+            name: subject.name.clone(),
+            namespace: None,
+            api_group: Some(RBAC_GROUP.into()),
+        },
     }
 }
 
 fn role_ref(cluster_role: &str) -> RoleRef {
-    RoleRef { api_group: RBAC_GROUP.into(), kind: "ClusterRole".into(), name: cluster_role.into() }
+    RoleRef {
+        api_group: RBAC_GROUP.into(),
+        kind: "ClusterRole".into(),
+        name: cluster_role.into(),
+    }
 }
 
 /// Whether a point in time has been reached (`None` never expires).
-pub fn expired(expiration: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>, now: Timestamp) -> bool {
+pub fn expired(
+    expiration: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    now: Timestamp,
+) -> bool {
     expiration.is_some_and(|t| t.0 <= now)
 }
 
@@ -71,18 +89,33 @@ fn held_phase(m: &ProjectMembership) -> Option<MembershipPhase> {
 
 /// Sort key deciding which of two duplicate memberships wins: the older one.
 fn seniority(m: &ProjectMembership) -> (Option<Timestamp>, String) {
-    (m.metadata.creation_timestamp.as_ref().map(|t| t.0), m.name_any())
+    (
+        m.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        m.name_any(),
+    )
 }
 
 /// Decides what a membership grants, given its siblings in the same namespace and whether the
 /// project can bind anything.
-pub fn evaluate(m: &ProjectMembership, siblings: &[&ProjectMembership], project_binds: bool, now: Timestamp) -> Grant {
+pub fn evaluate(
+    m: &ProjectMembership,
+    siblings: &[&ProjectMembership],
+    project_binds: bool,
+    now: Timestamp,
+) -> Grant {
     if !project_binds {
         return Grant::NoProject;
     }
     match held_phase(m) {
         Some(MembershipPhase::Revoked) => return Grant::Revoked,
-        Some(MembershipPhase::Pending) => return Grant::Pending,
+        Some(MembershipPhase::Pending)
+            if m.annotations()
+                .get(crate::desired::annotations::ACCEPT)
+                .map(String::as_str)
+                != Some("true") =>
+        {
+            return Grant::Pending;
+        }
         _ => {}
     }
     if expired(m.spec.expiration_time.as_ref(), now) {
@@ -92,11 +125,17 @@ pub fn evaluate(m: &ProjectMembership, siblings: &[&ProjectMembership], project_
         o.name_any() != m.name_any()
             && o.spec.subject == m.spec.subject
             && o.spec.role == m.spec.role
-            && !matches!(held_phase(o), Some(MembershipPhase::Revoked | MembershipPhase::Pending))
+            && !matches!(
+                held_phase(o),
+                Some(MembershipPhase::Revoked | MembershipPhase::Pending)
+            )
             && !expired(o.spec.expiration_time.as_ref(), now)
             && o.metadata.deletion_timestamp.is_none()
     };
-    if let Some(winner) = siblings.iter().filter(contends).min_by_key(|o| seniority(o))
+    if let Some(winner) = siblings
+        .iter()
+        .filter(contends)
+        .min_by_key(|o| seniority(o))
         && seniority(winner) < seniority(m)
     {
         return Grant::Duplicate(winner.name_any());
@@ -114,7 +153,14 @@ pub fn membership_binding(m: &ProjectMembership, roles: &RoleNames) -> RoleBindi
     let ns = m.namespace().unwrap_or_default();
     let name = m.name_any();
     let mut labels = child_labels(&ns, "membership");
-    labels.insert(labels::MEMBERSHIP.into(), if name.len() <= 63 { name.clone() } else { crate::api::name_token(&name) });
+    labels.insert(
+        labels::MEMBERSHIP.into(),
+        if name.len() <= 63 {
+            name.clone()
+        } else {
+            crate::api::name_token(&name)
+        },
+    );
     RoleBinding {
         metadata: ObjectMeta {
             name: Some(membership_binding_name(&name)),
@@ -129,16 +175,29 @@ pub fn membership_binding(m: &ProjectMembership, roles: &RoleNames) -> RoleBindi
 }
 
 /// Customer role holders that have not expired.
-pub fn active_holders(holders: &[CustomerRoleHolder], now: Timestamp) -> impl Iterator<Item = &CustomerRoleHolder> {
-    holders.iter().filter(move |h| !expired(h.expiration_time.as_ref(), now))
+pub fn active_holders(
+    holders: &[CustomerRoleHolder],
+    now: Timestamp,
+) -> impl Iterator<Item = &CustomerRoleHolder> {
+    holders
+        .iter()
+        .filter(move |h| !expired(h.expiration_time.as_ref(), now))
 }
 
 /// RoleBindings in a project namespace for the customer's owners (project-manager) and support
 /// (project-member, read-only), owned by the project.
-pub fn customer_bindings(project: &Project, customer: &Customer, roles: &RoleNames, now: Timestamp) -> Vec<RoleBinding> {
+pub fn customer_bindings(
+    project: &Project,
+    customer: &Customer,
+    roles: &RoleNames,
+    now: Timestamp,
+) -> Vec<RoleBinding> {
     let ns = project.name_any();
     let mut out = Vec::new();
-    for (part, holders, role) in [("owner", &customer.spec.owners, &roles.manager), ("support", &customer.spec.support, &roles.member)] {
+    for (part, holders, role) in [
+        ("owner", &customer.spec.owners, &roles.manager),
+        ("support", &customer.spec.support, &roles.member),
+    ] {
         let mut seen = BTreeSet::new();
         for holder in active_holders(holders, now) {
             let subject = holder.subject();
@@ -166,7 +225,11 @@ pub struct ProjectAudience {
 }
 
 impl ProjectAudience {
-    pub fn of(active_members: &[&ProjectMembership], customer: Option<&Customer>, now: Timestamp) -> Self {
+    pub fn of(
+        active_members: &[&ProjectMembership],
+        customer: Option<&Customer>,
+        now: Timestamp,
+    ) -> Self {
         let mut a = ProjectAudience::default();
         for m in active_members {
             a.readers.insert(m.spec.subject.clone());
@@ -209,7 +272,10 @@ pub fn project_manager_role_name(project: &str) -> String {
 
 /// The per-project ClusterRoles and ClusterRoleBindings: readers may `get` their Project and
 /// its Customer; managers may also update and delete the Project.
-pub fn project_access(project: &Project, audience: &ProjectAudience) -> (Vec<ClusterRole>, Vec<ClusterRoleBinding>) {
+pub fn project_access(
+    project: &Project,
+    audience: &ProjectAudience,
+) -> (Vec<ClusterRole>, Vec<ClusterRoleBinding>) {
     let name = project.name_any();
     let customer = project.spec.customer.as_str();
     let reader = project_reader_role_name(&name);
@@ -219,13 +285,23 @@ pub fn project_access(project: &Project, audience: &ProjectAudience) -> (Vec<Clu
             metadata: child_meta(&reader, None, project, "access"),
             rules: Some(vec![
                 rule(crate::api::GROUP, "projects", &[&name], &["get", "watch"]),
-                rule(crate::api::GROUP, "customers", &[customer], &["get", "watch"]),
+                rule(
+                    crate::api::GROUP,
+                    "customers",
+                    &[customer],
+                    &["get", "watch"],
+                ),
             ]),
             aggregation_rule: None,
         },
         ClusterRole {
             metadata: child_meta(&manager, None, project, "access"),
-            rules: Some(vec![rule(crate::api::GROUP, "projects", &[&name], &["update", "patch", "delete"])]),
+            rules: Some(vec![rule(
+                crate::api::GROUP,
+                "projects",
+                &[&name],
+                &["update", "patch", "delete"],
+            )]),
             aggregation_rule: None,
         },
     ];
@@ -234,7 +310,10 @@ pub fn project_access(project: &Project, audience: &ProjectAudience) -> (Vec<Clu
         role_ref: role_ref(role),
         subjects: Some(subjects.iter().map(rbac_subject).collect()),
     };
-    let bindings = vec![binding(&reader, &audience.readers), binding(&manager, &audience.managers)];
+    let bindings = vec![
+        binding(&reader, &audience.readers),
+        binding(&manager, &audience.managers),
+    ];
     (roles, bindings)
 }
 
@@ -245,30 +324,50 @@ pub fn customer_role_name(customer: &str) -> String {
 
 /// The per-customer ClusterRoles and bindings: owners and support may read the Customer; owners
 /// may create projects (the webhook checks they are for this customer).
-pub fn customer_access(customer: &Customer, now: Timestamp) -> (Vec<ClusterRole>, Vec<ClusterRoleBinding>) {
+pub fn customer_access(
+    customer: &Customer,
+    now: Timestamp,
+) -> (Vec<ClusterRole>, Vec<ClusterRoleBinding>) {
     let name = customer.name_any();
     let reader = customer_role_name(&name);
     let owner = format!("{reader}:owners");
     let meta = |n: &str| ObjectMeta {
         name: Some(n.to_string()),
         labels: Some(BTreeMap::from([
-            (labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string()),
+            (
+                labels::MANAGED_BY.to_string(),
+                labels::MANAGED_BY_VALUE.to_string(),
+            ),
             (labels::CUSTOMER.to_string(), name.clone()),
             (labels::PART.to_string(), "customer-access".to_string()),
         ])),
         owner_references: Some(vec![owner_ref(customer)]),
         ..Default::default()
     };
-    let owners: BTreeSet<Subject> = active_holders(&customer.spec.owners, now).map(|h| h.subject()).collect();
-    let readers: BTreeSet<Subject> =
-        owners.iter().cloned().chain(active_holders(&customer.spec.support, now).map(|h| h.subject())).collect();
+    let owners: BTreeSet<Subject> = active_holders(&customer.spec.owners, now)
+        .map(|h| h.subject())
+        .collect();
+    let readers: BTreeSet<Subject> = owners
+        .iter()
+        .cloned()
+        .chain(active_holders(&customer.spec.support, now).map(|h| h.subject()))
+        .collect();
     let roles = vec![
         ClusterRole {
             metadata: meta(&reader),
-            rules: Some(vec![rule(crate::api::GROUP, "customers", &[&name], &["get", "watch"])]),
+            rules: Some(vec![rule(
+                crate::api::GROUP,
+                "customers",
+                &[&name],
+                &["get", "watch"],
+            )]),
             aggregation_rule: None,
         },
-        ClusterRole { metadata: meta(&owner), rules: Some(vec![rule(crate::api::GROUP, "projects", &[], &["create"])]), aggregation_rule: None },
+        ClusterRole {
+            metadata: meta(&owner),
+            rules: Some(vec![rule(crate::api::GROUP, "projects", &[], &["create"])]),
+            aggregation_rule: None,
+        },
     ];
     let binding = |role: &str, subjects: &BTreeSet<Subject>| ClusterRoleBinding {
         metadata: meta(role),
@@ -289,19 +388,34 @@ pub fn aggregate_label(role: &str) -> String {
 /// built-in role (admin, edit, view) plus the membership rules of its level.
 pub fn role_cluster_roles(roles: &RoleNames) -> Vec<ClusterRole> {
     let selector = |pairs: &[(&str, &str)]| LabelSelector {
-        match_labels: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        match_labels: Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
         ..Default::default()
     };
     let meta = |name: &str, extra: &[(String, String)]| {
-        let mut l = BTreeMap::from([(labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string())]);
+        let mut l = BTreeMap::from([(
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_VALUE.to_string(),
+        )]);
         l.extend(extra.iter().cloned());
-        ObjectMeta { name: Some(name.to_string()), labels: Some(l), ..Default::default() }
+        ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(l),
+            ..Default::default()
+        }
     };
     let aggregated = |name: &str, builtin: &str| ClusterRole {
         metadata: meta(name, &[]),
         aggregation_rule: Some(AggregationRule {
             cluster_role_selectors: Some(vec![
-                selector(&[(&format!("rbac.authorization.k8s.io/aggregate-to-{builtin}"), "true")]),
+                selector(&[(
+                    &format!("rbac.authorization.k8s.io/aggregate-to-{builtin}"),
+                    "true",
+                )]),
                 selector(&[(&aggregate_label(name), "true")]),
             ]),
         }),
@@ -313,14 +427,22 @@ pub fn role_cluster_roles(roles: &RoleNames) -> Vec<ClusterRole> {
         aggregated(&roles.administrator, "edit"),
         aggregated(&roles.member, "view"),
         ClusterRole {
-            metadata: meta("tenancy:manage-memberships", &[(aggregate_label(&roles.manager), "true".into())]),
-            rules: Some(vec![memberships(&["get", "list", "watch", "create", "update", "patch", "delete"])]),
+            metadata: meta(
+                "tenancy:manage-memberships",
+                &[(aggregate_label(&roles.manager), "true".into())],
+            ),
+            rules: Some(vec![memberships(&[
+                "get", "list", "watch", "create", "update", "patch", "delete",
+            ])]),
             aggregation_rule: None,
         },
         ClusterRole {
             metadata: meta(
                 "tenancy:read-memberships",
-                &[(aggregate_label(&roles.administrator), "true".into()), (aggregate_label(&roles.member), "true".into())],
+                &[
+                    (aggregate_label(&roles.administrator), "true".into()),
+                    (aggregate_label(&roles.member), "true".into()),
+                ],
             ),
             rules: Some(vec![memberships(&["get", "list", "watch"])]),
             aggregation_rule: None,
@@ -339,13 +461,27 @@ mod tests {
     }
 
     fn user(name: &str) -> Subject {
-        Subject { kind: SubjectKind::User, name: name.into(), namespace: None }
+        Subject {
+            kind: SubjectKind::User,
+            name: name.into(),
+            namespace: None,
+        }
     }
 
-    fn membership(name: &str, who: &str, role: ProjectRole, expires: Option<&str>, created: &str) -> ProjectMembership {
+    fn membership(
+        name: &str,
+        who: &str,
+        role: ProjectRole,
+        expires: Option<&str>,
+        created: &str,
+    ) -> ProjectMembership {
         let mut m = ProjectMembership::new(
             name,
-            ProjectMembershipSpec { subject: user(who), role, expiration_time: expires.map(|e| Time(ts(e))) },
+            ProjectMembershipSpec {
+                subject: user(who),
+                role,
+                expiration_time: expires.map(|e| Time(ts(e))),
+            },
         );
         m.metadata.namespace = Some("web".into());
         m.metadata.uid = Some(format!("uid-{name}"));
@@ -354,7 +490,9 @@ mod tests {
     }
 
     fn customer(owners: serde_json::Value, support: serde_json::Value) -> Customer {
-        let spec: CustomerSpec = serde_json::from_value(serde_json::json!({"owners": owners, "support": support})).unwrap();
+        let spec: CustomerSpec =
+            serde_json::from_value(serde_json::json!({"owners": owners, "support": support}))
+                .unwrap();
         let mut c = Customer::new("acme", spec);
         c.metadata.uid = Some("uid-acme".into());
         c
@@ -364,55 +502,129 @@ mod tests {
 
     #[test]
     fn a_membership_is_active_until_its_expiration_instant() {
-        let m = membership("alice", "alice", ProjectRole::Member, Some("2027-01-01T12:00:05Z"), "2026-01-01T00:00:00Z");
+        let m = membership(
+            "alice",
+            "alice",
+            ProjectRole::Member,
+            Some("2027-01-01T12:00:05Z"),
+            "2026-01-01T00:00:00Z",
+        );
         assert_eq!(evaluate(&m, &[], true, ts(NOW)), Grant::Active);
-        assert_eq!(evaluate(&m, &[], true, ts("2027-01-01T12:00:05Z")), Grant::Expired);
+        assert_eq!(
+            evaluate(&m, &[], true, ts("2027-01-01T12:00:05Z")),
+            Grant::Expired
+        );
     }
 
     #[test]
     fn the_younger_of_two_identical_memberships_is_a_duplicate() {
-        let old = membership("a-old", "alice", ProjectRole::Member, None, "2026-01-01T00:00:00Z");
-        let new = membership("b-new", "alice", ProjectRole::Member, None, "2026-06-01T00:00:00Z");
+        let old = membership(
+            "a-old",
+            "alice",
+            ProjectRole::Member,
+            None,
+            "2026-01-01T00:00:00Z",
+        );
+        let new = membership(
+            "b-new",
+            "alice",
+            ProjectRole::Member,
+            None,
+            "2026-06-01T00:00:00Z",
+        );
         let all = [&old, &new];
         assert_eq!(evaluate(&old, &all, true, ts(NOW)), Grant::Active);
-        assert_eq!(evaluate(&new, &all, true, ts(NOW)), Grant::Duplicate("a-old".into()));
+        assert_eq!(
+            evaluate(&new, &all, true, ts(NOW)),
+            Grant::Duplicate("a-old".into())
+        );
     }
 
     #[test]
     fn an_expired_membership_does_not_make_a_newer_one_a_duplicate() {
-        let old = membership("a-old", "alice", ProjectRole::Member, Some("2026-12-01T00:00:00Z"), "2026-01-01T00:00:00Z");
-        let new = membership("b-new", "alice", ProjectRole::Member, None, "2026-06-01T00:00:00Z");
+        let old = membership(
+            "a-old",
+            "alice",
+            ProjectRole::Member,
+            Some("2026-12-01T00:00:00Z"),
+            "2026-01-01T00:00:00Z",
+        );
+        let new = membership(
+            "b-new",
+            "alice",
+            ProjectRole::Member,
+            None,
+            "2026-06-01T00:00:00Z",
+        );
         assert_eq!(evaluate(&new, &[&old, &new], true, ts(NOW)), Grant::Active);
     }
 
     #[test]
     fn the_same_subject_may_hold_two_different_roles() {
-        let a = membership("a", "alice", ProjectRole::Member, None, "2026-01-01T00:00:00Z");
-        let b = membership("b", "alice", ProjectRole::Manager, None, "2026-06-01T00:00:00Z");
+        let a = membership(
+            "a",
+            "alice",
+            ProjectRole::Member,
+            None,
+            "2026-01-01T00:00:00Z",
+        );
+        let b = membership(
+            "b",
+            "alice",
+            ProjectRole::Manager,
+            None,
+            "2026-06-01T00:00:00Z",
+        );
         assert_eq!(evaluate(&b, &[&a, &b], true, ts(NOW)), Grant::Active);
     }
 
     #[test]
     fn nothing_is_granted_where_the_project_binds_nothing() {
-        let m = membership("a", "alice", ProjectRole::Member, None, "2026-01-01T00:00:00Z");
+        let m = membership(
+            "a",
+            "alice",
+            ProjectRole::Member,
+            None,
+            "2026-01-01T00:00:00Z",
+        );
         assert_eq!(evaluate(&m, &[], false, ts(NOW)), Grant::NoProject);
     }
 
     #[test]
     fn membership_binding_maps_role_to_cluster_role_and_is_owned_by_the_membership() {
-        let m = membership("alice", "alice", ProjectRole::Administrator, None, "2026-01-01T00:00:00Z");
+        let m = membership(
+            "alice",
+            "alice",
+            ProjectRole::Administrator,
+            None,
+            "2026-01-01T00:00:00Z",
+        );
         let rb = membership_binding(&m, &RoleNames::default());
         assert_eq!(rb.role_ref.name, "tenancy:project-administrator");
         assert_eq!(rb.metadata.namespace.as_deref(), Some("web"));
         assert_eq!(rb.subjects.unwrap()[0].name, "alice");
-        assert_eq!(rb.metadata.owner_references.unwrap()[0].kind, "ProjectMembership");
+        assert_eq!(
+            rb.metadata.owner_references.unwrap()[0].kind,
+            "ProjectMembership"
+        );
     }
 
     #[test]
     fn service_account_subjects_keep_their_namespace() {
-        let s = Subject { kind: SubjectKind::ServiceAccount, name: "ci".into(), namespace: Some("tools".into()) };
+        let s = Subject {
+            kind: SubjectKind::ServiceAccount,
+            name: "ci".into(),
+            namespace: Some("tools".into()),
+        };
         let r = rbac_subject(&s);
-        assert_eq!((r.kind.as_str(), r.namespace.as_deref(), r.api_group.as_deref()), ("ServiceAccount", Some("tools"), Some("")));
+        assert_eq!(
+            (
+                r.kind.as_str(),
+                r.namespace.as_deref(),
+                r.api_group.as_deref()
+            ),
+            ("ServiceAccount", Some("tools"), Some(""))
+        );
         assert_eq!(s.username(), "system:serviceaccount:tools:ci");
     }
 
@@ -424,25 +636,69 @@ mod tests {
             serde_json::json!([{"kind": "Group", "name": "helpdesk"}]),
         );
         let rbs = customer_bindings(&p, &c, &RoleNames::default(), ts(NOW));
-        let summary: Vec<(String, String)> =
-            rbs.iter().map(|rb| (rb.subjects.as_ref().unwrap()[0].name.clone(), rb.role_ref.name.clone())).collect();
+        let summary: Vec<(String, String)> = rbs
+            .iter()
+            .map(|rb| {
+                (
+                    rb.subjects.as_ref().unwrap()[0].name.clone(),
+                    rb.role_ref.name.clone(),
+                )
+            })
+            .collect();
         assert_eq!(
             summary,
-            vec![("olga".into(), "tenancy:project-manager".into()), ("helpdesk".into(), "tenancy:project-member".into())]
+            vec![
+                ("olga".into(), "tenancy:project-manager".into()),
+                ("helpdesk".into(), "tenancy:project-member".into())
+            ]
         );
     }
 
     #[test]
     fn project_access_lets_readers_get_and_managers_change_the_project() {
         let p = crate::desired::namespace::tests::project("web", serde_json::json!({}));
-        let c = customer(serde_json::json!([{"kind": "User", "name": "olga"}]), serde_json::json!([]));
-        let mgr = membership("m", "mia", ProjectRole::Manager, None, "2026-01-01T00:00:00Z");
-        let mem = membership("n", "ned", ProjectRole::Member, None, "2026-01-01T00:00:00Z");
+        let c = customer(
+            serde_json::json!([{"kind": "User", "name": "olga"}]),
+            serde_json::json!([]),
+        );
+        let mgr = membership(
+            "m",
+            "mia",
+            ProjectRole::Manager,
+            None,
+            "2026-01-01T00:00:00Z",
+        );
+        let mem = membership(
+            "n",
+            "ned",
+            ProjectRole::Member,
+            None,
+            "2026-01-01T00:00:00Z",
+        );
         let audience = ProjectAudience::of(&[&mgr, &mem], Some(&c), ts(NOW));
         let (roles, bindings) = project_access(&p, &audience);
-        assert_eq!(roles[0].rules.as_ref().unwrap()[0].resource_names.as_ref().unwrap(), &vec!["web".to_string()]);
-        assert_eq!(roles[0].rules.as_ref().unwrap()[1].resource_names.as_ref().unwrap(), &vec!["acme".to_string()]);
-        let names = |b: &ClusterRoleBinding| b.subjects.as_ref().unwrap().iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            roles[0].rules.as_ref().unwrap()[0]
+                .resource_names
+                .as_ref()
+                .unwrap(),
+            &vec!["web".to_string()]
+        );
+        assert_eq!(
+            roles[0].rules.as_ref().unwrap()[1]
+                .resource_names
+                .as_ref()
+                .unwrap(),
+            &vec!["acme".to_string()]
+        );
+        let names = |b: &ClusterRoleBinding| {
+            b.subjects
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|s| s.name.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(&bindings[0]), vec!["mia", "ned", "olga"]);
         assert_eq!(names(&bindings[1]), vec!["mia", "olga"]);
     }
@@ -451,8 +707,23 @@ mod tests {
     fn role_cluster_roles_aggregate_the_builtin_roles() {
         let roles = role_cluster_roles(&RoleNames::default());
         let manager = &roles[0];
-        let selectors = manager.aggregation_rule.as_ref().unwrap().cluster_role_selectors.as_ref().unwrap();
-        assert!(selectors[0].match_labels.as_ref().unwrap().contains_key("rbac.authorization.k8s.io/aggregate-to-admin"));
-        assert_eq!(roles[3].metadata.labels.as_ref().unwrap()["tenancy.dev/aggregate-to-project-manager"], "true");
+        let selectors = manager
+            .aggregation_rule
+            .as_ref()
+            .unwrap()
+            .cluster_role_selectors
+            .as_ref()
+            .unwrap();
+        assert!(
+            selectors[0]
+                .match_labels
+                .as_ref()
+                .unwrap()
+                .contains_key("rbac.authorization.k8s.io/aggregate-to-admin")
+        );
+        assert_eq!(
+            roles[3].metadata.labels.as_ref().unwrap()["tenancy.dev/aggregate-to-project-manager"],
+            "true"
+        );
     }
 }

@@ -85,7 +85,10 @@ pub struct Config {
 /// Labels every child of a project carries.
 pub fn child_labels(project: &str, part: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string()),
+        (
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_VALUE.to_string(),
+        ),
         (labels::PROJECT.to_string(), project.to_string()),
         (labels::PART.to_string(), part.to_string()),
     ])
@@ -105,7 +108,12 @@ pub fn owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
 }
 
 /// Metadata of a child object of a project.
-pub fn child_meta(name: &str, namespace: Option<&str>, project: &Project, part: &str) -> ObjectMeta {
+pub fn child_meta(
+    name: &str,
+    namespace: Option<&str>,
+    project: &Project,
+    part: &str,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: namespace.map(str::to_string),
@@ -130,8 +138,13 @@ pub fn bounded_name(base: &str, max: usize) -> String {
 }
 
 /// The customer named by a project, if it exists.
-pub fn customer_of<'a>(project: &Project, customers: impl IntoIterator<Item = &'a Customer>) -> Option<&'a Customer> {
-    customers.into_iter().find(|c| c.name_any() == project.spec.customer)
+pub fn customer_of<'a>(
+    project: &Project,
+    customers: impl IntoIterator<Item = &'a Customer>,
+) -> Option<&'a Customer> {
+    customers
+        .into_iter()
+        .find(|c| c.name_any() == project.spec.customer)
 }
 
 /// The project a membership belongs to: the project named like the membership's namespace.

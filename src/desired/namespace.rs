@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec};
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
@@ -37,13 +39,23 @@ impl NamespaceState {
 pub fn namespace_for(project: &Project, state: NamespaceState, finished: bool) -> Namespace {
     let name = project.name_any();
     let mut labels = BTreeMap::from([
-        (labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string()),
+        (
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_VALUE.to_string(),
+        ),
         (labels::PROJECT.to_string(), name.clone()),
         (labels::CUSTOMER.to_string(), project.spec.customer.clone()),
         (labels::STATE.to_string(), state.as_str().to_string()),
     ]);
     labels.insert(labels::FINISHED.to_string(), finished.to_string());
-    Namespace { metadata: ObjectMeta { name: Some(name), labels: Some(labels), ..Default::default() }, ..Default::default() }
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 /// Whether a namespace was created for this project (and so may be managed or adopted).
@@ -67,9 +79,17 @@ pub enum Freeze {
 /// maxServiceAccounts (the namespace's `default` ServiceAccount not counted), plus `pods: 0`
 /// while frozen. `None` when there is nothing to limit.
 pub fn resource_quota_for(project: &Project, freeze: Freeze) -> Option<ResourceQuota> {
-    let mut hard: BTreeMap<String, Quantity> = project.spec.quota.as_ref().map(|q| q.hard.clone()).unwrap_or_default();
+    let mut hard: BTreeMap<String, Quantity> = project
+        .spec
+        .quota
+        .as_ref()
+        .map(|q| q.hard.clone())
+        .unwrap_or_default();
     if let Some(max) = project.spec.max_service_accounts {
-        hard.insert("count/serviceaccounts".into(), Quantity((i64::from(max) + 1).to_string()));
+        hard.insert(
+            "count/serviceaccounts".into(),
+            Quantity((i64::from(max) + 1).to_string()),
+        );
     }
     if freeze == Freeze::NoPods {
         hard.insert("pods".into(), Quantity("0".into()));
@@ -80,7 +100,10 @@ pub fn resource_quota_for(project: &Project, freeze: Freeze) -> Option<ResourceQ
     let ns = project.name_any();
     Some(ResourceQuota {
         metadata: child_meta(QUOTA_NAME, Some(&ns), project, "quota"),
-        spec: Some(ResourceQuotaSpec { hard: Some(hard), ..Default::default() }),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(hard),
+            ..Default::default()
+        }),
         ..Default::default()
     })
 }
@@ -97,7 +120,11 @@ pub fn limit_range_for(project: &Project) -> Option<LimitRange> {
         min: nonempty(&limits.min),
         ..Default::default()
     };
-    if item.default.is_none() && item.default_request.is_none() && item.max.is_none() && item.min.is_none() {
+    if item.default.is_none()
+        && item.default_request.is_none()
+        && item.max.is_none()
+        && item.min.is_none()
+    {
         return None;
     }
     let ns = project.name_any();
@@ -133,26 +160,46 @@ pub(crate) mod tests {
         assert_eq!(l[labels::CUSTOMER], "acme");
         assert_eq!(l[labels::STATE], "active");
         assert_eq!(l[labels::FINISHED], "false");
-        assert!(ns.metadata.owner_references.is_none(), "a soft delete must keep the namespace");
+        assert!(
+            ns.metadata.owner_references.is_none(),
+            "a soft delete must keep the namespace"
+        );
         assert!(namespace_belongs_to(&ns, "web"));
         assert!(!namespace_belongs_to(&ns, "other"));
     }
 
     #[test]
     fn a_namespace_created_by_someone_else_does_not_belong() {
-        let foreign = Namespace { metadata: ObjectMeta { name: Some("web".into()), ..Default::default() }, ..Default::default() };
+        let foreign = Namespace {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         assert!(!namespace_belongs_to(&foreign, "web"));
     }
 
     #[test]
     fn quota_adds_service_accounts_and_freezes_pods() {
-        let p = project("web", serde_json::json!({"quota": {"hard": {"requests.cpu": "4"}}, "maxServiceAccounts": 3}));
+        let p = project(
+            "web",
+            serde_json::json!({"quota": {"hard": {"requests.cpu": "4"}}, "maxServiceAccounts": 3}),
+        );
         let rq = resource_quota_for(&p, Freeze::None).unwrap();
         let hard = rq.spec.unwrap().hard.unwrap();
         assert_eq!(hard["requests.cpu"].0, "4");
-        assert_eq!(hard["count/serviceaccounts"].0, "4", "the default ServiceAccount is not counted");
+        assert_eq!(
+            hard["count/serviceaccounts"].0, "4",
+            "the default ServiceAccount is not counted"
+        );
         assert!(!hard.contains_key("pods"));
-        let frozen = resource_quota_for(&p, Freeze::NoPods).unwrap().spec.unwrap().hard.unwrap();
+        let frozen = resource_quota_for(&p, Freeze::NoPods)
+            .unwrap()
+            .spec
+            .unwrap()
+            .hard
+            .unwrap();
         assert_eq!(frozen["pods"].0, "0");
         assert_eq!(rq.metadata.owner_references.unwrap()[0].kind, "Project");
     }
@@ -161,12 +208,18 @@ pub(crate) mod tests {
     fn no_quota_when_nothing_to_limit() {
         let p = project("web", serde_json::json!({}));
         assert!(resource_quota_for(&p, Freeze::None).is_none());
-        assert!(resource_quota_for(&p, Freeze::NoPods).is_some(), "a frozen namespace always has a quota");
+        assert!(
+            resource_quota_for(&p, Freeze::NoPods).is_some(),
+            "a frozen namespace always has a quota"
+        );
     }
 
     #[test]
     fn limit_range_carries_container_defaults() {
-        let p = project("web", serde_json::json!({"limitRange": {"default": {"cpu": "500m"}, "defaultRequest": {"memory": "128Mi"}}}));
+        let p = project(
+            "web",
+            serde_json::json!({"limitRange": {"default": {"cpu": "500m"}, "defaultRequest": {"memory": "128Mi"}}}),
+        );
         let lr = limit_range_for(&p).unwrap();
         let item = &lr.spec.unwrap().limits[0];
         assert_eq!(item.type_, "Container");

@@ -23,14 +23,18 @@ impl FromStr for Milli {
             Some(rest) => (true, rest),
             None => (false, s.strip_prefix('+').unwrap_or(s)),
         };
-        let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+        let number_end = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
         let (number, suffix) = s.split_at(number_end);
         if number.is_empty() || number == "." || number.matches('.').count() > 1 {
             return Err(err());
         }
         let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
         // value = digits / 10^frac_len, scaled to milli below.
-        let digits: i128 = format!("{int_part}{frac_part}").parse().map_err(|_| err())?;
+        let digits: i128 = format!("{int_part}{frac_part}")
+            .parse()
+            .map_err(|_| err())?;
         let frac_len = frac_part.len() as u32;
 
         // (multiplier numerator, power of ten) for the suffix, value in milli-units.
@@ -60,7 +64,9 @@ impl FromStr for Milli {
         let exp10 = exp10 - frac_len as i32;
         let scaled = digits.checked_mul(mul).ok_or_else(err)?;
         let value = if exp10 >= 0 {
-            scaled.checked_mul(10i128.checked_pow(exp10 as u32).ok_or_else(err)?).ok_or_else(err)?
+            scaled
+                .checked_mul(10i128.checked_pow(exp10 as u32).ok_or_else(err)?)
+                .ok_or_else(err)?
         } else {
             let div = 10i128.checked_pow((-exp10) as u32).ok_or_else(err)?;
             // Round up, as Kubernetes does for precision below a milli-unit.
@@ -84,7 +90,14 @@ impl Milli {
         }
         let whole = v / 1000;
         if whole != 0 {
-            for (suffix, shift) in [("Ei", 60), ("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)] {
+            for (suffix, shift) in [
+                ("Ei", 60),
+                ("Pi", 50),
+                ("Ti", 40),
+                ("Gi", 30),
+                ("Mi", 20),
+                ("Ki", 10),
+            ] {
                 let unit = 1i128 << shift;
                 if whole % unit == 0 {
                     return format!("{}{suffix}", whole / unit);
@@ -162,7 +175,10 @@ mod tests {
         assert_eq!(Milli(2000).to_string(), "2");
         assert_eq!(Milli(0).to_string(), "0");
         assert_eq!(Milli(1_024_000).to_string(), "1Ki");
-        assert_eq!((Milli::parse("1Gi").unwrap() + Milli::parse("512Mi").unwrap()).to_string(), "1536Mi");
+        assert_eq!(
+            (Milli::parse("1Gi").unwrap() + Milli::parse("512Mi").unwrap()).to_string(),
+            "1536Mi"
+        );
     }
 
     #[test]

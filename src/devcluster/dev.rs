@@ -125,9 +125,12 @@ async fn session(cluster: &mut ControlPlane, args: &DevArgs) -> ExitCode {
 
     let mut operator_reported = false;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    // One future for the whole session, so the signal handlers stay registered between ticks.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
     let code = loop {
         tokio::select! {
-            reason = shutdown_signal() => {
+            reason = &mut shutdown => {
                 say(format!("{reason}: stopping"));
                 break ExitCode::SUCCESS;
             }

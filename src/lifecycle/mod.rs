@@ -1,5 +1,7 @@
 //! Time: the operator's clock, project dates and grace periods.
 
+pub mod archive;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,12 +22,16 @@ impl Clock {
 
     /// A clock that adds the number of seconds written in `path` (missing or empty file: 0).
     pub fn with_offset_file(path: PathBuf) -> Self {
-        Clock { offset_file: Some(Arc::new(path)) }
+        Clock {
+            offset_file: Some(Arc::new(path)),
+        }
     }
 
     pub fn now(&self) -> Timestamp {
         let now = Timestamp::now();
-        let Some(path) = &self.offset_file else { return now };
+        let Some(path) = &self.offset_file else {
+            return now;
+        };
         let offset = std::fs::read_to_string(path.as_ref())
             .ok()
             .and_then(|s| s.trim().parse::<i64>().ok())
@@ -41,7 +47,9 @@ pub fn parse_date(s: &str) -> Result<Date, jiff::Error> {
 
 /// The first instant of a date, in UTC.
 pub fn start_of(date: Date) -> Timestamp {
-    date.to_zoned(jiff::tz::TimeZone::UTC).expect("every date has a UTC midnight").timestamp()
+    date.to_zoned(jiff::tz::TimeZone::UTC)
+        .expect("every date has a UTC midnight")
+        .timestamp()
 }
 
 /// Where a project stands with respect to its dates.
@@ -78,7 +86,9 @@ impl Dates {
         Dates {
             starts: start.map(start_of),
             ends: day_after_end.map(start_of),
-            grace_ends: effective_end_date.and_then(|d| d.checked_add(1.day()).ok()).map(start_of),
+            grace_ends: effective_end_date
+                .and_then(|d| d.checked_add(1.day()).ok())
+                .map(start_of),
             effective_end_date,
         }
     }
@@ -97,19 +107,30 @@ impl Dates {
 
     /// The next instant at which the schedule changes, if any: the controller requeues then.
     pub fn next_boundary(&self, now: Timestamp) -> Option<Timestamp> {
-        [self.starts, self.ends, self.grace_ends].into_iter().flatten().filter(|t| *t > now).min()
+        [self.starts, self.ends, self.grace_ends]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t > now)
+            .min()
     }
 }
 
 /// The earliest of some optional instants strictly after `now`.
-pub fn earliest_after(now: Timestamp, instants: impl IntoIterator<Item = Option<Timestamp>>) -> Option<Timestamp> {
+pub fn earliest_after(
+    now: Timestamp,
+    instants: impl IntoIterator<Item = Option<Timestamp>>,
+) -> Option<Timestamp> {
     instants.into_iter().flatten().filter(|t| *t > now).min()
 }
 
 /// How long from `now` until `at`, for a requeue (never negative).
 pub fn until(now: Timestamp, at: Timestamp) -> std::time::Duration {
     let d = at.duration_since(now);
-    if d.is_negative() { std::time::Duration::ZERO } else { d.unsigned_abs() }
+    if d.is_negative() {
+        std::time::Duration::ZERO
+    } else {
+        d.unsigned_abs()
+    }
 }
 
 #[cfg(test)]
@@ -121,14 +142,22 @@ mod tests {
     }
 
     fn dates(start: Option<&str>, end: Option<&str>, grace: i32) -> Dates {
-        Dates::resolve(start.map(|s| parse_date(s).unwrap()), end.map(|s| parse_date(s).unwrap()), grace)
+        Dates::resolve(
+            start.map(|s| parse_date(s).unwrap()),
+            end.map(|s| parse_date(s).unwrap()),
+            grace,
+        )
     }
 
     #[test]
     fn end_date_is_the_last_day_of_the_project() {
         let d = dates(None, Some("2026-12-31"), 0);
         assert_eq!(d.schedule(ts("2026-12-31T23:59:59Z")), Schedule::Running);
-        assert_eq!(d.schedule(ts("2027-01-01T00:00:00Z")), Schedule::Expired, "zero grace counts as no grace");
+        assert_eq!(
+            d.schedule(ts("2027-01-01T00:00:00Z")),
+            Schedule::Expired,
+            "zero grace counts as no grace"
+        );
     }
 
     #[test]
@@ -150,9 +179,18 @@ mod tests {
     #[test]
     fn next_boundary_is_the_exact_next_transition() {
         let d = dates(Some("2027-02-01"), Some("2027-03-01"), 2);
-        assert_eq!(d.next_boundary(ts("2027-01-01T00:00:00Z")), Some(ts("2027-02-01T00:00:00Z")));
-        assert_eq!(d.next_boundary(ts("2027-02-01T00:00:00Z")), Some(ts("2027-03-02T00:00:00Z")));
-        assert_eq!(d.next_boundary(ts("2027-03-02T00:00:00Z")), Some(ts("2027-03-04T00:00:00Z")));
+        assert_eq!(
+            d.next_boundary(ts("2027-01-01T00:00:00Z")),
+            Some(ts("2027-02-01T00:00:00Z"))
+        );
+        assert_eq!(
+            d.next_boundary(ts("2027-02-01T00:00:00Z")),
+            Some(ts("2027-03-02T00:00:00Z"))
+        );
+        assert_eq!(
+            d.next_boundary(ts("2027-03-02T00:00:00Z")),
+            Some(ts("2027-03-04T00:00:00Z"))
+        );
         assert_eq!(d.next_boundary(ts("2027-03-04T00:00:00Z")), None);
     }
 

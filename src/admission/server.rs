@@ -1,0 +1,534 @@
+//! The HTTPS server that feeds admission requests to the decision functions, with its TLS
+//! certificate (generated and shared through a Secret, or mounted from cert-manager).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::ledger::{LedgerError, allocation};
+use super::{MembershipSnapshot, Policy, ProjectSnapshot, Requester, Verdict};
+use crate::api::{Customer, Project, ProjectMembership};
+use crate::controller::Context;
+use crate::desired::{FIELD_MANAGER, labels};
+use crate::lifecycle::archive::Archive;
+
+/// Where and how the webhook serves.
+#[derive(Clone, Debug)]
+pub struct WebhookOptions {
+    pub addr: SocketAddr,
+    /// A folder with `tls.crt` and `tls.key` (cert-manager); when absent a certificate is
+    /// generated once and shared by all replicas through `secret_name`.
+    pub cert_dir: Option<PathBuf>,
+    /// The operator's namespace (Secret, ledgers).
+    pub namespace: String,
+    pub secret_name: String,
+    /// DNS names and IPs for the generated certificate.
+    pub hosts: Vec<String>,
+    /// Webhook configurations (validating and mutating) whose caBundle the operator keeps.
+    pub config_name: Option<String>,
+}
+
+/// The admission handler's state.
+pub struct Admission {
+    pub ctx: Arc<Context>,
+    pub policy: Policy,
+}
+
+fn typed<T: DeserializeOwned>(obj: &Option<DynamicObject>) -> Result<Option<T>, String> {
+    match obj {
+        None => Ok(None),
+        Some(o) => serde_json::to_value(o)
+            .and_then(serde_json::from_value)
+            .map(Some)
+            .map_err(|e| format!("cannot read the object: {e}")),
+    }
+}
+
+fn respond(req: &AdmissionRequest<DynamicObject>, verdict: Verdict) -> AdmissionResponse {
+    let resp = AdmissionResponse::from(req);
+    match verdict {
+        Verdict::Allow => resp,
+        Verdict::Deny {
+            code,
+            reason,
+            message,
+        } => {
+            let mut resp = resp.deny(message);
+            resp.result.code = code;
+            resp.result.reason = reason.to_string();
+            resp
+        }
+    }
+}
+
+impl Admission {
+    fn requester(req: &AdmissionRequest<DynamicObject>) -> Requester {
+        Requester {
+            username: req.user_info.username.clone().unwrap_or_default(),
+            groups: req.user_info.groups.clone().unwrap_or_default(),
+        }
+    }
+
+    fn project_snapshot(&self, name: &str, customer: &str) -> ProjectSnapshot {
+        let caches = &self.ctx.caches;
+        ProjectSnapshot {
+            customer: caches
+                .customers
+                .get(&ObjectRef::new(customer))
+                .map(|c| c.as_ref().clone()),
+            memberships: caches
+                .memberships
+                .state()
+                .iter()
+                .filter(|m| m.namespace().as_deref() == Some(name))
+                .map(|m| m.as_ref().clone())
+                .collect(),
+            contents: self.ctx.inventory.contents(name),
+            archive: caches
+                .namespaces
+                .get(&ObjectRef::new(name))
+                .and_then(|n| Archive::of(&n)),
+        }
+    }
+
+    async fn validate_project(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+    ) -> Result<Verdict, String> {
+        let old: Option<Project> = typed(&req.old_object)?;
+        let new: Option<Project> = typed(&req.object)?;
+        let Some(subject) = new.as_ref().or(old.as_ref()) else {
+            return Ok(Verdict::Allow);
+        };
+        let snap = self.project_snapshot(&subject.name_any(), &subject.spec.customer);
+        let now = self.ctx.clock.now();
+        let verdict = super::decide_project(
+            &req.operation,
+            &Self::requester(req),
+            old.as_ref(),
+            new.as_ref(),
+            &snap,
+            &self.policy,
+            now,
+        );
+        if !verdict.is_allowed() {
+            return Ok(verdict);
+        }
+        // Reserve the allocation when it is new or changed.
+        if let (Some(new), Some(customer)) = (&new, &snap.customer) {
+            let changed = match &old {
+                None => true,
+                Some(old) => {
+                    old.spec.customer != new.spec.customer || allocation(old) != allocation(new)
+                }
+            };
+            if changed && new.metadata.deletion_timestamp.is_none() {
+                let existing: Vec<Arc<Project>> = self
+                    .ctx
+                    .caches
+                    .projects
+                    .state()
+                    .into_iter()
+                    .filter(|p| {
+                        p.spec.customer == new.spec.customer && p.name_any() != new.name_any()
+                    })
+                    .collect();
+                match self
+                    .ctx
+                    .ledger
+                    .reserve(customer, new, &existing, now, req.dry_run)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(LedgerError::Exhausted(msg)) => return Ok(Verdict::conflict(msg)),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+        Ok(verdict)
+    }
+
+    async fn validate_membership(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+    ) -> Result<Verdict, String> {
+        let old: Option<ProjectMembership> = typed(&req.old_object)?;
+        let new: Option<ProjectMembership> = typed(&req.object)?;
+        let ns = req.namespace.clone().unwrap_or_default();
+        let caches = &self.ctx.caches;
+        let project = caches
+            .projects
+            .get(&ObjectRef::new(&ns))
+            .map(|p| p.as_ref().clone());
+        let customer = project
+            .as_ref()
+            .and_then(|p| caches.customers.get(&ObjectRef::new(&p.spec.customer)))
+            .map(|c| c.as_ref().clone());
+        let snap = MembershipSnapshot {
+            project,
+            customer,
+            memberships: caches
+                .memberships
+                .state()
+                .iter()
+                .filter(|m| m.namespace().as_deref() == Some(ns.as_str()))
+                .map(|m| m.as_ref().clone())
+                .collect(),
+        };
+        Ok(super::decide_membership(
+            &req.operation,
+            &Self::requester(req),
+            old.as_ref(),
+            new.as_ref(),
+            &snap,
+            &self.policy,
+            self.ctx.clock.now(),
+        ))
+    }
+
+    async fn validate_customer(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+    ) -> Result<Verdict, String> {
+        let old: Option<Customer> = typed(&req.old_object)?;
+        let new: Option<Customer> = typed(&req.object)?;
+        Ok(super::decide_customer(
+            &req.operation,
+            &Self::requester(req),
+            old.as_ref(),
+            new.as_ref(),
+            &self.policy,
+            self.ctx.clock.now(),
+        ))
+    }
+
+    pub async fn validate(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        if !self.ctx.metrics.is_ready() {
+            return respond(
+                req,
+                Verdict::Deny {
+                    code: 503,
+                    reason: "ServiceUnavailable",
+                    message:
+                        "tenancy-operator is starting (caches syncing); retry in a few seconds"
+                            .into(),
+                },
+            );
+        }
+        let result = match req.kind.kind.as_str() {
+            "Project" => self.validate_project(req).await,
+            "ProjectMembership" => self.validate_membership(req).await,
+            "Customer" => self.validate_customer(req).await,
+            other => Ok(Verdict::invalid(format!(
+                "tenancy-operator does not validate {other}"
+            ))),
+        };
+        let verdict = result.unwrap_or_else(|e| Verdict::Deny {
+            code: 500,
+            reason: "InternalError",
+            message: e,
+        });
+        self.ctx
+            .metrics
+            .admission(&req.kind.kind, verdict_label(&verdict));
+        respond(req, verdict)
+    }
+
+    pub fn mutate(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        let r = Self::requester(req);
+        let ops = match req.kind.kind.as_str() {
+            "Project" => match (
+                typed::<Project>(&req.old_object),
+                typed::<Project>(&req.object),
+            ) {
+                (Ok(old), Ok(Some(new))) => {
+                    super::mutate_project(&req.operation, &r, old.as_ref(), &new)
+                }
+                _ => Vec::new(),
+            },
+            "ProjectMembership" => match typed::<ProjectMembership>(&req.object) {
+                Ok(Some(new)) => super::mutate_membership(&req.operation, &r, &new),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let resp = AdmissionResponse::from(req);
+        if ops.is_empty() {
+            return resp;
+        }
+        match resp.with_patch(json_patch::Patch(ops)) {
+            Ok(r) => r,
+            Err(e) => AdmissionResponse::from(req).deny(format!("cannot build patch: {e}")),
+        }
+    }
+}
+
+fn verdict_label(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Allow => "allowed",
+        Verdict::Deny { code: 403, .. } => "forbidden",
+        Verdict::Deny { code: 409, .. } => "conflict",
+        Verdict::Deny { code: 422, .. } => "invalid",
+        Verdict::Deny { .. } => "error",
+    }
+}
+
+fn review_request(
+    review: AdmissionReview<DynamicObject>,
+) -> Result<AdmissionRequest<DynamicObject>, Box<AdmissionResponse>> {
+    review
+        .try_into()
+        .map_err(|e: kube::core::admission::ConvertAdmissionReviewError| {
+            Box::new(AdmissionResponse::invalid(e.to_string()))
+        })
+}
+
+async fn validate_handler(
+    State(adm): State<Arc<Admission>>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let resp = match review_request(review) {
+        Ok(req) => adm.validate(&req).await,
+        Err(resp) => *resp,
+    };
+    Json(resp.into_review())
+}
+
+async fn mutate_handler(
+    State(adm): State<Arc<Admission>>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let resp = match review_request(review) {
+        Ok(req) => adm.mutate(&req),
+        Err(resp) => *resp,
+    };
+    Json(resp.into_review())
+}
+
+/// PEM certificate chain, key and CA of the serving certificate.
+pub struct ServingCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: Option<String>,
+}
+
+/// Loads the mounted certificate, or the shared generated one (creating it if this replica is
+/// first).
+pub async fn serving_cert(client: &Client, opts: &WebhookOptions) -> Result<ServingCert, String> {
+    if let Some(dir) = &opts.cert_dir {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f));
+        if let (Ok(cert_pem), Ok(key_pem)) = (read("tls.crt"), read("tls.key")) {
+            return Ok(ServingCert {
+                cert_pem,
+                key_pem,
+                ca_pem: read("ca.crt").ok(),
+            });
+        }
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), &opts.namespace);
+    let decode = |s: &Secret, k: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+    };
+    for _ in 0..5 {
+        if let Some(s) = api
+            .get_opt(&opts.secret_name)
+            .await
+            .map_err(|e| e.to_string())?
+            && let (Some(cert_pem), Some(key_pem), Some(ca)) = (
+                decode(&s, "tls.crt"),
+                decode(&s, "tls.key"),
+                decode(&s, "ca.crt"),
+            )
+        {
+            return Ok(ServingCert {
+                cert_pem,
+                key_pem,
+                ca_pem: Some(ca),
+            });
+        }
+        let pki = crate::devcluster::certs::Pki::new().map_err(|e| e.to_string())?;
+        let hosts: Vec<&str> = opts.hosts.iter().map(String::as_str).collect();
+        let cert = pki
+            .serving_cert("tenancy-operator-webhook", &hosts)
+            .map_err(|e| e.to_string())?;
+        let data = BTreeMap::from([
+            (
+                "tls.crt".to_string(),
+                ByteString(cert.cert_pem.clone().into_bytes()),
+            ),
+            (
+                "tls.key".to_string(),
+                ByteString(cert.key_pem.clone().into_bytes()),
+            ),
+            (
+                "ca.crt".to_string(),
+                ByteString(pki.ca_pem().as_bytes().to_vec()),
+            ),
+        ]);
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(opts.secret_name.clone()),
+                namespace: Some(opts.namespace.clone()),
+                labels: Some(BTreeMap::from([(
+                    labels::MANAGED_BY.to_string(),
+                    labels::MANAGED_BY_VALUE.to_string(),
+                )])),
+                ..Default::default()
+            },
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(data),
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(_) => {
+                return Ok(ServingCert {
+                    cert_pem: cert.cert_pem,
+                    key_pem: cert.key_pem,
+                    ca_pem: Some(pki.ca_pem().to_string()),
+                });
+            }
+            // Another replica won the race: use theirs.
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => {
+                return Err(format!(
+                    "cannot store the webhook certificate in Secret {}/{}: {e}",
+                    opts.namespace, opts.secret_name
+                ));
+            }
+        }
+    }
+    Err("could not agree on a webhook certificate with the other replicas".into())
+}
+
+/// Keeps the CA bundle of the webhook configurations equal to ours (checks every 30 s; writes
+/// only when it differs).
+pub async fn keep_ca_bundle(client: Client, name: String, ca_pem: String) {
+    let ca = ByteString(ca_pem.into_bytes());
+    loop {
+        if let Err(e) = inject_ca_bundle(&client, &name, &ca).await {
+            tracing::warn!(error = %e, config = name, "cannot set the webhook configurations' caBundle; retrying");
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+}
+
+async fn inject_ca_bundle(client: &Client, name: &str, ca: &ByteString) -> Result<(), kube::Error> {
+    let params = PatchParams::default();
+    let vapi: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    if let Some(cfg) = vapi.get_opt(name).await? {
+        let hooks = cfg.webhooks.unwrap_or_default();
+        if hooks
+            .iter()
+            .any(|w| w.client_config.ca_bundle.as_ref() != Some(ca))
+        {
+            let patch: Vec<_> = hooks
+                .iter()
+                .map(|w| serde_json::json!({"name": w.name, "clientConfig": {"caBundle": ca}}))
+                .collect();
+            vapi.patch(
+                name,
+                &params,
+                &Patch::Strategic(serde_json::json!({"webhooks": patch})),
+            )
+            .await?;
+            tracing::info!(
+                config = name,
+                "set caBundle of the validating webhook configuration"
+            );
+        }
+    }
+    let mapi: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    if let Some(cfg) = mapi.get_opt(name).await? {
+        let hooks = cfg.webhooks.unwrap_or_default();
+        if hooks
+            .iter()
+            .any(|w| w.client_config.ca_bundle.as_ref() != Some(ca))
+        {
+            let patch: Vec<_> = hooks
+                .iter()
+                .map(|w| serde_json::json!({"name": w.name, "clientConfig": {"caBundle": ca}}))
+                .collect();
+            mapi.patch(
+                name,
+                &params,
+                &Patch::Strategic(serde_json::json!({"webhooks": patch})),
+            )
+            .await?;
+            tracing::info!(
+                config = name,
+                "set caBundle of the mutating webhook configuration"
+            );
+        }
+    }
+    let _ = FIELD_MANAGER;
+    Ok(())
+}
+
+/// Serves /validate and /mutate over TLS until the process ends.
+pub async fn serve(adm: Arc<Admission>, addr: SocketAddr, cert: ServingCert) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("webhook certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
+        .map_err(|e| format!("webhook key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("webhook certificate: {e}"))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let app = Router::new()
+        .route("/validate", post(validate_handler))
+        .route("/mutate", post(mutate_handler))
+        .with_state(adm);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(%addr, "admission webhook listening");
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook accept failed");
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+        });
+    }
+}

@@ -1,0 +1,315 @@
+//! Soft delete and recovery of projects (DESIGN §3).
+//!
+//! Delete: the finalizer freezes the namespace (`pods: 0`, `tenancy.dev/state=terminated`),
+//! removes every binding, marks memberships Revoked, writes the archive annotation, releases
+//! the quota reservation, then lets the Project go. Recover: a Project of the same name adopts
+//! the archived namespace and brings back the team as `spec.recovery` says.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ResourceQuotaSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+
+use super::conditions::Conditions;
+use super::{Context, Error, apply};
+use crate::api::project::RecoveryRecord;
+use crate::api::{MembershipPhase, Project, ProjectMembership, ProjectMembershipStatus};
+use crate::desired::access::{self, Grant};
+use crate::desired::namespace::{self as ns_desired, NamespaceState};
+use crate::desired::{FIELD_MANAGER, annotations, child_labels, labels};
+use crate::lifecycle::archive::Archive;
+
+/// The finalizer that turns a delete into a soft delete.
+pub const FINALIZER: &str = "tenancy.dev/soft-delete";
+
+/// Adds the soft-delete finalizer once.
+pub async fn ensure_finalizer(ctx: &Context, project: &Project) -> Result<(), Error> {
+    if project.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let ops = if project.metadata.finalizers.is_none() {
+        serde_json::json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    } else {
+        serde_json::json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
+    };
+    let patch: json_patch::Patch = serde_json::from_value(ops).map_err(Error::Serialization)?;
+    Api::<Project>::all(ctx.client.clone())
+        .patch(
+            &project.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
+        .await
+        .map_err(Error::Kube)?;
+    ctx.metrics.write("Project", "patch");
+    Ok(())
+}
+
+async fn release_finalizer(ctx: &Context, project: &Project) -> Result<(), Error> {
+    let Some(i) = project.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    let ops = serde_json::json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{i}"), "value": FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{i}")},
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(ops).map_err(Error::Serialization)?;
+    match Api::<Project>::all(ctx.client.clone())
+        .patch(
+            &project.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(Error::Kube(e)),
+    }
+    ctx.metrics.write("Project", "patch");
+    Ok(())
+}
+
+/// Sets a membership's phase (Revoked, Pending, Active) as the record of a lifecycle step.
+async fn set_membership_phase(
+    ctx: &Context,
+    m: &ProjectMembership,
+    phase: Option<MembershipPhase>,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let previous = m.status.clone().unwrap_or_default();
+    let mut conds = Conditions::new(&previous.conditions, m.metadata.generation, now);
+    conds.set(
+        "Ready",
+        phase == Some(MembershipPhase::Active),
+        reason,
+        message,
+    );
+    let status = ProjectMembershipStatus {
+        observed_generation: m.metadata.generation,
+        phase,
+        role_binding: None,
+        conditions: conds.finish(),
+    };
+    apply::ensure_status(ctx, m, m.status.as_ref(), &status)
+        .await
+        .map(|_| ())
+}
+
+fn memberships_in(ctx: &Context, ns: &str) -> Vec<std::sync::Arc<ProjectMembership>> {
+    ctx.caches
+        .memberships
+        .state()
+        .into_iter()
+        .filter(|m| m.namespace().as_deref() == Some(ns))
+        .collect()
+}
+
+/// Runs the soft delete of a Project that is being deleted, then releases it.
+pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> {
+    if !project.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let name = project.name_any();
+    let now = ctx.clock.now();
+    let namespace = ctx.caches.namespaces.get(&ObjectRef::new(&name));
+    let ours = namespace
+        .as_deref()
+        .is_some_and(|n| ns_desired::namespace_belongs_to(n, &name));
+    if ours {
+        let memberships = memberships_in(ctx, &name);
+        let grants = super::project::grants(&memberships, true, now);
+        let kept: Vec<&ProjectMembership> = grants
+            .iter()
+            .filter(|(_, g)| matches!(g, Grant::Active | Grant::Pending))
+            .map(|(m, _)| *m)
+            .collect();
+        let mut archive = Archive::new(project.spec.clone(), now, &kept);
+        archive.terminated_by = project.annotations().get("tenancy.dev/deleted-by").cloned();
+
+        // Freeze: quota pods 0, with no owner reference so it outlives the Project.
+        let mut hard: BTreeMap<String, Quantity> = project
+            .spec
+            .quota
+            .as_ref()
+            .map(|q| q.hard.clone())
+            .unwrap_or_default();
+        hard.insert("pods".into(), Quantity("0".into()));
+        let quota = ResourceQuota {
+            metadata: ObjectMeta {
+                name: Some(ns_desired::QUOTA_NAME.into()),
+                namespace: Some(name.clone()),
+                labels: Some(child_labels(&name, "quota")),
+                owner_references: Some(vec![]),
+                ..Default::default()
+            },
+            spec: Some(ResourceQuotaSpec {
+                hard: Some(hard),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Api::<ResourceQuota>::namespaced(ctx.client.clone(), &name)
+            .patch(
+                ns_desired::QUOTA_NAME,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&quota),
+            )
+            .await
+            .map_err(Error::Kube)?;
+        ctx.metrics.write("ResourceQuota", "patch");
+
+        let mut ns = ns_desired::namespace_for(project, NamespaceState::Terminated, false);
+        ns.annotations_mut()
+            .insert(annotations::ARCHIVE.into(), archive.to_annotation());
+        Api::<Namespace>::all(ctx.client.clone())
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&ns),
+            )
+            .await
+            .map_err(Error::Kube)?;
+        ctx.metrics.write("Namespace", "patch");
+
+        for rb in ctx
+            .caches
+            .role_bindings
+            .state()
+            .into_iter()
+            .filter(|rb| rb.namespace().as_deref() == Some(name.as_str()))
+        {
+            apply::remove(ctx, rb.as_ref()).await?;
+        }
+        for m in &memberships {
+            if m.status.as_ref().and_then(|s| s.phase) != Some(MembershipPhase::Revoked) {
+                set_membership_phase(
+                    ctx,
+                    m,
+                    Some(MembershipPhase::Revoked),
+                    "Revoked",
+                    "revoked: the project was deleted; recovering it can restore this membership",
+                    now,
+                )
+                .await?;
+            }
+        }
+        if let Some(n) = &namespace {
+            ctx.event(
+                n.as_ref(),
+                EventType::Normal,
+                "SoftDeleted",
+                format!(
+                    "project {name} deleted: namespace kept frozen and archived with {} members",
+                    kept.len()
+                ),
+            )
+            .await;
+        }
+    }
+    for role in ctx
+        .caches
+        .cluster_roles
+        .state()
+        .into_iter()
+        .filter(|r| r.labels().get(labels::PROJECT) == Some(&name))
+    {
+        apply::remove(ctx, role.as_ref()).await?;
+    }
+    for b in ctx
+        .caches
+        .cluster_role_bindings
+        .state()
+        .into_iter()
+        .filter(|r| r.labels().get(labels::PROJECT) == Some(&name))
+    {
+        apply::remove(ctx, b.as_ref()).await?;
+    }
+    ctx.ledger
+        .release(&project.spec.customer, &name)
+        .await
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    release_finalizer(ctx, project).await
+}
+
+/// When the project adopts an archived namespace: brings back the team as `spec.recovery`
+/// says and returns the record for `status.recovery`.
+pub async fn recover(
+    ctx: &Context,
+    project: &Project,
+    archive: &Archive,
+) -> Result<RecoveryRecord, Error> {
+    let name = project.name_any();
+    let now = ctx.clock.now();
+    let options = project.spec.recovery.clone().unwrap_or_default();
+    let restore = options.restore_team_members.unwrap_or(false);
+    let invite = options
+        .send_invitations_to_previous_members
+        .unwrap_or(false);
+    let mut record = RecoveryRecord {
+        time: Time(now),
+        terminated_at: archive.terminated_at.clone(),
+        previous_customer: archive.customer.clone(),
+        restored: vec![],
+        invited: vec![],
+        skipped_expired: vec![],
+    };
+    for m in memberships_in(ctx, &name) {
+        if m.status.as_ref().and_then(|s| s.phase) != Some(MembershipPhase::Revoked) {
+            continue;
+        }
+        let member = m.name_any();
+        if access::expired(m.spec.expiration_time.as_ref(), now) {
+            record.skipped_expired.push(member);
+        } else if restore {
+            set_membership_phase(
+                ctx,
+                &m,
+                Some(MembershipPhase::Active),
+                "Restored",
+                "restored on recovery",
+                now,
+            )
+            .await?;
+            record.restored.push(member);
+        } else if invite {
+            let msg = format!(
+                "invited again on recovery: {} {} accepts by setting the annotation tenancy.dev/accept: \"true\" on this membership",
+                m.spec.subject.kind.as_str(),
+                m.spec.subject.name
+            );
+            set_membership_phase(
+                ctx,
+                &m,
+                Some(MembershipPhase::Pending),
+                "InvitationPending",
+                &msg,
+                now,
+            )
+            .await?;
+            record.invited.push(member);
+        }
+    }
+    ctx.event(
+        project,
+        EventType::Normal,
+        "Recovered",
+        format!(
+            "recovered the project deleted at {}: {} restored, {} invited, {} expired",
+            archive.terminated_at.0,
+            record.restored.len(),
+            record.invited.len(),
+            record.skipped_expired.len()
+        ),
+    )
+    .await;
+    Ok(record)
+}
