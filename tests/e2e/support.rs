@@ -217,6 +217,14 @@ pub fn kubectl_with(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Ou
     let mut child = Command::new("kubectl")
         .args(args)
         .env("KUBECONFIG", kubeconfig)
+        // Discovery and OpenAPI caches inside the cluster's dir, removed with it.
+        .env(
+            "KUBECACHEDIR",
+            kubeconfig
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("kubectl-cache"),
+        )
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -235,6 +243,15 @@ pub fn kubectl_with(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Ou
             .expect("writing kubectl's stdin");
     }
     child.wait_with_output().expect("waiting for kubectl")
+}
+
+/// A name no other test of this run uses: `<prefix>-<n>` (lowercase, DNS-safe if the prefix is).
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    format!(
+        "{prefix}-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// stdout of a successful command, or a failure with its stderr.
