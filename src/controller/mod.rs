@@ -494,23 +494,93 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         }
     };
 
-    // Ready once every cache has listed once.
+    // Ready once every cache has listed once; say which ones are slow.
     {
         let (caches, metrics, inventory) = (caches.clone(), metrics.clone(), inventory.clone());
         tokio::spawn(async move {
-            let _ = futures::join!(
-                caches.projects.wait_until_ready(),
-                caches.customers.wait_until_ready(),
-                caches.memberships.wait_until_ready(),
-                caches.namespaces.wait_until_ready(),
-                caches.role_bindings.wait_until_ready(),
-                caches.quotas.wait_until_ready(),
-                caches.limit_ranges.wait_until_ready(),
-                caches.cluster_roles.wait_until_ready(),
-                caches.cluster_role_bindings.wait_until_ready(),
-            );
-            while !inventory.synced() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            let pending = Arc::new(Mutex::new(std::collections::BTreeSet::<&'static str>::new()));
+            let wait = |name: &'static str, fut: futures::future::BoxFuture<'static, ()>| {
+                let pending = pending.clone();
+                pending.lock().expect("pending lock").insert(name);
+                async move {
+                    fut.await;
+                    pending.lock().expect("pending lock").remove(name);
+                }
+            };
+            let c = caches.clone();
+            let all = futures::future::join_all([
+                wait(
+                    "projects",
+                    Box::pin(async move {
+                        let _ = c.projects.wait_until_ready().await;
+                    }),
+                ),
+                wait("customers", {
+                    let c = caches.clone();
+                    Box::pin(async move {
+                        let _ = c.customers.wait_until_ready().await;
+                    })
+                }),
+                wait("projectmemberships", {
+                    let c = caches.clone();
+                    Box::pin(async move {
+                        let _ = c.memberships.wait_until_ready().await;
+                    })
+                }),
+                wait("namespaces", {
+                    let c = caches.clone();
+                    Box::pin(async move {
+                        let _ = c.namespaces.wait_until_ready().await;
+                    })
+                }),
+                wait("rolebindings", {
+                    let c = caches.clone();
+                    Box::pin(async move {
+                        let _ = c.role_bindings.wait_until_ready().await;
+                    })
+                }),
+                wait("resourcequotas", {
+                    let c = caches.clone();
+                    Box::pin(async move {
+                        let _ = c.quotas.wait_until_ready().await;
+                    })
+                }),
+                wait("limitranges", {
+                    let c = caches.clone();
+                    Box::pin(async move {
+                        let _ = c.limit_ranges.wait_until_ready().await;
+                    })
+                }),
+                wait("clusterroles", {
+                    let c = caches.clone();
+                    Box::pin(async move {
+                        let _ = c.cluster_roles.wait_until_ready().await;
+                    })
+                }),
+                wait("clusterrolebindings", {
+                    let c = caches.clone();
+                    Box::pin(async move {
+                        let _ = c.cluster_role_bindings.wait_until_ready().await;
+                    })
+                }),
+                wait("counted kinds", {
+                    let inv = inventory.clone();
+                    Box::pin(async move {
+                        while !inv.synced() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    })
+                }),
+            ]);
+            tokio::pin!(all);
+            loop {
+                tokio::select! {
+                    _ = &mut all => break,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                        let names: Vec<&str> = pending.lock().expect("pending lock").iter().copied().collect();
+                        tracing::warn!(waiting_for = ?names, "caches still syncing");
+                    }
+                }
             }
             metrics.set_ready();
             tracing::info!("caches synced; operator ready");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use super::apply::{ApplyError, apply_object, describe, install_crds, parse_documents};
+use super::apply::{ApplyError, apply_object, describe, parse_documents};
 use super::process::ManagedProcess;
 use super::{ControlPlane, ControlPlaneOptions, ensure_binaries, free_port};
 
@@ -92,26 +92,28 @@ fn run_inner(args: DevArgs) -> Result<ExitCode, String> {
 async fn session(cluster: &mut ControlPlane, args: &DevArgs) -> ExitCode {
     let client = cluster.client().await;
     let t = Instant::now();
-    if let Err(e) = install_crds(
-        &client,
-        &crate::api::crds(),
-        "tenancy-operator-dev",
-        Duration::from_secs(60),
-    )
-    .await
-    {
-        say(format!("error: installing the CRDs: {e}"));
+    let local = match super::install::LocalOperator::new() {
+        Ok(l) => l,
+        Err(e) => {
+            say(format!("error: picking a webhook port: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = super::install::install(&client, &local).await {
+        say(format!(
+            "error: installing the CRDs, roles and webhook configurations: {e}"
+        ));
         return ExitCode::FAILURE;
     }
     say(format!(
-        "CRDs installed and Established in {:.1}s",
+        "CRDs, role ClusterRoles and webhook configurations installed in {:.1}s",
         t.elapsed().as_secs_f64()
     ));
 
     let mut operator = if args.no_operator {
         None
     } else {
-        match start_operator(cluster) {
+        match start_operator(cluster, &local) {
             Ok(p) => Some(p),
             Err(e) => {
                 say(format!("error: {e}"));
@@ -168,13 +170,17 @@ fn banner(cluster: &ControlPlane) {
 }
 
 /// Spawns `<this executable> run` against the cluster, its output prefixed with `[operator]`.
-fn start_operator(cluster: &ControlPlane) -> Result<ManagedProcess, String> {
+fn start_operator(
+    cluster: &ControlPlane,
+    local: &super::install::LocalOperator,
+) -> Result<ManagedProcess, String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("finding the current executable: {e}"))?;
     let metrics = free_port().map_err(|e| format!("picking a port: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.arg("run")
         .arg(format!("--metrics-addr=127.0.0.1:{metrics}"))
+        .args(local.run_args())
         .env("KUBECONFIG", cluster.kubeconfig())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

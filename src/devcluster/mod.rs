@@ -15,6 +15,7 @@
 pub mod apply;
 pub mod certs;
 pub mod dev;
+pub mod install;
 pub mod process;
 
 use std::ffi::OsString;

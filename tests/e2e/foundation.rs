@@ -10,7 +10,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DynamicObject, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use tenancy_operator::api::{Project, ProjectMembership};
+use tenancy_operator::api::Project;
 use tenancy_operator::devcluster::apply::{self, describe, parse_documents};
 
 use crate::support::{
@@ -657,6 +657,18 @@ async fn invalid_manifests_are_rejected_naming_the_field(env: Arc<Env>) -> TestR
 async fn kubectl_get_projects_prints_columns_and_filters_by_customer(env: Arc<Env>) -> TestResult {
     let yaml = r#"
 apiVersion: tenancy.dev/v1alpha1
+kind: Customer
+metadata:
+  name: e2e-columns-acme
+spec: {}
+---
+apiVersion: tenancy.dev/v1alpha1
+kind: Customer
+metadata:
+  name: e2e-columns-globex
+spec: {}
+---
+apiVersion: tenancy.dev/v1alpha1
 kind: Project
 metadata:
   name: e2e-columns-alpha
@@ -815,18 +827,6 @@ async fn controller_manager_deletes_namespaces_and_fills_quota_status(env: Arc<E
         },
     )
     .await?;
-    // A custom resource in the namespace, for the namespace controller to delete below.
-    let memberships: Api<ProjectMembership> = Api::namespaced(client.clone(), ns);
-    memberships
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectMembership",
-                "metadata": {"name": "someone"},
-                "spec": {"subject": {"kind": "User", "name": "someone@example.com"}, "role": "Member"},
-            }))?,
-        )
-        .await?;
     let used = wait_for(
         "the quota's status.used from the controller-manager",
         Duration::from_secs(90),
@@ -860,7 +860,7 @@ async fn controller_manager_deletes_namespaces_and_fills_quota_status(env: Arc<E
         }
     }
 
-    // namespace controller: deleting the namespace really completes (pods, quota, CRs inside).
+    // namespace controller: deleting the namespace really completes (pods and quota inside).
     namespaces.delete(ns, &Default::default()).await?;
     wait_for(
         "namespace e2e-kcm-proof to be gone",

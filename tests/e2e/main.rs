@@ -18,7 +18,7 @@ use support::Env;
 
 /// Whether the suite runs `tenancy-operator run` against the cluster (its log goes to
 /// `<cluster dir>/operator.log`; `Env::operator()` tells tests whether it runs).
-const START_OPERATOR: bool = false;
+const START_OPERATOR: bool = true;
 
 /// Every module's tests, in one place. A new module adds one line here.
 fn all_trials(env: &Arc<Env>) -> Vec<Trial> {
@@ -42,7 +42,13 @@ fn main() -> ExitCode {
         }
     };
     if START_OPERATOR {
-        match support::start_operator(env.cluster(), &[]) {
+        let mut args = env.local().run_args();
+        args.push(format!(
+            "--clock-offset-file={}",
+            env.clock_offset_file().display()
+        ));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        match support::start_operator(env.cluster(), &args) {
             Ok(operator) => env.set_operator(operator),
             Err(reason) => {
                 eprintln!("\nerror: the operator did not start; no test ran.\n{reason}\n");

@@ -19,6 +19,7 @@ use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client};
 pub use libtest_mimic::{Failed, Trial};
 use tenancy_operator::devcluster::apply::{self, ApplyError};
+use tenancy_operator::devcluster::install::{LocalOperator, install};
 use tenancy_operator::devcluster::process::ManagedProcess;
 use tenancy_operator::devcluster::{ControlPlane, ControlPlaneOptions, free_port};
 
@@ -34,6 +35,7 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// Everything a test needs, shared by all tests of one run.
 pub struct Env {
     cluster: Option<ControlPlane>,
+    local: Option<LocalOperator>,
     runtime: tokio::runtime::Runtime,
     operator: Option<OperatorProcess>,
 }
@@ -46,23 +48,20 @@ impl Env {
         let cluster =
             ControlPlane::start(ControlPlaneOptions::default()).map_err(|e| e.to_string())?;
         let t = Instant::now();
+        let local = LocalOperator::new().map_err(|e| format!("picking the webhook port: {e}"))?;
         runtime.block_on(async {
             let client = cluster.client().await;
-            apply::install_crds(
-                &client,
-                &tenancy_operator::api::crds(),
-                FIELD_MANAGER,
-                Duration::from_secs(60),
-            )
-            .await
-            .map_err(|e| format!("installing the CRDs: {e}"))
+            install(&client, &local)
+                .await
+                .map_err(|e| format!("installing the CRDs, roles and webhook configurations: {e}"))
         })?;
         eprintln!(
-            "[e2e] CRDs installed and Established in {:.1}s",
+            "[e2e] CRDs, role ClusterRoles and webhook configurations installed in {:.1}s",
             t.elapsed().as_secs_f64()
         );
         Ok(Env {
             cluster: Some(cluster),
+            local: Some(local),
             runtime,
             operator: None,
         })
@@ -72,6 +71,7 @@ impl Env {
     pub fn unstarted() -> Result<Env, String> {
         Ok(Env {
             cluster: None,
+            local: None,
             runtime: runtime()?,
             operator: None,
         })
@@ -80,6 +80,18 @@ impl Env {
     /// Records the operator process the tests run against (call before sharing the Env).
     pub fn set_operator(&mut self, operator: OperatorProcess) {
         self.operator = Some(operator);
+    }
+
+    /// Where the suite's operator serves its webhook, and the flags that say so.
+    pub fn local(&self) -> &LocalOperator {
+        self.local
+            .as_ref()
+            .expect("this Env has no control plane (--list)")
+    }
+
+    /// The file holding the operator's clock offset in seconds (tests that move time write it).
+    pub fn clock_offset_file(&self) -> PathBuf {
+        self.cluster().dir().join("clock-offset")
     }
 
     /// The operator process, if the suite started one.
