@@ -400,4 +400,7 @@ pub struct SuspensionRecord {
     /// CronJobs that were suspended by the policy (and not by their owners).
     #[serde(default)]
     pub cron_jobs: Vec<String>,
+    /// Jobs that were suspended by the policy (and not by their owners).
+    #[serde(default)]
+    pub jobs: Vec<String>,
 }

@@ -110,6 +110,28 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
     } else if let Some(rb) = current {
         apply::remove(&ctx, rb.as_ref()).await?;
     }
+    // A pending invitation lets its subject accept it, and nothing else.
+    let invitation = access::invitation_name(&m.name_any());
+    let current_role = ctx
+        .caches
+        .roles
+        .get(&ObjectRef::new(&invitation).within(&ns));
+    let current_rb = ctx
+        .caches
+        .role_bindings
+        .get(&ObjectRef::new(&invitation).within(&ns));
+    if grant == Grant::Pending {
+        let (role, rb) = access::invitation_access(&m);
+        apply::ensure(&ctx, current_role, &role).await?;
+        apply::ensure(&ctx, current_rb, &rb).await?;
+    } else {
+        if let Some(rb) = current_rb {
+            apply::remove(&ctx, rb.as_ref()).await?;
+        }
+        if let Some(role) = current_role {
+            apply::remove(&ctx, role.as_ref()).await?;
+        }
+    }
 
     let previous = m.status.clone().unwrap_or_default();
     let mut conds = Conditions::new(&previous.conditions, m.metadata.generation, now);

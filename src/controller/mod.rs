@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod conditions;
 pub mod customer;
+pub mod expiry;
 pub mod inventory;
 pub mod membership;
 pub mod metrics;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -163,6 +164,7 @@ pub struct Caches {
     pub memberships: Store<ProjectMembership>,
     pub namespaces: Store<Namespace>,
     pub role_bindings: Store<RoleBinding>,
+    pub roles: Store<Role>,
     pub quotas: Store<ResourceQuota>,
     pub limit_ranges: Store<LimitRange>,
     pub cluster_roles: Store<ClusterRole>,
@@ -343,6 +345,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     let mut memberships = Shared::<ProjectMembership>::new();
     let mut namespaces = Shared::<Namespace>::new();
     let mut role_bindings = Shared::<RoleBinding>::new();
+    let mut roles = Shared::<Role>::new();
     let mut quotas = Shared::<ResourceQuota>::new();
     let mut limit_ranges = Shared::<LimitRange>::new();
     let mut cluster_roles = Shared::<ClusterRole>::new();
@@ -354,6 +357,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         memberships: memberships.store.clone(),
         namespaces: namespaces.store.clone(),
         role_bindings: role_bindings.store.clone(),
+        roles: roles.store.clone(),
         quotas: quotas.store.clone(),
         limit_ranges: limit_ranges.store.clone(),
         cluster_roles: cluster_roles.store.clone(),
@@ -447,6 +451,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     memberships.start(Api::all(client.clone()), all.clone());
     namespaces.start(Api::all(client.clone()), all.clone());
     role_bindings.start(Api::all(client.clone()), managed.clone());
+    roles.start(Api::all(client.clone()), managed.clone());
     quotas.start(Api::all(client.clone()), managed.clone());
     limit_ranges.start(Api::all(client.clone()), managed.clone());
     cluster_roles.start(Api::all(client.clone()), managed.clone());
@@ -537,6 +542,12 @@ async fn run(args: RunArgs) -> Result<(), Error> {
                     let c = caches.clone();
                     Box::pin(async move {
                         let _ = c.role_bindings.wait_until_ready().await;
+                    })
+                }),
+                wait("roles", {
+                    let c = caches.clone();
+                    Box::pin(async move {
+                        let _ = c.roles.wait_until_ready().await;
                     })
                 }),
                 wait("resourcequotas", {

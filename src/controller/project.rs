@@ -21,7 +21,8 @@ use super::conditions::Conditions;
 use super::inventory::NamespaceContents;
 use super::metrics::{Metrics, PhaseLabel};
 use super::{Context, Error, apply};
-use crate::api::project::{CustomerSummary, MemberCounts, QuotaStatus};
+use crate::api::ExpirationPolicy;
+use crate::api::project::{CustomerSummary, MemberCounts, MoveRecord, QuotaStatus};
 use crate::api::{
     Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase, ProjectRole, ProjectStatus,
 };
@@ -29,6 +30,7 @@ use crate::desired::access::{self, Grant, ProjectAudience};
 use crate::desired::labels;
 use crate::desired::namespace::{self as ns_desired, Freeze, NamespaceState};
 use crate::lifecycle::{self, Dates, Schedule};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub const CONTROLLER: &str = "project";
 
@@ -273,14 +275,104 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         recovery = Some(super::termination::recover(&ctx, &project, &archive).await?);
     }
 
+    // Move: the customer changed since the last reconcile.
+    let mut last_move = previous.last_move.clone();
+    if let Some(from) = previous.customer.as_ref().map(|c| c.name.clone())
+        && from != project.spec.customer
+    {
+        let preserve = project.spec.preserve_permissions_on_move.unwrap_or(true);
+        if !preserve {
+            for m in caches
+                .memberships
+                .state()
+                .iter()
+                .filter(|m| m.namespace().as_deref() == Some(name.as_str()))
+            {
+                if m.status.as_ref().and_then(|s| s.phase) != Some(MembershipPhase::Revoked) {
+                    super::termination::set_membership_phase(&ctx, m, Some(MembershipPhase::Revoked), "Revoked", "revoked: the project moved to another customer without preserving permissions", now).await?;
+                }
+            }
+        }
+        ctx.ledger
+            .release(&from, &name)
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        last_move = Some(MoveRecord {
+            time: Time(now),
+            from: from.clone(),
+            to: project.spec.customer.clone(),
+            preserved_permissions: preserve,
+        });
+        let kept = if preserve {
+            "memberships kept"
+        } else {
+            "memberships revoked"
+        };
+        ctx.event(
+            project.as_ref(),
+            EventType::Normal,
+            "Moved",
+            format!(
+                "moved from customer {from} to {}; {kept}",
+                project.spec.customer
+            ),
+        )
+        .await;
+    }
+
     let grace = effective_grace_days(&project, customer.as_deref());
     let dates = dates_of(&project, grace);
     let schedule = dates.schedule(now);
-    let freeze = if schedule == Schedule::NotStarted {
-        Freeze::NoPods
-    } else {
-        Freeze::None
-    };
+    let policy = project.spec.expiration_policy.unwrap_or_default();
+
+    // End date: the expiration policy runs once the grace period is over; an end date moved
+    // later undoes a suspension.
+    let mut suspension = previous.suspension.clone();
+    let mut workloads_deleted = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Expired" && c.status == "True" && c.reason == "WorkloadsDeleted");
+    if schedule == Schedule::Expired && namespace.is_some() {
+        match policy {
+            ExpirationPolicy::Suspend if suspension.is_none() => {
+                let record = super::expiry::suspend(&ctx, &name).await?;
+                ctx.event(project.as_ref(), EventType::Normal, "Suspended", format!("end date plus grace passed: {} workloads scaled to 0, {} CronJobs and {} Jobs suspended; pods: 0", record.replicas.len(), record.cron_jobs.len(), record.jobs.len())).await;
+                suspension = Some(record);
+            }
+            ExpirationPolicy::Delete if !workloads_deleted => {
+                let deleted = super::expiry::delete_workloads(&ctx, &name).await?;
+                ctx.event(
+                    project.as_ref(),
+                    EventType::Normal,
+                    "WorkloadsDeleted",
+                    format!("end date plus grace passed: deleted {deleted:?}"),
+                )
+                .await;
+                workloads_deleted = true;
+            }
+            _ => {}
+        }
+    } else if schedule != Schedule::Expired {
+        if let Some(record) = suspension.take() {
+            super::expiry::resume(&ctx, &name, &record).await?;
+            ctx.event(
+                project.as_ref(),
+                EventType::Normal,
+                "Resumed",
+                format!(
+                    "end date moved later: {} workloads restored, {} CronJobs and {} Jobs resumed",
+                    record.replicas.len(),
+                    record.cron_jobs.len(),
+                    record.jobs.len()
+                ),
+            )
+            .await;
+        }
+        workloads_deleted = false;
+    }
+    let frozen = schedule == Schedule::NotStarted
+        || (schedule == Schedule::Expired && policy != ExpirationPolicy::None);
+    let freeze = if frozen { Freeze::NoPods } else { Freeze::None };
 
     // Namespace.
     let want_ns = ns_desired::namespace_for(
@@ -440,6 +532,32 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
             "waiting for the quota controller to enforce tenancy-quota",
         );
     }
+    match schedule {
+        Schedule::InGrace => conds.set(
+            "InGracePeriod",
+            true,
+            "EndDatePassed",
+            format!(
+                "end date passed; the {policy:?} policy runs after {}",
+                dates
+                    .effective_end_date
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
+            ),
+        ),
+        _ => conds.set(
+            "InGracePeriod",
+            false,
+            "NotInGrace",
+            "not between the end date and the end of the grace period",
+        ),
+    };
+    match (schedule, policy) {
+        (Schedule::Expired, ExpirationPolicy::Suspend) => conds.set("Expired", true, "Suspended", "end date plus grace passed: workloads suspended and pods: 0; move spec.endDate later to resume"),
+        (Schedule::Expired, ExpirationPolicy::Delete) if workloads_deleted => conds.set("Expired", true, "WorkloadsDeleted", "end date plus grace passed: workloads deleted and pods: 0"),
+        (Schedule::Expired, _) => conds.set("Expired", true, "NoAction", "end date plus grace passed; the expiration policy is None"),
+        _ => conds.set("Expired", false, "NotExpired", "the project has not expired"),
+    };
     let ready = namespace_active && customer.is_some() && quota_ready;
     let phase = if !ready {
         ProjectPhase::Pending
@@ -490,8 +608,8 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
             .cloned(),
         termination: previous.termination.clone(),
         recovery,
-        last_move: previous.last_move.clone(),
-        suspension: previous.suspension.clone(),
+        last_move,
+        suspension,
     };
     apply::ensure_status(&ctx, project.as_ref(), project.status.as_ref(), &status).await?;
     ctx.succeeded(&key);

@@ -77,7 +77,7 @@ async fn release_finalizer(ctx: &Context, project: &Project) -> Result<(), Error
 }
 
 /// Sets a membership's phase (Revoked, Pending, Active) as the record of a lifecycle step.
-async fn set_membership_phase(
+pub(crate) async fn set_membership_phase(
     ctx: &Context,
     m: &ProjectMembership,
     phase: Option<MembershipPhase>,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use k8s_openapi::api::rbac::v1::{
-    AggregationRule, ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef,
+    AggregationRule, ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef,
     Subject as RbacSubject,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -172,6 +172,44 @@ pub fn membership_binding(m: &ProjectMembership, roles: &RoleNames) -> RoleBindi
         role_ref: role_ref(roles.for_role(m.spec.role)),
         subjects: Some(vec![rbac_subject(&m.spec.subject)]),
     }
+}
+
+/// Name of the Role and RoleBinding that let an invited subject accept their invitation.
+pub fn invitation_name(membership: &str) -> String {
+    bounded_name(&format!("tenancy-invitation-{membership}"), 253)
+}
+
+/// While a membership is a pending invitation, its subject may read and patch that one
+/// membership (to set `tenancy.dev/accept: "true"`; the webhook allows nothing else).
+pub fn invitation_access(m: &ProjectMembership) -> (Role, RoleBinding) {
+    let ns = m.namespace().unwrap_or_default();
+    let name = invitation_name(&m.name_any());
+    let meta = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(ns.clone()),
+        labels: Some(child_labels(&ns, "invitation")),
+        owner_references: Some(vec![owner_ref(m)]),
+        ..Default::default()
+    };
+    let role = Role {
+        metadata: meta.clone(),
+        rules: Some(vec![rule(
+            crate::api::GROUP,
+            "projectmemberships",
+            &[&m.name_any()],
+            &["get", "update", "patch"],
+        )]),
+    };
+    let binding = RoleBinding {
+        metadata: meta,
+        role_ref: RoleRef {
+            api_group: RBAC_GROUP.into(),
+            kind: "Role".into(),
+            name,
+        },
+        subjects: Some(vec![rbac_subject(&m.spec.subject)]),
+    };
+    (role, binding)
 }
 
 /// Customer role holders that have not expired.
