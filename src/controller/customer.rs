@@ -37,6 +37,7 @@ pub fn controller(
 ) -> impl Future<Output = ()> + use<> {
     let controller = Controller::for_shared_stream(customers, ctx.caches.customers.clone())
         .with_config(super::controller_config(concurrency))
+        .reconcile_all_on(ctx.on_leadership())
         .watches_shared_stream(projects, |p: Arc<Project>| {
             Some(ObjectRef::new(&p.spec.customer))
         })
@@ -89,6 +90,9 @@ fn strings(m: BTreeMap<String, Milli>) -> BTreeMap<String, String> {
 }
 
 async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.is_leader() {
+        return Ok(Action::await_change());
+    }
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let name = customer.name_any();
     if customer.metadata.deletion_timestamp.is_some() {

@@ -44,6 +44,7 @@ pub fn controller(
     let by_project = in_namespace.clone();
     let controller = Controller::for_shared_stream(memberships, ctx.caches.memberships.clone())
         .with_config(super::controller_config(concurrency))
+        .reconcile_all_on(ctx.on_leadership())
         .owns_shared_stream(role_bindings)
         .watches_shared_stream(projects, move |p: Arc<Project>| by_project(p.name_any()))
         .watches_shared_stream(namespaces, move |n: Arc<Namespace>| {
@@ -76,6 +77,9 @@ pub fn project_binds(ctx: &Context, namespace: &str) -> bool {
 }
 
 async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.is_leader() {
+        return Ok(Action::await_change());
+    }
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let Some(ns) = m.namespace() else {
         return Ok(Action::await_change());

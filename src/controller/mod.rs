@@ -127,6 +127,20 @@ pub struct RunArgs {
     /// keeps equal to its generated CA.
     #[arg(long, env = "TENANCY_WEBHOOK_CONFIG_NAME")]
     pub webhook_config_name: Option<String>,
+    /// Elect a leader among replicas through a Lease; only the leader reconciles, every
+    /// replica serves the webhook.
+    #[arg(long, env = "TENANCY_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "TENANCY_LEASE_NAME", default_value = "tenancy-operator")]
+    pub lease_name: String,
+    /// Namespace of the leader Lease (default: --namespace).
+    #[arg(long, env = "TENANCY_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Seconds a leader's Lease stays valid without renewal: how long a dead leader blocks
+    /// the others.
+    #[arg(long, env = "TENANCY_LEASE_DURATION", default_value_t = 15)]
+    pub lease_duration: u64,
     /// Testing only: a file holding a number of seconds added to the clock, so tests can move
     /// time forward.
     #[arg(long, env = "TENANCY_CLOCK_OFFSET_FILE", hide = true)]
@@ -180,6 +194,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub caches: Caches,
     pub inventory: Arc<inventory::Inventory>,
+    /// Whether this replica holds the leader Lease (always true without leader election).
+    pub leader: tokio::sync::watch::Receiver<bool>,
     /// The customer quota ledger (shared with the webhook).
     pub ledger: Arc<crate::admission::ledger::Ledger>,
     failures: Mutex<HashMap<String, u32>>,
@@ -215,6 +231,23 @@ impl Context {
         *n = n.saturating_add(1);
         Duration::from_millis(500u64.saturating_mul(1 << (*n).min(10)))
             .min(Duration::from_secs(300))
+    }
+
+    /// Only the leader reconciles; other replicas keep caches and serve the webhook.
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    /// Fires each time this replica becomes the leader, so it reconciles everything once.
+    pub fn on_leadership(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(self.leader.clone(), |mut rx| async move {
+            loop {
+                rx.changed().await.ok()?;
+                if *rx.borrow_and_update() {
+                    return Some(((), rx));
+                }
+            }
+        })
     }
 
     fn succeeded(&self, key: &str) {
@@ -382,7 +415,9 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         controller: "tenancy-operator".into(),
         instance: std::env::var("POD_NAME").ok(),
     };
+    let leader = leadership(&client, &args).await?;
     let ctx = Arc::new(Context {
+        leader,
         client: client.clone(),
         config: desired::Config {
             roles: RoleNames {
@@ -608,6 +643,65 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+/// Whether this replica leads: always, without leader election; otherwise as the Lease says.
+/// A leader that loses its Lease exits, so nothing it had in flight writes after a new leader
+/// took over; its restart joins as a follower.
+async fn leadership(
+    client: &Client,
+    args: &RunArgs,
+) -> Result<tokio::sync::watch::Receiver<bool>, Error> {
+    if !args.leader_election {
+        let (tx, rx) = tokio::sync::watch::channel(true);
+        // Kept for the life of the process: the receiver then never sees a closed channel.
+        std::mem::forget(tx);
+        return Ok(rx);
+    }
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("{}-{}", hostname(), std::process::id()));
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| args.namespace.clone());
+    let duration = args.lease_duration.max(3);
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
+        .build()
+        .await
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "leader election on Lease {namespace}/{}: {e}",
+                args.lease_name
+            ))
+        })?;
+    let (rx, task) = manager.watch().await;
+    tracing::info!(identity, lease = %args.lease_name, namespace, "leader election started");
+    let mut watch = rx.clone();
+    tokio::spawn(async move {
+        let mut led = false;
+        while watch.changed().await.is_ok() {
+            let now = *watch.borrow_and_update();
+            if now && !led {
+                tracing::info!("became the leader; reconciling everything");
+            } else if !now && led {
+                tracing::error!("lost the leader Lease; exiting so only the new leader writes");
+                std::process::exit(1);
+            }
+            led = now;
+        }
+        let _ = task.await;
+    });
+    Ok(rx)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "tenancy-operator".into())
 }
 
 /// The controller configuration every controller here uses.

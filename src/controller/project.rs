@@ -72,6 +72,7 @@ pub fn controller(
     let project_label = |obj: &dyn LabelSource| obj.project_label().map(|p| project_ref(&p));
     let controller = Controller::for_shared_stream(s.projects, ctx.caches.projects.clone())
         .with_config(super::controller_config(concurrency))
+        .reconcile_all_on(ctx.on_leadership())
         .watches_shared_stream(s.customers, by_customer)
         .watches_shared_stream(s.memberships, |m: Arc<ProjectMembership>| {
             m.namespace().map(|n| project_ref(&n))
@@ -236,6 +237,9 @@ pub fn dates_of(p: &Project, grace: i32) -> Dates {
 }
 
 async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.is_leader() {
+        return Ok(Action::await_change());
+    }
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let name = project.name_any();
     let key = format!("{CONTROLLER}/{name}");
