@@ -132,7 +132,8 @@ pub struct Ledger {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-fn decode(cm: &ConfigMap) -> Entries {
+/// Reads a ledger ConfigMap.
+pub fn decode(cm: &ConfigMap) -> Entries {
     cm.data
         .as_ref()
         .map(|d| {
@@ -298,6 +299,26 @@ impl Ledger {
         }
         self.update(customer, project, None, Entries::new, |_| Ok(()), false)
             .await
+    }
+
+    /// Sets a project's reservation to what its spec asks, without a fit check: used by the
+    /// reconciler to repair a ledger that drifted (an admitted change that never persisted).
+    pub async fn correct(
+        &self,
+        customer: &str,
+        project: &str,
+        hard: BTreeMap<String, String>,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        self.update(
+            customer,
+            project,
+            Some(Reservation { hard, at: now }),
+            Entries::new,
+            |_| Ok(()),
+            false,
+        )
+        .await
     }
 
     /// A ledger's entries as they are now.

@@ -121,6 +121,53 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
         .await?;
     }
 
+    // Repair the quota ledger: reservations whose project never appeared (a create admitted
+    // and then lost) go after a minute; reservations that differ from the project's spec are
+    // set to it.
+    let mut ledger_checks = Vec::new();
+    let ledger_ref = ObjectRef::new(&crate::admission::ledger::ledger_name(&name))
+        .within(ctx.ledger.namespace());
+    if let Some(cm) = caches.ledgers.get(&ledger_ref) {
+        let entries = crate::admission::ledger::decode(&cm);
+        for (project, reservation) in &entries {
+            let live = caches
+                .projects
+                .get(&ObjectRef::new(project))
+                .filter(|p| p.spec.customer == name && p.metadata.deletion_timestamp.is_none());
+            let settle = reservation
+                .at
+                .checked_add(jiff::SignedDuration::from_secs(60))
+                .unwrap_or(reservation.at);
+            match live {
+                None if now >= settle => {
+                    ctx.ledger
+                        .release(&name, project)
+                        .await
+                        .map_err(|e| Error::Invalid(e.to_string()))?;
+                    tracing::info!(
+                        customer = name,
+                        project,
+                        "released a quota reservation whose project does not exist"
+                    );
+                }
+                None => ledger_checks.push(Some(settle)),
+                Some(p) => {
+                    let want = crate::admission::ledger::allocation(&p);
+                    if want != reservation.hard {
+                        if now >= settle {
+                            ctx.ledger
+                                .correct(&name, project, want, now)
+                                .await
+                                .map_err(|e| Error::Invalid(e.to_string()))?;
+                        } else {
+                            ledger_checks.push(Some(settle));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     let projects: Vec<Arc<Project>> = caches
         .projects
         .state()
@@ -274,7 +321,8 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
         .iter()
         .chain(customer.spec.support.iter())
         .map(|h| h.expiration_time.as_ref().map(|t| t.0))
-        .chain(purge_times);
+        .chain(purge_times)
+        .chain(ledger_checks);
     Ok(match lifecycle::earliest_after(now, expiries) {
         Some(at) => Action::requeue(lifecycle::until(now, at).min(Duration::from_secs(3600))),
         None => Action::requeue(Duration::from_secs(3600)),

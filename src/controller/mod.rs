@@ -183,6 +183,8 @@ pub struct Caches {
     pub limit_ranges: Store<LimitRange>,
     pub cluster_roles: Store<ClusterRole>,
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
+    /// The customer quota ledgers (ConfigMaps in the operator's namespace).
+    pub ledgers: Store<k8s_openapi::api::core::v1::ConfigMap>,
 }
 
 /// Shared state of the reconcilers.
@@ -383,6 +385,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     let mut limit_ranges = Shared::<LimitRange>::new();
     let mut cluster_roles = Shared::<ClusterRole>::new();
     let mut cluster_role_bindings = Shared::<ClusterRoleBinding>::new();
+    let mut ledgers = Shared::<k8s_openapi::api::core::v1::ConfigMap>::new();
 
     let caches = Caches {
         projects: projects.store.clone(),
@@ -395,6 +398,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         limit_ranges: limit_ranges.store.clone(),
         cluster_roles: cluster_roles.store.clone(),
         cluster_role_bindings: cluster_role_bindings.store.clone(),
+        ledgers: ledgers.store.clone(),
     };
 
     let mut kinds: Vec<String> = if args.count_kinds.is_empty() {
@@ -491,6 +495,12 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     limit_ranges.start(Api::all(client.clone()), managed.clone());
     cluster_roles.start(Api::all(client.clone()), managed.clone());
     cluster_role_bindings.start(Api::all(client.clone()), managed);
+    ledgers.start(
+        Api::namespaced(client.clone(), &args.namespace),
+        watcher::Config::default()
+            .labels("tenancy.dev/part=ledger")
+            .any_semantic(),
+    );
     inventory::start(client.clone(), inventory.clone(), &kinds, changed_tx);
 
     let refresh: Arc<dyn Fn() + Send + Sync> = {
