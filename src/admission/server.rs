@@ -27,7 +27,7 @@ use super::ledger::{LedgerError, allocation};
 use super::{MembershipSnapshot, Policy, ProjectSnapshot, Requester, Verdict};
 use crate::api::{Customer, Project, ProjectMembership};
 use crate::controller::Context;
-use crate::desired::{FIELD_MANAGER, labels};
+use crate::desired::labels;
 use crate::lifecycle::archive::Archive;
 
 /// Where and how the webhook serves.
@@ -434,54 +434,40 @@ pub async fn keep_ca_bundle(client: Client, name: String, ca_pem: String) {
 }
 
 async fn inject_ca_bundle(client: &Client, name: &str, ca: &ByteString) -> Result<(), kube::Error> {
-    let params = PatchParams::default();
-    let vapi: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    if let Some(cfg) = vapi.get_opt(name).await? {
-        let hooks = cfg.webhooks.unwrap_or_default();
-        if hooks
-            .iter()
-            .any(|w| w.client_config.ca_bundle.as_ref() != Some(ca))
-        {
-            let patch: Vec<_> = hooks
-                .iter()
-                .map(|w| serde_json::json!({"name": w.name, "clientConfig": {"caBundle": ca}}))
-                .collect();
-            vapi.patch(
-                name,
-                &params,
-                &Patch::Strategic(serde_json::json!({"webhooks": patch})),
-            )
-            .await?;
-            tracing::info!(
-                config = name,
-                "set caBundle of the validating webhook configuration"
-            );
-        }
+    inject_into::<ValidatingWebhookConfiguration>(client, name, ca).await?;
+    inject_into::<MutatingWebhookConfiguration>(client, name, ca).await
+}
+
+/// Sets the caBundle of every webhook of one configuration, if any differs.
+async fn inject_into<K>(client: &Client, name: &str, ca: &ByteString) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let Some(cfg) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    let value = serde_json::to_value(&cfg).map_err(kube::Error::SerdeError)?;
+    let want = serde_json::to_value(ca).map_err(kube::Error::SerdeError)?;
+    let hooks = value["webhooks"].as_array().cloned().unwrap_or_default();
+    if hooks.iter().all(|w| w["clientConfig"]["caBundle"] == want) {
+        return Ok(());
     }
-    let mapi: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    if let Some(cfg) = mapi.get_opt(name).await? {
-        let hooks = cfg.webhooks.unwrap_or_default();
-        if hooks
-            .iter()
-            .any(|w| w.client_config.ca_bundle.as_ref() != Some(ca))
-        {
-            let patch: Vec<_> = hooks
-                .iter()
-                .map(|w| serde_json::json!({"name": w.name, "clientConfig": {"caBundle": ca}}))
-                .collect();
-            mapi.patch(
-                name,
-                &params,
-                &Patch::Strategic(serde_json::json!({"webhooks": patch})),
-            )
-            .await?;
-            tracing::info!(
-                config = name,
-                "set caBundle of the mutating webhook configuration"
-            );
-        }
-    }
-    let _ = FIELD_MANAGER;
+    let patch: Vec<_> = hooks
+        .iter()
+        .map(|w| serde_json::json!({"name": w["name"], "clientConfig": {"caBundle": want}}))
+        .collect();
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Strategic(serde_json::json!({"webhooks": patch})),
+    )
+    .await?;
+    tracing::info!(config = name, kind = %K::kind(&()), "set the caBundle of the webhook configuration");
     Ok(())
 }
 

@@ -108,6 +108,62 @@ where
     Ok(true)
 }
 
+/// Applies ClusterRoles and ClusterRoleBindings that differ from the cached ones.
+pub async fn ensure_cluster_rbac(
+    ctx: &Context,
+    roles: &[k8s_openapi::api::rbac::v1::ClusterRole],
+    bindings: &[k8s_openapi::api::rbac::v1::ClusterRoleBinding],
+) -> Result<(), Error> {
+    use kube::runtime::reflector::ObjectRef;
+    for role in roles {
+        ensure(
+            ctx,
+            ctx.caches
+                .cluster_roles
+                .get(&ObjectRef::new(&role.name_any())),
+            role,
+        )
+        .await?;
+    }
+    for binding in bindings {
+        ensure(
+            ctx,
+            ctx.caches
+                .cluster_role_bindings
+                .get(&ObjectRef::new(&binding.name_any())),
+            binding,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the per-project ClusterRoles and ClusterRoleBindings of a project.
+pub async fn remove_project_cluster_rbac(ctx: &Context, project: &str) -> Result<(), Error> {
+    let ours = |l: &std::collections::BTreeMap<String, String>| {
+        l.get(crate::desired::labels::PROJECT).map(String::as_str) == Some(project)
+    };
+    for role in ctx
+        .caches
+        .cluster_roles
+        .state()
+        .into_iter()
+        .filter(|r| ours(r.labels()))
+    {
+        remove(ctx, role.as_ref()).await?;
+    }
+    for binding in ctx
+        .caches
+        .cluster_role_bindings
+        .state()
+        .into_iter()
+        .filter(|r| ours(r.labels()))
+    {
+        remove(ctx, binding.as_ref()).await?;
+    }
+    Ok(())
+}
+
 /// Deletes an object the operator made that is no longer desired. Gone already is fine.
 pub async fn remove<K>(ctx: &Context, obj: &K) -> Result<(), Error>
 where

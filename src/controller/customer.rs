@@ -102,24 +102,7 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
     let caches = &ctx.caches;
 
     let (roles, bindings) = access::customer_access(&customer, now);
-    for role in &roles {
-        apply::ensure(
-            &ctx,
-            caches.cluster_roles.get(&ObjectRef::new(&role.name_any())),
-            role,
-        )
-        .await?;
-    }
-    for binding in &bindings {
-        apply::ensure(
-            &ctx,
-            caches
-                .cluster_role_bindings
-                .get(&ObjectRef::new(&binding.name_any())),
-            binding,
-        )
-        .await?;
-    }
+    apply::ensure_cluster_rbac(&ctx, &roles, &bindings).await?;
 
     // Repair the quota ledger: reservations whose project never appeared (a create admitted
     // and then lost) go after a minute; reservations that differ from the project's spec are

@@ -461,24 +461,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         .collect();
     let audience = ProjectAudience::of(&active, customer.as_deref(), now);
     let (roles, bindings) = access::project_access(&project, &audience);
-    for role in &roles {
-        apply::ensure(
-            &ctx,
-            caches.cluster_roles.get(&ObjectRef::new(&role.name_any())),
-            role,
-        )
-        .await?;
-    }
-    for binding in &bindings {
-        apply::ensure(
-            &ctx,
-            caches
-                .cluster_role_bindings
-                .get(&ObjectRef::new(&binding.name_any())),
-            binding,
-        )
-        .await?;
-    }
+    apply::ensure_cluster_rbac(&ctx, &roles, &bindings).await?;
 
     // Status.
     let contents = ctx.inventory.contents(&name);
@@ -664,24 +647,7 @@ async fn conflict(
             .await;
     }
     // Whatever access objects an earlier state left behind go.
-    for role in ctx
-        .caches
-        .cluster_roles
-        .state()
-        .into_iter()
-        .filter(|r| r.project_label().as_deref() == Some(name.as_str()))
-    {
-        apply::remove(ctx, role.as_ref()).await?;
-    }
-    for b in ctx
-        .caches
-        .cluster_role_bindings
-        .state()
-        .into_iter()
-        .filter(|r| r.project_label().as_deref() == Some(name.as_str()))
-    {
-        apply::remove(ctx, b.as_ref()).await?;
-    }
+    apply::remove_project_cluster_rbac(ctx, &name).await?;
     apply::ensure_status(ctx, project, project.status.as_ref(), &status).await?;
     Ok(Action::requeue(Duration::from_secs(3600)))
 }

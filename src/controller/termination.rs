@@ -22,7 +22,7 @@ use crate::api::project::RecoveryRecord;
 use crate::api::{MembershipPhase, Project, ProjectMembership, ProjectMembershipStatus};
 use crate::desired::access::{self, Grant};
 use crate::desired::namespace::{self as ns_desired, NamespaceState};
-use crate::desired::{FIELD_MANAGER, annotations, child_labels, labels};
+use crate::desired::{FIELD_MANAGER, annotations, child_labels};
 use crate::lifecycle::archive::Archive;
 
 /// The finalizer that turns a delete into a soft delete.
@@ -215,24 +215,7 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
             .await;
         }
     }
-    for role in ctx
-        .caches
-        .cluster_roles
-        .state()
-        .into_iter()
-        .filter(|r| r.labels().get(labels::PROJECT) == Some(&name))
-    {
-        apply::remove(ctx, role.as_ref()).await?;
-    }
-    for b in ctx
-        .caches
-        .cluster_role_bindings
-        .state()
-        .into_iter()
-        .filter(|r| r.labels().get(labels::PROJECT) == Some(&name))
-    {
-        apply::remove(ctx, b.as_ref()).await?;
-    }
+    apply::remove_project_cluster_rbac(ctx, &name).await?;
     ctx.ledger
         .release(&project.spec.customer, &name)
         .await
