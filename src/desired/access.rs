@@ -460,32 +460,34 @@ pub fn role_cluster_roles(roles: &RoleNames) -> Vec<ClusterRole> {
         rules: None,
     };
     let memberships = |verbs: &[&str]| rule(crate::api::GROUP, "projectmemberships", &[], verbs);
-    vec![
+    let membership_rules = |role: &str, verbs: &[&str]| ClusterRole {
+        metadata: meta(
+            &membership_rules_name(role),
+            &[(aggregate_label(role), "true".into())],
+        ),
+        rules: Some(vec![memberships(verbs)]),
+        aggregation_rule: None,
+    };
+    let mut out = vec![
         aggregated(&roles.manager, "admin"),
         aggregated(&roles.administrator, "edit"),
         aggregated(&roles.member, "view"),
-        ClusterRole {
-            metadata: meta(
-                "tenancy:manage-memberships",
-                &[(aggregate_label(&roles.manager), "true".into())],
-            ),
-            rules: Some(vec![memberships(&[
+        membership_rules(
+            &roles.manager,
+            &[
                 "get", "list", "watch", "create", "update", "patch", "delete",
-            ])]),
-            aggregation_rule: None,
-        },
-        ClusterRole {
-            metadata: meta(
-                "tenancy:read-memberships",
-                &[
-                    (aggregate_label(&roles.administrator), "true".into()),
-                    (aggregate_label(&roles.member), "true".into()),
-                ],
-            ),
-            rules: Some(vec![memberships(&["get", "list", "watch"])]),
-            aggregation_rule: None,
-        },
-    ]
+            ],
+        ),
+    ];
+    for role in [&roles.administrator, &roles.member] {
+        out.push(membership_rules(role, &["get", "list", "watch"]));
+    }
+    out
+}
+
+/// Name of the ClusterRole that carries a project role's membership rules (aggregated into it).
+pub fn membership_rules_name(role: &str) -> String {
+    format!("{role}:memberships")
 }
 
 #[cfg(test)]

@@ -5,7 +5,11 @@
 //!
 //! If the control plane cannot start, the run fails with the reason and the failing process's
 //! log: it never skips.
+//!
+//! Two phases: every module's trials run concurrently first; then the exclusive trials (which
+//! measure the whole control plane, e.g. that nothing writes in a quiet window) run alone.
 
+mod chart;
 mod foundation;
 mod support;
 
@@ -24,14 +28,22 @@ const START_OPERATOR: bool = true;
 fn all_trials(env: &Arc<Env>) -> Vec<Trial> {
     let mut trials = Vec::new();
     trials.extend(foundation::trials(env));
+    trials.extend(chart::trials(env));
     trials
+}
+
+/// Trials that must have the cluster to themselves; they run after all the others.
+fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
+    chart::exclusive_trials(env)
 }
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     if args.list {
         let env = Arc::new(Env::unstarted().expect("a runtime"));
-        libtest_mimic::run(&args, all_trials(&env)).exit();
+        let mut trials = all_trials(&env);
+        trials.extend(exclusive_trials(&env));
+        libtest_mimic::run(&args, trials).exit();
     }
 
     let mut env = match Env::start() {
@@ -59,7 +71,13 @@ fn main() -> ExitCode {
     }
     let env = Arc::new(env);
 
-    let conclusion = libtest_mimic::run(&args, all_trials(&env));
+    let shared = libtest_mimic::run(&args, all_trials(&env));
+    // One at a time: each has the cluster (and the operator's clock) to itself.
+    let alone = Arguments {
+        test_threads: Some(1),
+        ..args.clone()
+    };
+    let exclusive = libtest_mimic::run(&alone, exclusive_trials(&env));
 
     match Arc::try_unwrap(env) {
         Ok(env) => env.shutdown(),
@@ -67,5 +85,9 @@ fn main() -> ExitCode {
             eprintln!("[e2e] a test still holds the environment; its processes die with this one")
         }
     }
-    conclusion.exit_code()
+    if shared.has_failed() || exclusive.has_failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -338,6 +338,10 @@ pub struct OperatorProcess {
     process: Mutex<ManagedProcess>,
     metrics_addr: SocketAddr,
     log: PathBuf,
+    /// How it was started, so that [`OperatorProcess::resume`] starts it the same way.
+    name: String,
+    kubeconfig: PathBuf,
+    args: Vec<String>,
 }
 
 impl OperatorProcess {
@@ -350,7 +354,7 @@ impl OperatorProcess {
         self.metrics_addr
     }
 
-    /// `<cluster dir>/operator.log`.
+    /// `<cluster dir>/<name>.log` (`operator.log` for the suite's operator).
     pub fn log_path(&self) -> &Path {
         &self.log
     }
@@ -366,6 +370,39 @@ impl OperatorProcess {
 
     pub fn pid(&self) -> u32 {
         self.process.lock().expect("operator lock").pid()
+    }
+
+    /// SIGKILL (no chance to release its Lease or finish anything), and reap it.
+    pub fn kill(&self) {
+        self.process.lock().expect("operator lock").kill();
+    }
+
+    /// Stops it (SIGTERM, up to 10 s, then SIGKILL) but keeps this handle, so that
+    /// [`OperatorProcess::resume`] can start it again. For exclusive tests that run other
+    /// operator processes against the cluster.
+    pub fn pause(&self) {
+        self.process
+            .lock()
+            .expect("operator lock")
+            .terminate(Duration::from_secs(10));
+    }
+
+    /// Starts it again as it was first started (same arguments and metrics port, appending to
+    /// the same log) and waits until it is ready. A no-op while it runs.
+    pub fn resume(&self, cluster: &ControlPlane) -> Result<(), String> {
+        let mut process = self.process.lock().expect("operator lock");
+        if process.is_running() {
+            return Ok(());
+        }
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        *process = spawn_ready(
+            cluster,
+            &self.name,
+            &self.kubeconfig,
+            self.metrics_addr,
+            &args,
+        )?;
+        Ok(())
     }
 
     /// SIGTERM, up to 10 s to exit, then SIGKILL.
@@ -384,21 +421,52 @@ pub fn start_operator(
     cluster: &ControlPlane,
     extra_args: &[&str],
 ) -> Result<OperatorProcess, String> {
+    start_operator_as(cluster, "operator", cluster.kubeconfig(), extra_args)
+}
+
+/// Like [`start_operator`], but with its own `kubeconfig` (whose credentials it acts with) and
+/// logging to `<cluster dir>/<name>.log`: for tests that run further operator processes.
+pub fn start_operator_as(
+    cluster: &ControlPlane,
+    name: &str,
+    kubeconfig: &Path,
+    extra_args: &[&str],
+) -> Result<OperatorProcess, String> {
     let port = free_port().map_err(|e| format!("picking a port: {e}"))?;
     let metrics_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let process = spawn_ready(cluster, name, kubeconfig, metrics_addr, extra_args)?;
+    let log = process
+        .log_path()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    Ok(OperatorProcess {
+        process: Mutex::new(process),
+        metrics_addr,
+        log,
+        name: name.to_string(),
+        kubeconfig: kubeconfig.to_path_buf(),
+        args: extra_args.iter().map(|a| a.to_string()).collect(),
+    })
+}
+
+fn spawn_ready(
+    cluster: &ControlPlane,
+    name: &str,
+    kubeconfig: &Path,
+    metrics_addr: SocketAddr,
+    extra_args: &[&str],
+) -> Result<ManagedProcess, String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenancy-operator"));
     cmd.arg("run")
         .arg("--metrics-addr")
         .arg(metrics_addr.to_string())
         .args(extra_args)
-        .env("KUBECONFIG", cluster.kubeconfig())
+        .env("KUBECONFIG", kubeconfig)
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
-    let mut process = cluster
-        .spawn_logged("operator", cmd)
-        .map_err(|e| e.to_string())?;
+    let mut process = cluster.spawn_logged(name, cmd).map_err(|e| e.to_string())?;
     let log = process
         .log_path()
         .map(Path::to_path_buf)
@@ -413,7 +481,7 @@ pub fn start_operator(
             ));
         }
         if http_get_ok(metrics_addr, "/readyz") {
-            break;
+            return Ok(process);
         }
         if Instant::now() > deadline {
             let tail = process.log_tail(40);
@@ -425,11 +493,6 @@ pub fn start_operator(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Ok(OperatorProcess {
-        process: Mutex::new(process),
-        metrics_addr,
-        log,
-    })
 }
 
 /// Whether `GET path` on a plain-HTTP loopback server answers 200.

@@ -56,6 +56,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- include "tenancy-operator.fullname" . }}
 {{- end }}
 
+{{/* Names the webhook Service answers to (the generated certificate's subject names). */}}
+{{- define "tenancy-operator.webhookHosts" -}}
+{{- $svc := include "tenancy-operator.fullname" . }}
+{{- printf "%s.%s.svc,%s.%s.svc.cluster.local,%s" $svc .Release.Namespace $svc .Release.Namespace $svc }}
+{{- end }}
+
 {{- define "tenancy-operator.leaseName" -}}
 {{- default (include "tenancy-operator.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}

@@ -1,0 +1,1015 @@
+//! Issue 5: the Helm chart against the real control plane (lint, template, a server-side dry
+//! run, the values schema, install and uninstall), the same roles and webhook rules as the
+//! local install, and, in submodules, the chart's RBAC run by a real operator process
+//! ([`rbac`]), two operators failing over ([`ha`]), and GitOps: the Argo CD health check on
+//! real statuses and the GitOps examples in sync order ([`gitops`]).
+
+mod gitops;
+mod ha;
+mod rbac;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tenancy_operator::desired::RoleNames;
+use tenancy_operator::desired::access::role_cluster_roles;
+use tenancy_operator::devcluster::apply::parse_documents;
+use tenancy_operator::devcluster::install::webhook_configurations;
+
+use crate::support::{Env, Failed, TestResult, Trial, trial, unique_name};
+
+pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
+    let mut trials = vec![
+        trial(
+            env,
+            "chart::helm_lint_and_template_pass_and_every_env_var_is_a_run_flag",
+            helm_lint_and_template_pass_and_every_env_var_is_a_run_flag,
+        ),
+        trial(
+            env,
+            "chart::the_rendered_chart_applies_with_a_server_side_dry_run",
+            the_rendered_chart_applies_with_a_server_side_dry_run,
+        ),
+        trial(
+            env,
+            "chart::a_values_file_with_wrong_types_is_refused_with_the_schema_message",
+            a_values_file_with_wrong_types_is_refused_with_the_schema_message,
+        ),
+        trial(
+            env,
+            "chart::helm_install_succeeds_and_uninstall_leaves_no_cluster_scoped_objects_but_the_crds",
+            helm_install_succeeds_and_uninstall_leaves_no_cluster_scoped_objects_but_the_crds,
+        ),
+        trial(
+            env,
+            "chart::the_chart_ships_the_roles_and_webhook_rules_of_the_local_install",
+            the_chart_ships_the_roles_and_webhook_rules_of_the_local_install,
+        ),
+    ];
+    trials.extend(gitops::trials(env));
+    trials
+}
+
+/// Tests that stop the suite's operator to run their own operator processes; they must have
+/// the cluster to themselves.
+pub fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
+    let mut trials = rbac::trials(env);
+    trials.extend(ha::trials(env));
+    trials
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared by the submodules
+// ---------------------------------------------------------------------------------------------
+
+/// The chart's folder.
+fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/tenancy-operator")
+}
+
+/// `helm` (from the control-plane cache, else PATH) with the admin kubeconfig and its cache,
+/// config and data folders inside the cluster's work dir.
+struct Helm {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    home: PathBuf,
+}
+
+impl Helm {
+    fn new(env: &Env) -> Result<Helm, Failed> {
+        let bin = tenancy_operator::devcluster::find_helm(env.cluster().bin_dir()).ok_or(
+            "helm is neither in the control-plane bin folder nor on PATH (make control-plane builds it)",
+        )?;
+        Ok(Helm {
+            bin,
+            kubeconfig: env.kubeconfig().to_path_buf(),
+            home: env.cluster().dir().join("helm"),
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", self.home.join("cache"))
+            .env("HELM_CONFIG_HOME", self.home.join("config"))
+            .env("HELM_DATA_HOME", self.home.join("data"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()))
+    }
+
+    /// stdout of a command that must succeed.
+    fn ok(&self, args: &[&str]) -> Result<String, Failed> {
+        let out = self.run(args);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "helm {} failed ({}):\n{}\n{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                helm_stderr(&out)
+            )
+            .into())
+        }
+    }
+
+    /// `helm template <release> <chart> -n <namespace> <extra>`.
+    fn template(&self, release: &str, namespace: &str, extra: &[&str]) -> Result<String, Failed> {
+        let chart = chart_dir();
+        let mut args = vec![
+            "template",
+            release,
+            chart.to_str().expect("a UTF-8 path"),
+            "--namespace",
+            namespace,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+}
+
+/// helm's stderr without the notice it prints for the chart's `crds` symbolic link.
+fn helm_stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.contains("found symbolic link in path"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The objects of a rendered manifest (items of a `List` included), as JSON.
+fn rendered_objects(yaml: &str) -> Result<Vec<Value>, Failed> {
+    let mut out = Vec::new();
+    for object in parse_documents(yaml).map_err(|e| format!("the rendered chart: {e}"))? {
+        let value = serde_json::to_value(&object)?;
+        if value["kind"] == "List" {
+            out.extend(value["items"].as_array().cloned().unwrap_or_default());
+        } else {
+            out.push(value);
+        }
+    }
+    Ok(out)
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> Result<&'a Value, Failed> {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .ok_or_else(|| format!("the rendered chart has no {kind} {name}").into())
+}
+
+/// The text of a failure.
+fn why(failed: &Failed) -> String {
+    failed.message().unwrap_or("failed").to_string()
+}
+
+fn typed<K: DeserializeOwned>(value: &Value) -> Result<K, Failed> {
+    Ok(serde_json::from_value(value.clone())?)
+}
+
+/// Polls `check` every 200 ms until it returns `Ok`; on timeout the failure says what was
+/// awaited and why the last check said no.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, Failed>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return Ok(value),
+            Err(why) if Instant::now() > deadline => {
+                return Err(
+                    format!("timed out after {timeout:?} waiting for {what}: {why}").into(),
+                );
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Server-side applies a JSON object as the admin. The webhook decides from the operator's
+/// caches, which see a new Customer (or a project's namespace) a moment after it is made: a 422
+/// saying something "does not exist" is retried for up to 10 s.
+async fn apply_json(client: &Client, object: Value) -> Result<DynamicObject, Failed> {
+    let object: DynamicObject = serde_json::from_value(object)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tenancy_operator::devcluster::apply::apply_object(
+            client,
+            &object,
+            crate::support::FIELD_MANAGER,
+        )
+        .await
+        {
+            Ok(applied) => return Ok(applied),
+            Err(e) => {
+                let message = crate::support::error_message(&e);
+                if message.contains("does not exist") && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                return Err(format!(
+                    "applying {}: {message}",
+                    tenancy_operator::devcluster::apply::describe(&object)
+                )
+                .into());
+            }
+        }
+    }
+}
+
+fn customer_json(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "tenancy.dev/v1alpha1", "kind": "Customer", "metadata": {"name": name}, "spec": spec})
+}
+
+fn project_json(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "tenancy.dev/v1alpha1", "kind": "Project", "metadata": {"name": name}, "spec": spec})
+}
+
+fn membership_json(project: &str, name: &str, user: &str, role: &str) -> Value {
+    json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectMembership",
+        "metadata": {"name": name, "namespace": project},
+        "spec": {"subject": {"kind": "User", "name": user}, "role": role},
+    })
+}
+
+/// The tenancy object (`projects`, `customers`, `projectmemberships`) as JSON, or None.
+async fn get_json(
+    client: &Client,
+    plural: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Option<Value>, String> {
+    let kind = match plural {
+        "projects" => "Project",
+        "customers" => "Customer",
+        _ => "ProjectMembership",
+    };
+    let ar = kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("tenancy.dev", "v1alpha1", kind),
+        plural,
+    );
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    match api.get_opt(name).await {
+        Ok(found) => Ok(found.map(|o| serde_json::to_value(o).unwrap_or_default())),
+        Err(e) => Err(format!("reading {plural} {name}: {e}")),
+    }
+}
+
+/// The status of condition `type_` ("True", "False") and its reason.
+fn condition(object: &Value, type_: &str) -> Option<(String, String)> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+/// Ready=True for the current generation.
+fn is_ready(object: &Value) -> Result<(), String> {
+    let current = object["status"]["observedGeneration"] == object["metadata"]["generation"];
+    match condition(object, "Ready") {
+        Some((s, _)) if s == "True" && current => Ok(()),
+        _ => Err(format!("status is {}", object["status"])),
+    }
+}
+
+/// Waits until the tenancy object satisfies `check`, returning it.
+async fn object_where(
+    client: &Client,
+    plural: &str,
+    namespace: Option<&str>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> Result<(), String>,
+) -> Result<Value, Failed> {
+    eventually(&format!("{plural} {name}: {what}"), timeout, || async {
+        let object = get_json(client, plural, namespace, name)
+            .await?
+            .ok_or("not there")?;
+        check(&object).map(|()| object)
+    })
+    .await
+}
+
+async fn ready_project(client: &Client, name: &str) -> Result<Value, Failed> {
+    object_where(
+        client,
+        "projects",
+        None,
+        name,
+        "Ready",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await
+}
+
+/// Deletes a tenancy object (already gone is fine).
+async fn delete_tenancy(
+    client: &Client,
+    plural: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<(), Failed> {
+    let kind = match plural {
+        "projects" => "Project",
+        "customers" => "Customer",
+        _ => "ProjectMembership",
+    };
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+    }))?;
+    tenancy_operator::devcluster::apply::delete_object(client, &object)
+        .await
+        .map_err(|e| format!("deleting {plural} {name}: {e}").into())
+}
+
+/// Deletes a project and waits until the soft-delete finalizer has let it go. A refusal for
+/// active resources (HTTP 409: the operator's inventory has not seen workloads go yet) is
+/// retried for up to 15 s.
+async fn delete_project_and_wait(client: &Client, name: &str) -> Result<(), Failed> {
+    eventually(
+        &format!("the webhook to let project {name} be deleted"),
+        Duration::from_secs(15),
+        || async {
+            delete_tenancy(client, "projects", None, name)
+                .await
+                .map_err(|e| why(&e))
+        },
+    )
+    .await?;
+    eventually(
+        &format!("project {name} to be gone"),
+        Duration::from_secs(60),
+        || async {
+            match get_json(client, "projects", None, name).await? {
+                None => Ok(()),
+                Some(p) => Err(format!("still there: {}", p["status"])),
+            }
+        },
+    )
+    .await
+}
+
+/// Names of cluster-scoped objects of kind `K` labelled `selector`.
+async fn names_labelled<K>(client: &Client, selector: &str) -> Result<BTreeSet<String>, Failed>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    Ok(api
+        .list(&ListParams::default().labels(selector))
+        .await?
+        .items
+        .iter()
+        .map(|o| o.name_any())
+        .collect())
+}
+
+/// Every cluster-scoped object a release may leave behind, as `Kind/name`.
+async fn cluster_scoped_of(client: &Client, selector: &str) -> Result<BTreeSet<String>, Failed> {
+    let mut out = BTreeSet::new();
+    for n in names_labelled::<ClusterRole>(client, selector).await? {
+        out.insert(format!("ClusterRole/{n}"));
+    }
+    for n in names_labelled::<ClusterRoleBinding>(client, selector).await? {
+        out.insert(format!("ClusterRoleBinding/{n}"));
+    }
+    for n in names_labelled::<ValidatingWebhookConfiguration>(client, selector).await? {
+        out.insert(format!("ValidatingWebhookConfiguration/{n}"));
+    }
+    for n in names_labelled::<MutatingWebhookConfiguration>(client, selector).await? {
+        out.insert(format!("MutatingWebhookConfiguration/{n}"));
+    }
+    Ok(out)
+}
+
+async fn create_namespace(client: &Client, name: &str) -> Result<(), Failed> {
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}}))?,
+        )
+        .await?;
+    Ok(())
+}
+
+async fn delete_namespace(client: &Client, name: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+/// `helm lint --strict` with the default values and with each switch flipped; `helm template`
+/// renders every kind the chart promises; every environment variable the Deployment sets is one
+/// that `tenancy-operator run` reads (a misnamed one would be silently ignored in production),
+/// with the webhook's certificate names and the operator's own identity as trusted user; and
+/// the RBAC has no wildcards, no cluster-wide Secrets and `bind` only on the three roles.
+async fn helm_lint_and_template_pass_and_every_env_var_is_a_run_flag(env: Arc<Env>) -> TestResult {
+    let helm = Helm::new(&env)?;
+    let chart = chart_dir();
+    let chart = chart.to_str().expect("a UTF-8 path");
+    for set in [
+        None,
+        Some("certManager.enabled=true"),
+        Some("webhook.enabled=false"),
+        Some("replicaCount=1,leaderElection.enabled=false"),
+        Some("serviceMonitor.enabled=true,podDisruptionBudget.enabled=false"),
+        Some("roles.create=false,extraCountedKinds={widgets.example.com}"),
+    ] {
+        let mut args = vec!["lint", "--strict", chart];
+        if let Some(set) = set {
+            args.extend(["--set", set]);
+        }
+        let out = helm.ok(&args)?;
+        if !out.contains("0 chart(s) failed") {
+            return Err(format!("helm {}: {out}", args.join(" ")).into());
+        }
+    }
+
+    let ns = "tenancy-e2e";
+    let objects = rendered_objects(&helm.template("tenancy-operator", ns, &[])?)?;
+    let kinds: BTreeSet<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ] {
+        if !kinds.contains(kind) {
+            return Err(format!("helm template rendered no {kind}; it rendered {kinds:?}").into());
+        }
+    }
+
+    // The Deployment: hardened, two replicas, probes, and only environment variables that the
+    // operator reads.
+    let deployment: Deployment = typed(find(&objects, "Deployment", "tenancy-operator")?)?;
+    let spec = deployment
+        .spec
+        .as_ref()
+        .ok_or("a Deployment without spec")?;
+    if spec.replicas != Some(2) {
+        return Err(format!("replicas: {:?}, want 2", spec.replicas).into());
+    }
+    let pod = spec.template.spec.as_ref().ok_or("no pod spec")?;
+    let container = &pod.containers[0];
+    let security = serde_json::to_value(&container.security_context)?;
+    for (path, want) in [
+        ("/runAsNonRoot", json!(true)),
+        ("/readOnlyRootFilesystem", json!(true)),
+        ("/allowPrivilegeEscalation", json!(false)),
+        ("/capabilities/drop", json!(["ALL"])),
+        ("/seccompProfile/type", json!("RuntimeDefault")),
+    ] {
+        if security.pointer(path) != Some(&want) {
+            return Err(
+                format!("container securityContext{path} is not {want}: {security}").into(),
+            );
+        }
+    }
+    if container.liveness_probe.is_none() || container.readiness_probe.is_none() {
+        return Err("the operator container needs liveness and readiness probes".into());
+    }
+    let env_vars: BTreeMap<String, String> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect();
+    let help = Command::new(env!("CARGO_BIN_EXE_tenancy-operator"))
+        .args(["run", "--help"])
+        .output()?;
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let mut unknown = Vec::new();
+    for name in env_vars.keys() {
+        // POD_NAME names the leader-election identity and events' reporting instance;
+        // RUST_LOG is the log filter; the rest must be flags of `run`.
+        if name != "POD_NAME" && name != "RUST_LOG" && !help.contains(&format!("[env: {name}=")) {
+            unknown.push(name.clone());
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(format!(
+            "the chart sets environment variables that `tenancy-operator run` does not read: {unknown:?}"
+        )
+        .into());
+    }
+    for (name, want) in [
+        (
+            "TENANCY_WEBHOOK_HOSTS",
+            format!(
+                "tenancy-operator.{ns}.svc,tenancy-operator.{ns}.svc.cluster.local,tenancy-operator"
+            ),
+        ),
+        (
+            "TENANCY_TRUSTED_USERS",
+            format!("system:serviceaccount:{ns}:tenancy-operator"),
+        ),
+        ("TENANCY_WEBHOOK_CONFIG_NAME", "tenancy-operator".into()),
+        (
+            "TENANCY_WEBHOOK_SECRET",
+            "tenancy-operator-webhook-tls".into(),
+        ),
+        ("TENANCY_LEADER_ELECTION", "true".into()),
+        ("TENANCY_LEASE_NAME", "tenancy-operator".into()),
+    ] {
+        if env_vars.get(name) != Some(&want) {
+            return Err(format!("{name} is {:?}, want {want:?}", env_vars.get(name)).into());
+        }
+    }
+
+    // RBAC hygiene.
+    let cluster_role: ClusterRole = typed(find(&objects, "ClusterRole", "tenancy-operator")?)?;
+    let roles = RoleNames::default();
+    let role_names: BTreeSet<String> = [roles.manager, roles.administrator, roles.member].into();
+    for rule in cluster_role.rules.iter().flatten() {
+        let all: Vec<&String> = rule
+            .verbs
+            .iter()
+            .chain(rule.resources.iter().flatten())
+            .chain(rule.api_groups.iter().flatten())
+            .collect();
+        if all.iter().any(|s| s.contains('*')) {
+            return Err(format!("a wildcard in the operator's ClusterRole: {rule:?}").into());
+        }
+        let resources = rule.resources.clone().unwrap_or_default();
+        if resources.iter().any(|r| r == "secrets") {
+            return Err(format!("the ClusterRole grants Secrets cluster-wide: {rule:?}").into());
+        }
+        if rule
+            .verbs
+            .iter()
+            .any(|v| v == "bind" || v == "escalate" || v == "impersonate")
+        {
+            let names: BTreeSet<String> = rule
+                .resource_names
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            if rule.verbs != ["bind"] || names != role_names {
+                return Err(format!(
+                    "bind must be granted on exactly the three role ClusterRoles, and escalate and impersonate never: {rule:?}"
+                )
+                .into());
+            }
+        }
+    }
+    let role: Role = typed(find(&objects, "Role", "tenancy-operator")?)?;
+    for rule in role.rules.iter().flatten() {
+        let secrets = rule.resources.iter().flatten().any(|r| r == "secrets");
+        if secrets && rule.verbs != ["create"] && rule.resource_names.is_none() {
+            return Err(format!("Secrets must be granted by name only: {rule:?}").into());
+        }
+    }
+    Ok(())
+}
+
+/// The chart as `helm template --include-crds` renders it is accepted by the apiserver in a
+/// server-side dry run: every object validates against its schema (and the CRDs, applied next to
+/// the installed ones, conflict in no field). Dry run only: the rendered webhook configurations
+/// would otherwise send every tenancy request to a Service no pod backs.
+async fn the_rendered_chart_applies_with_a_server_side_dry_run(env: Arc<Env>) -> TestResult {
+    let client = env.client().await;
+    let helm = Helm::new(&env)?;
+    let ns = unique_name("chart-dry-run");
+    create_namespace(&client, &ns).await?;
+    let release = "dry";
+    let result = async {
+        let rendered = helm.template(release, &ns, &["--include-crds"])?;
+        let count = rendered_objects(&rendered)?.len();
+        let out = env.kubectl_with_input(
+            &[
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "--field-manager=helm-e2e",
+                "-f",
+                "-",
+            ],
+            Some(&rendered),
+        );
+        let stdout =
+            crate::support::stdout_of(&out, "kubectl apply --server-side --dry-run=server")?;
+        let applied = stdout
+            .lines()
+            .filter(|l| l.contains("(server dry run)"))
+            .count();
+        if applied != count {
+            return Err(format!(
+                "the dry run applied {applied} of the {count} rendered objects:\n{stdout}"
+            )
+            .into());
+        }
+        // Nothing was persisted.
+        let name = format!("{release}-tenancy-operator");
+        if Api::<ClusterRole>::all(client.clone())
+            .get_opt(&name)
+            .await?
+            .is_some()
+            || Api::<ValidatingWebhookConfiguration>::all(client.clone())
+                .get_opt(&name)
+                .await?
+                .is_some()
+        {
+            return Err("a server-side dry run persisted objects".into());
+        }
+        Ok(())
+    }
+    .await;
+    delete_namespace(&client, &ns).await;
+    result
+}
+
+/// A values file with values of the wrong type, a value outside its enum and a key the chart
+/// does not know is refused by `helm template` and by `helm install` (against the cluster), with
+/// the schema's message naming each, and nothing is installed.
+async fn a_values_file_with_wrong_types_is_refused_with_the_schema_message(
+    env: Arc<Env>,
+) -> TestResult {
+    let helm = Helm::new(&env)?;
+    let dir = env.cluster().dir().join("chart-values");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("{}.yaml", unique_name("wrong-types")));
+    std::fs::write(
+        &file,
+        "replicaCount: two\nleaderElection:\n  enabled: \"yes\"\nwebhook:\n  failurePolicy: Sometimes\nreplicas: 2\n",
+    )?;
+    let file = file.to_str().expect("a UTF-8 path").to_string();
+    let chart = chart_dir();
+    let chart = chart.to_str().expect("a UTF-8 path");
+    let release = unique_name("wrong-types");
+    let expected = [
+        "values don't meet the specifications of the schema",
+        "/replicaCount",
+        "got string, want integer",
+        "/leaderElection/enabled",
+        "got string, want boolean",
+        "/webhook/failurePolicy",
+        "value must be one of 'Fail', 'Ignore'",
+        "replicas",
+    ];
+    for args in [
+        vec!["template", release.as_str(), chart, "-f", file.as_str()],
+        vec![
+            "install",
+            release.as_str(),
+            chart,
+            "--namespace",
+            release.as_str(),
+            "--create-namespace",
+            "-f",
+            file.as_str(),
+        ],
+    ] {
+        let out = helm.run(&args);
+        let stderr = helm_stderr(&out);
+        if out.status.success() {
+            return Err(format!("helm {} accepted the wrong values", args[0]).into());
+        }
+        let missing: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|e| !stderr.contains(e))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "helm {}'s message does not mention {missing:?}:\n{stderr}",
+                args[0]
+            )
+            .into());
+        }
+    }
+    let releases = helm.ok(&["list", "--all", "--namespace", &release, "-q"])?;
+    if !releases.trim().is_empty() {
+        return Err(format!("a release was recorded despite the schema errors: {releases}").into());
+    }
+    delete_namespace(&env.client().await, &release).await;
+    Ok(())
+}
+
+/// `helm install` into the control plane, with its own names for everything cluster-scoped (so
+/// it does not collide with what the suite installed) and without webhook configurations (no
+/// pod ever runs here, so they would have no endpoints and fail every tenancy request). Every
+/// object is there, the role ClusterRoles aggregate admin/edit/view plus the membership rules;
+/// `helm uninstall` then leaves nothing cluster-scoped with the release's label behind, and the
+/// CRDs stay.
+async fn helm_install_succeeds_and_uninstall_leaves_no_cluster_scoped_objects_but_the_crds(
+    env: Arc<Env>,
+) -> TestResult {
+    let client = env.client().await;
+    let helm = Helm::new(&env)?;
+    let release = unique_name("e2e-chart");
+    let ns = release.clone();
+    let selector = format!("app.kubernetes.io/instance={release}");
+    let values = env
+        .cluster()
+        .dir()
+        .join("chart-values")
+        .join(format!("{release}.yaml"));
+    std::fs::create_dir_all(values.parent().expect("a parent"))?;
+    std::fs::write(
+        &values,
+        format!(
+            "fullnameOverride: {release}\nroles:\n  manager: \"{release}:manager\"\n  administrator: \"{release}:administrator\"\n  member: \"{release}:member\"\nwebhook:\n  enabled: false\n"
+        ),
+    )?;
+    let values = values.to_str().expect("a UTF-8 path").to_string();
+
+    let before = cluster_scoped_of(&client, &selector).await?;
+    if !before.is_empty() {
+        return Err(format!("objects with {selector} exist before the install: {before:?}").into());
+    }
+    let chart = chart_dir();
+    let out = helm.ok(&[
+        "install",
+        &release,
+        chart.to_str().expect("a UTF-8 path"),
+        "--namespace",
+        &ns,
+        "--create-namespace",
+        "-f",
+        &values,
+        "--timeout",
+        "2m",
+    ])?;
+    if !out.contains("STATUS: deployed") || !out.contains("WARNING: webhook.enabled is false") {
+        return Err(format!("helm install printed:\n{out}").into());
+    }
+
+    let installed = cluster_scoped_of(&client, &selector).await?;
+    let want: BTreeSet<String> = [
+        format!("ClusterRole/{release}"),
+        format!("ClusterRole/{release}:manager"),
+        format!("ClusterRole/{release}:administrator"),
+        format!("ClusterRole/{release}:member"),
+        format!("ClusterRole/{release}:manager:memberships"),
+        format!("ClusterRole/{release}:administrator:memberships"),
+        format!("ClusterRole/{release}:member:memberships"),
+        format!("ClusterRoleBinding/{release}"),
+    ]
+    .into();
+    if installed != want {
+        return Err(
+            format!("cluster-scoped objects of the release: {installed:?}, want {want:?}").into(),
+        );
+    }
+    let sa = Api::<ServiceAccount>::namespaced(client.clone(), &ns);
+    let present = sa.get_opt(&release).await?.is_some()
+        && Api::<Role>::namespaced(client.clone(), &ns)
+            .get_opt(&release)
+            .await?
+            .is_some()
+        && Api::<RoleBinding>::namespaced(client.clone(), &ns)
+            .get_opt(&release)
+            .await?
+            .is_some()
+        && Api::<Service>::namespaced(client.clone(), &ns)
+            .get_opt(&release)
+            .await?
+            .is_some()
+        && Api::<Deployment>::namespaced(client.clone(), &ns)
+            .get_opt(&release)
+            .await?
+            .is_some()
+        && Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns)
+            .get_opt(&release)
+            .await?
+            .is_some();
+    if !present {
+        return Err(
+            "the ServiceAccount, Role, RoleBinding, Service, Deployment or PodDisruptionBudget is missing"
+                .into(),
+        );
+    }
+    // kube-controller-manager aggregates the role ClusterRoles under their configured names.
+    let cluster_roles = Api::<ClusterRole>::all(client.clone());
+    let manager = format!("{release}:manager");
+    eventually(
+        &format!("ClusterRole {manager} to aggregate admin and the membership rules"),
+        Duration::from_secs(30),
+        || async {
+            let role = cluster_roles
+                .get(&manager)
+                .await
+                .map_err(|e| e.to_string())?;
+            let rules = role.rules.unwrap_or_default();
+            let grants = |resource: &str, verb: &str| {
+                rules.iter().any(|r| {
+                    r.resources.iter().flatten().any(|x| x == resource)
+                        && r.verbs.iter().any(|v| v == verb)
+                })
+            };
+            if grants("projectmemberships", "create") && grants("deployments", "create") {
+                Ok(())
+            } else {
+                Err(format!("{} rules so far", rules.len()))
+            }
+        },
+    )
+    .await?;
+
+    helm.ok(&[
+        "uninstall",
+        &release,
+        "--namespace",
+        &ns,
+        "--wait",
+        "--timeout",
+        "2m",
+    ])?;
+    // The aggregation controller may still be finishing an update of a role it holds: give it
+    // a moment, then nothing may be left.
+    let left = eventually(
+        "the release's cluster-scoped objects to be gone",
+        Duration::from_secs(20),
+        || async {
+            let left = cluster_scoped_of(&client, &selector)
+                .await
+                .map_err(|e| why(&e))?;
+            if left.is_empty() {
+                Ok(left)
+            } else {
+                Err(format!("left: {left:?}"))
+            }
+        },
+    )
+    .await;
+    // Stable, not re-created a moment later.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = cluster_scoped_of(&client, &selector).await?;
+    left?;
+    if !after.is_empty() {
+        return Err(format!("helm uninstall left cluster-scoped objects: {after:?}").into());
+    }
+    if sa.get_opt(&release).await?.is_some() {
+        return Err("helm uninstall left the ServiceAccount".into());
+    }
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in [
+        "customers.tenancy.dev",
+        "projects.tenancy.dev",
+        "projectmemberships.tenancy.dev",
+    ] {
+        if crds.get_opt(crd).await?.is_none() {
+            return Err(format!("helm uninstall removed CRD {crd}").into());
+        }
+    }
+    delete_namespace(&client, &ns).await;
+    Ok(())
+}
+
+/// The local install (dev, e2e) mirrors the chart for a loopback operator: the chart's role
+/// ClusterRoles are exactly `role_cluster_roles`, and its webhook configurations send the same
+/// operations on the same resources to the same webhooks with the same side effects.
+async fn the_chart_ships_the_roles_and_webhook_rules_of_the_local_install(
+    env: Arc<Env>,
+) -> TestResult {
+    let helm = Helm::new(&env)?;
+    let objects = rendered_objects(&helm.template("tenancy-operator", "tenancy-system", &[])?)?;
+
+    for want in role_cluster_roles(&RoleNames::default()) {
+        let name = want.name_any();
+        let got: ClusterRole = typed(find(&objects, "ClusterRole", &name)?)?;
+        let labels = got.metadata.labels.clone().unwrap_or_default();
+        for (k, v) in want.metadata.labels.iter().flatten() {
+            if labels.get(k) != Some(v) {
+                return Err(
+                    format!("ClusterRole {name}: label {k}={v} missing in the chart").into(),
+                );
+            }
+        }
+        if serde_json::to_value(&got.aggregation_rule)?
+            != serde_json::to_value(&want.aggregation_rule)?
+            || serde_json::to_value(&got.rules)? != serde_json::to_value(&want.rules)?
+        {
+            return Err(format!(
+                "ClusterRole {name} differs:\nchart: {}\ncode:  {}",
+                serde_json::to_value(&got)?,
+                serde_json::to_value(&want)?
+            )
+            .into());
+        }
+    }
+
+    // Webhooks as (webhook name, side effects, failure policy, sorted "OPERATION resource").
+    type Shape = (String, String, String, BTreeSet<String>);
+    fn shape(
+        name: &str,
+        side_effects: &str,
+        failure: Option<&String>,
+        rules: &[k8s_openapi::api::admissionregistration::v1::RuleWithOperations],
+    ) -> Shape {
+        let mut pairs = BTreeSet::new();
+        for r in rules {
+            for op in r.operations.iter().flatten() {
+                for res in r.resources.iter().flatten() {
+                    pairs.insert(format!("{op} {res}"));
+                }
+            }
+        }
+        (
+            name.to_string(),
+            side_effects.to_string(),
+            failure.cloned().unwrap_or_default(),
+            pairs,
+        )
+    }
+    let (local_v, local_m) = webhook_configurations("tenancy-operator", "https://127.0.0.1:1");
+    let chart_v: ValidatingWebhookConfiguration = typed(find(
+        &objects,
+        "ValidatingWebhookConfiguration",
+        "tenancy-operator",
+    )?)?;
+    let chart_m: MutatingWebhookConfiguration = typed(find(
+        &objects,
+        "MutatingWebhookConfiguration",
+        "tenancy-operator",
+    )?)?;
+    let v = |c: &ValidatingWebhookConfiguration| -> Vec<Shape> {
+        c.webhooks
+            .iter()
+            .flatten()
+            .map(|w| {
+                shape(
+                    &w.name,
+                    &w.side_effects,
+                    w.failure_policy.as_ref(),
+                    w.rules.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let m = |c: &MutatingWebhookConfiguration| -> Vec<Shape> {
+        c.webhooks
+            .iter()
+            .flatten()
+            .map(|w| {
+                shape(
+                    &w.name,
+                    &w.side_effects,
+                    w.failure_policy.as_ref(),
+                    w.rules.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    if v(&chart_v) != v(&local_v) {
+        return Err(format!(
+            "validating webhooks differ:\nchart: {:?}\nlocal: {:?}",
+            v(&chart_v),
+            v(&local_v)
+        )
+        .into());
+    }
+    if m(&chart_m) != m(&local_m) {
+        return Err(format!(
+            "mutating webhooks differ:\nchart: {:?}\nlocal: {:?}",
+            m(&chart_m),
+            m(&local_m)
+        )
+        .into());
+    }
+    Ok(())
+}

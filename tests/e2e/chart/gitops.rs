@@ -1,0 +1,546 @@
+//! GitOps: the Argo CD health check (examples/gitops/argocd-health.lua) run by a real Lua 5.1
+//! interpreter (Argo CD's gopher-lua is Lua 5.1) on statuses the running operator wrote, and
+//! the GitOps examples (an Argo CD app of apps with sync waves, Flux Kustomizations with
+//! dependsOn) applied layer by layer in their order, each waiting for the previous one to be
+//! Healthy as Argo CD and Flux would.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use kube::Client;
+use serde_json::{Value, json};
+use tenancy_operator::devcluster::apply::parse_documents;
+
+use super::{
+    apply_json, customer_json, delete_project_and_wait, delete_tenancy, eventually, get_json,
+    membership_json, object_where, project_json, ready_project,
+};
+use crate::support::{Env, Failed, TestResult, Trial, trial, unique_name};
+
+pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
+    vec![
+        trial(
+            env,
+            "chart::the_argocd_health_check_reads_real_statuses",
+            the_argocd_health_check_reads_real_statuses,
+        ),
+        trial(
+            env,
+            "chart::the_gitops_examples_sync_in_order_and_turn_healthy",
+            the_gitops_examples_sync_in_order_and_turn_healthy,
+        ),
+    ]
+}
+
+fn gitops_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gitops")
+}
+
+fn health_script() -> Result<String, Failed> {
+    Ok(std::fs::read_to_string(
+        gitops_dir().join("argocd-health.lua"),
+    )?)
+}
+
+/// Runs an Argo CD health script as Argo CD does: the live object as the global `obj`, the
+/// script's returned table read as `{status = ..., message = ...}`.
+pub fn lua_health(script: &str, object: &Value) -> Result<(String, String), String> {
+    use mlua::LuaSerdeExt;
+    let lua = mlua::Lua::new();
+    let options = mlua::serde::SerializeOptions::new()
+        .serialize_none_to_null(false)
+        .serialize_unit_to_null(false)
+        .set_array_metatable(false);
+    let obj = lua
+        .to_value_with(object, options)
+        .map_err(|e| format!("converting the object: {e}"))?;
+    lua.globals()
+        .set("obj", obj)
+        .map_err(|e| format!("setting obj: {e}"))?;
+    let table: mlua::Table = lua
+        .load(script)
+        .set_name("argocd-health.lua")
+        .eval()
+        .map_err(|e| format!("the health script failed: {e}"))?;
+    let status: String = table
+        .get("status")
+        .map_err(|e| format!("the health script returned no status: {e}"))?;
+    let message: Option<String> = table.get("message").map_err(|e| e.to_string())?;
+    Ok((status, message.unwrap_or_default()))
+}
+
+/// Whether the script says `want` for `object`; the failure names the object and the verdict.
+fn expect_health(script: &str, what: &str, object: &Value, want: &str) -> Result<String, Failed> {
+    let (status, message) = lua_health(script, object)?;
+    if status != want {
+        return Err(format!(
+            "{what}: the health check says {status} ({message}), want {want}; status: {}",
+            object["status"]
+        )
+        .into());
+    }
+    Ok(message)
+}
+
+/// Each tenancy object the Argo CD health check is asked about, and what it must answer, on
+/// statuses written by the suite's operator: Healthy (a Ready project, its customer, an active
+/// membership, an expired one), Progressing (a project fresh from the apiserver without status,
+/// one whose spec just changed, an invitation not accepted yet) and Degraded (a project named
+/// like the cluster's `kube-public` namespace, one whose customer was deleted). argocd-cm.yaml
+/// embeds the same script for each kind.
+async fn the_argocd_health_check_reads_real_statuses(env: Arc<Env>) -> TestResult {
+    let script = health_script()?;
+    let cm = std::fs::read_to_string(gitops_dir().join("argocd-cm.yaml"))?;
+    let cm: Value = serde_yaml::from_str(&cm)?;
+    for kind in ["Customer", "Project", "ProjectMembership"] {
+        let key = format!("resource.customizations.health.tenancy.dev_{kind}");
+        if cm["data"][&key].as_str() != Some(script.as_str()) {
+            return Err(format!("argocd-cm.yaml's {key} is not argocd-health.lua").into());
+        }
+    }
+
+    let client = env.client().await;
+    let customer = unique_name("e2e-health");
+    let owner = format!("{customer}-owner@example.com");
+    apply_json(
+        &client,
+        customer_json(
+            &customer,
+            json!({"owners": [{"kind": "User", "name": owner}]}),
+        ),
+    )
+    .await?;
+    let mut projects = Vec::new();
+    let mut customers = vec![customer.clone()];
+    let result = async {
+        // A project fresh from the apiserver: no status yet.
+        let ready = format!("{customer}-ready");
+        let fresh = apply_json(&client, project_json(&ready, json!({"customer": customer}))).await?;
+        projects.push(ready.clone());
+        let mut fresh = serde_json::to_value(fresh)?;
+        fresh.as_object_mut().expect("an object").remove("status");
+        expect_health(&script, "a project without status", &fresh, "Progressing")?;
+
+        let ready_obj = ready_project(&client, &ready).await?;
+        expect_health(&script, "a Ready project", &ready_obj, "Healthy")?;
+
+        // Its spec changes: the apiserver's answer has a generation the operator has not seen.
+        let changed = apply_json(
+            &client,
+            project_json(&ready, json!({"customer": customer, "displayName": "changed"})),
+        )
+        .await?;
+        let changed = serde_json::to_value(changed)?;
+        if changed["metadata"]["generation"] == changed["status"]["observedGeneration"] {
+            return Err(format!("the update did not bump the generation: {changed}").into());
+        }
+        expect_health(&script, "a project with a new generation", &changed, "Progressing")?;
+        let ready_obj = ready_project(&client, &ready).await?;
+        expect_health(&script, "the same project once reconciled", &ready_obj, "Healthy")?;
+
+        // Memberships: one active, one that expires in a moment.
+        apply_json(&client, membership_json(&ready, "lead", "lead@example.com", "Manager")).await?;
+        let mut expiring = membership_json(&ready, "visitor", "visitor@example.com", "Member");
+        let soon = Timestamp::now() + SignedDuration::from_secs(3);
+        expiring["spec"]["expirationTime"] = json!(soon.to_string());
+        apply_json(&client, expiring).await?;
+        let active = object_where(
+            &client,
+            "projectmemberships",
+            Some(&ready),
+            "lead",
+            "Ready",
+            Duration::from_secs(30),
+            super::is_ready,
+        )
+        .await?;
+        expect_health(&script, "an active membership", &active, "Healthy")?;
+        let expired = object_where(
+            &client,
+            "projectmemberships",
+            Some(&ready),
+            "visitor",
+            "phase Expired",
+            Duration::from_secs(30),
+            |m| {
+                if m["status"]["phase"] == "Expired"
+                    && m["status"]["observedGeneration"] == m["metadata"]["generation"]
+                {
+                    Ok(())
+                } else {
+                    Err(format!("status is {}", m["status"]))
+                }
+            },
+        )
+        .await?;
+        expect_health(&script, "an expired membership", &expired, "Healthy")?;
+
+        let cust = object_where(
+            &client,
+            "customers",
+            None,
+            &customer,
+            "Ready",
+            Duration::from_secs(30),
+            super::is_ready,
+        )
+        .await?;
+        expect_health(&script, "a customer whose projects are ready", &cust, "Healthy")?;
+
+        // A project named like a namespace it does not own.
+        let conflict = "kube-public";
+        let conflict_customer = format!("{customer}-conflict");
+        apply_json(&client, customer_json(&conflict_customer, json!({}))).await?;
+        customers.push(conflict_customer.clone());
+        apply_json(
+            &client,
+            project_json(conflict, json!({"customer": conflict_customer})),
+        )
+        .await?;
+        projects.push(conflict.to_string());
+        let conflicted = object_where(
+            &client,
+            "projects",
+            None,
+            conflict,
+            "phase Conflict",
+            Duration::from_secs(30),
+            |p| {
+                if p["status"]["phase"] == "Conflict"
+                    && p["status"]["observedGeneration"] == p["metadata"]["generation"]
+                {
+                    Ok(())
+                } else {
+                    Err(format!("status is {}", p["status"]))
+                }
+            },
+        )
+        .await?;
+        let message = expect_health(&script, "project kube-public", &conflicted, "Degraded")?;
+        if !message.contains("kube-public") {
+            return Err(format!("the Degraded message does not name the namespace: {message}").into());
+        }
+
+        // A project whose customer is deleted.
+        let orphan_customer = format!("{customer}-gone");
+        let orphan = format!("{customer}-orphan");
+        apply_json(&client, customer_json(&orphan_customer, json!({}))).await?;
+        customers.push(orphan_customer.clone());
+        apply_json(&client, project_json(&orphan, json!({"customer": orphan_customer}))).await?;
+        projects.push(orphan.clone());
+        ready_project(&client, &orphan).await?;
+        delete_tenancy(&client, "customers", None, &orphan_customer).await?;
+        let orphaned = object_where(
+            &client,
+            "projects",
+            None,
+            &orphan,
+            "AccessReady=False CustomerNotFound",
+            Duration::from_secs(30),
+            |p| match super::condition(p, "AccessReady") {
+                Some((s, r)) if s == "False" && r == "CustomerNotFound" => Ok(()),
+                _ => Err(format!("status is {}", p["status"])),
+            },
+        )
+        .await?;
+        let message = expect_health(&script, "a project without customer", &orphaned, "Degraded")?;
+        if !message.contains(&orphan_customer) {
+            return Err(format!("the Degraded message does not name the customer: {message}").into());
+        }
+
+        // An invitation waiting to be accepted: a project deleted and recovered with
+        // sendInvitationsToPreviousMembers.
+        let invited = format!("{customer}-invite");
+        apply_json(&client, project_json(&invited, json!({"customer": customer}))).await?;
+        projects.push(invited.clone());
+        ready_project(&client, &invited).await?;
+        apply_json(&client, membership_json(&invited, "guest", "guest@example.com", "Member")).await?;
+        object_where(
+            &client,
+            "projectmemberships",
+            Some(&invited),
+            "guest",
+            "Ready",
+            Duration::from_secs(30),
+            super::is_ready,
+        )
+        .await?;
+        delete_project_and_wait(&client, &invited).await?;
+        apply_json(
+            &client,
+            project_json(
+                &invited,
+                json!({"customer": customer, "recovery": {"sendInvitationsToPreviousMembers": true}}),
+            ),
+        )
+        .await?;
+        let pending = object_where(
+            &client,
+            "projectmemberships",
+            Some(&invited),
+            "guest",
+            "phase Pending",
+            Duration::from_secs(30),
+            |m| {
+                if m["status"]["phase"] == "Pending"
+                    && m["status"]["observedGeneration"] == m["metadata"]["generation"]
+                {
+                    Ok(())
+                } else {
+                    Err(format!("status is {}", m["status"]))
+                }
+            },
+        )
+        .await?;
+        expect_health(&script, "a pending invitation", &pending, "Progressing")?;
+        Ok(())
+    }
+    .await;
+    for p in &projects {
+        let _ = delete_tenancy(&client, "projects", None, p).await;
+    }
+    for c in &customers {
+        let _ = delete_tenancy(&client, "customers", None, c).await;
+    }
+    result
+}
+
+/// One layer of the GitOps examples: an Argo CD Application (with its sync wave) or a Flux
+/// Kustomization (with what it depends on), and the folder it syncs.
+#[derive(Debug)]
+struct Layer {
+    name: String,
+    path: String,
+    order: i64,
+    depends_on: Vec<String>,
+}
+
+fn documents(file: &Path) -> Result<Vec<Value>, Failed> {
+    let text = std::fs::read_to_string(file)?;
+    Ok(parse_documents(&text)
+        .map_err(|e| format!("{}: {e}", file.display()))?
+        .into_iter()
+        .map(|d| serde_json::to_value(d).unwrap_or_default())
+        .collect())
+}
+
+/// The Argo CD app of apps: the parent's folder holds the child Applications, whose sync waves
+/// order the tenant's folders.
+fn argocd_layers() -> Result<Vec<Layer>, Failed> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let parent = documents(&gitops_dir().join("argocd/tenant-gitops-acme.yaml"))?;
+    let parent_path = parent[0]["spec"]["source"]["path"]
+        .as_str()
+        .ok_or("the parent Application has no spec.source.path")?;
+    let mut layers = Vec::new();
+    for entry in std::fs::read_dir(root.join(parent_path))? {
+        for app in documents(&entry?.path())? {
+            if app["kind"] != "Application" {
+                continue;
+            }
+            let wave = app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+                .as_str()
+                .ok_or_else(|| format!("Application {} has no sync wave", app["metadata"]["name"]))?
+                .parse::<i64>()?;
+            layers.push(Layer {
+                name: app["metadata"]["name"].as_str().unwrap_or_default().into(),
+                path: app["spec"]["source"]["path"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                order: wave,
+                depends_on: Vec::new(),
+            });
+        }
+    }
+    layers.sort_by_key(|l| l.order);
+    Ok(layers)
+}
+
+/// The Flux Kustomizations, in dependency order.
+fn flux_layers() -> Result<Vec<Layer>, Failed> {
+    let docs = documents(&gitops_dir().join("flux/tenant-gitops-acme.yaml"))?;
+    let repos: BTreeSet<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "GitRepository")
+        .filter_map(|d| d["metadata"]["name"].as_str())
+        .collect();
+    let mut layers: Vec<Layer> = Vec::new();
+    for k in docs.iter().filter(|d| d["kind"] == "Kustomization") {
+        let name = k["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let source = k["spec"]["sourceRef"]["name"].as_str().unwrap_or_default();
+        if !repos.contains(source) {
+            return Err(
+                format!("Kustomization {name} refers to an unknown source {source:?}").into(),
+            );
+        }
+        if k["spec"]["wait"] != true {
+            return Err(
+                format!("Kustomization {name} must wait for its objects to be Ready").into(),
+            );
+        }
+        let depends_on: Vec<String> = k["spec"]["dependsOn"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["name"].as_str().map(str::to_string))
+            .collect();
+        layers.push(Layer {
+            name,
+            path: k["spec"]["path"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("./")
+                .into(),
+            order: 0,
+            depends_on,
+        });
+    }
+    // Order by the dependency chain: a layer's order is one more than its dependencies'.
+    for _ in 0..layers.len() {
+        let orders: BTreeMap<String, i64> =
+            layers.iter().map(|l| (l.name.clone(), l.order)).collect();
+        for l in layers.iter_mut() {
+            for d in &l.depends_on {
+                let dep = *orders
+                    .get(d)
+                    .ok_or_else(|| format!("Kustomization {} depends on unknown {d}", l.name))?;
+                l.order = l.order.max(dep + 1);
+            }
+        }
+    }
+    layers.sort_by_key(|l| l.order);
+    Ok(layers)
+}
+
+/// The manifests of a layer's folder, in file order.
+fn layer_objects(layer: &Layer) -> Result<Vec<Value>, Failed> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(&layer.path);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{} ({}): {e}", layer.name, dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(documents(&f)?);
+    }
+    Ok(out)
+}
+
+fn plural(kind: &str) -> &'static str {
+    match kind {
+        "Customer" => "customers",
+        "Project" => "projects",
+        _ => "projectmemberships",
+    }
+}
+
+/// The GitOps examples: the Argo CD child Applications' sync waves and the Flux
+/// Kustomizations' dependsOn put the same three folders in the same order (customers, projects,
+/// members). Applied layer by layer, each waiting until the health check says every object of
+/// the layer is Healthy (as an Argo CD sync wave or a Flux `wait` + `dependsOn` does), the
+/// tenant comes up: every object Healthy, every member bound. Then deleted in reverse order.
+async fn the_gitops_examples_sync_in_order_and_turn_healthy(env: Arc<Env>) -> TestResult {
+    let script = health_script()?;
+    let argo = argocd_layers()?;
+    let flux = flux_layers()?;
+    let argo_paths: Vec<&str> = argo.iter().map(|l| l.path.as_str()).collect();
+    let flux_paths: Vec<&str> = flux.iter().map(|l| l.path.as_str()).collect();
+    if argo_paths != flux_paths {
+        return Err(format!(
+            "Argo CD syncs {argo_paths:?} and Flux {flux_paths:?}: the same folders in the same order expected"
+        )
+        .into());
+    }
+    let orders: BTreeSet<i64> = argo.iter().map(|l| l.order).collect();
+    if orders.len() != argo.len() {
+        return Err(format!("two Argo CD layers share a sync wave: {argo:?}").into());
+    }
+    let kinds_by_layer: Vec<BTreeSet<String>> = argo
+        .iter()
+        .map(|l| {
+            layer_objects(l).map(|objs| {
+                objs.iter()
+                    .filter_map(|o| o["kind"].as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let want: Vec<BTreeSet<String>> = vec![
+        ["Customer".to_string()].into(),
+        ["Project".to_string()].into(),
+        ["ProjectMembership".to_string()].into(),
+    ];
+    if kinds_by_layer != want {
+        return Err(format!(
+            "the layers hold {kinds_by_layer:?}, want customers, projects, members"
+        )
+        .into());
+    }
+
+    let client = env.client().await;
+    let mut applied: Vec<Value> = Vec::new();
+    let result = sync_layers(&client, &script, &argo, &mut applied).await;
+    // Prune, members first.
+    for o in applied.iter().rev() {
+        let ns = o["metadata"]["namespace"].as_str();
+        let name = o["metadata"]["name"].as_str().unwrap_or_default();
+        let kind = o["kind"].as_str().unwrap_or_default();
+        let _ = delete_tenancy(&client, plural(kind), ns, name).await;
+    }
+    result
+}
+
+async fn sync_layers(
+    client: &Client,
+    script: &str,
+    layers: &[Layer],
+    applied: &mut Vec<Value>,
+) -> TestResult {
+    for layer in layers {
+        let objects = layer_objects(layer)?;
+        for o in &objects {
+            apply_json(client, o.clone()).await?;
+            applied.push(o.clone());
+        }
+        for o in &objects {
+            let ns = o["metadata"]["namespace"].as_str();
+            let name = o["metadata"]["name"].as_str().unwrap_or_default();
+            let kind = o["kind"].as_str().unwrap_or_default();
+            eventually(
+                &format!("{kind} {name} (layer {}) to be Healthy", layer.name),
+                Duration::from_secs(60),
+                || async {
+                    let live = get_json(client, plural(kind), ns, name)
+                        .await?
+                        .ok_or("not there")?;
+                    match lua_health(script, &live)? {
+                        (s, _) if s == "Healthy" => Ok(()),
+                        (s, m) => Err(format!("{s}: {m}")),
+                    }
+                },
+            )
+            .await?;
+        }
+    }
+    // Every member is bound.
+    for o in applied.iter().filter(|o| o["kind"] == "ProjectMembership") {
+        let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = o["metadata"]["name"].as_str().unwrap_or_default();
+        let live = get_json(client, "projectmemberships", Some(ns), name)
+            .await?
+            .ok_or("gone")?;
+        if live["status"]["phase"] != "Active" || live["status"]["roleBinding"].is_null() {
+            return Err(format!("membership {ns}/{name}: {}", live["status"]).into());
+        }
+    }
+    Ok(())
+}
