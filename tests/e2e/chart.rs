@@ -4,6 +4,7 @@
 //! ([`rbac`]), two operators failing over ([`ha`]), and GitOps: the Argo CD health check on
 //! real statuses and the GitOps examples in sync order ([`gitops`]).
 
+mod examples;
 mod gitops;
 mod ha;
 mod rbac;
@@ -62,6 +63,7 @@ pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
         ),
     ];
     trials.extend(gitops::trials(env));
+    trials.extend(examples::trials(env));
     trials
 }
 
