@@ -212,12 +212,16 @@ pub fn decide_project(
                 return Verdict::invalid("the request carries no object");
             };
             let name = new.name_any();
-            let Some(customer) = &snap.customer else {
+            // A new project, or a move, must name an existing customer. A project whose customer
+            // was deleted can still be changed: its finalizer released, its fields fixed.
+            let names_customer = *op == Operation::Create
+                || old.is_none_or(|o| o.spec.customer != new.spec.customer);
+            if snap.customer.is_none() && names_customer {
                 return Verdict::invalid(format!(
                     "spec.customer: customer {:?} does not exist; create the Customer first or name an existing one",
                     new.spec.customer
                 ));
-            };
+            }
             if staff {
                 return Verdict::Allow;
             }
@@ -248,7 +252,7 @@ pub fn decide_project(
                     staff_fields.join(", ")
                 ));
             }
-            let owner = is_owner(customer, r, now);
+            let owner = snap.customer.as_ref().is_some_and(|c| is_owner(c, r, now));
             if *op == Operation::Create {
                 if !owner {
                     return Verdict::forbidden(format!(

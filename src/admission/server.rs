@@ -101,7 +101,14 @@ impl Admission {
                 .filter(|m| m.namespace().as_deref() == Some(name))
                 .map(|m| m.as_ref().clone())
                 .collect(),
-            contents: self.ctx.inventory.contents(name),
+            // What a namespace the project does not own holds is not the project's (a project
+            // named `default` in Conflict is deleted at once).
+            contents: caches
+                .namespaces
+                .get(&ObjectRef::new(name))
+                .filter(|n| crate::desired::namespace::namespace_belongs_to(n, name))
+                .map(|_| self.ctx.inventory.contents(name))
+                .unwrap_or_default(),
             archive: caches
                 .namespaces
                 .get(&ObjectRef::new(name))
@@ -118,7 +125,15 @@ impl Admission {
         let Some(subject) = new.as_ref().or(old.as_ref()) else {
             return Ok(Verdict::Allow);
         };
-        let snap = self.project_snapshot(&subject.name_any(), &subject.spec.customer);
+        let mut snap = self.project_snapshot(&subject.name_any(), &subject.spec.customer);
+        // The cache sees a Customer a moment after it is created; a Customer and its Project
+        // applied together must not fail on that, so a miss is asked of the API.
+        if snap.customer.is_none() {
+            snap.customer = Api::<Customer>::all(self.ctx.client.clone())
+                .get_opt(&subject.spec.customer)
+                .await
+                .map_err(|e| format!("reading customer {:?}: {e}", subject.spec.customer))?;
+        }
         let now = self.ctx.clock.now();
         let verdict = super::decide_project(
             &req.operation,

@@ -128,6 +128,35 @@ fn a_project_for_a_missing_customer_is_invalid() {
 }
 
 #[test]
+fn a_project_whose_customer_was_deleted_can_still_be_changed_but_not_moved_to_a_missing_one() {
+    let old = project("web", serde_json::json!({"customer": "gone"}));
+    let mut new = old.clone();
+    new.metadata.finalizers = Some(vec![]);
+    let gone = ProjectSnapshot::default();
+    let v = decide_project(
+        &Operation::Update,
+        &staff(),
+        Some(&old),
+        Some(&new),
+        &gone,
+        &Policy::default(),
+        now(),
+    );
+    assert_eq!(code(&v), 200, "{}", message(&v));
+    new.spec.customer = "nope".into();
+    let v = decide_project(
+        &Operation::Update,
+        &staff(),
+        Some(&old),
+        Some(&new),
+        &gone,
+        &Policy::default(),
+        now(),
+    );
+    assert_eq!(code(&v), 422);
+}
+
+#[test]
 fn only_staff_move_projects() {
     let old = project("web", serde_json::json!({"customer": "acme"}));
     let new = project("web", serde_json::json!({"customer": "other"}));

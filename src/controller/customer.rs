@@ -12,10 +12,9 @@ use kube::ResourceExt;
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::reflector::ReflectHandle;
 
 use super::conditions::{Conditions, is_true};
-use super::{Context, Error, apply};
+use super::{Changes, Context, Error, apply};
 use crate::api::customer::ProjectCounts;
 use crate::api::{Customer, CustomerStatus, Project};
 use crate::desired::access;
@@ -28,11 +27,11 @@ pub const CONTROLLER: &str = "customer";
 /// Builds the controller; the returned future runs it.
 pub fn controller(
     ctx: &Arc<Context>,
-    customers: ReflectHandle<Customer>,
-    projects: ReflectHandle<Project>,
-    namespaces: ReflectHandle<Namespace>,
-    cluster_roles: ReflectHandle<ClusterRole>,
-    cluster_role_bindings: ReflectHandle<ClusterRoleBinding>,
+    customers: Changes<Customer>,
+    projects: Changes<Project>,
+    namespaces: Changes<Namespace>,
+    cluster_roles: Changes<ClusterRole>,
+    cluster_role_bindings: Changes<ClusterRoleBinding>,
     concurrency: u16,
 ) -> impl Future<Output = ()> + use<> {
     let controller = Controller::for_shared_stream(customers, ctx.caches.customers.clone())

@@ -11,10 +11,9 @@ use kube::ResourceExt;
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::reflector::ReflectHandle;
 
 use super::conditions::Conditions;
-use super::{Context, Error, apply};
+use super::{Changes, Context, Error, apply};
 use crate::api::{Project, ProjectMembership, ProjectMembershipStatus};
 use crate::desired::access::{self, Grant};
 use crate::desired::labels;
@@ -26,10 +25,10 @@ pub const CONTROLLER: &str = "membership";
 /// Builds the controller; the returned future runs it.
 pub fn controller(
     ctx: &Arc<Context>,
-    memberships: ReflectHandle<ProjectMembership>,
-    projects: ReflectHandle<Project>,
-    namespaces: ReflectHandle<Namespace>,
-    role_bindings: ReflectHandle<RoleBinding>,
+    memberships: Changes<ProjectMembership>,
+    projects: Changes<Project>,
+    namespaces: Changes<Namespace>,
+    role_bindings: Changes<RoleBinding>,
     concurrency: u16,
 ) -> impl Future<Output = ()> + use<> {
     let store = ctx.caches.memberships.clone();

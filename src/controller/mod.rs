@@ -274,10 +274,17 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(delay)
 }
 
+/// What a controller is triggered by: the objects of a shared cache as they change, deleted ones
+/// included.
+pub type Changes<K> = futures::stream::BoxStream<'static, Arc<K>>;
+
 /// A watch cache shared by several controllers.
 struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     writer: Option<reflector::store::Writer<K>>,
+    /// Subscribers to deletions: a shared reflector hands its subscribers only objects that are
+    /// still in the cache, so without these no owner would hear that a child was deleted.
+    deleted: Vec<futures::channel::mpsc::UnboundedSender<Arc<K>>>,
 }
 
 const SUBSCRIBE_BUFFER: usize = 4096;
@@ -297,28 +304,46 @@ where
         Shared {
             store,
             writer: Some(writer),
+            deleted: Vec::new(),
         }
     }
 
-    fn subscribe(&mut self) -> reflector::ReflectHandle<K> {
-        self.writer
+    /// Every change of the cache's objects, deletions included (a deleted object comes as it
+    /// last was, after the cache has dropped it).
+    fn subscribe(&mut self) -> Changes<K> {
+        let updated = self
+            .writer
             .as_ref()
             .expect("subscribe before start")
             .subscribe()
-            .expect("a shared writer hands out subscriptions")
+            .expect("a shared writer hands out subscriptions");
+        let (tx, deleted) = futures::channel::mpsc::unbounded();
+        self.deleted.push(tx);
+        futures::stream::select(updated, deleted).boxed()
     }
 
     /// Starts the watch feeding this cache.
     fn start(&mut self, api: Api<K>, cfg: watcher::Config) {
         let writer = self.writer.take().expect("started once");
+        let deleted = std::mem::take(&mut self.deleted);
         tokio::spawn(
             watcher(api, cfg)
                 .default_backoff()
                 .reflect_shared(writer)
-                .for_each(|ev| async move {
-                    if let Err(e) = ev {
-                        tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                .for_each(move |ev| {
+                    match ev {
+                        Ok(watcher::Event::Delete(obj)) => {
+                            let obj = Arc::new(obj);
+                            for tx in &deleted {
+                                let _ = tx.unbounded_send(obj.clone());
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying")
+                        }
+                        Ok(_) => {}
                     }
+                    futures::future::ready(())
                 }),
         );
     }

@@ -14,13 +14,12 @@ use kube::ResourceExt;
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ReflectHandle;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::conditions::Conditions;
 use super::inventory::NamespaceContents;
 use super::metrics::{Metrics, PhaseLabel};
-use super::{Context, Error, apply};
+use super::{Changes, Context, Error, apply};
 use crate::api::ExpirationPolicy;
 use crate::api::project::{CustomerSummary, MemberCounts, MoveRecord, QuotaStatus};
 use crate::api::{
@@ -36,15 +35,15 @@ pub const CONTROLLER: &str = "project";
 
 /// The shared streams the Project controller is triggered by.
 pub struct Streams {
-    pub projects: ReflectHandle<Project>,
-    pub customers: ReflectHandle<Customer>,
-    pub memberships: ReflectHandle<ProjectMembership>,
-    pub namespaces: ReflectHandle<Namespace>,
-    pub role_bindings: ReflectHandle<RoleBinding>,
-    pub quotas: ReflectHandle<ResourceQuota>,
-    pub limit_ranges: ReflectHandle<LimitRange>,
-    pub cluster_roles: ReflectHandle<ClusterRole>,
-    pub cluster_role_bindings: ReflectHandle<ClusterRoleBinding>,
+    pub projects: Changes<Project>,
+    pub customers: Changes<Customer>,
+    pub memberships: Changes<ProjectMembership>,
+    pub namespaces: Changes<Namespace>,
+    pub role_bindings: Changes<RoleBinding>,
+    pub quotas: Changes<ResourceQuota>,
+    pub limit_ranges: Changes<LimitRange>,
+    pub cluster_roles: Changes<ClusterRole>,
+    pub cluster_role_bindings: Changes<ClusterRoleBinding>,
     /// Namespaces whose counted contents changed.
     pub namespace_changes: UnboundedReceiver<String>,
 }
@@ -453,6 +452,21 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         .into_iter()
         .filter(|m| m.namespace().as_deref() == Some(name.as_str()))
         .collect();
+    // The RoleBinding of a deleted membership goes now: access ends with the membership, not
+    // when the garbage collector gets to it.
+    let member_bindings: BTreeSet<String> = memberships
+        .iter()
+        .map(|m| access::membership_binding_name(&m.name_any()))
+        .collect();
+    for rb in caches.role_bindings.state() {
+        if rb.namespace().as_deref() == Some(name.as_str())
+            && rb.project_label().as_deref() == Some(name.as_str())
+            && rb.labels().get(labels::PART).map(String::as_str) == Some("membership")
+            && !member_bindings.contains(&rb.name_any())
+        {
+            apply::remove(&ctx, rb.as_ref()).await?;
+        }
+    }
     let grants = grants(&memberships, true, now);
     let active: Vec<&ProjectMembership> = grants
         .iter()
