@@ -11,6 +11,7 @@
 
 mod chart;
 mod foundation;
+mod reconcile;
 mod support;
 
 use std::process::ExitCode;
@@ -28,13 +29,16 @@ const START_OPERATOR: bool = true;
 fn all_trials(env: &Arc<Env>) -> Vec<Trial> {
     let mut trials = Vec::new();
     trials.extend(foundation::trials(env));
+    trials.extend(reconcile::trials(env));
     trials.extend(chart::trials(env));
     trials
 }
 
 /// Trials that must have the cluster to themselves; they run after all the others.
 fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
-    chart::exclusive_trials(env)
+    let mut trials = reconcile::exclusive_trials(env);
+    trials.extend(chart::exclusive_trials(env));
+    trials
 }
 
 fn main() -> ExitCode {
@@ -54,11 +58,28 @@ fn main() -> ExitCode {
         }
     };
     if START_OPERATOR {
+        // The test kinds the operator counts are served before it starts, so it finds them at
+        // once instead of looking again 30 s later.
+        let installed = env.block_on(async {
+            tenancy_operator::devcluster::apply::install_crds(
+                &env.client().await,
+                &reconcile::test_crds(),
+                support::FIELD_MANAGER,
+                std::time::Duration::from_secs(60),
+            )
+            .await
+        });
+        if let Err(e) = installed {
+            eprintln!("\nerror: the test CRDs could not be installed; no test ran.\n{e}\n");
+            env.shutdown();
+            return ExitCode::FAILURE;
+        }
         let mut args = env.local().run_args();
         args.push(format!(
             "--clock-offset-file={}",
             env.clock_offset_file().display()
         ));
+        args.push(format!("--count-extra-kind={}", reconcile::WIDGETS));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         match support::start_operator(env.cluster(), &args) {
             Ok(operator) => env.set_operator(operator),
