@@ -194,13 +194,55 @@ where
     K: Resource<DynamicType = ()>,
     S: Serialize + PartialEq,
 {
+    write_status(ctx, obj, current, status, None).await
+}
+
+/// Like [`ensure_status`], but only onto the version of `obj` the status was computed from: when
+/// someone else changed the object since (e.g. the soft delete revoked a membership while this
+/// reconcile read the cached copy), the apiserver answers 409 Conflict instead of the stale
+/// status overwriting the newer one. [`is_conflict`] tells that error apart.
+pub async fn ensure_status_of_version<K, S>(
+    ctx: &Context,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = ()>,
+    S: Serialize + PartialEq,
+{
+    let version = obj.meta().resource_version.clone();
+    write_status(ctx, obj, current, status, version).await
+}
+
+/// Whether an error is the apiserver's 409 Conflict (a precondition or version no longer holds).
+pub fn is_conflict(err: &Error) -> bool {
+    matches!(err, Error::Kube(kube::Error::Api(e)) if e.code == 409)
+}
+
+async fn write_status<K, S>(
+    ctx: &Context,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+    resource_version: Option<String>,
+) -> Result<bool, Error>
+where
+    K: Resource<DynamicType = ()>,
+    S: Serialize + PartialEq,
+{
     if current == Some(status) {
         return Ok(false);
+    }
+    let mut metadata = serde_json::json!({"name": obj.name_any()});
+    if let Some(v) = resource_version {
+        // In an apply patch, a resourceVersion is a precondition.
+        metadata["resourceVersion"] = serde_json::Value::String(v);
     }
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
-        "metadata": {"name": obj.name_any()},
+        "metadata": metadata,
         "status": status,
     });
     let api = dynamic_api::<K>(ctx, obj.meta().namespace.as_deref());

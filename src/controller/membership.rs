@@ -216,7 +216,13 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
         role_binding: (grant == Grant::Active).then_some(binding_name),
         conditions: conds.finish(),
     };
-    apply::ensure_status(&ctx, m.as_ref(), m.status.as_ref(), &status).await?;
+    // The phase is also written by the soft delete and the recovery (Revoked, Pending, Active):
+    // a status computed from an older cached copy must not undo theirs. On a conflict the newer
+    // membership is on its way through the watch; reconcile again with it.
+    match apply::ensure_status_of_version(&ctx, m.as_ref(), m.status.as_ref(), &status).await {
+        Err(e) if apply::is_conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
+        result => result?,
+    };
     ctx.succeeded(&key);
 
     Ok(match (&grant, m.spec.expiration_time.as_ref()) {

@@ -119,6 +119,18 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
         return Ok(());
     }
     let name = project.name_any();
+    // The cached Project may be stale: a reconcile queued while this soft delete ran would run
+    // it again after the Project is gone, find every membership Revoked and overwrite the
+    // archive with an empty team. Act only on the Project as the apiserver has it now.
+    let live = Api::<Project>::all(ctx.client.clone())
+        .get_opt(&name)
+        .await
+        .map_err(Error::Kube)?
+        .filter(|p| p.uid() == project.uid() && p.finalizers().iter().any(|f| f == FINALIZER));
+    let Some(live) = live else {
+        return Ok(());
+    };
+    let project = &live;
     let now = ctx.clock.now();
     let namespace = ctx.caches.namespaces.get(&ObjectRef::new(&name));
     let ours = namespace
@@ -132,8 +144,17 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
             .filter(|(_, g)| matches!(g, Grant::Active | Grant::Pending))
             .map(|(m, _)| *m)
             .collect();
-        let mut archive = Archive::new(project.spec.clone(), now, &kept);
-        archive.terminated_by = project.annotations().get("tenancy.dev/deleted-by").cloned();
+        // A soft delete retried after failing midway keeps the archive its first pass wrote
+        // (by now some memberships are Revoked and would be missing from a new one).
+        let archive = match namespace.as_deref().and_then(Archive::of) {
+            Some(written) if written.customer == project.spec.customer => written,
+            _ => {
+                let mut archive = Archive::new(project.spec.clone(), now, &kept);
+                archive.terminated_by =
+                    project.annotations().get("tenancy.dev/deleted-by").cloned();
+                archive
+            }
+        };
 
         // Freeze: quota pods 0, with no owner reference so it outlives the Project.
         let mut hard: BTreeMap<String, Quantity> = project
@@ -209,7 +230,7 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
                 "SoftDeleted",
                 format!(
                     "project {name} deleted: namespace kept frozen and archived with {} members",
-                    kept.len()
+                    archive.members.len()
                 ),
             )
             .await;

@@ -361,7 +361,8 @@ pub fn customer_role_name(customer: &str) -> String {
 }
 
 /// The per-customer ClusterRoles and bindings: owners and support may read the Customer; owners
-/// may create projects (the webhook checks they are for this customer).
+/// may create projects (the webhook checks they are for this customer) and update their Customer
+/// (the webhook lets them change only its display fields).
 pub fn customer_access(
     customer: &Customer,
     now: Timestamp,
@@ -403,7 +404,15 @@ pub fn customer_access(
         },
         ClusterRole {
             metadata: meta(&owner),
-            rules: Some(vec![rule(crate::api::GROUP, "projects", &[], &["create"])]),
+            rules: Some(vec![
+                rule(crate::api::GROUP, "projects", &[], &["create"]),
+                rule(
+                    crate::api::GROUP,
+                    "customers",
+                    &[&name],
+                    &["update", "patch"],
+                ),
+            ]),
             aggregation_rule: None,
         },
     ];
