@@ -11,6 +11,7 @@
 
 mod chart;
 mod foundation;
+mod lifecycle;
 mod reconcile;
 mod support;
 
@@ -30,6 +31,7 @@ fn all_trials(env: &Arc<Env>) -> Vec<Trial> {
     let mut trials = Vec::new();
     trials.extend(foundation::trials(env));
     trials.extend(reconcile::trials(env));
+    trials.extend(lifecycle::trials(env));
     trials.extend(chart::trials(env));
     trials
 }
@@ -37,6 +39,7 @@ fn all_trials(env: &Arc<Env>) -> Vec<Trial> {
 /// Trials that must have the cluster to themselves; they run after all the others.
 fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
     let mut trials = reconcile::exclusive_trials(env);
+    trials.extend(lifecycle::exclusive_trials(env));
     trials.extend(chart::exclusive_trials(env));
     trials
 }

@@ -1,0 +1,1944 @@
+//! Issue 4: the admission webhook and the project lifecycle against the real apiserver calling
+//! the real webhook. Who may do what (every row a real request by an impersonated user, with
+//! the layer that answers: RBAC before the webhook, or the webhook), soft delete refused while
+//! resources exist, archive and recovery, invitations, the customer quota under concurrent
+//! creations, a GitOps prune and re-create, and the purge after retention with the injected
+//! clock.
+//!
+//! The trials of [`exclusive_trials`] run alone, one at a time, after every other test: one
+//! moves the operator's clock (which every reconcile reads), the other loads the webhook and
+//! measures its latency as the apiserver sees it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, ResourceQuota};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tenancy_operator::api::{Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase};
+
+use crate::support::{Env, Failed, TestResult, Trial, trial, unique_name, wait_for};
+
+pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
+    vec![
+        trial(
+            env,
+            "lifecycle::authorization_table_of_impersonated_requests",
+            authorization_table_of_impersonated_requests,
+        ),
+        trial(
+            env,
+            "lifecycle::delete_is_refused_while_resources_exist_then_archives_and_recovers",
+            delete_is_refused_while_resources_exist_then_archives_and_recovers,
+        ),
+        trial(
+            env,
+            "lifecycle::recovery_with_invitations_leaves_previous_members_pending",
+            recovery_with_invitations_leaves_previous_members_pending,
+        ),
+        trial(
+            env,
+            "lifecycle::invited_user_accepts_own_invitation_and_nothing_else",
+            invited_user_accepts_own_invitation_and_nothing_else,
+        ),
+        trial(
+            env,
+            "lifecycle::every_membership_of_a_large_team_is_revoked_then_invited",
+            every_membership_of_a_large_team_is_revoked_then_invited,
+        ),
+        trial(
+            env,
+            "lifecycle::gitops_prune_and_recreate_restores_the_project",
+            gitops_prune_and_recreate_restores_the_project,
+        ),
+    ]
+}
+
+/// Trials that must run alone, one at a time, after all others.
+pub fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
+    vec![
+        trial(
+            env,
+            "lifecycle::exclusive::concurrent_creations_never_oversubscribe_the_customer_quota",
+            concurrent_creations_never_oversubscribe_the_customer_quota,
+        ),
+        trial(
+            env,
+            "lifecycle::exclusive::archived_namespace_is_purged_after_retention",
+            archived_namespace_is_purged_after_retention,
+        ),
+    ]
+}
+
+/// How long RBAC changes made by the operator may take to reach the apiserver's authorizer.
+const ACCESS_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the operator may take to reconcile a change.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the webhook's denials start with (the apiserver's wording).
+const DENIED_BY_WEBHOOK: &str = "admission webhook \"validate.tenancy.dev\" denied the request";
+
+// ---------------------------------------------------------------------------------------------
+// Objects
+
+fn from_json<T: DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).expect("a test object deserializes")
+}
+
+fn customer(name: &str, spec: Value) -> Customer {
+    from_json(json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "Customer",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+}
+
+fn project(name: &str, spec: Value) -> Project {
+    from_json(json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+}
+
+fn membership(ns: &str, name: &str, user: &str, role: &str) -> ProjectMembership {
+    membership_until(ns, name, user, role, None)
+}
+
+fn membership_until(
+    ns: &str,
+    name: &str,
+    user: &str,
+    role: &str,
+    expiration: Option<&str>,
+) -> ProjectMembership {
+    let mut spec = json!({"subject": {"kind": "User", "name": user}, "role": role});
+    if let Some(at) = expiration {
+        spec["expirationTime"] = json!(at);
+    }
+    from_json(json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectMembership",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec,
+    }))
+}
+
+fn owners(users: &[&str]) -> Value {
+    Value::Array(
+        users
+            .iter()
+            .map(|u| json!({"kind": "User", "name": u}))
+            .collect(),
+    )
+}
+
+fn merge(value: Value) -> Patch<Value> {
+    Patch::Merge(value)
+}
+
+fn pp() -> PostParams {
+    PostParams::default()
+}
+
+fn patch_params() -> PatchParams {
+    PatchParams::default()
+}
+
+/// A Deployment that never runs (no kubelet, no deployment controller): it only has to exist.
+fn deployment(name: &str) -> Deployment {
+    from_json(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
+            },
+        },
+    }))
+}
+
+fn phase_of(m: &ProjectMembership) -> Option<MembershipPhase> {
+    m.status.as_ref().and_then(|s| s.phase)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting and access checks
+
+/// Whether `user` (no groups) may `verb` the object `name` of `resource` (`projects.tenancy.dev`)
+/// in `namespace`, as the apiserver's authorizer answers a SubjectAccessReview. Like
+/// [`Env::can_i`], but for rules limited to resource names.
+async fn can_i_named(
+    env: &Env,
+    user: &str,
+    verb: &str,
+    resource: &str,
+    name: &str,
+    namespace: Option<&str>,
+) -> bool {
+    let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_string()),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(group.to_string()),
+                resource: Some(resource.to_string()),
+                verb: Some(verb.to_string()),
+                name: Some(name.to_string()),
+                namespace: namespace.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SubjectAccessReview> = Api::all(env.client().await);
+    api.create(&pp(), &review)
+        .await
+        .expect("SubjectAccessReview is always served")
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+/// Waits until `user` may (`want`) or may not `verb` `resource` in `namespace`.
+async fn wait_access(
+    env: &Env,
+    user: &str,
+    verb: &str,
+    resource: &str,
+    namespace: Option<&str>,
+    want: bool,
+) -> TestResult {
+    let what = format!(
+        "{user} to be {} {verb} {resource} in {}",
+        if want { "allowed to" } else { "refused to" },
+        namespace.unwrap_or("the cluster scope")
+    );
+    wait_for(&what, ACCESS_TIMEOUT, || async {
+        (env.can_i(user, &[], verb, resource, namespace).await == want).then_some(())
+    })
+    .await
+}
+
+/// Waits until `user` may (`want`) or may not `verb` the object `name` of `resource`.
+async fn wait_access_named(
+    env: &Env,
+    user: &str,
+    verb: &str,
+    resource: &str,
+    name: &str,
+    namespace: Option<&str>,
+    want: bool,
+) -> TestResult {
+    let what = format!(
+        "{user} to be {} {verb} {resource} {name}",
+        if want { "allowed to" } else { "refused to" },
+    );
+    wait_for(&what, ACCESS_TIMEOUT, || async {
+        (can_i_named(env, user, verb, resource, name, namespace).await == want).then_some(())
+    })
+    .await
+}
+
+/// Waits until the project's namespace exists, is Active and carries `tenancy.dev/state=active`.
+async fn wait_namespace_active(client: &Client, name: &str) -> Result<Namespace, Failed> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    wait_for(
+        &format!("namespace {name} to be active"),
+        RECONCILE_TIMEOUT,
+        || async {
+            let ns = namespaces.get_opt(name).await.ok().flatten()?;
+            let phase = ns.status.as_ref().and_then(|s| s.phase.as_deref());
+            (phase == Some("Active")
+                && ns.labels().get("tenancy.dev/state").map(String::as_str) == Some("active"))
+            .then_some(ns)
+        },
+    )
+    .await
+}
+
+/// Waits until the Project is gone (its soft delete finished and released it).
+async fn wait_project_gone(client: &Client, name: &str) -> TestResult {
+    let projects: Api<Project> = Api::all(client.clone());
+    wait_for(
+        &format!("project {name} to be gone"),
+        RECONCILE_TIMEOUT,
+        || async { matches!(projects.get_opt(name).await, Ok(None)).then_some(()) },
+    )
+    .await
+}
+
+/// Waits until the project's status satisfies `check`; on timeout, says what the project and
+/// its namespace looked like last.
+async fn wait_project<T>(
+    client: &Client,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Project) -> Option<T>,
+) -> Result<T, Failed> {
+    let projects = &Api::<Project>::all(client.clone());
+    let check = &check;
+    let waited = wait_for(
+        &format!("project {name}: {what}"),
+        RECONCILE_TIMEOUT,
+        || async move {
+            let p = projects.get_opt(name).await.ok().flatten()?;
+            check(&p)
+        },
+    )
+    .await;
+    if let Err(e) = &waited {
+        let project = projects.get_opt(name).await.ok().flatten();
+        let ns = Api::<Namespace>::all(client.clone())
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten();
+        return Err(format!(
+            "{}; the project's status: {}; its namespace's labels: {:?}, archive annotation: {}",
+            e.message().unwrap_or_default(),
+            project
+                .map(|p| serde_json::to_string(&p.status).unwrap_or_default())
+                .unwrap_or_else(|| "(no project)".into()),
+            ns.as_ref().map(|n| n.labels().clone()),
+            ns.as_ref()
+                .map(|n| n.annotations().contains_key("tenancy.dev/archive"))
+                .unwrap_or(false),
+        )
+        .into());
+    }
+    waited
+}
+
+/// Waits until the project has the soft-delete finalizer (so deleting it archives it).
+async fn wait_finalizer(client: &Client, name: &str) -> TestResult {
+    wait_project(client, name, "soft-delete finalizer added", |p| {
+        p.finalizers()
+            .iter()
+            .any(|f| f == "tenancy.dev/soft-delete")
+            .then_some(())
+    })
+    .await
+}
+
+/// Waits until the membership's phase is `phase`.
+async fn wait_membership_phase(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    phase: MembershipPhase,
+) -> Result<ProjectMembership, Failed> {
+    let api: Api<ProjectMembership> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("membership {ns}/{name} to be {phase:?}"),
+        RECONCILE_TIMEOUT,
+        || async {
+            let m = api.get_opt(name).await.ok().flatten()?;
+            (phase_of(&m) == Some(phase)).then_some(m)
+        },
+    )
+    .await
+}
+
+/// The HTTP code and message of an apiserver refusal, or the error's text.
+fn refusal(error: &kube::Error) -> (u16, String) {
+    match error {
+        kube::Error::Api(s) => (s.code, s.message.clone()),
+        other => (0, other.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Authorization table
+
+/// What a row expects.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    /// The request succeeds.
+    Allowed,
+    /// RBAC refuses it before any webhook is asked: HTTP 403 whose message has this text (and
+    /// does not come from the webhook).
+    Rbac(&'static str),
+    /// The webhook refuses it with this HTTP code and this text in its message.
+    Webhook(u16, &'static str),
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<String>,
+    problems: Vec<String>,
+}
+
+impl Table {
+    fn row<T>(&mut self, what: &str, expect: Expect, result: Result<T, kube::Error>) {
+        let (code, message) = match &result {
+            Ok(_) => (200, String::new()),
+            Err(e) => refusal(e),
+        };
+        let by_webhook = message.contains(DENIED_BY_WEBHOOK);
+        let ok = match expect {
+            Expect::Allowed => result.is_ok(),
+            Expect::Rbac(text) => code == 403 && !by_webhook && message.contains(text),
+            Expect::Webhook(want, text) => code == want && by_webhook && message.contains(text),
+        };
+        let outcome = match &result {
+            Ok(_) => "allowed".to_string(),
+            Err(_) => format!("HTTP {code}: {message}"),
+        };
+        self.rows.push(format!(
+            "{} {what} -> {outcome}",
+            if ok { "ok  " } else { "FAIL" }
+        ));
+        if !ok {
+            self.problems
+                .push(format!("{what}: expected {expect:?}, got {outcome}"));
+        }
+    }
+}
+
+async fn authorization_table_of_impersonated_requests(env: Arc<Env>) -> TestResult {
+    let admin = env.client().await;
+    let tag = unique_name("e2e-authz");
+    let acme = format!("{tag}-acme");
+    let globex = format!("{tag}-globex");
+    let web = format!("{tag}-web");
+    let staff_project = format!("{tag}-staffed");
+    let user = |n: &str| format!("{tag}-{n}");
+    let (owner, other_owner, manager, member, administrator, stranger, staff, rogue) = (
+        user("olga"),
+        user("otto"),
+        user("mona"),
+        user("mia"),
+        user("adam"),
+        user("sam"),
+        user("stella"),
+        user("rick"),
+    );
+
+    let customers: Api<Customer> = Api::all(admin.clone());
+    customers
+        .create(
+            &pp(),
+            &customer(
+                &acme,
+                json!({"displayName": "Acme", "owners": owners(&[&owner])}),
+            ),
+        )
+        .await?;
+    customers
+        .create(
+            &pp(),
+            &customer(&globex, json!({"owners": owners(&[&other_owner])})),
+        )
+        .await?;
+    // Staff: a user in group tenancy:staff, given cluster-admin by RBAC (the chart leaves
+    // staff's RBAC to the cluster admin; the webhook recognises the group).
+    let crbs: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    let staff_binding = format!("{tag}-staff");
+    crbs.create(
+        &pp(),
+        &from_json(json!({
+            "metadata": {"name": staff_binding},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": staff}],
+        })),
+    )
+    .await?;
+    // A non-staff user whom RBAC lets create customers: the webhook still refuses.
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let rogue_role = format!("{tag}-customer-creator");
+    roles
+        .create(
+            &pp(),
+            &from_json(json!({
+                "metadata": {"name": rogue_role},
+                "rules": [{"apiGroups": ["tenancy.dev"], "resources": ["customers"], "verbs": ["create"]}],
+            })),
+        )
+        .await?;
+    crbs.create(
+        &pp(),
+        &from_json(json!({
+            "metadata": {"name": rogue_role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": rogue_role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": rogue}],
+        })),
+    )
+    .await?;
+
+    let result = async {
+        let as_owner = env.client_as(&owner, &[]).await;
+        let as_manager = env.client_as(&manager, &[]).await;
+        let as_member = env.client_as(&member, &[]).await;
+        let as_administrator = env.client_as(&administrator, &[]).await;
+        let as_stranger = env.client_as(&stranger, &[]).await;
+        let as_staff = env.client_as(&staff, &["tenancy:staff"]).await;
+        let as_rogue = env.client_as(&rogue, &[]).await;
+        let projects = |c: &Client| Api::<Project>::all(c.clone());
+        let members = |c: &Client| Api::<ProjectMembership>::namespaced(c.clone(), &web);
+        let customers_as = |c: &Client| Api::<Customer>::all(c.clone());
+        let mut t = Table::default();
+
+        // Projects: creation.
+        wait_access(&env, &owner, "create", "projects.tenancy.dev", None, true).await?;
+        wait_access(&env, &staff, "create", "projects.tenancy.dev", None, true).await?;
+        t.row(
+            "owner creates a project in own customer",
+            Expect::Allowed,
+            projects(&as_owner)
+                .create(&pp(), &project(&web, json!({"customer": acme})))
+                .await,
+        );
+        t.row(
+            "owner creates a project in another customer",
+            Expect::Webhook(403, "may not create projects for customer"),
+            projects(&as_owner)
+                .create(
+                    &pp(),
+                    &project(&user("foreign"), json!({"customer": globex})),
+                )
+                .await,
+        );
+        t.row(
+            "user without any role creates a project",
+            Expect::Rbac("cannot create resource \"projects\""),
+            projects(&as_stranger)
+                .create(&pp(), &project(&user("nope"), json!({"customer": acme})))
+                .await,
+        );
+        t.row(
+            "staff creates a project for any customer",
+            Expect::Allowed,
+            projects(&as_staff)
+                .create(&pp(), &project(&staff_project, json!({"customer": globex})))
+                .await,
+        );
+        t.row(
+            "staff creates a project for a customer that does not exist",
+            Expect::Webhook(422, "does not exist"),
+            projects(&as_staff)
+                .create(
+                    &pp(),
+                    &project(
+                        &user("orphan"),
+                        json!({"customer": user("no-such-customer")}),
+                    ),
+                )
+                .await,
+        );
+
+        // Memberships.
+        wait_namespace_active(&admin, &web).await?;
+        wait_access(
+            &env,
+            &owner,
+            "create",
+            "projectmemberships.tenancy.dev",
+            Some(&web),
+            true,
+        )
+        .await?;
+        t.row(
+            "owner adds a Manager",
+            Expect::Allowed,
+            members(&as_owner)
+                .create(&pp(), &membership(&web, "mona", &manager, "Manager"))
+                .await,
+        );
+        wait_access(
+            &env,
+            &manager,
+            "create",
+            "projectmemberships.tenancy.dev",
+            Some(&web),
+            true,
+        )
+        .await?;
+        t.row(
+            "manager adds a Member",
+            Expect::Allowed,
+            members(&as_manager)
+                .create(&pp(), &membership(&web, "mia", &member, "Member"))
+                .await,
+        );
+        t.row(
+            "manager adds an Administrator",
+            Expect::Allowed,
+            members(&as_manager)
+                .create(
+                    &pp(),
+                    &membership(&web, "adam", &administrator, "Administrator"),
+                )
+                .await,
+        );
+        t.row(
+            "manager adds a Manager",
+            Expect::Webhook(403, "may not grant or change the Manager role"),
+            members(&as_manager)
+                .create(&pp(), &membership(&web, "max", &user("max"), "Manager"))
+                .await,
+        );
+        t.row(
+            "manager changes own role",
+            Expect::Webhook(403, "may not change their own membership"),
+            members(&as_manager)
+                .patch(
+                    "mona",
+                    &patch_params(),
+                    &merge(json!({"spec": {"role": "Administrator"}})),
+                )
+                .await,
+        );
+        t.row(
+            "manager adds another Member",
+            Expect::Allowed,
+            members(&as_manager)
+                .create(&pp(), &membership(&web, "tom", &user("tom"), "Member"))
+                .await,
+        );
+        t.row(
+            "manager promotes a Member to Manager",
+            Expect::Webhook(403, "may not grant or change the Manager role"),
+            members(&as_manager)
+                .patch(
+                    "tom",
+                    &patch_params(),
+                    &merge(json!({"spec": {"role": "Manager"}})),
+                )
+                .await,
+        );
+        t.row(
+            "manager deletes a Member's membership",
+            Expect::Allowed,
+            members(&as_manager)
+                .delete("tom", &DeleteParams::default())
+                .await,
+        );
+        t.row(
+            "manager deletes own membership",
+            Expect::Webhook(403, "may not change their own membership"),
+            members(&as_manager)
+                .delete("mona", &DeleteParams::default())
+                .await,
+        );
+        wait_access(
+            &env,
+            &member,
+            "list",
+            "projectmemberships.tenancy.dev",
+            Some(&web),
+            true,
+        )
+        .await?;
+        wait_access(
+            &env,
+            &administrator,
+            "list",
+            "projectmemberships.tenancy.dev",
+            Some(&web),
+            true,
+        )
+        .await?;
+        t.row(
+            "Member adds anyone",
+            Expect::Rbac("cannot create resource \"projectmemberships\""),
+            members(&as_member)
+                .create(
+                    &pp(),
+                    &membership(&web, "friend", &user("friend"), "Member"),
+                )
+                .await,
+        );
+        t.row(
+            "Administrator adds anyone",
+            Expect::Rbac("cannot create resource \"projectmemberships\""),
+            members(&as_administrator)
+                .create(&pp(), &membership(&web, "pal", &user("pal"), "Member"))
+                .await,
+        );
+        t.row(
+            "owner adds a second membership with the same subject and role",
+            Expect::Webhook(409, "already holds Member"),
+            members(&as_owner)
+                .create(&pp(), &membership(&web, "mia-again", &member, "Member"))
+                .await,
+        );
+        t.row(
+            "staff adds a membership in a namespace that is no project's",
+            Expect::Webhook(422, "is not the namespace of a project"),
+            Api::<ProjectMembership>::namespaced(as_staff.clone(), "default")
+                .create(
+                    &pp(),
+                    &membership("default", &user("stray"), &member, "Member"),
+                )
+                .await,
+        );
+
+        // Projects: changes.
+        wait_access_named(
+            &env,
+            &manager,
+            "patch",
+            "projects.tenancy.dev",
+            &web,
+            None,
+            true,
+        )
+        .await?;
+        wait_access_named(
+            &env,
+            &owner,
+            "patch",
+            "projects.tenancy.dev",
+            &web,
+            None,
+            true,
+        )
+        .await?;
+        let spec = |v: Value| merge(json!({"spec": v}));
+        t.row(
+            "manager changes the project's displayName",
+            Expect::Allowed,
+            projects(&as_manager)
+                .patch(
+                    &web,
+                    &patch_params(),
+                    &spec(json!({"displayName": "Web shop"})),
+                )
+                .await,
+        );
+        t.row(
+            "Member changes the project's displayName",
+            Expect::Rbac("cannot patch resource \"projects\""),
+            projects(&as_member)
+                .patch(&web, &patch_params(), &spec(json!({"displayName": "Mine"})))
+                .await,
+        );
+        t.row(
+            "owner moves the project to another customer",
+            Expect::Webhook(403, "moving a project is staff-only"),
+            projects(&as_owner)
+                .patch(&web, &patch_params(), &spec(json!({"customer": globex})))
+                .await,
+        );
+        t.row(
+            "owner sets recovery.restoreTeamMembers",
+            Expect::Webhook(
+                403,
+                "may not set spec.recovery.restoreTeamMembers: only staff may",
+            ),
+            projects(&as_owner)
+                .patch(
+                    &web,
+                    &patch_params(),
+                    &spec(json!({"recovery": {"restoreTeamMembers": true}})),
+                )
+                .await,
+        );
+        t.row(
+            "owner writes staffNotes",
+            Expect::Webhook(403, "may not set spec.staffNotes: only staff may"),
+            projects(&as_owner)
+                .patch(&web, &patch_params(), &spec(json!({"staffNotes": "vip"})))
+                .await,
+        );
+        t.row(
+            "manager writes staffNotes",
+            Expect::Webhook(403, "may not set spec.staffNotes: only staff may"),
+            projects(&as_manager)
+                .patch(&web, &patch_params(), &spec(json!({"staffNotes": "vip"})))
+                .await,
+        );
+        t.row(
+            "owner writes gracePeriodDays",
+            Expect::Webhook(403, "may not set spec.gracePeriodDays: only staff may"),
+            projects(&as_owner)
+                .patch(&web, &patch_params(), &spec(json!({"gracePeriodDays": 90})))
+                .await,
+        );
+        t.row(
+            "owner writes maxServiceAccounts",
+            Expect::Webhook(403, "may not set spec.maxServiceAccounts: only staff may"),
+            projects(&as_owner)
+                .patch(
+                    &web,
+                    &patch_params(),
+                    &spec(json!({"maxServiceAccounts": 50})),
+                )
+                .await,
+        );
+        t.row(
+            "staff writes staffNotes",
+            Expect::Allowed,
+            projects(&as_staff)
+                .patch(&web, &patch_params(), &spec(json!({"staffNotes": "vip"})))
+                .await,
+        );
+        t.row(
+            "staff writes gracePeriodDays",
+            Expect::Allowed,
+            projects(&as_staff)
+                .patch(&web, &patch_params(), &spec(json!({"gracePeriodDays": 90})))
+                .await,
+        );
+        t.row(
+            "staff writes maxServiceAccounts",
+            Expect::Allowed,
+            projects(&as_staff)
+                .patch(
+                    &web,
+                    &patch_params(),
+                    &spec(json!({"maxServiceAccounts": 50})),
+                )
+                .await,
+        );
+        t.row(
+            "staff sets recovery.restoreTeamMembers",
+            Expect::Allowed,
+            projects(&as_staff)
+                .patch(
+                    &web,
+                    &patch_params(),
+                    &spec(json!({"recovery": {"restoreTeamMembers": true}})),
+                )
+                .await,
+        );
+        t.row(
+            "staff moves a project to another customer",
+            Expect::Allowed,
+            projects(&as_staff)
+                .patch(
+                    &staff_project,
+                    &patch_params(),
+                    &spec(json!({"customer": acme})),
+                )
+                .await,
+        );
+
+        // Customers.
+        if let Err(e) = wait_access_named(
+            &env,
+            &owner,
+            "patch",
+            "customers.tenancy.dev",
+            &acme,
+            None,
+            true,
+        )
+        .await
+        {
+            let name = format!("tenancy:customer:{acme}:owners");
+            let role = roles.get_opt(&name).await?.map(|r| r.rules);
+            let binding = crbs.get_opt(&name).await?.map(|b| b.subjects);
+            return Err(format!(
+                "{}; ClusterRole {name} rules: {role:?}; its binding's subjects: {binding:?}",
+                e.message().unwrap_or_default()
+            )
+            .into());
+        }
+        t.row(
+            "owner changes own customer's displayName",
+            Expect::Allowed,
+            customers_as(&as_owner)
+                .patch(
+                    &acme,
+                    &patch_params(),
+                    &spec(json!({"displayName": "Acme Corp"})),
+                )
+                .await,
+        );
+        t.row(
+            "owner changes own customer's owners",
+            Expect::Webhook(403, "may change only displayName"),
+            customers_as(&as_owner)
+                .patch(
+                    &acme,
+                    &patch_params(),
+                    &spec(json!({"owners": owners(&[&owner, &stranger])})),
+                )
+                .await,
+        );
+        t.row(
+            "owner changes another customer's displayName",
+            Expect::Rbac("cannot patch resource \"customers\""),
+            customers_as(&as_owner)
+                .patch(
+                    &globex,
+                    &patch_params(),
+                    &spec(json!({"displayName": "Mine now"})),
+                )
+                .await,
+        );
+        t.row(
+            "non-staff user creates a Customer",
+            Expect::Rbac("cannot create resource \"customers\""),
+            customers_as(&as_owner)
+                .create(&pp(), &customer(&user("newco"), json!({})))
+                .await,
+        );
+        wait_access(&env, &rogue, "create", "customers.tenancy.dev", None, true).await?;
+        t.row(
+            "non-staff user with RBAC create on customers creates a Customer",
+            Expect::Webhook(
+                403,
+                "may not create, change or delete customers: only staff may",
+            ),
+            customers_as(&as_rogue)
+                .create(&pp(), &customer(&user("rogueco"), json!({})))
+                .await,
+        );
+        t.row(
+            "staff creates a Customer",
+            Expect::Allowed,
+            customers_as(&as_staff)
+                .create(&pp(), &customer(&user("staffco"), json!({})))
+                .await,
+        );
+
+        // Projects: delete.
+        wait_access_named(
+            &env,
+            &manager,
+            "delete",
+            "projects.tenancy.dev",
+            &web,
+            None,
+            true,
+        )
+        .await?;
+        t.row(
+            "manager deletes the project",
+            Expect::Webhook(403, "only owners of customer"),
+            projects(&as_manager)
+                .delete(&web, &DeleteParams::default())
+                .await,
+        );
+        t.row(
+            "user without any role deletes the project",
+            Expect::Rbac("cannot delete resource \"projects\""),
+            projects(&as_stranger)
+                .delete(&web, &DeleteParams::default())
+                .await,
+        );
+        t.row(
+            "owner of another customer deletes the project",
+            Expect::Rbac("cannot delete resource \"projects\""),
+            projects(&env.client_as(&other_owner, &[]).await)
+                .delete(&web, &DeleteParams::default())
+                .await,
+        );
+        wait_finalizer(&admin, &web).await?;
+        t.row(
+            "owner deletes own project",
+            Expect::Allowed,
+            projects(&as_owner)
+                .delete(&web, &DeleteParams::default())
+                .await,
+        );
+
+        eprintln!(
+            "[e2e] authorization table ({} rows):\n  {}",
+            t.rows.len(),
+            t.rows.join("\n  ")
+        );
+        if t.rows.len() < 25 {
+            return Err(format!("the table has {} rows, fewer than 25", t.rows.len()).into());
+        }
+        if !t.problems.is_empty() {
+            return Err(format!(
+                "{} of {} rows misbehaved:\n{}",
+                t.problems.len(),
+                t.rows.len(),
+                t.problems.join("\n")
+            )
+            .into());
+        }
+        Ok(())
+    }
+    .await;
+
+    // Clean up what does not clean itself up (soft deletes keep namespaces by design).
+    let _ = Api::<Project>::all(admin.clone())
+        .delete(&staff_project, &DeleteParams::default())
+        .await;
+    let _ = crbs.delete(&staff_binding, &DeleteParams::default()).await;
+    let _ = crbs.delete(&rogue_role, &DeleteParams::default()).await;
+    let _ = roles.delete(&rogue_role, &DeleteParams::default()).await;
+    let _ = customers
+        .delete(&user("staffco"), &DeleteParams::default())
+        .await;
+    result
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Soft delete refused while resources exist, then archive and recovery
+
+async fn delete_is_refused_while_resources_exist_then_archives_and_recovers(
+    env: Arc<Env>,
+) -> TestResult {
+    let admin = env.client().await;
+    let tag = unique_name("e2e-softdel");
+    let cust = format!("{tag}-acme");
+    let name = format!("{tag}-lab");
+    let user = |n: &str| format!("{tag}-{n}");
+    let (owner, alice, bob, carol, stranger) = (
+        user("olga"),
+        user("alice"),
+        user("bob"),
+        user("carol"),
+        user("sam"),
+    );
+    Api::<Customer>::all(admin.clone())
+        .create(
+            &pp(),
+            &customer(&cust, json!({"owners": owners(&[&owner])})),
+        )
+        .await?;
+    let projects: Api<Project> = Api::all(admin.clone());
+    let spec = json!({"customer": cust, "quota": {"hard": {"requests.cpu": "2"}}});
+    projects
+        .create(&pp(), &project(&name, spec.clone()))
+        .await?;
+    wait_namespace_active(&admin, &name).await?;
+    wait_finalizer(&admin, &name).await?;
+
+    // A team: alice Member, bob Administrator, carol Member until shortly.
+    let carol_until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(30);
+    let carol_until_text = carol_until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let memberships: Api<ProjectMembership> = Api::namespaced(admin.clone(), &name);
+    for m in [
+        membership(&name, "alice", &alice, "Member"),
+        membership(&name, "bob", &bob, "Administrator"),
+        membership_until(&name, "carol", &carol, "Member", Some(&carol_until_text)),
+    ] {
+        memberships.create(&pp(), &m).await?;
+    }
+    for who in [&alice, &bob, &carol, &owner] {
+        wait_access(&env, who, "list", "pods", Some(&name), true).await?;
+    }
+    wait_access(&env, &bob, "create", "deployments.apps", Some(&name), true).await?;
+
+    // A Deployment in the namespace: the delete is refused with 409, naming it.
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &name);
+    deployments.create(&pp(), &deployment("web")).await?;
+    wait_project(&admin, &name, "counts the Deployment", |p| {
+        let counts = &p.status.as_ref()?.resource_counts;
+        (counts.get("deployments.apps") == Some(&1)).then_some(())
+    })
+    .await?;
+    match projects.delete(&name, &DeleteParams::default()).await {
+        Err(kube::Error::Api(s))
+            if s.code == 409
+                && s.message.contains(DENIED_BY_WEBHOOK)
+                && s.message
+                    .contains(&format!("project {name} has 1 active resources"))
+                && s.message.contains("deployments.apps: 1") => {}
+        other => {
+            return Err(format!(
+                "deleting a project with a Deployment: expected 409 naming deployments.apps: 1, got {:?}",
+                other.map(|_| "accepted").map_err(|e| refusal(&e))
+            )
+            .into());
+        }
+    }
+    let still = projects.get(&name).await?;
+    if still.metadata.deletion_timestamp.is_some() {
+        return Err("the refused delete still marked the project for deletion".into());
+    }
+
+    // Without it, the delete goes through: soft delete.
+    deployments.delete("web", &DeleteParams::default()).await?;
+    wait_project(&admin, &name, "counts no resources", |p| {
+        (p.status.as_ref()?.resources_count == Some(0)).then_some(())
+    })
+    .await?;
+    projects.delete(&name, &DeleteParams::default()).await?;
+    wait_project_gone(&admin, &name).await?;
+
+    // The namespace is kept, frozen, archived, with no bindings.
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let ns = namespaces
+        .get_opt(&name)
+        .await?
+        .ok_or_else(|| format!("namespace {name} is gone after a soft delete"))?;
+    if ns.metadata.deletion_timestamp.is_some() {
+        return Err(format!("namespace {name} is being deleted after a soft delete").into());
+    }
+    let state = ns.labels().get("tenancy.dev/state").cloned();
+    if state.as_deref() != Some("terminated") {
+        return Err(format!("namespace {name} has tenancy.dev/state={state:?}").into());
+    }
+    let archive: Value = serde_json::from_str(
+        ns.annotations()
+            .get("tenancy.dev/archive")
+            .ok_or_else(|| format!("namespace {name} has no tenancy.dev/archive annotation"))?,
+    )?;
+    let archived: BTreeSet<&str> = archive["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    if archive["customer"] != json!(cust)
+        || !archived.contains("alice")
+        || !archived.contains("bob")
+    {
+        return Err(format!("the archive lacks the customer or the team: {archive}").into());
+    }
+    let quota = Api::<ResourceQuota>::namespaced(admin.clone(), &name)
+        .get("tenancy-quota")
+        .await?;
+    let pods = quota
+        .spec
+        .as_ref()
+        .and_then(|s| s.hard.as_ref())
+        .and_then(|h| h.get("pods"))
+        .map(|q| q.0.clone());
+    if pods.as_deref() != Some("0") {
+        return Err(format!("the frozen namespace's quota holds pods: {pods:?}, not 0").into());
+    }
+    let bindings = Api::<RoleBinding>::namespaced(admin.clone(), &name)
+        .list(&ListParams::default())
+        .await?;
+    if !bindings.items.is_empty() {
+        let names: Vec<String> = bindings.items.iter().map(|b| b.name_any()).collect();
+        return Err(format!("RoleBindings left in the archived namespace: {names:?}").into());
+    }
+    for m in memberships.list(&ListParams::default()).await?.items {
+        if phase_of(&m) != Some(MembershipPhase::Revoked) {
+            return Err(format!(
+                "membership {} is {:?} after the soft delete, not Revoked",
+                m.name_any(),
+                phase_of(&m)
+            )
+            .into());
+        }
+    }
+    for who in [&alice, &bob, &carol, &owner] {
+        wait_access(&env, who, "list", "pods", Some(&name), false).await?;
+    }
+    wait_access(&env, &bob, "create", "deployments.apps", Some(&name), false).await?;
+
+    // carol's role ends before the recovery.
+    let left = carol_until.duration_since(jiff::Timestamp::now());
+    if left.is_positive() {
+        tokio::time::sleep(Duration::from_secs_f64(left.as_secs_f64() + 1.0)).await;
+    }
+
+    // Recovery by staff, restoring the team.
+    let uid = ns.uid();
+    let mut recovering = spec.clone();
+    recovering["recovery"] = json!({"restoreTeamMembers": true});
+    projects.create(&pp(), &project(&name, recovering)).await?;
+    let record = wait_project(&admin, &name, "records the recovery", |p| {
+        p.status.as_ref()?.recovery.clone()
+    })
+    .await?;
+    let restored: BTreeSet<&str> = record.restored.iter().map(String::as_str).collect();
+    if restored != BTreeSet::from(["alice", "bob"])
+        || record.skipped_expired != ["carol"]
+        || record.previous_customer != cust
+        || !record.invited.is_empty()
+    {
+        return Err(format!(
+            "status.recovery should restore alice and bob and skip expired carol: {record:?}"
+        )
+        .into());
+    }
+    let ns = wait_namespace_active(&admin, &name).await?;
+    if ns.uid() != uid {
+        return Err("the recovered project got a new namespace instead of the archived one".into());
+    }
+    for who in [&alice, &bob, &owner] {
+        wait_access(&env, who, "list", "pods", Some(&name), true).await?;
+    }
+    wait_access(&env, &bob, "create", "deployments.apps", Some(&name), true).await?;
+    for who in [&carol, &stranger] {
+        if env.can_i(who, &[], "list", "pods", Some(&name)).await {
+            return Err(format!("{who} has access to the recovered project").into());
+        }
+    }
+    wait_membership_phase(&admin, &name, "alice", MembershipPhase::Active).await?;
+    wait_membership_phase(&admin, &name, "bob", MembershipPhase::Active).await?;
+    let carol_m = memberships.get("carol").await?;
+    if phase_of(&carol_m) == Some(MembershipPhase::Active) {
+        return Err("expired carol's membership is Active after the recovery".into());
+    }
+    // The freeze is lifted: the quota is the project's again.
+    wait_for(
+        "the recovered namespace's quota to lose pods: 0",
+        RECONCILE_TIMEOUT,
+        || async {
+            let q = Api::<ResourceQuota>::namespaced(admin.clone(), &name)
+                .get_opt("tenancy-quota")
+                .await
+                .ok()?;
+            let hard = q.and_then(|q| q.spec?.hard).unwrap_or_default();
+            (!hard.contains_key("pods") && hard.contains_key("requests.cpu")).then_some(())
+        },
+    )
+    .await?;
+    projects.delete(&name, &DeleteParams::default()).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Invitations
+
+/// A project with two members (ivy Member, ian Administrator), deleted and recovered with
+/// `sendInvitationsToPreviousMembers`; returns (project, ivy, ian) once both are Pending.
+async fn invited_team(env: &Env, tag: &str) -> Result<(String, String, String), Failed> {
+    let admin = env.client().await;
+    let cust = format!("{tag}-acme");
+    let name = format!("{tag}-lab");
+    let (ivy, ian) = (format!("{tag}-ivy"), format!("{tag}-ian"));
+    Api::<Customer>::all(admin.clone())
+        .create(&pp(), &customer(&cust, json!({})))
+        .await?;
+    let projects: Api<Project> = Api::all(admin.clone());
+    projects
+        .create(&pp(), &project(&name, json!({"customer": cust})))
+        .await?;
+    wait_namespace_active(&admin, &name).await?;
+    wait_finalizer(&admin, &name).await?;
+    let memberships: Api<ProjectMembership> = Api::namespaced(admin.clone(), &name);
+    memberships
+        .create(&pp(), &membership(&name, "ivy", &ivy, "Member"))
+        .await?;
+    memberships
+        .create(&pp(), &membership(&name, "ian", &ian, "Administrator"))
+        .await?;
+    for who in [&ivy, &ian] {
+        wait_access(env, who, "list", "pods", Some(&name), true).await?;
+    }
+    projects.delete(&name, &DeleteParams::default()).await?;
+    wait_project_gone(&admin, &name).await?;
+    for who in [&ivy, &ian] {
+        wait_access(env, who, "list", "pods", Some(&name), false).await?;
+    }
+    projects
+        .create(
+            &pp(),
+            &project(
+                &name,
+                json!({"customer": cust, "recovery": {"sendInvitationsToPreviousMembers": true}}),
+            ),
+        )
+        .await?;
+    let record = wait_project(&admin, &name, "records the recovery", |p| {
+        p.status.as_ref()?.recovery.clone()
+    })
+    .await?;
+    let invited: BTreeSet<&str> = record.invited.iter().map(String::as_str).collect();
+    if invited != BTreeSet::from(["ian", "ivy"]) || !record.restored.is_empty() {
+        let phases: Vec<(String, Option<MembershipPhase>)> = memberships
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .map(|m| (m.name_any(), phase_of(m)))
+            .collect();
+        return Err(format!(
+            "status.recovery should invite ivy and ian: {record:?}; memberships now: {phases:?}"
+        )
+        .into());
+    }
+    wait_namespace_active(&admin, &name).await?;
+    wait_membership_phase(&admin, &name, "ivy", MembershipPhase::Pending).await?;
+    wait_membership_phase(&admin, &name, "ian", MembershipPhase::Pending).await?;
+    wait_project(&admin, &name, "counts 2 pending members", |p| {
+        (p.status.as_ref()?.members.as_ref()?.pending == 2).then_some(())
+    })
+    .await?;
+    Ok((name, ivy, ian))
+}
+
+async fn recovery_with_invitations_leaves_previous_members_pending(env: Arc<Env>) -> TestResult {
+    let admin = env.client().await;
+    let tag = unique_name("e2e-invite");
+    let (name, ivy, ian) = invited_team(&env, &tag).await?;
+    // Pending is no access: the invitation grants nothing until accepted.
+    for who in [&ivy, &ian] {
+        if env.can_i(who, &[], "list", "pods", Some(&name)).await {
+            return Err(format!("{who} has access while their invitation is pending").into());
+        }
+        if can_i_named(&env, who, "get", "projects.tenancy.dev", &name, None).await {
+            return Err(
+                format!("{who} may read the Project while their invitation is pending").into(),
+            );
+        }
+    }
+    // Someone else cannot accept an invitation for ivy: RBAC gives them nothing to patch.
+    let stranger = format!("{tag}-sam");
+    let as_stranger = env.client_as(&stranger, &[]).await;
+    match Api::<ProjectMembership>::namespaced(as_stranger, &name)
+        .patch(
+            "ivy",
+            &patch_params(),
+            &merge(json!({"metadata": {"annotations": {"tenancy.dev/accept": "true"}}})),
+        )
+        .await
+    {
+        Err(kube::Error::Api(s))
+            if s.code == 403
+                && s.message
+                    .contains("cannot patch resource \"projectmemberships\"") => {}
+        other => {
+            return Err(format!(
+                "a stranger accepting ivy's invitation: expected 403 from RBAC, got {:?}",
+                other.map(|_| "accepted").map_err(|e| refusal(&e))
+            )
+            .into());
+        }
+    }
+    wait_membership_phase(&admin, &name, "ivy", MembershipPhase::Pending).await?;
+    Api::<Project>::all(admin)
+        .delete(&name, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+/// Needs the RBAC that lets an invited subject patch their own pending membership.
+async fn invited_user_accepts_own_invitation_and_nothing_else(env: Arc<Env>) -> TestResult {
+    let admin = env.client().await;
+    let tag = unique_name("e2e-accept");
+    let (name, ivy, ian) = invited_team(&env, &tag).await?;
+    let accept = || merge(json!({"metadata": {"annotations": {"tenancy.dev/accept": "true"}}}));
+    let as_ivy = Api::<ProjectMembership>::namespaced(env.client_as(&ivy, &[]).await, &name);
+    let as_ian = Api::<ProjectMembership>::namespaced(env.client_as(&ian, &[]).await, &name);
+
+    // The invited user needs RBAC to patch their own membership before the webhook is asked.
+    if let Err(e) = wait_access_named(
+        &env,
+        &ivy,
+        "patch",
+        "projectmemberships.tenancy.dev",
+        "ivy",
+        Some(&name),
+        true,
+    )
+    .await
+    {
+        return Err(format!(
+            "the invited user has no RBAC permission to patch their own pending membership, so \
+             they cannot accept it ({}); the operator must grant `patch` on that one membership \
+             to its subject while it is Pending",
+            e.message().unwrap_or_default()
+        )
+        .into());
+    }
+    // ian may not accept ivy's invitation (RBAC gives him his own membership only).
+    match as_ian.patch("ivy", &patch_params(), &accept()).await {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => {
+            return Err(format!(
+                "ian accepting ivy's invitation: expected 403, got {:?}",
+                other.map(|_| "accepted").map_err(|e| refusal(&e))
+            )
+            .into());
+        }
+    }
+    // ian may not change his role while accepting: the webhook refuses anything but acceptance.
+    match as_ian
+        .patch(
+            "ian",
+            &patch_params(),
+            &merge(json!({
+                "metadata": {"annotations": {"tenancy.dev/accept": "true"}},
+                "spec": {"role": "Manager"},
+            })),
+        )
+        .await
+    {
+        Err(kube::Error::Api(s))
+            if s.code == 403
+                && s.message.contains(DENIED_BY_WEBHOOK)
+                && s.message.contains("may not change memberships") => {}
+        other => {
+            return Err(format!(
+                "ian raising his role to Manager: expected 403 from the webhook, got {:?}",
+                other.map(|_| "accepted").map_err(|e| refusal(&e))
+            )
+            .into());
+        }
+    }
+    // ivy accepts her own: Active, and access.
+    as_ivy.patch("ivy", &patch_params(), &accept()).await?;
+    wait_membership_phase(&admin, &name, "ivy", MembershipPhase::Active).await?;
+    wait_access(&env, &ivy, "list", "pods", Some(&name), true).await?;
+    // Once accepted, ivy is a plain Member: she cannot change her membership any more.
+    match as_ivy
+        .patch(
+            "ivy",
+            &patch_params(),
+            &merge(json!({"spec": {"role": "Administrator"}})),
+        )
+        .await
+    {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => {
+            return Err(format!(
+                "ivy raising her role after accepting: expected 403, got {:?}",
+                other.map(|_| "accepted").map_err(|e| refusal(&e))
+            )
+            .into());
+        }
+    }
+    // ian, who has not accepted, still has nothing.
+    if env.can_i(&ian, &[], "list", "pods", Some(&name)).await {
+        return Err("ian has access without accepting".into());
+    }
+    let ian_m = Api::<ProjectMembership>::namespaced(admin.clone(), &name)
+        .get("ian")
+        .await?;
+    if phase_of(&ian_m) != Some(MembershipPhase::Pending) {
+        return Err(format!("ian's membership is {:?}, not Pending", phase_of(&ian_m)).into());
+    }
+    Api::<Project>::all(admin)
+        .delete(&name, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+/// Many memberships change phase at once on a soft delete (Revoked) and on a recovery (Pending):
+/// each must end in that phase, none may keep or regain access. (With a few members a lost
+/// phase change is a rare race; a large team makes it show.)
+async fn every_membership_of_a_large_team_is_revoked_then_invited(env: Arc<Env>) -> TestResult {
+    const TEAM: usize = 24;
+    let admin = env.client().await;
+    let tag = unique_name("e2e-team");
+    let cust = format!("{tag}-acme");
+    let name = format!("{tag}-lab");
+    Api::<Customer>::all(admin.clone())
+        .create(&pp(), &customer(&cust, json!({})))
+        .await?;
+    let projects: Api<Project> = Api::all(admin.clone());
+    projects
+        .create(&pp(), &project(&name, json!({"customer": cust})))
+        .await?;
+    wait_namespace_active(&admin, &name).await?;
+    wait_finalizer(&admin, &name).await?;
+    let memberships: Api<ProjectMembership> = Api::namespaced(admin.clone(), &name);
+    let members: Vec<String> = (0..TEAM).map(|i| format!("m{i}")).collect();
+    for (i, m) in members.iter().enumerate() {
+        let role = ["Member", "Administrator", "Manager"][i % 3];
+        memberships
+            .create(&pp(), &membership(&name, m, &format!("{tag}-{m}"), role))
+            .await?;
+    }
+    for m in &members {
+        wait_membership_phase(&admin, &name, m, MembershipPhase::Active).await?;
+    }
+    let phases = || async {
+        memberships.list(&ListParams::default()).await.map(|l| {
+            l.items
+                .iter()
+                .map(|m| (m.name_any(), phase_of(m)))
+                .collect::<BTreeMap<_, _>>()
+        })
+    };
+
+    projects.delete(&name, &DeleteParams::default()).await?;
+    wait_project_gone(&admin, &name).await?;
+    // Give any late write a moment to land, then every membership must be Revoked.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_delete = phases().await?;
+    let not_revoked: Vec<_> = after_delete
+        .iter()
+        .filter(|(_, p)| **p != Some(MembershipPhase::Revoked))
+        .collect();
+    if !not_revoked.is_empty() {
+        return Err(format!("after the soft delete, not Revoked: {not_revoked:?}").into());
+    }
+
+    projects
+        .create(
+            &pp(),
+            &project(
+                &name,
+                json!({"customer": cust, "recovery": {"sendInvitationsToPreviousMembers": true}}),
+            ),
+        )
+        .await?;
+    let record = wait_project(&admin, &name, "records the recovery", |p| {
+        p.status.as_ref()?.recovery.clone()
+    })
+    .await?;
+    if record.invited.len() != TEAM {
+        return Err(format!(
+            "the recovery invited {} of {TEAM}: {record:?}; phases {:?}",
+            record.invited.len(),
+            phases().await?
+        )
+        .into());
+    }
+    wait_namespace_active(&admin, &name).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after_recovery = phases().await?;
+    let not_pending: Vec<_> = after_recovery
+        .iter()
+        .filter(|(_, p)| **p != Some(MembershipPhase::Pending))
+        .collect();
+    if !not_pending.is_empty() {
+        return Err(format!("after the recovery, not Pending: {not_pending:?}").into());
+    }
+    for m in &members {
+        if env
+            .can_i(&format!("{tag}-{m}"), &[], "list", "pods", Some(&name))
+            .await
+        {
+            return Err(format!("{m} has access without accepting the invitation").into());
+        }
+    }
+    projects.delete(&name, &DeleteParams::default()).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. GitOps prune and re-create
+
+async fn gitops_prune_and_recreate_restores_the_project(env: Arc<Env>) -> TestResult {
+    let admin = env.client().await;
+    let tag = unique_name("e2e-gitops");
+    let cust = format!("{tag}-acme");
+    let name = format!("{tag}-app");
+    Api::<Customer>::all(admin.clone())
+        .create(&pp(), &customer(&cust, json!({})))
+        .await?;
+    // The manifest as it sits in Git, applied server-side as Argo CD and Flux do.
+    let manifest = format!(
+        r#"
+apiVersion: tenancy.dev/v1alpha1
+kind: Project
+metadata:
+  name: {name}
+  labels:
+    app.kubernetes.io/instance: {tag}
+spec:
+  customer: {cust}
+  displayName: GitOps app
+  quota:
+    hard:
+      requests.cpu: "1"
+"#
+    );
+    env.apply_yaml(&manifest).await?;
+    let ns = wait_namespace_active(&admin, &name).await?;
+    let uid = ns.uid();
+    wait_finalizer(&admin, &name).await?;
+    wait_project(&admin, &name, "Ready", |p| {
+        let s = p.status.as_ref()?;
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(())
+    })
+    .await?;
+
+    // The prune: a foreground delete, as Argo CD does by default.
+    Api::<Project>::all(admin.clone())
+        .delete(&name, &DeleteParams::foreground())
+        .await?;
+    wait_project_gone(&admin, &name).await?;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let kept = namespaces
+        .get_opt(&name)
+        .await?
+        .ok_or("the prune deleted the namespace")?;
+    if kept.labels().get("tenancy.dev/state").map(String::as_str) != Some("terminated")
+        || kept.uid() != uid
+    {
+        return Err(format!(
+            "after the prune the namespace should be the same one, terminated: {:?}",
+            kept.labels()
+        )
+        .into());
+    }
+
+    // The next sync applies the same manifest again: the project is back in its namespace.
+    env.apply_yaml(&manifest).await?;
+    let back = wait_namespace_active(&admin, &name).await?;
+    if back.uid() != uid {
+        return Err("the re-created project got a new namespace, not its archived one".into());
+    }
+    let recovered = wait_project(&admin, &name, "Active with a recovery record", |p| {
+        let s = p.status.as_ref()?;
+        (s.phase == Some(ProjectPhase::Active) && s.recovery.is_some()).then(|| p.clone())
+    })
+    .await?;
+    let record = recovered
+        .status
+        .and_then(|s| s.recovery)
+        .ok_or("no status.recovery")?;
+    if record.previous_customer != cust {
+        return Err(format!("status.recovery names {:?}", record.previous_customer).into());
+    }
+    wait_for(
+        "the quota to be the project's again",
+        RECONCILE_TIMEOUT,
+        || async {
+            let q = Api::<ResourceQuota>::namespaced(admin.clone(), &name)
+                .get_opt("tenancy-quota")
+                .await
+                .ok()??;
+            let hard = q.spec?.hard?;
+            (!hard.contains_key("pods") && hard.contains_key("requests.cpu")).then_some(())
+        },
+    )
+    .await?;
+    Api::<Project>::all(admin)
+        .delete(&name, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Concurrency (exclusive)
+
+/// The apiserver's `apiserver_admission_webhook_admission_duration_seconds` histogram for one
+/// webhook, summed over operations and outcomes.
+#[derive(Clone, Debug, Default)]
+struct Histogram {
+    /// Cumulative counts by upper bound, ascending (`+Inf` last).
+    buckets: Vec<(f64, f64)>,
+    sum: f64,
+    count: f64,
+}
+
+impl Histogram {
+    fn parse(metrics: &str, webhook: &str) -> Histogram {
+        const NAME: &str = "apiserver_admission_webhook_admission_duration_seconds";
+        let wanted = format!("name=\"{webhook}\"");
+        let mut buckets: BTreeMap<String, f64> = BTreeMap::new();
+        let mut h = Histogram::default();
+        for line in metrics.lines() {
+            let Some(rest) = line.strip_prefix(NAME) else {
+                continue;
+            };
+            let Some((series, value)) = rest.rsplit_once(' ') else {
+                continue;
+            };
+            if !series.contains(&wanted) {
+                continue;
+            }
+            let value: f64 = value.trim().parse().unwrap_or(0.0);
+            if series.starts_with("_bucket{") {
+                let le = series
+                    .split("le=\"")
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                    .unwrap_or("+Inf");
+                *buckets.entry(le.to_string()).or_default() += value;
+            } else if series.starts_with("_sum{") {
+                h.sum += value;
+            } else if series.starts_with("_count{") {
+                h.count += value;
+            }
+        }
+        let bound = |le: &str| {
+            if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap_or(f64::INFINITY)
+            }
+        };
+        h.buckets = buckets.iter().map(|(le, v)| (bound(le), *v)).collect();
+        h.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        h
+    }
+
+    /// What was observed between `before` and `self`.
+    fn since(&self, before: &Histogram) -> Histogram {
+        let earlier = |le: f64| {
+            before
+                .buckets
+                .iter()
+                .find(|(b, _)| *b == le)
+                .map_or(0.0, |(_, v)| *v)
+        };
+        Histogram {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(le, v)| (*le, v - earlier(*le)))
+                .collect(),
+            sum: self.sum - before.sum,
+            count: self.count - before.count,
+        }
+    }
+
+    /// The q-quantile as Prometheus' `histogram_quantile` estimates it (linear within the
+    /// bucket; the highest finite bound when it falls in `+Inf`).
+    fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.buckets.last()?.1;
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let mut previous = (0.0, 0.0);
+        for &(le, count) in &self.buckets {
+            if count >= rank {
+                if le.is_infinite() {
+                    return Some(previous.0);
+                }
+                let within = count - previous.1;
+                let fraction = if within > 0.0 {
+                    (rank - previous.1) / within
+                } else {
+                    1.0
+                };
+                return Some(previous.0 + (le - previous.0) * fraction);
+            }
+            previous = (le, count);
+        }
+        Some(previous.0)
+    }
+}
+
+async fn webhook_histogram(client: &Client) -> Result<Histogram, Failed> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    Ok(Histogram::parse(&text, "validate.tenancy.dev"))
+}
+
+async fn concurrent_creations_never_oversubscribe_the_customer_quota(env: Arc<Env>) -> TestResult {
+    const ROUNDS: usize = 5;
+    const ATTEMPTS: usize = 40;
+    const FITS: usize = 10;
+    let admin = env.client().await;
+    let cust = unique_name("e2e-burst");
+    let customers: Api<Customer> = Api::all(admin.clone());
+    customers
+        .create(
+            &pp(),
+            &customer(&cust, json!({"quota": {"hard": {"requests.cpu": "10"}}})),
+        )
+        .await?;
+    let projects: Api<Project> = Api::all(admin.clone());
+    let ledger: Api<ConfigMap> = Api::namespaced(admin.clone(), &env.local().namespace);
+    let before = webhook_histogram(&admin).await?;
+
+    for round in 1..=ROUNDS {
+        let names: Vec<String> = (0..ATTEMPTS)
+            .map(|i| format!("{cust}-r{round}-{i}"))
+            .collect();
+        let started = std::time::Instant::now();
+        let results = futures::future::join_all(names.iter().map(|name| {
+            let projects = projects.clone();
+            let p = project(
+                name,
+                json!({"customer": cust, "quota": {"hard": {"requests.cpu": "1"}}}),
+            );
+            async move { projects.create(&pp(), &p).await }
+        }))
+        .await;
+        let took = started.elapsed();
+        let mut created = Vec::new();
+        let mut refused = 0;
+        let mut unexpected = Vec::new();
+        for (name, result) in names.iter().zip(results) {
+            match result {
+                Ok(_) => created.push(name.clone()),
+                Err(kube::Error::Api(s))
+                    if s.code == 409
+                        && s.message.contains(DENIED_BY_WEBHOOK)
+                        && s.message.contains("quota exhausted")
+                        && s.message.contains("requests.cpu: asks 1, 0 of 10 left") =>
+                {
+                    refused += 1
+                }
+                Err(e) => unexpected.push(format!("{name}: {:?}", refusal(&e))),
+            }
+        }
+        eprintln!(
+            "[e2e] round {round}: {} created, {refused} refused with 409 in {:.2}s",
+            created.len(),
+            took.as_secs_f64()
+        );
+        if created.len() != FITS || refused != ATTEMPTS - FITS || !unexpected.is_empty() {
+            return Err(format!(
+                "round {round}: {} of {ATTEMPTS} creations succeeded and {refused} got the quota 409 \
+                 (expected {FITS} and {}); other outcomes: {unexpected:?}",
+                created.len(),
+                ATTEMPTS - FITS
+            )
+            .into());
+        }
+        wait_for(
+            &format!("round {round}: customer {cust} status.allocated requests.cpu = 10"),
+            RECONCILE_TIMEOUT,
+            || async {
+                let c = customers.get(&cust).await.ok()?;
+                let allocated = c.status?.allocated;
+                (allocated.get("requests.cpu").map(String::as_str) == Some("10")).then_some(())
+            },
+        )
+        .await?;
+        let entries = ledger
+            .get(&format!("tenancy-ledger-{cust}"))
+            .await?
+            .data
+            .unwrap_or_default();
+        let reserved: BTreeSet<&String> = entries.keys().collect();
+        let expected: BTreeSet<&String> = created.iter().collect();
+        if reserved != expected {
+            return Err(format!(
+                "round {round}: the ledger reserves {reserved:?}, the created projects are {expected:?}"
+            )
+            .into());
+        }
+
+        // Release: soft delete the ten (each once the operator holds its finalizer).
+        for name in &created {
+            wait_finalizer(&admin, name).await?;
+            projects.delete(name, &DeleteParams::default()).await?;
+        }
+        for name in &created {
+            wait_project_gone(&admin, name).await?;
+        }
+        wait_for(
+            &format!("round {round}: customer {cust} to have nothing allocated"),
+            RECONCILE_TIMEOUT,
+            || async {
+                let c = customers.get(&cust).await.ok()?;
+                let allocated = c.status?.allocated;
+                allocated
+                    .get("requests.cpu")
+                    .is_none_or(|v| v == "0")
+                    .then_some(())
+            },
+        )
+        .await?;
+    }
+
+    let after = webhook_histogram(&admin).await?;
+    let during = after.since(&before);
+    let ms = |v: Option<f64>| v.map_or("n/a".to_string(), |s| format!("{:.1}ms", s * 1000.0));
+    eprintln!(
+        "[e2e] validate.tenancy.dev latency as the apiserver sees it, over {} admissions: \
+         p50 {} p99 {} mean {} (buckets {:?})",
+        during.count,
+        ms(during.quantile(0.5)),
+        ms(during.quantile(0.99)),
+        ms((during.count > 0.0).then(|| during.sum / during.count)),
+        during.buckets
+    );
+    if during.count < (ROUNDS * ATTEMPTS) as f64 {
+        return Err(format!(
+            "the apiserver recorded {} validate.tenancy.dev admissions, fewer than the {} creations",
+            during.count,
+            ROUNDS * ATTEMPTS
+        )
+        .into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Purge after retention (exclusive: moves the operator's clock)
+
+/// Sets the operator's clock offset back to 0 when dropped (also when the test fails or times
+/// out).
+struct ClockReset(PathBuf);
+
+impl Drop for ClockReset {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(&self.0, "0") {
+            eprintln!("[e2e] could not reset the clock offset: {e}");
+        }
+    }
+}
+
+async fn archived_namespace_is_purged_after_retention(env: Arc<Env>) -> TestResult {
+    let admin = env.client().await;
+    let clock = env.clock_offset_file();
+    let reset = ClockReset(clock.clone());
+    let tag = unique_name("e2e-purge");
+    let cust = format!("{tag}-acme");
+    let name = format!("{tag}-old");
+    let customers: Api<Customer> = Api::all(admin.clone());
+    customers
+        .create(
+            &pp(),
+            &customer(&cust, json!({"terminatedProjectRetentionDays": 1})),
+        )
+        .await?;
+    let projects: Api<Project> = Api::all(admin.clone());
+    projects
+        .create(&pp(), &project(&name, json!({"customer": cust})))
+        .await?;
+    wait_namespace_active(&admin, &name).await?;
+    wait_finalizer(&admin, &name).await?;
+    projects.delete(&name, &DeleteParams::default()).await?;
+    wait_project_gone(&admin, &name).await?;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+
+    // A change to the Customer makes the operator reconcile it at once (the clock moving does
+    // not, by itself, wake anything up).
+    let nudge = |n: u32| {
+        let customers = customers.clone();
+        let cust = cust.clone();
+        async move {
+            customers
+                .patch(
+                    &cust,
+                    &patch_params(),
+                    &merge(json!({"metadata": {"annotations": {"e2e.tenancy.dev/nudge": n.to_string()}}})),
+                )
+                .await
+        }
+    };
+
+    // Half a day later: within the retention, the namespace stays.
+    std::fs::write(&clock, (12 * 3600).to_string())?;
+    nudge(1).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kept = namespaces.get_opt(&name).await?;
+    if kept
+        .as_ref()
+        .is_none_or(|n| n.metadata.deletion_timestamp.is_some())
+    {
+        return Err("the archived namespace was purged within its retention".into());
+    }
+
+    // Two days later: purged, with an Event on the Customer.
+    std::fs::write(&clock, (2 * 24 * 3600 + 60).to_string())?;
+    nudge(2).await?;
+    wait_for(
+        &format!("namespace {name} to be deleted for good"),
+        Duration::from_secs(120),
+        || async { matches!(namespaces.get_opt(&name).await, Ok(None)).then_some(()) },
+    )
+    .await?;
+    let events: Api<Event> = Api::all(admin.clone());
+    let purged = wait_for(
+        "the Purged event on the customer",
+        RECONCILE_TIMEOUT,
+        || async {
+            let list = events
+                .list(&ListParams::default().fields(&format!(
+                    "involvedObject.name={cust},involvedObject.kind=Customer"
+                )))
+                .await
+                .ok()?;
+            list.items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("Purged"))
+        },
+    )
+    .await?;
+    let note = purged.message.unwrap_or_default();
+    if !note.contains(&name) {
+        return Err(format!("the Purged event does not name the namespace: {note:?}").into());
+    }
+    drop(reset);
+    let _ = customers.delete(&cust, &DeleteParams::default()).await;
+    Ok(())
+}
