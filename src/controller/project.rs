@@ -268,14 +268,31 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         return conflict(&project, &ctx, &previous, now).await;
     }
 
-    // Recovery: this project adopts the archived namespace of a deleted one.
-    let mut recovery = previous.recovery.clone();
+    // Recovery: this project adopts the archived namespace of a deleted one. The record is
+    // stored before the namespace is unarchived, so a lost write cannot lose the record.
+    let recovery = previous.recovery.clone();
     if let Some(archive) = namespace
         .as_deref()
         .and_then(crate::lifecycle::archive::Archive::of)
         && recovery.as_ref().map(|r| &r.terminated_at) != Some(&archive.terminated_at)
     {
-        recovery = Some(super::termination::recover(&ctx, &project, &archive).await?);
+        let record = super::termination::recover(&ctx, &project, &archive).await?;
+        let status = ProjectStatus {
+            recovery: Some(record),
+            ..previous.clone()
+        };
+        return match apply::ensure_status_of_version(
+            &ctx,
+            project.as_ref(),
+            project.status.as_ref(),
+            &status,
+        )
+        .await
+        {
+            Err(e) if apply::is_conflict(&e) => Ok(Action::requeue(Duration::from_secs(1))),
+            Err(e) => Err(e),
+            Ok(_) => Ok(Action::requeue(Duration::from_millis(100))),
+        };
     }
 
     // Move: the customer changed since the last reconcile.
@@ -612,7 +629,14 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         last_move,
         suspension,
     };
-    apply::ensure_status(&ctx, project.as_ref(), project.status.as_ref(), &status).await?;
+    // Only onto the version this status was computed from: a stale cached copy must not drop
+    // records (recovery, lastMove, suspension) a newer status holds.
+    match apply::ensure_status_of_version(&ctx, project.as_ref(), project.status.as_ref(), &status)
+        .await
+    {
+        Err(e) if apply::is_conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
+        other => other?,
+    };
     ctx.succeeded(&key);
 
     // Wake up exactly at the next instant something changes.
