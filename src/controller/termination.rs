@@ -266,13 +266,22 @@ pub async fn recover(
         invited: vec![],
         skipped_expired: vec![],
     };
+    // Idempotent: a recovery retried after a lost status write finds the members it already
+    // brought back and records them again.
     for m in memberships_in(ctx, &name) {
-        if m.status.as_ref().and_then(|s| s.phase) != Some(MembershipPhase::Revoked) {
+        let member = m.name_any();
+        if !archive.members.iter().any(|a| a.name == member) {
             continue;
         }
-        let member = m.name_any();
+        let phase = m.status.as_ref().and_then(|s| s.phase);
         if access::expired(m.spec.expiration_time.as_ref(), now) {
             record.skipped_expired.push(member);
+        } else if restore && phase == Some(MembershipPhase::Active) {
+            record.restored.push(member);
+        } else if invite && phase == Some(MembershipPhase::Pending) {
+            record.invited.push(member);
+        } else if phase != Some(MembershipPhase::Revoked) {
+            continue;
         } else if restore {
             set_membership_phase(
                 ctx,
