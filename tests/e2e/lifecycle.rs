@@ -60,6 +60,16 @@ pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
             "lifecycle::gitops_prune_and_recreate_restores_the_project",
             gitops_prune_and_recreate_restores_the_project,
         ),
+        trial(
+            env,
+            "lifecycle::move_without_preserved_permissions_revokes_the_team_and_swaps_owners",
+            move_without_preserved_permissions_revokes_the_team_and_swaps_owners,
+        ),
+        trial(
+            env,
+            "lifecycle::end_date_finishes_grace_suspends_and_a_later_end_date_resumes",
+            end_date_finishes_grace_suspends_and_a_later_end_date_resumes,
+        ),
     ]
 }
 
@@ -1940,5 +1950,219 @@ async fn archived_namespace_is_purged_after_retention(env: Arc<Env>) -> TestResu
     }
     drop(reset);
     let _ = customers.delete(&cust, &DeleteParams::default()).await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Move and end date
+
+async fn move_without_preserved_permissions_revokes_the_team_and_swaps_owners(
+    env: Arc<Env>,
+) -> TestResult {
+    let client = env.client().await;
+    let (from, to, name) = (
+        unique_name("move-from"),
+        unique_name("move-to"),
+        unique_name("moved"),
+    );
+    let (old_owner, new_owner, alice) = (
+        format!("{from}-owner"),
+        format!("{to}-owner"),
+        format!("{name}-alice"),
+    );
+    let customers: Api<Customer> = Api::all(client.clone());
+    customers
+        .create(
+            &pp(),
+            &customer(&from, json!({"owners": owners(&[&old_owner])})),
+        )
+        .await?;
+    customers
+        .create(
+            &pp(),
+            &customer(&to, json!({"owners": owners(&[&new_owner])})),
+        )
+        .await?;
+    let projects: Api<Project> = Api::all(client.clone());
+    projects
+        .create(&pp(), &project(&name, json!({"customer": from})))
+        .await?;
+    wait_namespace_active(&client, &name).await?;
+    Api::<ProjectMembership>::namespaced(client.clone(), &name)
+        .create(&pp(), &membership(&name, "alice", &alice, "Member"))
+        .await?;
+    wait_access(&env, &alice, "get", "pods", Some(&name), true).await?;
+    wait_access(
+        &env,
+        &old_owner,
+        "create",
+        "deployments.apps",
+        Some(&name),
+        true,
+    )
+    .await?;
+    wait_access(
+        &env,
+        &new_owner,
+        "create",
+        "deployments.apps",
+        Some(&name),
+        false,
+    )
+    .await?;
+
+    // Staff moves it without preserving permissions.
+    projects
+        .patch(
+            &name,
+            &patch_params(),
+            &merge(json!({"spec": {"customer": to, "preservePermissionsOnMove": false}})),
+        )
+        .await?;
+    wait_project(&client, &name, "status.lastMove records the move", |p| {
+        let m = p.status.as_ref()?.last_move.as_ref()?;
+        (m.from == from && m.to == to && !m.preserved_permissions).then_some(())
+    })
+    .await?;
+    wait_membership_phase(&client, &name, "alice", MembershipPhase::Revoked).await?;
+    wait_access(&env, &alice, "get", "pods", Some(&name), false).await?;
+    wait_access(
+        &env,
+        &old_owner,
+        "create",
+        "deployments.apps",
+        Some(&name),
+        false,
+    )
+    .await?;
+    wait_access(
+        &env,
+        &new_owner,
+        "create",
+        "deployments.apps",
+        Some(&name),
+        true,
+    )
+    .await?;
+    let ns = wait_namespace_active(&client, &name).await?;
+    if ns.labels().get("tenancy.dev/customer") != Some(&to) {
+        return Err(format!("namespace {name} still labelled {:?}", ns.labels()).into());
+    }
+    Ok(())
+}
+
+fn cron_job(name: &str) -> k8s_openapi::api::batch::v1::CronJob {
+    from_json(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "schedule": "*/5 * * * *",
+            "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "job", "image": "registry.invalid/job:1"}],
+            }}}},
+        },
+    }))
+}
+
+async fn end_date_finishes_grace_suspends_and_a_later_end_date_resumes(
+    env: Arc<Env>,
+) -> TestResult {
+    use k8s_openapi::api::batch::v1::CronJob;
+    let client = env.client().await;
+    let (cust, name) = (unique_name("enddate"), unique_name("ending"));
+    let yesterday = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .yesterday()
+        .map_err(|e| e.to_string())?
+        .to_string();
+    Api::<Customer>::all(client.clone())
+        .create(&pp(), &customer(&cust, json!({})))
+        .await?;
+    let projects: Api<Project> = Api::all(client.clone());
+    projects
+        .create(
+            &pp(),
+            &project(&name, json!({"customer": cust, "endDate": yesterday, "gracePeriodDays": 30, "expirationPolicy": "Suspend"})),
+        )
+        .await?;
+    // After the end date, within the grace period: Finished.
+    wait_project(&client, &name, "phase Finished with InGracePeriod", |p| {
+        let s = p.status.as_ref()?;
+        let grace = s
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "InGracePeriod" && c.status == "True");
+        (s.phase == Some(ProjectPhase::Finished) && grace).then_some(())
+    })
+    .await?;
+    let ns = wait_namespace_active(&client, &name).await?;
+    if ns.labels().get("tenancy.dev/finished").map(String::as_str) != Some("true") {
+        return Err(format!(
+            "namespace {name} is not labelled finished: {:?}",
+            ns.labels()
+        )
+        .into());
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &name);
+    let mut d = deployment("web");
+    d.spec.as_mut().expect("spec").replicas = Some(3);
+    deployments.create(&pp(), &d).await?;
+    let cron_jobs: Api<CronJob> = Api::namespaced(client.clone(), &name);
+    cron_jobs.create(&pp(), &cron_job("nightly")).await?;
+
+    // The grace period ends (staff shortens it): Suspend runs.
+    projects
+        .patch(
+            &name,
+            &patch_params(),
+            &merge(json!({"spec": {"gracePeriodDays": 0}})),
+        )
+        .await?;
+    wait_project(
+        &client,
+        &name,
+        "phase Expired with 3 replicas of web remembered",
+        |p| {
+            let s = p.status.as_ref()?;
+            (s.phase == Some(ProjectPhase::Expired)
+                && s.suspension.as_ref()?.replicas.get("Deployment/web") == Some(&3))
+            .then_some(())
+        },
+    )
+    .await?;
+    let replicas = deployments.get("web").await?.spec.and_then(|s| s.replicas);
+    let suspended = cron_jobs.get("nightly").await?.spec.and_then(|s| s.suspend);
+    let pods_quota = Api::<ResourceQuota>::namespaced(client.clone(), &name)
+        .get("tenancy-quota")
+        .await?
+        .spec
+        .and_then(|s| s.hard)
+        .and_then(|h| h.get("pods").map(|q| q.0.clone()));
+    if replicas != Some(0) || suspended != Some(true) || pods_quota.as_deref() != Some("0") {
+        return Err(format!("after expiry: replicas {replicas:?}, cronjob suspended {suspended:?}, quota pods {pods_quota:?}").into());
+    }
+
+    // The end date moves later: everything comes back.
+    projects
+        .patch(
+            &name,
+            &patch_params(),
+            &merge(json!({"spec": {"endDate": "2099-12-31"}})),
+        )
+        .await?;
+    wait_project(&client, &name, "phase Active with no suspension", |p| {
+        let s = p.status.as_ref()?;
+        (s.phase == Some(ProjectPhase::Active) && s.suspension.is_none()).then_some(())
+    })
+    .await?;
+    let replicas = deployments.get("web").await?.spec.and_then(|s| s.replicas);
+    let suspended = cron_jobs.get("nightly").await?.spec.and_then(|s| s.suspend);
+    if replicas != Some(3) || suspended != Some(false) {
+        return Err(format!(
+            "after resuming: replicas {replicas:?}, cronjob suspended {suspended:?}"
+        )
+        .into());
+    }
     Ok(())
 }
