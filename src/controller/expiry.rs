@@ -53,10 +53,11 @@ where
     Ok(())
 }
 
-/// Scales Deployments and StatefulSets to zero and suspends running Jobs and CronJobs,
-/// returning what to restore. Workloads already at zero or suspended by their owners are left
-/// out, so a resume restores exactly what the suspension changed.
-pub async fn suspend(ctx: &Context, ns: &str) -> Result<SuspensionRecord, Error> {
+/// What a suspension will change: Deployments and StatefulSets with replicas (and how many),
+/// running Jobs and CronJobs not already suspended by their owners. Reads only: the record is
+/// stored in the Project's status before anything is scaled, so a failed write can never lose
+/// the sizes to restore.
+pub async fn plan_suspension(ctx: &Context, ns: &str) -> Result<SuspensionRecord, Error> {
     let mut record = SuspensionRecord {
         time: Some(Time(ctx.clock.now())),
         ..Default::default()
@@ -64,13 +65,6 @@ pub async fn suspend(ctx: &Context, ns: &str) -> Result<SuspensionRecord, Error>
     for d in list::<Deployment>(&ctx.client, ns).await? {
         let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         if replicas > 0 {
-            merge::<Deployment>(
-                ctx,
-                ns,
-                &d.name_any(),
-                serde_json::json!({"spec": {"replicas": 0}}),
-            )
-            .await?;
             record
                 .replicas
                 .insert(format!("Deployment/{}", d.name_any()), replicas);
@@ -79,13 +73,6 @@ pub async fn suspend(ctx: &Context, ns: &str) -> Result<SuspensionRecord, Error>
     for s in list::<StatefulSet>(&ctx.client, ns).await? {
         let replicas = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         if replicas > 0 {
-            merge::<StatefulSet>(
-                ctx,
-                ns,
-                &s.name_any(),
-                serde_json::json!({"spec": {"replicas": 0}}),
-            )
-            .await?;
             record
                 .replicas
                 .insert(format!("StatefulSet/{}", s.name_any()), replicas);
@@ -93,13 +80,6 @@ pub async fn suspend(ctx: &Context, ns: &str) -> Result<SuspensionRecord, Error>
     }
     for c in list::<CronJob>(&ctx.client, ns).await? {
         if !c.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false) {
-            merge::<CronJob>(
-                ctx,
-                ns,
-                &c.name_any(),
-                serde_json::json!({"spec": {"suspend": true}}),
-            )
-            .await?;
             record.cron_jobs.push(c.name_any());
         }
     }
@@ -108,17 +88,46 @@ pub async fn suspend(ctx: &Context, ns: &str) -> Result<SuspensionRecord, Error>
             s.completion_time.is_some() || s.failed.unwrap_or(0) > 0 && s.active.unwrap_or(0) == 0
         });
         if !finished && !j.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false) {
-            merge::<Job>(
-                ctx,
-                ns,
-                &j.name_any(),
-                serde_json::json!({"spec": {"suspend": true}}),
-            )
-            .await?;
             record.jobs.push(j.name_any());
         }
     }
     Ok(record)
+}
+
+/// Carries out a stored suspension plan: scale to zero, suspend. Safe to repeat.
+pub async fn suspend(ctx: &Context, ns: &str, record: &SuspensionRecord) -> Result<(), Error> {
+    for key in record.replicas.keys() {
+        match key.split_once('/') {
+            Some(("Deployment", name)) => {
+                merge::<Deployment>(ctx, ns, name, serde_json::json!({"spec": {"replicas": 0}}))
+                    .await?
+            }
+            Some(("StatefulSet", name)) => {
+                merge::<StatefulSet>(ctx, ns, name, serde_json::json!({"spec": {"replicas": 0}}))
+                    .await?
+            }
+            _ => {}
+        }
+    }
+    for name in &record.cron_jobs {
+        merge::<CronJob>(
+            ctx,
+            ns,
+            name,
+            serde_json::json!({"spec": {"suspend": true}}),
+        )
+        .await?;
+    }
+    for name in &record.jobs {
+        merge::<Job>(
+            ctx,
+            ns,
+            name,
+            serde_json::json!({"spec": {"suspend": true}}),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Undoes a suspension: replicas back to what they were, Jobs and CronJobs resumed.

@@ -354,10 +354,34 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         .any(|c| c.type_ == "Expired" && c.status == "True" && c.reason == "WorkloadsDeleted");
     if schedule == Schedule::Expired && namespace.is_some() {
         match policy {
+            // First the plan (the sizes to restore) is stored, then it is carried out.
             ExpirationPolicy::Suspend if suspension.is_none() => {
-                let record = super::expiry::suspend(&ctx, &name).await?;
+                let record = super::expiry::plan_suspension(&ctx, &name).await?;
+                let status = ProjectStatus {
+                    suspension: Some(record),
+                    ..previous.clone()
+                };
+                return match apply::ensure_status_of_version(
+                    &ctx,
+                    project.as_ref(),
+                    project.status.as_ref(),
+                    &status,
+                )
+                .await
+                {
+                    Err(e) if apply::is_conflict(&e) => Ok(Action::requeue(Duration::from_secs(1))),
+                    Err(e) => Err(e),
+                    Ok(_) => Ok(Action::requeue(Duration::from_millis(100))),
+                };
+            }
+            ExpirationPolicy::Suspend
+                if !previous.conditions.iter().any(|c| {
+                    c.type_ == "Expired" && c.status == "True" && c.reason == "Suspended"
+                }) =>
+            {
+                let record = suspension.as_ref().expect("planned above");
+                super::expiry::suspend(&ctx, &name, record).await?;
                 ctx.event(project.as_ref(), EventType::Normal, "Suspended", format!("end date plus grace passed: {} workloads scaled to 0, {} CronJobs and {} Jobs suspended; pods: 0", record.replicas.len(), record.cron_jobs.len(), record.jobs.len())).await;
-                suspension = Some(record);
             }
             ExpirationPolicy::Delete if !workloads_deleted => {
                 let deleted = super::expiry::delete_workloads(&ctx, &name).await?;
