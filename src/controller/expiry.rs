@@ -96,82 +96,37 @@ pub async fn plan_suspension(ctx: &Context, ns: &str) -> Result<SuspensionRecord
 
 /// Carries out a stored suspension plan: scale to zero, suspend. Safe to repeat.
 pub async fn suspend(ctx: &Context, ns: &str, record: &SuspensionRecord) -> Result<(), Error> {
-    for key in record.replicas.keys() {
-        match key.split_once('/') {
-            Some(("Deployment", name)) => {
-                merge::<Deployment>(ctx, ns, name, serde_json::json!({"spec": {"replicas": 0}}))
-                    .await?
-            }
-            Some(("StatefulSet", name)) => {
-                merge::<StatefulSet>(ctx, ns, name, serde_json::json!({"spec": {"replicas": 0}}))
-                    .await?
-            }
-            _ => {}
-        }
-    }
-    for name in &record.cron_jobs {
-        merge::<CronJob>(
-            ctx,
-            ns,
-            name,
-            serde_json::json!({"spec": {"suspend": true}}),
-        )
-        .await?;
-    }
-    for name in &record.jobs {
-        merge::<Job>(
-            ctx,
-            ns,
-            name,
-            serde_json::json!({"spec": {"suspend": true}}),
-        )
-        .await?;
-    }
-    Ok(())
+    set_suspended(ctx, ns, record, true).await
 }
 
 /// Undoes a suspension: replicas back to what they were, Jobs and CronJobs resumed.
 pub async fn resume(ctx: &Context, ns: &str, record: &SuspensionRecord) -> Result<(), Error> {
-    for (key, replicas) in &record.replicas {
+    set_suspended(ctx, ns, record, false).await
+}
+
+/// Puts every workload of the record in the suspended state (0 replicas, `suspend: true`) or
+/// back (its recorded replicas, `suspend: false`).
+async fn set_suspended(
+    ctx: &Context,
+    ns: &str,
+    record: &SuspensionRecord,
+    suspended: bool,
+) -> Result<(), Error> {
+    for (key, recorded) in &record.replicas {
+        let replicas =
+            serde_json::json!({"spec": {"replicas": if suspended { 0 } else { *recorded }}});
         match key.split_once('/') {
-            Some(("Deployment", name)) => {
-                merge::<Deployment>(
-                    ctx,
-                    ns,
-                    name,
-                    serde_json::json!({"spec": {"replicas": replicas}}),
-                )
-                .await?
-            }
-            Some(("StatefulSet", name)) => {
-                merge::<StatefulSet>(
-                    ctx,
-                    ns,
-                    name,
-                    serde_json::json!({"spec": {"replicas": replicas}}),
-                )
-                .await?
-            }
+            Some(("Deployment", name)) => merge::<Deployment>(ctx, ns, name, replicas).await?,
+            Some(("StatefulSet", name)) => merge::<StatefulSet>(ctx, ns, name, replicas).await?,
             _ => {}
         }
     }
+    let suspend = serde_json::json!({"spec": {"suspend": suspended}});
     for name in &record.cron_jobs {
-        merge::<CronJob>(
-            ctx,
-            ns,
-            name,
-            serde_json::json!({"spec": {"suspend": false}}),
-        )
-        .await?;
+        merge::<CronJob>(ctx, ns, name, suspend.clone()).await?;
     }
     for name in &record.jobs {
-        merge::<Job>(
-            ctx,
-            ns,
-            name,
-            serde_json::json!({"spec": {"suspend": false}}),
-        )
-        .await?;
+        merge::<Job>(ctx, ns, name, suspend.clone()).await?;
     }
     Ok(())
 }

@@ -281,18 +281,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
             recovery: Some(record),
             ..previous.clone()
         };
-        return match apply::ensure_status_of_version(
-            &ctx,
-            project.as_ref(),
-            project.status.as_ref(),
-            &status,
-        )
-        .await
-        {
-            Err(e) if apply::is_conflict(&e) => Ok(Action::requeue(Duration::from_secs(1))),
-            Err(e) => Err(e),
-            Ok(_) => Ok(Action::requeue(Duration::from_millis(100))),
-        };
+        return persist_record_first(&ctx, &project, &status).await;
     }
 
     // Move: the customer changed since the last reconcile.
@@ -361,18 +350,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
                     suspension: Some(record),
                     ..previous.clone()
                 };
-                return match apply::ensure_status_of_version(
-                    &ctx,
-                    project.as_ref(),
-                    project.status.as_ref(),
-                    &status,
-                )
-                .await
-                {
-                    Err(e) if apply::is_conflict(&e) => Ok(Action::requeue(Duration::from_secs(1))),
-                    Err(e) => Err(e),
-                    Ok(_) => Ok(Action::requeue(Duration::from_millis(100))),
-                };
+                return persist_record_first(&ctx, &project, &status).await;
             }
             ExpirationPolicy::Suspend
                 if !previous.conditions.iter().any(|c| {
@@ -682,6 +660,20 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         Some(at) => Action::requeue(lifecycle::until(now, at).min(Duration::from_secs(3600))),
         None => Action::requeue(Duration::from_secs(3600)),
     })
+}
+
+/// Stores a status holding a new record (recovery, suspension plan) before the step it records
+/// changes anything else, then comes back at once to carry on.
+async fn persist_record_first(
+    ctx: &Context,
+    project: &Project,
+    status: &ProjectStatus,
+) -> Result<Action, Error> {
+    match apply::ensure_status_of_version(ctx, project, project.status.as_ref(), status).await {
+        Err(e) if apply::is_conflict(&e) => Ok(Action::requeue(Duration::from_secs(1))),
+        Err(e) => Err(e),
+        Ok(_) => Ok(Action::requeue(Duration::from_millis(100))),
+    }
 }
 
 /// The namespace exists and was not created for this project: bind nothing, say so.
