@@ -67,6 +67,34 @@ impl Policy {
     }
 }
 
+/// A request's old and new objects as `T`. A new object that does not fit the types is refused
+/// (422, naming the field). An old one that does not fit (stored under CRDs newer than the
+/// operator) can be repaired or deleted by staff only: the rules that compare old and new cannot
+/// run on it, so staff get `None` for it and everyone else is refused.
+pub fn read_objects<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    old: Option<&serde_json::Value>,
+    new: Option<&serde_json::Value>,
+    r: &Requester,
+    policy: &Policy,
+) -> Result<(Option<T>, Option<T>), Verdict> {
+    let new = new.map(crate::api::read::<T>).transpose().map_err(|e| {
+        Verdict::invalid(format!(
+            "{e}; tenancy-operator cannot read this {kind}: fix the field (are the CRDs newer than the operator?)"
+        ))
+    })?;
+    let old = match old.map(crate::api::read::<T>).transpose() {
+        Ok(old) => old,
+        Err(_) if policy.is_staff(r) => None,
+        Err(e) => {
+            return Err(Verdict::forbidden(format!(
+                "the stored {kind} cannot be read by tenancy-operator ({e}); only staff may change or delete it"
+            )));
+        }
+    };
+    Ok((old, new))
+}
+
 /// The outcome of a decision.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Verdict {

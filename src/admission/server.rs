@@ -52,14 +52,17 @@ pub struct Admission {
     pub policy: Policy,
 }
 
-fn typed<T: DeserializeOwned>(obj: &Option<DynamicObject>) -> Result<Option<T>, String> {
-    match obj {
-        None => Ok(None),
-        Some(o) => serde_json::to_value(o)
-            .and_then(serde_json::from_value)
-            .map(Some)
-            .map_err(|e| format!("cannot read the object: {e}")),
-    }
+/// The request's objects as JSON.
+fn values(req: &AdmissionRequest<DynamicObject>) -> [Option<serde_json::Value>; 2] {
+    [&req.old_object, &req.object].map(|o| o.as_ref().and_then(|o| serde_json::to_value(o).ok()))
+}
+
+/// The request's object as `T`, if it can be read (for mutation, which is best effort: an
+/// object that cannot be read is refused by validation).
+fn typed<T: DeserializeOwned>(obj: &Option<DynamicObject>) -> Option<T> {
+    obj.as_ref()
+        .and_then(|o| serde_json::to_value(o).ok())
+        .and_then(|v| crate::api::read(&v).ok())
 }
 
 fn respond(req: &AdmissionRequest<DynamicObject>, verdict: Verdict) -> AdmissionResponse {
@@ -120,8 +123,17 @@ impl Admission {
         &self,
         req: &AdmissionRequest<DynamicObject>,
     ) -> Result<Verdict, String> {
-        let old: Option<Project> = typed(&req.old_object)?;
-        let new: Option<Project> = typed(&req.object)?;
+        let [old, new] = values(req);
+        let (old, new) = match super::read_objects::<Project>(
+            "Project",
+            old.as_ref(),
+            new.as_ref(),
+            &Self::requester(req),
+            &self.policy,
+        ) {
+            Ok(objects) => objects,
+            Err(verdict) => return Ok(verdict),
+        };
         let Some(subject) = new.as_ref().or(old.as_ref()) else {
             return Ok(Verdict::Allow);
         };
@@ -185,8 +197,17 @@ impl Admission {
         &self,
         req: &AdmissionRequest<DynamicObject>,
     ) -> Result<Verdict, String> {
-        let old: Option<ProjectMembership> = typed(&req.old_object)?;
-        let new: Option<ProjectMembership> = typed(&req.object)?;
+        let [old, new] = values(req);
+        let (old, new) = match super::read_objects::<ProjectMembership>(
+            "ProjectMembership",
+            old.as_ref(),
+            new.as_ref(),
+            &Self::requester(req),
+            &self.policy,
+        ) {
+            Ok(objects) => objects,
+            Err(verdict) => return Ok(verdict),
+        };
         let ns = req.namespace.clone().unwrap_or_default();
         let caches = &self.ctx.caches;
         let project = caches
@@ -223,8 +244,17 @@ impl Admission {
         &self,
         req: &AdmissionRequest<DynamicObject>,
     ) -> Result<Verdict, String> {
-        let old: Option<Customer> = typed(&req.old_object)?;
-        let new: Option<Customer> = typed(&req.object)?;
+        let [old, new] = values(req);
+        let (old, new) = match super::read_objects::<Customer>(
+            "Customer",
+            old.as_ref(),
+            new.as_ref(),
+            &Self::requester(req),
+            &self.policy,
+        ) {
+            Ok(objects) => objects,
+            Err(verdict) => return Ok(verdict),
+        };
         Ok(super::decide_customer(
             &req.operation,
             &Self::requester(req),
@@ -270,18 +300,18 @@ impl Admission {
     pub fn mutate(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
         let r = Self::requester(req);
         let ops = match req.kind.kind.as_str() {
-            "Project" => match (
-                typed::<Project>(&req.old_object),
-                typed::<Project>(&req.object),
-            ) {
-                (Ok(old), Ok(Some(new))) => {
-                    super::mutate_project(&req.operation, &r, old.as_ref(), &new)
-                }
-                _ => Vec::new(),
+            "Project" => match typed::<Project>(&req.object) {
+                Some(new) => super::mutate_project(
+                    &req.operation,
+                    &r,
+                    typed::<Project>(&req.old_object).as_ref(),
+                    &new,
+                ),
+                None => Vec::new(),
             },
             "ProjectMembership" => match typed::<ProjectMembership>(&req.object) {
-                Ok(Some(new)) => super::mutate_membership(&req.operation, &r, &new),
-                _ => Vec::new(),
+                Some(new) => super::mutate_membership(&req.operation, &r, &new),
+                None => Vec::new(),
             },
             _ => Vec::new(),
         };

@@ -558,3 +558,47 @@ fn mutations_record_who_created_and_who_moved_the_end_date() {
     assert!(!mutate_project(&Operation::Update, &user("olga"), Some(&old), &new).is_empty());
     assert!(mutate_project(&Operation::Update, &user("olga"), Some(&old), &old).is_empty());
 }
+
+#[test]
+fn objects_the_types_cannot_read_are_refused_by_field_and_only_staff_may_repair_them() {
+    let readable = serde_json::json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectMembership",
+        "metadata": {"name": "m", "namespace": "alpha"},
+        "spec": {"subject": {"kind": "User", "name": "ann"}, "role": "Member"},
+    });
+    let mut unreadable = readable.clone();
+    unreadable["spec"]["role"] = "Auditor".into();
+    let policy = Policy::default();
+    let read = |old: Option<&serde_json::Value>, new: Option<&serde_json::Value>, r: &Requester| {
+        read_objects::<ProjectMembership>("ProjectMembership", old, new, r, &policy)
+    };
+
+    // A new object that does not fit: 422 naming the field and what it may be.
+    match read(None, Some(&unreadable), &staff()) {
+        Err(Verdict::Deny { code, message, .. }) => {
+            assert_eq!(code, 422);
+            assert!(
+                message.starts_with("spec.role: unknown variant `Auditor`"),
+                "{message}"
+            );
+            assert!(message.contains("`Manager`"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A stored one that does not fit: staff repair or delete it; others are told who can.
+    let (old, new) = read(Some(&unreadable), Some(&readable), &staff()).expect("staff repair");
+    assert!(old.is_none());
+    assert_eq!(new.map(|m| m.spec.role), Some(ProjectRole::Member));
+    assert!(read(Some(&unreadable), None, &staff()).is_ok());
+    match read(Some(&unreadable), None, &user("ann")) {
+        Err(Verdict::Deny { code, message, .. }) => {
+            assert_eq!(code, 403);
+            assert!(message.contains("spec.role"), "{message}");
+            assert!(message.contains("only staff"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Readable objects pass as they are.
+    let (old, new) = read(Some(&readable), Some(&readable), &user("ann")).expect("readable");
+    assert!(old.is_some() && new.is_some());
+}

@@ -35,6 +35,20 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
     )
 }
 
+/// Reads an object of this operator's types from JSON, naming the field that does not fit
+/// (`spec.role: unknown variant `Auditor`, expected one of ...`). An object can pass its CRD
+/// schema and still fail here: a CRD newer than this operator, or an old version's leftovers.
+pub fn read<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{path}: {}", e.into_inner())
+        }
+    })
+}
+
 /// A short, stable token (8 lowercase base32 characters) for a longer string, used to build
 /// child object names that stay within 63 characters and never collide by truncation.
 pub fn name_token(input: &str) -> String {

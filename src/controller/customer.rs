@@ -14,6 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use super::conditions::{Conditions, is_true};
+use super::queue::Queue;
 use super::{Changes, Context, Error, apply};
 use crate::api::customer::ProjectCounts;
 use crate::api::{Customer, CustomerStatus, Project};
@@ -34,17 +35,23 @@ pub fn controller(
     cluster_role_bindings: Changes<ClusterRoleBinding>,
     concurrency: u16,
 ) -> impl Future<Output = ()> + use<> {
-    let controller = Controller::for_shared_stream(customers, ctx.caches.customers.clone())
+    let queue = Queue::<Customer>::new(ctx.metrics.clone(), CONTROLLER);
+    let store = ctx.caches.customers.clone();
+    let controller = Controller::for_shared_stream(queue.own(customers), store.clone())
         .with_config(super::controller_config(concurrency))
-        .reconcile_all_on(ctx.on_leadership())
-        .watches_shared_stream(projects, |p: Arc<Project>| {
-            Some(ObjectRef::new(&p.spec.customer))
-        })
-        .watches_shared_stream(namespaces, |n: Arc<Namespace>| {
-            n.labels().get(labels::CUSTOMER).map(|c| ObjectRef::new(c))
-        })
-        .owns_shared_stream(cluster_roles)
-        .owns_shared_stream(cluster_role_bindings);
+        .reconcile_all_on(queue.all_on(store, ctx.on_leadership()))
+        .watches_shared_stream(
+            projects,
+            queue.mapped(|p: Arc<Project>| Some(ObjectRef::new(&p.spec.customer))),
+        )
+        .watches_shared_stream(
+            namespaces,
+            queue.mapped(|n: Arc<Namespace>| {
+                n.labels().get(labels::CUSTOMER).map(|c| ObjectRef::new(c))
+            }),
+        )
+        .watches_shared_stream(cluster_roles, queue.owners())
+        .watches_shared_stream(cluster_role_bindings, queue.owners());
     let ctx = ctx.clone();
     async move {
         let stream = controller.run(
@@ -52,7 +59,7 @@ pub fn controller(
             |c, e, x| super::error_policy(CONTROLLER, c, e, x),
             ctx,
         );
-        super::drain(CONTROLLER, stream).await
+        super::drain(queue, stream).await
     }
 }
 
@@ -89,10 +96,9 @@ fn strings(m: BTreeMap<String, Milli>) -> BTreeMap<String, String> {
 }
 
 async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !ctx.is_leader() {
+    let Some(_timer) = ctx.begin(CONTROLLER, customer.as_ref()) else {
         return Ok(Action::await_change());
-    }
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    };
     let name = customer.name_any();
     if customer.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

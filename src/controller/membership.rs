@@ -13,6 +13,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use super::conditions::Conditions;
+use super::queue::Queue;
 use super::{Changes, Context, Error, apply};
 use crate::api::{Project, ProjectMembership, ProjectMembershipStatus};
 use crate::desired::access::{self, Grant};
@@ -41,14 +42,20 @@ pub fn controller(
             .collect::<Vec<_>>()
     };
     let by_project = in_namespace.clone();
-    let controller = Controller::for_shared_stream(memberships, ctx.caches.memberships.clone())
+    let queue = Queue::<ProjectMembership>::new(ctx.metrics.clone(), CONTROLLER);
+    let store = ctx.caches.memberships.clone();
+    let controller = Controller::for_shared_stream(queue.own(memberships), store.clone())
         .with_config(super::controller_config(concurrency))
-        .reconcile_all_on(ctx.on_leadership())
-        .owns_shared_stream(role_bindings)
-        .watches_shared_stream(projects, move |p: Arc<Project>| by_project(p.name_any()))
-        .watches_shared_stream(namespaces, move |n: Arc<Namespace>| {
-            in_namespace(n.name_any())
-        });
+        .reconcile_all_on(queue.all_on(store, ctx.on_leadership()))
+        .watches_shared_stream(role_bindings, queue.owners())
+        .watches_shared_stream(
+            projects,
+            queue.mapped(move |p: Arc<Project>| by_project(p.name_any())),
+        )
+        .watches_shared_stream(
+            namespaces,
+            queue.mapped(move |n: Arc<Namespace>| in_namespace(n.name_any())),
+        );
     let ctx = ctx.clone();
     async move {
         let stream = controller.run(
@@ -56,7 +63,7 @@ pub fn controller(
             |m, e, c| super::error_policy(CONTROLLER, m, e, c),
             ctx,
         );
-        super::drain(CONTROLLER, stream).await
+        super::drain(queue, stream).await
     }
 }
 
@@ -76,10 +83,9 @@ pub fn project_binds(ctx: &Context, namespace: &str) -> bool {
 }
 
 async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !ctx.is_leader() {
+    let Some(_timer) = ctx.begin(CONTROLLER, m.as_ref()) else {
         return Ok(Action::await_change());
-    }
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    };
     let Some(ns) = m.namespace() else {
         return Ok(Action::await_change());
     };

@@ -1,7 +1,8 @@
 //! Prometheus metrics and the HTTP server for /metrics, /healthz and /readyz.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -35,6 +36,11 @@ pub struct AdmissionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
     pub phase: String,
 }
@@ -46,6 +52,10 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Family<ControllerLabel, Histogram>,
     in_flight: Family<ControllerLabel, Gauge>,
+    queue_depth: Family<ControllerLabel, Gauge>,
+    /// The objects each controller was asked to reconcile and has not started on yet.
+    queued: Mutex<HashMap<&'static str, HashSet<String>>>,
+    unreadable: Family<KindLabel, Gauge>,
     writes: Family<WriteLabels, Counter>,
     pub projects: Family<PhaseLabel, Gauge>,
     admissions: Family<AdmissionLabels, Counter>,
@@ -61,6 +71,8 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
         let in_flight = Family::<ControllerLabel, Gauge>::default();
+        let queue_depth = Family::<ControllerLabel, Gauge>::default();
+        let unreadable = Family::<KindLabel, Gauge>::default();
         let writes = Family::<WriteLabels, Counter>::default();
         let projects = Family::<PhaseLabel, Gauge>::default();
         let admissions = Family::<AdmissionLabels, Counter>::default();
@@ -86,8 +98,20 @@ impl Default for Metrics {
         );
         registry.register(
             "reconcile_in_flight",
-            "Reconciles running now (the work queue's active depth)",
+            "Reconciles running now",
             in_flight.clone(),
+        );
+        registry.register(
+            "reconcile_queue_depth",
+            "Objects waiting for a reconcile: asked for by a change, not started yet (requeues \
+             scheduled for later are not counted until they are due)",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "unreadable_objects",
+            "Objects the operator cannot read (they pass the CRD schema but not its types); it \
+             keeps acting on the last version it could read",
+            unreadable.clone(),
         );
         registry.register(
             "api_writes",
@@ -101,6 +125,9 @@ impl Default for Metrics {
             errors,
             duration,
             in_flight,
+            queue_depth,
+            queued: Mutex::new(HashMap::new()),
+            unreadable,
             writes,
             projects,
             admissions,
@@ -138,6 +165,56 @@ impl Metrics {
             label,
             start: Instant::now(),
         }
+    }
+
+    /// Declares the queue of `controller`, so its depth is exported (as 0) from the start.
+    pub fn declare_queue(&self, controller: &'static str) {
+        let mut queued = self.queued.lock().expect("queue lock");
+        let keys = queued.entry(controller).or_default();
+        self.set_depth(controller, keys.len());
+    }
+
+    /// `key` (`namespace/name`) waits for a reconcile by `controller`.
+    pub fn enqueue(&self, controller: &'static str, key: String) {
+        let mut queued = self.queued.lock().expect("queue lock");
+        let keys = queued.entry(controller).or_default();
+        if keys.insert(key) {
+            self.set_depth(controller, keys.len());
+        }
+    }
+
+    /// A reconcile of `key` by `controller` starts (or its object turned out to be gone).
+    pub fn dequeue(&self, controller: &'static str, key: &str) {
+        let mut queued = self.queued.lock().expect("queue lock");
+        if let Some(keys) = queued.get_mut(controller)
+            && keys.remove(key)
+        {
+            self.set_depth(controller, keys.len());
+        }
+    }
+
+    fn set_depth(&self, controller: &str, depth: usize) {
+        self.queue_depth
+            .get_or_create(&ControllerLabel {
+                controller: controller.into(),
+            })
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    /// How many objects `controller` has waiting.
+    pub fn queue_depth(&self, controller: &str) -> usize {
+        self.queued
+            .lock()
+            .expect("queue lock")
+            .get(controller)
+            .map_or(0, HashSet::len)
+    }
+
+    /// Sets how many objects of `kind` cannot be read now.
+    pub fn set_unreadable(&self, kind: &str, count: usize) {
+        self.unreadable
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub fn error(&self, controller: &str, reason: &str) {

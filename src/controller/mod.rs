@@ -6,10 +6,12 @@ pub mod apply;
 pub mod conditions;
 pub mod customer;
 pub mod expiry;
+pub mod guard;
 pub mod inventory;
 pub mod membership;
 pub mod metrics;
 pub mod project;
+pub mod queue;
 pub mod termination;
 
 use std::collections::HashMap;
@@ -235,6 +237,24 @@ impl Context {
             .min(Duration::from_secs(300))
     }
 
+    /// The start of every reconcile: the object no longer waits in its controller's queue, and
+    /// (only on the leader) a timer measures the reconcile. None: not the leader, do nothing.
+    pub fn begin<K: Resource>(
+        &self,
+        controller: &'static str,
+        obj: &K,
+    ) -> Option<metrics::ReconcileTimer<'_>> {
+        let meta = obj.meta();
+        self.metrics.dequeue(
+            controller,
+            &queue::queue_key(
+                meta.namespace.as_deref(),
+                meta.name.as_deref().unwrap_or_default(),
+            ),
+        );
+        self.is_leader().then(|| self.metrics.reconcile(controller))
+    }
+
     /// Only the leader reconciles; other replicas keep caches and serve the webhook.
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow()
@@ -322,13 +342,31 @@ where
         futures::stream::select(updated, deleted).boxed()
     }
 
-    /// Starts the watch feeding this cache.
-    fn start(&mut self, api: Api<K>, cfg: watcher::Config) {
+    /// Starts the watch feeding this cache. Objects that do not fit `K` never stop it: see
+    /// [`guard`].
+    fn start(&mut self, api: Api<guard::Guarded<K>>, cfg: watcher::Config, ctx: Arc<Context>) {
         let writer = self.writer.take().expect("started once");
         let deleted = std::mem::take(&mut self.deleted);
+        let store = self.store.clone();
+        let unreadables = guard::Unreadables::default();
         tokio::spawn(
             watcher(api, cfg)
                 .default_backoff()
+                .filter_map(move |ev| {
+                    let ev = match ev {
+                        Ok(ev) => {
+                            let (ev, finding) = unreadables.pass(&store, ev);
+                            ctx.metrics
+                                .set_unreadable(&K::kind(&()), unreadables.count());
+                            if let Some(u) = finding {
+                                report_unreadable::<K>(&ctx, u);
+                            }
+                            ev.map(Ok)
+                        }
+                        Err(e) => Some(Err(e)),
+                    };
+                    futures::future::ready(ev)
+                })
                 .reflect_shared(writer)
                 .for_each(move |ev| {
                     match ev {
@@ -347,6 +385,37 @@ where
                 }),
         );
     }
+}
+
+/// Logs an object the operator cannot read and, on the leader, puts a Warning Event on it.
+fn report_unreadable<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static>(
+    ctx: &Arc<Context>,
+    u: guard::Unreadable,
+) {
+    let kind = K::kind(&()).into_owned();
+    tracing::warn!(
+        %kind,
+        namespace = u.metadata.namespace.as_deref().unwrap_or_default(),
+        name = u.metadata.name.as_deref().unwrap_or_default(),
+        error = %u.error,
+        "cannot read an object; keeping the last version that could be read"
+    );
+    if !ctx.is_leader() {
+        return;
+    }
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let note = format!(
+            "tenancy-operator cannot read this {kind}: {}. It passes the CRD schema but not \
+             this operator's types (are the CRDs newer than the operator?). The operator keeps \
+             acting on the last version it could read, if any; fix the field or upgrade the \
+             operator.",
+            u.error
+        );
+        let object = guard::Guarded::<K>(Err(u));
+        ctx.event(&object, EventType::Warning, "Unreadable", note)
+            .await;
+    });
 }
 
 /// Runs the operator until SIGINT/SIGTERM.
@@ -510,21 +579,22 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         .labels(labels::MANAGED_SELECTOR)
         .any_semantic();
     let all = watcher::Config::default().any_semantic();
-    projects.start(Api::all(client.clone()), all.clone());
-    customers.start(Api::all(client.clone()), all.clone());
-    memberships.start(Api::all(client.clone()), all.clone());
-    namespaces.start(Api::all(client.clone()), all.clone());
-    role_bindings.start(Api::all(client.clone()), managed.clone());
-    roles.start(Api::all(client.clone()), managed.clone());
-    quotas.start(Api::all(client.clone()), managed.clone());
-    limit_ranges.start(Api::all(client.clone()), managed.clone());
-    cluster_roles.start(Api::all(client.clone()), managed.clone());
-    cluster_role_bindings.start(Api::all(client.clone()), managed);
+    projects.start(Api::all(client.clone()), all.clone(), ctx.clone());
+    customers.start(Api::all(client.clone()), all.clone(), ctx.clone());
+    memberships.start(Api::all(client.clone()), all.clone(), ctx.clone());
+    namespaces.start(Api::all(client.clone()), all.clone(), ctx.clone());
+    role_bindings.start(Api::all(client.clone()), managed.clone(), ctx.clone());
+    roles.start(Api::all(client.clone()), managed.clone(), ctx.clone());
+    quotas.start(Api::all(client.clone()), managed.clone(), ctx.clone());
+    limit_ranges.start(Api::all(client.clone()), managed.clone(), ctx.clone());
+    cluster_roles.start(Api::all(client.clone()), managed.clone(), ctx.clone());
+    cluster_role_bindings.start(Api::all(client.clone()), managed, ctx.clone());
     ledgers.start(
         Api::namespaced(client.clone(), &args.namespace),
         watcher::Config::default()
             .labels("tenancy.dev/part=ledger")
             .any_semantic(),
+        ctx.clone(),
     );
     inventory::start(client.clone(), inventory.clone(), &kinds, changed_tx);
 
@@ -746,17 +816,25 @@ pub fn controller_config(concurrency: u16) -> kube::runtime::controller::Config 
         .debounce(Duration::from_millis(100))
 }
 
-/// Logs a reconcile's outcome (the controllers' streams must be polled).
-pub async fn drain<S, T, E>(name: &'static str, stream: S)
+/// Polls a controller (its stream must be polled for it to run) and logs errors. A trigger for
+/// an object that is gone never reaches a reconcile, so it leaves the queue here.
+pub async fn drain<K, S, T, E>(queue: queue::Queue<K>, stream: S)
 where
-    S: futures::Stream<Item = Result<T, E>>,
-    E: std::fmt::Display,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    K::Scope: 'static,
+    S: futures::Stream<Item = Result<T, kube::runtime::controller::Error<E, watcher::Error>>>,
+    E: std::error::Error + 'static,
 {
     stream
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(controller = name, error = %e, "reconcile error");
+        .for_each(|res| {
+            match res {
+                Err(kube::runtime::controller::Error::ObjectNotFound(r)) => {
+                    queue.gone(r.namespace.as_deref(), &r.name)
+                }
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+                Ok(_) => {}
             }
+            futures::future::ready(())
         })
         .await
 }

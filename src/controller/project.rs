@@ -19,6 +19,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use super::conditions::Conditions;
 use super::inventory::NamespaceContents;
 use super::metrics::{Metrics, PhaseLabel};
+use super::queue::Queue;
 use super::{Changes, Context, Error, apply};
 use crate::api::ExpirationPolicy;
 use crate::api::project::{CustomerSummary, MemberCounts, MoveRecord, QuotaStatus};
@@ -69,23 +70,30 @@ pub fn controller(
             .collect::<Vec<_>>()
     };
     let project_label = |obj: &dyn LabelSource| obj.project_label().map(|p| project_ref(&p));
-    let controller = Controller::for_shared_stream(s.projects, ctx.caches.projects.clone())
+    let queue = Queue::<Project>::new(ctx.metrics.clone(), CONTROLLER);
+    let store = ctx.caches.projects.clone();
+    let controller = Controller::for_shared_stream(queue.own(s.projects), store.clone())
         .with_config(super::controller_config(concurrency))
-        .reconcile_all_on(ctx.on_leadership())
-        .watches_shared_stream(s.customers, by_customer)
-        .watches_shared_stream(s.memberships, |m: Arc<ProjectMembership>| {
-            m.namespace().map(|n| project_ref(&n))
-        })
-        .watches_shared_stream(s.namespaces, move |n: Arc<Namespace>| {
-            // A namespace of ours, or any namespace named like a project (conflicts, deletions).
-            project_label(n.as_ref()).or_else(|| Some(project_ref(&n.name_any())))
-        })
-        .owns_shared_stream(s.role_bindings)
-        .owns_shared_stream(s.quotas)
-        .owns_shared_stream(s.limit_ranges)
-        .owns_shared_stream(s.cluster_roles)
-        .owns_shared_stream(s.cluster_role_bindings)
-        .reconcile_on(s.namespace_changes.map(|ns| project_ref(&ns)));
+        .reconcile_all_on(queue.all_on(store, ctx.on_leadership()))
+        .watches_shared_stream(s.customers, queue.mapped(by_customer))
+        .watches_shared_stream(
+            s.memberships,
+            queue.mapped(|m: Arc<ProjectMembership>| m.namespace().map(|n| project_ref(&n))),
+        )
+        .watches_shared_stream(
+            s.namespaces,
+            queue.mapped(move |n: Arc<Namespace>| {
+                // A namespace of ours, or any namespace named like a project (conflicts,
+                // deletions).
+                project_label(n.as_ref()).or_else(|| Some(project_ref(&n.name_any())))
+            }),
+        )
+        .watches_shared_stream(s.role_bindings, queue.owners())
+        .watches_shared_stream(s.quotas, queue.owners())
+        .watches_shared_stream(s.limit_ranges, queue.owners())
+        .watches_shared_stream(s.cluster_roles, queue.owners())
+        .watches_shared_stream(s.cluster_role_bindings, queue.owners())
+        .reconcile_on(queue.refs(s.namespace_changes.map(|ns| project_ref(&ns))));
     let ctx = ctx.clone();
     async move {
         let stream = controller.run(
@@ -93,7 +101,7 @@ pub fn controller(
             |p, e, c| super::error_policy(CONTROLLER, p, e, c),
             ctx,
         );
-        super::drain(CONTROLLER, stream).await
+        super::drain(queue, stream).await
     }
 }
 
@@ -236,10 +244,9 @@ pub fn dates_of(p: &Project, grace: i32) -> Dates {
 }
 
 async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !ctx.is_leader() {
+    let Some(_timer) = ctx.begin(CONTROLLER, project.as_ref()) else {
         return Ok(Action::await_change());
-    }
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    };
     let name = project.name_any();
     let key = format!("{CONTROLLER}/{name}");
     if project.metadata.deletion_timestamp.is_some() {

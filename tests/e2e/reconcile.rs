@@ -82,6 +82,11 @@ pub fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
             "reconcile::projects_named_like_foreign_namespaces_conflict_and_bind_nothing",
             projects_named_like_foreign_namespaces_conflict_and_bind_nothing,
         ),
+        trial(
+            env,
+            "reconcile::an_object_the_operator_cannot_read_stops_no_watch",
+            an_object_the_operator_cannot_read_stops_no_watch,
+        ),
     ]
 }
 
@@ -1923,6 +1928,32 @@ fn operator_log_since(env: &Env, since: Timestamp) -> String {
     lines.join("\n")
 }
 
+/// Samples the operator's `tenancy_reconcile_queue_depth` every 100 ms until told to stop;
+/// answers the deepest each controller's queue was.
+fn sample_queue_depth(
+    env: Arc<Env>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<BTreeMap<String, f64>>,
+) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut deepest = BTreeMap::<String, f64>::new();
+        while stopped.try_recv().is_err() {
+            if let Ok(text) = operator_metrics(&env).await {
+                for s in samples(&text, "tenancy_reconcile_queue_depth") {
+                    let controller = s.labels.get("controller").cloned().unwrap_or_default();
+                    let max = deepest.entry(controller).or_default();
+                    *max = max.max(s.value);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        deepest
+    });
+    (stop, task)
+}
+
 const SCALE_PROJECTS: usize = 200;
 const SCALE_CUSTOMERS: usize = 4;
 const SCALE_IN_FLIGHT: usize = 20;
@@ -1935,6 +1966,7 @@ async fn two_hundred_projects_become_ready_and_then_cost_no_writes(env: Arc<Env>
     let before_api = samples(&apiserver_metrics(&env).await?, "apiserver_request_total");
     let before_op = OperatorCounters::of(&operator_metrics(&env).await?);
     let started = Instant::now();
+    let (stop_sampling, deepest) = sample_queue_depth(env.clone());
 
     let customers: Vec<String> = (0..SCALE_CUSTOMERS)
         .map(|i| format!("{batch}-c{i}"))
@@ -2037,6 +2069,17 @@ async fn two_hundred_projects_become_ready_and_then_cost_no_writes(env: Arc<Env>
     .await
     .map_err(|e| format!("{}{}", e.message().unwrap_or_default(), operator_log(&env)))?;
     let ready_in = started.elapsed();
+    let _ = stop_sampling.send(());
+    let deepest = deepest
+        .await
+        .map_err(|e| format!("sampling the queue depth: {e}"))?;
+    eprintln!("[e2e] deepest work queues while creating them (sampled every 100 ms): {deepest:?}");
+    if deepest.get("project").copied().unwrap_or_default() < 1.0 {
+        return Err(format!(
+            "tenancy_reconcile_queue_depth{{controller=\"project\"}} never rose above 0 while {SCALE_PROJECTS} projects were created: {deepest:?}"
+        )
+        .into());
+    }
     eprintln!(
         "[e2e] {SCALE_PROJECTS} projects Ready in {:.1} s ({SCALE_PROJECTS} projects and {} memberships applied in {:.1} s, {SCALE_IN_FLIGHT} in flight)",
         ready_in.as_secs_f64(),
@@ -2123,6 +2166,17 @@ async fn two_hundred_projects_become_ready_and_then_cost_no_writes(env: Arc<Env>
         op_window,
         op1.reconciles - op0.reconciles
     );
+    // Nothing is left waiting: every object asked for was reconciled (or found gone).
+    let waiting: Vec<_> = samples(
+        &operator_metrics(&env).await?,
+        "tenancy_reconcile_queue_depth",
+    )
+    .into_iter()
+    .filter(|s| s.value != 0.0)
+    .collect();
+    if !waiting.is_empty() {
+        return Err(format!("work queues not empty after the quiet window: {waiting:?}").into());
+    }
     if !window.is_empty() || !op_window.is_empty() {
         let written = written_since(&client, window_start).await;
         return Err(format!(
@@ -2131,5 +2185,177 @@ async fn two_hundred_projects_become_ready_and_then_cost_no_writes(env: Arc<Env>
         )
         .into());
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// One object the operator cannot read stops nothing
+// ---------------------------------------------------------------------------------------------
+
+/// The value of `metric{label="value"}` in the operator's metrics (0 if absent).
+async fn operator_gauge(env: &Env, metric: &str, label: (&str, &str)) -> Result<f64, Failed> {
+    let text = operator_metrics(env).await?;
+    Ok(sum_where(&samples(&text, metric), |l| {
+        l.get(label.0).map(String::as_str) == Some(label.1)
+    }))
+}
+
+/// CRDs newer than the operator (here: the membership CRD with a role the operator does not
+/// know) let an object in that its types cannot read. The webhook refuses it, naming the field;
+/// without the webhook it is stored, and then: other memberships are still reconciled, the
+/// object is reported (Warning Event, `tenancy_unreadable_objects`), a restarted operator still
+/// becomes ready with it in its first list, and only staff may repair or delete it.
+async fn an_object_the_operator_cannot_read_stops_no_watch(env: Arc<Env>) -> TestResult {
+    let client = env.client().await;
+    let operator = env
+        .operator()
+        .ok_or("this trial needs the suite's operator")?;
+    let customer = unique_name("e2e-unreadable");
+    let owner = format!("{customer}-owner");
+    let project = format!("{customer}-p");
+    create_customer(&env, &customer, &[&owner]).await?;
+    create_project(&env, &project, json!({"customer": customer})).await?;
+    ready_project(&env, &project).await?;
+    let memberships = Api::<ProjectMembership>::namespaced(client.clone(), &project);
+    let auditor = json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectMembership",
+        "metadata": {"name": "auditor", "namespace": project},
+        "spec": {"subject": user(&format!("{project}-auditor")), "role": "Auditor"},
+    });
+    let as_dynamic: DynamicObject = from_json(auditor.clone());
+
+    // The membership CRD learns a role this operator does not know.
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    let crd_name = "projectmemberships.tenancy.dev";
+    crds.patch(
+        crd_name,
+        &PatchParams::default(),
+        &Patch::Json::<()>(serde_json::from_value(json!([{
+            "op": "add",
+            "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/role/enum/-",
+            "value": "Auditor",
+        }]))?),
+    )
+    .await?;
+    let result = async {
+        // With the webhook: refused, naming the field (once the apiserver serves the new schema).
+        let raw = Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            &project,
+            &ApiResource::erase::<ProjectMembership>(&()),
+        );
+        eventually(
+            "the webhook to refuse role Auditor, naming spec.role",
+            Duration::from_secs(20),
+            || async {
+                match raw.create(&PostParams::default(), &as_dynamic).await {
+                    Ok(_) => Err("it was admitted".to_string()),
+                    Err(kube::Error::Api(s))
+                        if s.code == 422 && s.message.contains("spec.role: unknown variant `Auditor`") =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await?;
+
+        // Without the webhook (a chart with webhook.enabled=false) it is stored.
+        let name = &env.local().config_name;
+        Api::<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration>::all(
+            client.clone(),
+        )
+        .delete(name, &DeleteParams::default())
+        .await?;
+        Api::<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>::all(
+            client.clone(),
+        )
+        .delete(name, &DeleteParams::default())
+        .await?;
+        eventually("the apiserver to store role Auditor", Duration::from_secs(20), || async {
+            raw.create(&PostParams::default(), &as_dynamic)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await?;
+
+        // The operator goes on: a membership created after it is reconciled and grants access.
+        let later = format!("{project}-later");
+        create_membership(&env, &project, "later", &later, "Member", None).await?;
+        membership_where(&env, &project, "later", "Active", Duration::from_secs(30), phase_is(MembershipPhase::Active)).await?;
+        if !env.can_i(&later, &[], "list", "pods", Some(&project)).await {
+            return Err(Failed::from("a membership created after the unreadable one grants nothing"));
+        }
+        // The object is reported: a Warning Event naming the field, and the gauge.
+        let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &project);
+        eventually("a Warning Event Unreadable on the membership", Duration::from_secs(20), || async {
+            let list = events
+                .list(&ListParams::default().fields("involvedObject.name=auditor,reason=Unreadable"))
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .iter()
+                .find(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.message.as_deref().is_some_and(|m| m.contains("spec.role: unknown variant `Auditor`"))
+                })
+                .map(|_| ())
+                .ok_or(format!("events: {:?}", list.items.iter().map(|e| &e.message).collect::<Vec<_>>()))
+        })
+        .await?;
+        let unreadable = operator_gauge(&env, "tenancy_unreadable_objects", ("kind", "ProjectMembership")).await?;
+        if unreadable != 1.0 {
+            return Err(format!("tenancy_unreadable_objects{{kind=\"ProjectMembership\"}} is {unreadable}, not 1").into());
+        }
+
+        // The CRDs and webhooks as installed again (the stored object stays as it is); a
+        // restarted operator lists it first thing and still becomes ready.
+        tenancy_operator::devcluster::install::install(&client, env.local())
+            .await
+            .map_err(|e| format!("installing again: {e}"))?;
+        operator.pause();
+        operator.resume(env.cluster())?;
+        let after = format!("{project}-after-restart");
+        create_membership(&env, &project, "after", &after, "Member", None).await?;
+        membership_where(&env, &project, "after", "Active", Duration::from_secs(30), phase_is(MembershipPhase::Active)).await?;
+        let unreadable = operator_gauge(&env, "tenancy_unreadable_objects", ("kind", "ProjectMembership")).await?;
+        if unreadable != 1.0 {
+            return Err(format!("after a restart tenancy_unreadable_objects{{kind=\"ProjectMembership\"}} is {unreadable}, not 1").into());
+        }
+
+        // Only staff may repair or delete it: the owner is told so, naming the field.
+        let as_owner = Api::<ProjectMembership>::namespaced(env.client_as(&owner, &[]).await, &project);
+        match as_owner.delete("auditor", &DeleteParams::default()).await {
+            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("only staff") && s.message.contains("spec.role") => {}
+            other => return Err(format!("the owner deleting the unreadable membership: {other:?}").into()),
+        }
+        memberships
+            .patch("auditor", &PatchParams::default(), &Patch::Merge(json!({"spec": {"role": "Member"}})))
+            .await?;
+        membership_where(&env, &project, "auditor", "Active once repaired", Duration::from_secs(30), phase_is(MembershipPhase::Active)).await?;
+        eventually("tenancy_unreadable_objects back to 0", Duration::from_secs(10), || async {
+            match operator_gauge(&env, "tenancy_unreadable_objects", ("kind", "ProjectMembership")).await {
+                Ok(0.0) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await?;
+        Ok::<(), Failed>(())
+    }
+    .await;
+
+    // Whatever happened: the CRDs and webhooks as installed, and the operator restarted so that
+    // it puts its CA into webhook configurations made again.
+    let restored = tenancy_operator::devcluster::install::install(&client, env.local()).await;
+    operator.pause();
+    let running = operator.resume(env.cluster());
+    result?;
+    restored.map_err(|e| format!("installing again: {e}"))?;
+    running?;
+    Api::<Project>::all(client.clone())
+        .delete(&project, &DeleteParams::default())
+        .await?;
     Ok(())
 }
