@@ -75,7 +75,10 @@ pub fn controller(
     let controller = Controller::for_shared_stream(queue.own(s.projects), store.clone())
         .with_config(super::controller_config(concurrency))
         .reconcile_all_on(queue.all_on(store, ctx.on_leadership()))
-        .watches_shared_stream(s.customers, queue.mapped(by_customer))
+        .watches_shared_stream(
+            super::spec_changes(s.customers, ctx.caches.customers.clone()),
+            queue.mapped(by_customer),
+        )
         .watches_shared_stream(
             s.memberships,
             queue.mapped(|m: Arc<ProjectMembership>| m.namespace().map(|n| project_ref(&n))),
