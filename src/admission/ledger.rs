@@ -156,6 +156,13 @@ fn encode(entries: &Entries) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Whose ledger is changed: a customer known by name, or the Customer itself (then the ledger
+/// is owned by it).
+enum Of<'a> {
+    Name(&'a str),
+    Customer(&'a Customer),
+}
+
 impl Ledger {
     pub fn new(client: Client, namespace: String) -> Self {
         Ledger {
@@ -184,28 +191,50 @@ impl Ledger {
 
     /// Changes one project's entry (`None` removes it) after `check` accepts the entries as
     /// they are; retries on write conflicts. `seed` fills a ledger that does not exist yet.
+    ///
+    /// With `owner` (the Customer), the ledger is owned by it, so the cluster's garbage
+    /// collector deletes it with the customer. A ledger owned by an earlier customer of the same
+    /// name (deleted, its ledger not collected yet) is started afresh from `seed`; one owned by
+    /// nobody (written before ledgers had owners) is adopted as it is.
     async fn update(
         &self,
-        customer: &str,
+        of: Of<'_>,
         project: &str,
         entry: Option<Reservation>,
         seed: impl Fn() -> Entries,
         check: impl Fn(&Entries) -> Result<(), String>,
         dry_run: bool,
     ) -> Result<(), LedgerError> {
+        let (customer, owner) = match of {
+            Of::Name(name) => (name.to_string(), None),
+            Of::Customer(c) => (c.name_any(), Some(crate::desired::owner_ref(c))),
+        };
+        let customer = customer.as_str();
         let lock = self.lock(customer);
         let _guard = lock.lock().await;
         let api = self.api();
         let name = ledger_name(customer);
         for _ in 0..50 {
             let current = api.get_opt(&name).await?;
-            let mut entries = current.as_ref().map(decode).unwrap_or_else(&seed);
+            let owners = |cm: &ConfigMap| cm.metadata.owner_references.clone().unwrap_or_default();
+            let earlier = current.as_ref().is_some_and(|cm| {
+                owner
+                    .as_ref()
+                    .is_some_and(|o| owners(cm).iter().any(|r| r.uid != o.uid))
+            });
+            let adopt = current
+                .as_ref()
+                .is_some_and(|cm| owner.as_ref().is_some_and(|o| !owners(cm).contains(o)));
+            let mut entries = match &current {
+                Some(cm) if !earlier => decode(cm),
+                _ => seed(),
+            };
             check(&entries).map_err(LedgerError::Exhausted)?;
             let unchanged = match &entry {
                 Some(e) => entries.get(project).is_some_and(|old| old.hard == e.hard),
                 None => !entries.contains_key(project),
             };
-            if dry_run || (unchanged && current.is_some()) {
+            if dry_run || (unchanged && current.is_some() && !adopt) {
                 return Ok(());
             }
             match &entry {
@@ -215,6 +244,9 @@ impl Ledger {
             let result = match current {
                 Some(mut cm) => {
                     cm.data = Some(encode(&entries));
+                    if adopt {
+                        cm.metadata.owner_references = owner.clone().map(|o| vec![o]);
+                    }
                     api.replace(&name, &PostParams::default(), &cm)
                         .await
                         .map(|_| ())
@@ -232,6 +264,7 @@ impl Ledger {
                                 (labels::CUSTOMER.to_string(), customer.to_string()),
                                 (labels::PART.to_string(), "ledger".to_string()),
                             ])),
+                            owner_references: owner.clone().map(|o| vec![o]),
                             ..Default::default()
                         },
                         data: Some(encode(&entries)),
@@ -279,7 +312,7 @@ impl Ledger {
                 .collect::<Entries>()
         };
         self.update(
-            &customer.name_any(),
+            Of::Customer(customer),
             &name,
             Some(Reservation {
                 hard: want.clone(),
@@ -297,8 +330,15 @@ impl Ledger {
         if self.api().get_opt(&ledger_name(customer)).await?.is_none() {
             return Ok(());
         }
-        self.update(customer, project, None, Entries::new, |_| Ok(()), false)
-            .await
+        self.update(
+            Of::Name(customer),
+            project,
+            None,
+            Entries::new,
+            |_| Ok(()),
+            false,
+        )
+        .await
     }
 
     /// Sets a project's reservation to what its spec asks, without a fit check: used by the
@@ -311,7 +351,7 @@ impl Ledger {
         now: Timestamp,
     ) -> Result<(), LedgerError> {
         self.update(
-            customer,
+            Of::Name(customer),
             project,
             Some(Reservation { hard, at: now }),
             Entries::new,

@@ -347,6 +347,19 @@ pub fn decide_membership(
             "metadata.namespace: {ns:?} is not the namespace of a project; create memberships in the namespace of the project they are for"
         ));
     }
+    // A project in Conflict does not own its namespace: a membership there would bind nothing.
+    if *op == Operation::Create
+        && snap
+            .project
+            .as_ref()
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.phase)
+            == Some(crate::api::ProjectPhase::Conflict)
+    {
+        return Verdict::conflict(format!(
+            "project {ns} is in phase Conflict: namespace {ns} was not made by it and belongs to someone else, so a membership there would bind nothing; rename the project (delete it and create it under a free name) and add members there"
+        ));
+    }
     // Duplicates are refused for everyone.
     if let (Operation::Create | Operation::Update, Some(new)) = (op, new) {
         let dup = snap.memberships.iter().find(|o| {

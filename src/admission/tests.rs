@@ -487,6 +487,25 @@ fn memberships_outside_a_project_namespace_are_invalid() {
 }
 
 #[test]
+fn memberships_of_a_project_in_conflict_are_refused_even_to_staff() {
+    let mut snap = msnap(vec![]);
+    let project = snap.project.as_mut().unwrap();
+    project.status =
+        Some(serde_json::from_value(serde_json::json!({"phase": "Conflict"})).unwrap());
+    let m = membership("n", "ned", ProjectRole::Member);
+    let decide =
+        |op: &Operation, old: Option<&ProjectMembership>, new: Option<&ProjectMembership>| {
+            decide_membership(op, &staff(), old, new, &snap, &Policy::default(), now())
+        };
+    let v = decide(&Operation::Create, None, Some(&m));
+    assert_eq!(code(&v), 409);
+    assert!(message(&v).contains("phase Conflict"), "{}", message(&v));
+    // What is there already can still be changed and deleted.
+    assert!(decide(&Operation::Update, Some(&m), Some(&m)).is_allowed());
+    assert!(decide(&Operation::Delete, Some(&m), None).is_allowed());
+}
+
+#[test]
 fn customers_are_staff_business_except_display_fields() {
     let old = customer("acme", &["olga"]);
     let mut renamed = old.clone();

@@ -1848,6 +1848,27 @@ async fn concurrent_creations_never_oversubscribe_the_customer_quota(env: Arc<En
         )
         .into());
     }
+
+    // The ledger belongs to its customer: deleting the customer deletes it (garbage collector).
+    let ledger_name = format!("tenancy-ledger-{cust}");
+    let owned = ledger
+        .get(&ledger_name)
+        .await?
+        .metadata
+        .owner_references
+        .unwrap_or_default();
+    if !owned.iter().any(|o| o.kind == "Customer" && o.name == cust) {
+        return Err(
+            format!("ledger {ledger_name} is not owned by customer {cust}: {owned:?}").into(),
+        );
+    }
+    customers.delete(&cust, &DeleteParams::default()).await?;
+    wait_for(
+        &format!("ledger {ledger_name} to go with its customer"),
+        RECONCILE_TIMEOUT,
+        || async { matches!(ledger.get_opt(&ledger_name).await, Ok(None)).then_some(()) },
+    )
+    .await?;
     Ok(())
 }
 

@@ -1739,7 +1739,7 @@ async fn projects_named_like_foreign_namespaces_conflict_and_bind_nothing(
         }
     }
 
-    // A membership in kube-system: refused by the webhook, or accepted and binding nothing.
+    // A membership in kube-system (the namespace of a project in Conflict): refused.
     let who = unique_name("e2e-conflict-user");
     let memberships = Api::<ProjectMembership>::namespaced(client.clone(), "kube-system");
     let membership_name = unique_name("e2e-conflict");
@@ -1753,25 +1753,14 @@ async fn projects_named_like_foreign_namespaces_conflict_and_bind_nothing(
         .await
     {
         Ok(_) => true,
-        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 403 => {
+        Err(kube::Error::Api(s)) if s.code == 409 && s.message.contains("phase Conflict") => {
             eprintln!("[e2e] membership in kube-system refused: {}", s.message);
             false
         }
         Err(e) => return Err(format!("creating a membership in kube-system: {e}").into()),
     };
     if accepted {
-        // Give the operator time to act on it, then check it did nothing.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let m = memberships.get(&membership_name).await?;
-        let s = m.status.as_ref();
-        if s.and_then(|s| s.phase) == Some(MembershipPhase::Active)
-            || s.and_then(|s| s.role_binding.as_ref()).is_some()
-        {
-            problems.push(format!(
-                "the membership in kube-system says it binds: {}",
-                status_text(&m.status)
-            ));
-        }
+        problems.push("a membership in kube-system (a project in Conflict) was admitted".into());
     }
     // Let the operator settle (the owner's bindings would appear by now in a project of ours).
     tokio::time::sleep(Duration::from_secs(1)).await;
