@@ -49,7 +49,7 @@ pub fn controller(
         .reconcile_all_on(queue.all_on(store, ctx.on_leadership()))
         .watches_shared_stream(role_bindings, queue.owners())
         .watches_shared_stream(
-            super::spec_changes(projects, ctx.caches.projects.clone()),
+            super::queue::spec_changes(projects, ctx.caches.projects.clone()),
             queue.mapped(move |p: Arc<Project>| by_project(p.name_any())),
         )
         .watches_shared_stream(

@@ -298,32 +298,6 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
 /// included.
 pub type Changes<K> = futures::stream::BoxStream<'static, Arc<K>>;
 
-/// Only the changes of `K` that matter to a controller that reads its spec and whether it
-/// exists: a new object, a new generation (the spec changed), deletion started, deletion done.
-/// Status-only updates (a Customer's aggregates, a Project's counts) are dropped, so they do
-/// not re-run every project of the customer or every membership of the project.
-pub fn spec_changes<K>(changes: Changes<K>, store: Store<K>) -> Changes<K>
-where
-    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
-{
-    let mut seen: HashMap<String, (Option<i64>, bool)> = HashMap::new();
-    changes
-        .filter(move |k| {
-            let meta = k.meta();
-            let uid = meta.uid.clone().unwrap_or_default();
-            // Deleted objects come after the cache has dropped them.
-            let pass = if store.get(&ObjectRef::from_obj(k.as_ref())).is_none() {
-                seen.remove(&uid);
-                true
-            } else {
-                let now = (meta.generation, meta.deletion_timestamp.is_some());
-                seen.insert(uid, now) != Some(now)
-            };
-            futures::future::ready(pass)
-        })
-        .boxed()
-}
-
 /// A watch cache shared by several controllers.
 struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,

@@ -76,7 +76,7 @@ pub fn controller(
         .with_config(super::controller_config(concurrency))
         .reconcile_all_on(queue.all_on(store, ctx.on_leadership()))
         .watches_shared_stream(
-            super::spec_changes(s.customers, ctx.caches.customers.clone()),
+            super::queue::spec_changes(s.customers, ctx.caches.customers.clone()),
             queue.mapped(by_customer),
         )
         .watches_shared_stream(

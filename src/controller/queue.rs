@@ -2,8 +2,10 @@
 //! controller is built from passes through a [`Queue`], which records the objects it asks for;
 //! a reconcile that starts ([`super::Context::begin`]) or an object found gone takes them out.
 //! What is left is `tenancy_reconcile_queue_depth{controller}`: objects asked for and not started.
+//! [`spec_changes`] keeps status-only updates of another kind from asking for anything.
 
 use std::any::TypeId;
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -143,6 +145,32 @@ where
     }
 }
 
+/// Only the changes of `K` that matter to a controller that reads its spec and whether it
+/// exists: a new object, a new generation (the spec changed), deletion started, deletion done.
+/// Status-only updates (a Customer's aggregates, a Project's counts) are dropped, so they do
+/// not re-run every project of the customer or every membership of the project.
+pub fn spec_changes<K>(changes: Changes<K>, store: Store<K>) -> Changes<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let mut seen: HashMap<String, (Option<i64>, bool)> = HashMap::new();
+    changes
+        .filter(move |k| {
+            let meta = k.meta();
+            let uid = meta.uid.clone().unwrap_or_default();
+            // Deleted objects come after the cache has dropped them.
+            let pass = if store.get(&ObjectRef::from_obj(k.as_ref())).is_none() {
+                seen.remove(&uid);
+                true
+            } else {
+                let now = (meta.generation, meta.deletion_timestamp.is_some());
+                seen.insert(uid, now) != Some(now)
+            };
+            futures::future::ready(pass)
+        })
+        .boxed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +237,58 @@ mod tests {
                 .encode()
                 .contains("tenancy_reconcile_queue_depth{controller=\"project\"} 0")
         );
+    }
+}
+
+#[cfg(test)]
+mod spec_change_tests {
+    use super::*;
+    use crate::api::{Customer, CustomerSpec};
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    fn customer(generation: i64, deleting: bool, status_projects: i32) -> Customer {
+        let mut c = Customer::new("acme", CustomerSpec::default());
+        c.metadata.uid = Some("u1".into());
+        c.metadata.generation = Some(generation);
+        if deleting {
+            c.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+            );
+        }
+        c.status = Some(
+            serde_json::from_value(
+                serde_json::json!({"projects": {"active": status_projects, "terminated": 0}}),
+            )
+            .unwrap(),
+        );
+        c
+    }
+
+    #[test]
+    fn only_new_objects_new_generations_and_deletions_pass() {
+        use futures::FutureExt;
+        let (store, mut writer) = reflector::store::<Customer>();
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Arc<Customer>>();
+        let mut passed = spec_changes(rx.boxed(), store);
+        // Each change as the shared cache hands it out: the cache first, then the subscriber.
+        let mut passes = |c: Customer, in_cache: bool| {
+            let event = if in_cache {
+                Event::Apply(c.clone())
+            } else {
+                Event::Delete(c.clone())
+            };
+            writer.apply_watcher_event(&event);
+            tx.unbounded_send(Arc::new(c)).unwrap();
+            passed.next().now_or_never().is_some()
+        };
+        assert!(passes(customer(1, false, 0), true), "a new object");
+        assert!(!passes(customer(1, false, 1), true), "status only");
+        assert!(!passes(customer(1, false, 2), true), "status only");
+        assert!(passes(customer(2, false, 2), true), "the spec changed");
+        assert!(passes(customer(3, true, 2), true), "deletion started");
+        assert!(!passes(customer(3, true, 0), true), "status only");
+        assert!(passes(customer(3, true, 0), false), "gone from the cache");
+        assert!(passes(customer(1, false, 0), true), "made again");
     }
 }

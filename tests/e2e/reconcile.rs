@@ -2155,6 +2155,32 @@ async fn two_hundred_projects_become_ready_and_then_cost_no_writes(env: Arc<Env>
         op_window,
         op1.reconciles - op0.reconciles
     );
+    // What holding all of it costs the operator: its resident memory and CPU time so far.
+    if let Some(op) = env.operator() {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", op.pid())).unwrap_or_default();
+        let rss = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap_or("VmRSS: ?");
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", op.pid())).unwrap_or_default();
+        // utime and stime, in clock ticks (100 per second on Linux), after the command name.
+        let ticks: Vec<f64> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|t| t.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "[e2e] operator process (debug build) after the quiet window, every object of this run in its caches: {rss}, CPU time since it started {:.1} s",
+            ticks.iter().sum::<f64>() / 100.0
+        );
+    }
+
     // Nothing is left waiting: every object asked for was reconciled (or found gone).
     let waiting: Vec<_> = samples(
         &operator_metrics(&env).await?,
