@@ -63,6 +63,49 @@ pub fn controller(
     }
 }
 
+/// Days the customer keeps the namespaces of its deleted projects.
+pub fn retention_days(customer: &Customer) -> i32 {
+    customer
+        .spec
+        .terminated_project_retention_days
+        .unwrap_or(crate::lifecycle::archive::DEFAULT_RETENTION_DAYS)
+}
+
+/// The namespace of a deleted project, kept for recovery until `purge_at`.
+pub struct Kept {
+    pub namespace: Arc<Namespace>,
+    pub archive: crate::lifecycle::archive::Archive,
+    pub purge_at: jiff::Timestamp,
+}
+
+/// The customer's archived namespaces not taken back by a project, and not being deleted.
+pub fn kept_archives(caches: &super::Caches, customer: &Customer) -> Vec<Kept> {
+    let name = customer.name_any();
+    let retention = retention_days(customer);
+    caches
+        .namespaces
+        .state()
+        .into_iter()
+        .filter(|n| {
+            n.labels().get(labels::CUSTOMER) == Some(&name)
+                && n.metadata.deletion_timestamp.is_none()
+                && caches
+                    .projects
+                    .get(&ObjectRef::new(&n.name_any()))
+                    .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+        })
+        .filter_map(|n| {
+            let archive = crate::lifecycle::archive::Archive::of(&n)?;
+            let purge_at = archive.purge_after(retention);
+            Some(Kept {
+                namespace: n,
+                archive,
+                purge_at,
+            })
+        })
+        .collect()
+}
+
 /// Adds quantity maps key by key.
 pub fn sum_maps(
     maps: impl IntoIterator<Item = BTreeMap<String, Milli>>,
@@ -178,23 +221,14 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
         })
         .count();
     // Purge archived namespaces whose retention has run out: the only destructive step.
-    let retention = customer
-        .spec
-        .terminated_project_retention_days
-        .unwrap_or(crate::lifecycle::archive::DEFAULT_RETENTION_DAYS);
+    let retention = retention_days(&customer);
     let mut purge_times = Vec::new();
-    for n in caches.namespaces.state() {
-        let l = n.labels();
-        if l.get(labels::CUSTOMER) != Some(&name) || n.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let Some(archive) = crate::lifecycle::archive::Archive::of(&n) else {
-            continue;
-        };
-        if active.iter().any(|p| p.name_any() == n.name_any()) {
-            continue;
-        }
-        let at = archive.purge_after(retention);
+    for Kept {
+        namespace: n,
+        archive,
+        purge_at: at,
+    } in kept_archives(caches, &customer)
+    {
         if now >= at {
             apply::remove(&ctx, n.as_ref()).await?;
             ctx.event(

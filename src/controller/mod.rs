@@ -3,6 +3,7 @@
 //! children with `crate::desired`, applies only the difference and writes status.
 
 pub mod apply;
+pub mod archive;
 pub mod conditions;
 pub mod customer;
 pub mod expiry;
@@ -574,6 +575,12 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         cluster_role_bindings.subscribe(),
         args.concurrency,
     );
+    let archive_ctrl = archive::controller(
+        &ctx,
+        namespaces.subscribe(),
+        customers.subscribe(),
+        args.concurrency,
+    );
 
     let managed = watcher::Config::default()
         .labels(labels::MANAGED_SELECTOR)
@@ -743,6 +750,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         _ = project_ctrl => tracing::error!("project controller stopped"),
         _ = membership_ctrl => tracing::error!("membership controller stopped"),
         _ = customer_ctrl => tracing::error!("customer controller stopped"),
+        _ = archive_ctrl => tracing::error!("archive controller stopped"),
         r = server => return Err(Error::Invalid(format!("metrics server stopped: {r:?}"))),
         r = webhook => return Err(Error::Invalid(format!("admission webhook stopped: {r:?}"))),
         _ = shutdown_signal() => tracing::info!("shutting down"),

@@ -152,6 +152,11 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
                 let mut archive = Archive::new(project.spec.clone(), now, &kept);
                 archive.terminated_by =
                     project.annotations().get("tenancy.dev/deleted-by").cloned();
+                archive.retention_days = ctx
+                    .caches
+                    .customers
+                    .get(&ObjectRef::new(&project.spec.customer))
+                    .map(|c| super::customer::retention_days(&c));
                 archive
             }
         };

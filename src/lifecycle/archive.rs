@@ -27,6 +27,10 @@ pub struct Archive {
     /// The memberships that were active (or pending) at deletion.
     #[serde(default)]
     pub members: Vec<ArchivedMember>,
+    /// The customer's retention at deletion: how long the namespace is kept should the customer
+    /// be deleted too (while it exists, its current retention applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<i32>,
 }
 
 impl Archive {
@@ -40,6 +44,7 @@ impl Archive {
             spec,
             terminated_at: Time(terminated_at),
             terminated_by: None,
+            retention_days: None,
             members: memberships
                 .iter()
                 .map(|m| ArchivedMember {

@@ -1911,6 +1911,47 @@ async fn archived_namespace_is_purged_after_retention(env: Arc<Env>) -> TestResu
     wait_project_gone(&admin, &name).await?;
     let namespaces: Api<Namespace> = Api::all(admin.clone());
 
+    // An archive that outlives its customer: kept for the retention the customer had, then
+    // purged all the same.
+    let gone_cust = format!("{tag}-gone");
+    let orphan = format!("{tag}-orphan");
+    customers
+        .create(
+            &pp(),
+            &customer(&gone_cust, json!({"terminatedProjectRetentionDays": 1})),
+        )
+        .await?;
+    projects
+        .create(&pp(), &project(&orphan, json!({"customer": gone_cust})))
+        .await?;
+    wait_namespace_active(&admin, &orphan).await?;
+    wait_finalizer(&admin, &orphan).await?;
+    projects.delete(&orphan, &DeleteParams::default()).await?;
+    wait_project_gone(&admin, &orphan).await?;
+    customers
+        .delete(&gone_cust, &DeleteParams::default())
+        .await?;
+    wait_for(
+        &format!("customer {gone_cust} to be gone"),
+        RECONCILE_TIMEOUT,
+        || async { matches!(customers.get_opt(&gone_cust).await, Ok(None)).then_some(()) },
+    )
+    .await?;
+    // The archive controller wakes up on a change of the namespace.
+    let nudge_orphan = |n: u32| {
+        let namespaces = namespaces.clone();
+        let orphan = orphan.clone();
+        async move {
+            namespaces
+                .patch(
+                    &orphan,
+                    &patch_params(),
+                    &merge(json!({"metadata": {"annotations": {"e2e.tenancy.dev/nudge": n.to_string()}}})),
+                )
+                .await
+        }
+    };
+
     // A change to the Customer makes the operator reconcile it at once (the clock moving does
     // not, by itself, wake anything up).
     let nudge = |n: u32| {
@@ -1930,24 +1971,32 @@ async fn archived_namespace_is_purged_after_retention(env: Arc<Env>) -> TestResu
     // Half a day later: within the retention, the namespace stays.
     std::fs::write(&clock, (12 * 3600).to_string())?;
     nudge(1).await?;
+    nudge_orphan(1).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let kept = namespaces.get_opt(&name).await?;
-    if kept
-        .as_ref()
-        .is_none_or(|n| n.metadata.deletion_timestamp.is_some())
-    {
-        return Err("the archived namespace was purged within its retention".into());
+    for ns in [&name, &orphan] {
+        let kept = namespaces.get_opt(ns).await?;
+        if kept
+            .as_ref()
+            .is_none_or(|n| n.metadata.deletion_timestamp.is_some())
+        {
+            return Err(
+                format!("the archived namespace {ns} was purged within its retention").into(),
+            );
+        }
     }
 
     // Two days later: purged, with an Event on the Customer.
     std::fs::write(&clock, (2 * 24 * 3600 + 60).to_string())?;
     nudge(2).await?;
-    wait_for(
-        &format!("namespace {name} to be deleted for good"),
-        Duration::from_secs(120),
-        || async { matches!(namespaces.get_opt(&name).await, Ok(None)).then_some(()) },
-    )
-    .await?;
+    nudge_orphan(2).await?;
+    for ns in [&name, &orphan] {
+        wait_for(
+            &format!("namespace {ns} to be deleted for good"),
+            Duration::from_secs(120),
+            || async { matches!(namespaces.get_opt(ns).await, Ok(None)).then_some(()) },
+        )
+        .await?;
+    }
     let events: Api<Event> = Api::all(admin.clone());
     let purged = wait_for(
         "the Purged event on the customer",
