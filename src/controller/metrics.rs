@@ -1,6 +1,6 @@
 //! Prometheus metrics and the HTTP server for /metrics, /healthz and /readyz.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -53,8 +53,10 @@ pub struct Metrics {
     duration: Family<ControllerLabel, Histogram>,
     in_flight: Family<ControllerLabel, Gauge>,
     queue_depth: Family<ControllerLabel, Gauge>,
-    /// The objects each controller was asked to reconcile and has not started on yet.
-    queued: Mutex<HashMap<&'static str, HashSet<String>>>,
+    /// The objects each controller was asked to reconcile and has not started on yet, with
+    /// when they were first asked for.
+    queued: Mutex<HashMap<&'static str, HashMap<String, Instant>>>,
+    queue_wait: Family<ControllerLabel, Histogram>,
     unreadable: Family<KindLabel, Gauge>,
     writes: Family<WriteLabels, Counter>,
     pub projects: Family<PhaseLabel, Gauge>,
@@ -72,6 +74,9 @@ impl Default for Metrics {
         });
         let in_flight = Family::<ControllerLabel, Gauge>::default();
         let queue_depth = Family::<ControllerLabel, Gauge>::default();
+        let queue_wait = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 14))
+        });
         let unreadable = Family::<KindLabel, Gauge>::default();
         let writes = Family::<WriteLabels, Counter>::default();
         let projects = Family::<PhaseLabel, Gauge>::default();
@@ -108,6 +113,12 @@ impl Default for Metrics {
             queue_depth.clone(),
         );
         registry.register(
+            "reconcile_queue_wait_seconds",
+            "How long an object waited from the change that asked for it to the start of its \
+             reconcile (at least the 100 ms debounce)",
+            queue_wait.clone(),
+        );
+        registry.register(
             "unreadable_objects",
             "Objects the operator cannot read (they pass the CRD schema but not its types); it \
              keeps acting on the last version it could read",
@@ -127,6 +138,7 @@ impl Default for Metrics {
             in_flight,
             queue_depth,
             queued: Mutex::new(HashMap::new()),
+            queue_wait,
             unreadable,
             writes,
             projects,
@@ -178,18 +190,27 @@ impl Metrics {
     pub fn enqueue(&self, controller: &'static str, key: String) {
         let mut queued = self.queued.lock().expect("queue lock");
         let keys = queued.entry(controller).or_default();
-        if keys.insert(key) {
+        if let std::collections::hash_map::Entry::Vacant(e) = keys.entry(key) {
+            e.insert(Instant::now());
             self.set_depth(controller, keys.len());
         }
     }
 
-    /// A reconcile of `key` by `controller` starts (or its object turned out to be gone).
-    pub fn dequeue(&self, controller: &'static str, key: &str) {
+    /// `key` no longer waits for `controller`: its reconcile `started` (its wait is recorded),
+    /// or its object turned out to be gone.
+    pub fn dequeue(&self, controller: &'static str, key: &str, started: bool) {
         let mut queued = self.queued.lock().expect("queue lock");
         if let Some(keys) = queued.get_mut(controller)
-            && keys.remove(key)
+            && let Some(since) = keys.remove(key)
         {
             self.set_depth(controller, keys.len());
+            if started {
+                self.queue_wait
+                    .get_or_create(&ControllerLabel {
+                        controller: controller.into(),
+                    })
+                    .observe(since.elapsed().as_secs_f64());
+            }
         }
     }
 
@@ -207,7 +228,7 @@ impl Metrics {
             .lock()
             .expect("queue lock")
             .get(controller)
-            .map_or(0, HashSet::len)
+            .map_or(0, HashMap::len)
     }
 
     /// Sets how many objects of `kind` cannot be read now.

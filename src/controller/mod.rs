@@ -252,6 +252,7 @@ impl Context {
                 meta.namespace.as_deref(),
                 meta.name.as_deref().unwrap_or_default(),
             ),
+            true,
         );
         self.is_leader().then(|| self.metrics.reconcile(controller))
     }

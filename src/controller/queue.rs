@@ -1,6 +1,7 @@
 //! The work queue's depth. kube's controller keeps its queue to itself, so every trigger a
 //! controller is built from passes through a [`Queue`], which records the objects it asks for;
-//! a reconcile that starts ([`super::Context::begin`]) or an object found gone takes them out.
+//! a reconcile that starts ([`super::Context::begin`], which records how long it waited in
+//! `tenancy_reconcile_queue_wait_seconds`) or an object found gone takes them out.
 //! What is left is `tenancy_reconcile_queue_depth{controller}`: objects asked for and not started.
 //! [`spec_changes`] keeps status-only updates of another kind from asking for anything.
 
@@ -141,7 +142,7 @@ where
     /// The object of a trigger turned out to be gone: it no longer waits.
     pub fn gone(&self, namespace: Option<&str>, name: &str) {
         self.metrics
-            .dequeue(self.controller, &queue_key(namespace, name));
+            .dequeue(self.controller, &queue_key(namespace, name), false);
     }
 }
 
@@ -228,14 +229,18 @@ mod tests {
             projects.owners::<RoleBinding>()(owned_by("Project", "tenancy.dev/v1alpha1", "alpha"));
         assert_eq!(metrics.queue_depth("project"), 1);
         assert_eq!(metrics.queue_depth("membership"), 1);
-        metrics.dequeue("project", &queue_key(None, "alpha"));
+        metrics.dequeue("project", &queue_key(None, "alpha"), true);
         assert_eq!(metrics.queue_depth("project"), 0);
         memberships.gone(Some("alpha"), "ann");
         assert_eq!(metrics.queue_depth("membership"), 0);
+        let text = metrics.encode();
+        assert!(text.contains("tenancy_reconcile_queue_depth{controller=\"project\"} 0"));
+        // A started reconcile records its wait; a gone object does not.
         assert!(
-            metrics
-                .encode()
-                .contains("tenancy_reconcile_queue_depth{controller=\"project\"} 0")
+            text.contains("tenancy_reconcile_queue_wait_seconds_count{controller=\"project\"} 1")
+        );
+        assert!(
+            !text.contains("tenancy_reconcile_queue_wait_seconds_count{controller=\"membership\"}")
         );
     }
 }

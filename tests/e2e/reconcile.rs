@@ -2063,6 +2063,30 @@ async fn two_hundred_projects_become_ready_and_then_cost_no_writes(env: Arc<Env>
         .await
         .map_err(|e| format!("sampling the queue depth: {e}"))?;
     eprintln!("[e2e] deepest work queues while creating them (sampled every 100 ms): {deepest:?}");
+    let text = operator_metrics(&env).await?;
+    let per_controller = |metric: &str| -> BTreeMap<String, f64> {
+        samples(&text, metric)
+            .into_iter()
+            .map(|s| {
+                (
+                    s.labels.get("controller").cloned().unwrap_or_default(),
+                    s.value,
+                )
+            })
+            .collect()
+    };
+    let (sums, counts) = (
+        per_controller("tenancy_reconcile_queue_wait_seconds_sum"),
+        per_controller("tenancy_reconcile_queue_wait_seconds_count"),
+    );
+    let waits: BTreeMap<&String, String> = counts
+        .iter()
+        .map(|(c, n)| {
+            let mean = sums.get(c).copied().unwrap_or_default() / n.max(1.0);
+            (c, format!("{n} waits, mean {:.0} ms", mean * 1000.0))
+        })
+        .collect();
+    eprintln!("[e2e] queue waits since the operator started (change → reconcile start): {waits:?}");
     if deepest.get("project").copied().unwrap_or_default() < 1.0 {
         return Err(format!(
             "tenancy_reconcile_queue_depth{{controller=\"project\"}} never rose above 0 while {SCALE_PROJECTS} projects were created: {deepest:?}"
