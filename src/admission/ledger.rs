@@ -1,7 +1,8 @@
 //! The customer quota ledger: every project's allocation (`spec.quota.hard`) is reserved in one
 //! ConfigMap per customer before the project is admitted. Writes carry the resourceVersion they
 //! read, so concurrent admissions (on any replica) serialize through the apiserver and the
-//! customer's quota is never oversubscribed. Reservations whose project never appeared are
+//! customer's quota is never oversubscribed. Within a replica, admissions that arrive while a
+//! write is in flight are checked one after the other and written together. Reservations whose project never appeared are
 //! removed by the Customer reconciler.
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
@@ -118,7 +119,7 @@ pub enum LedgerError {
     #[error("{0}")]
     Exhausted(String),
     #[error("quota ledger: {0}")]
-    Kube(#[from] kube::Error),
+    Kube(String),
     #[error("quota ledger: too many concurrent changes to customer {0}'s allocation; retry")]
     Contended(String),
 }
@@ -127,9 +128,15 @@ pub enum LedgerError {
 pub struct Ledger {
     client: Client,
     namespace: String,
-    // Serializes admissions for one customer within this replica, so optimistic-concurrency
-    // retries happen only across replicas.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Changes waiting per customer: one writer per customer within this replica, so
+    /// optimistic-concurrency retries happen only across replicas.
+    pending: Mutex<HashMap<String, Arc<Mutex<Pending>>>>,
+}
+
+impl From<kube::Error> for LedgerError {
+    fn from(e: kube::Error) -> Self {
+        LedgerError::Kube(e.to_string())
+    }
 }
 
 /// Reads a ledger ConfigMap.
@@ -156,11 +163,96 @@ fn encode(entries: &Entries) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Whose ledger is changed: a customer known by name, or the Customer itself (then the ledger
-/// is owned by it).
-enum Of<'a> {
-    Name(&'a str),
-    Customer(&'a Customer),
+/// One change to a customer's ledger, waiting to be written with the others that arrived
+/// meanwhile.
+#[derive(Clone, Debug)]
+struct Change {
+    project: String,
+    /// The new reservation; `None` removes the project's.
+    entry: Option<Reservation>,
+    /// For a reservation: the customer whose quota it must fit, and who owns the ledger.
+    customer: Option<Arc<Customer>>,
+    /// Fills a ledger that does not exist yet (the customer's projects the caches know).
+    seed: Entries,
+    /// Checked but not written.
+    dry_run: bool,
+}
+
+/// What writing a batch of changes comes to: each change's outcome, and the ledger to write
+/// (None: nothing to write).
+#[derive(Debug)]
+struct Plan {
+    outcomes: Vec<Result<(), String>>,
+    write: Option<(Entries, Option<OwnerReference>)>,
+}
+
+/// Applies a batch of changes, in arrival order, to the ledger as it is (`current`). Each
+/// reservation is checked against the customer's quota next to everything before it, accepted
+/// ones of the same batch included; a refused one changes nothing.
+///
+/// A ledger belongs to its Customer, so the cluster's garbage collector deletes it with the
+/// customer. A ledger owned by an earlier customer of the same name (deleted, its ledger not
+/// collected yet) is started afresh from the seed; one owned by nobody (written before ledgers
+/// had owners) is adopted as it is.
+fn plan(current: Option<&ConfigMap>, changes: &[Change]) -> Plan {
+    let owner = changes
+        .iter()
+        .find_map(|c| c.customer.as_deref())
+        .map(crate::desired::owner_ref);
+    let owners = |cm: &ConfigMap| cm.metadata.owner_references.clone().unwrap_or_default();
+    let earlier = current.is_some_and(|cm| {
+        owner
+            .as_ref()
+            .is_some_and(|o| owners(cm).iter().any(|r| r.uid != o.uid))
+    });
+    let adopt = current.is_some_and(|cm| owner.as_ref().is_some_and(|o| !owners(cm).contains(o)));
+    let mut entries = match current {
+        Some(cm) if !earlier => decode(cm),
+        _ => changes
+            .iter()
+            .flat_map(|c| c.seed.clone())
+            .collect::<Entries>(),
+    };
+    let mut write = adopt;
+    let mut outcomes = Vec::with_capacity(changes.len());
+    for c in changes {
+        if let (Some(customer), Some(e)) = (&c.customer, &c.entry)
+            && let Err(msg) = fits(customer, &entries, &c.project, &e.hard)
+        {
+            outcomes.push(Err(msg));
+            continue;
+        }
+        outcomes.push(Ok(()));
+        if c.dry_run {
+            continue;
+        }
+        let unchanged = match &c.entry {
+            Some(e) => entries
+                .get(&c.project)
+                .is_some_and(|old| old.hard == e.hard),
+            None => !entries.contains_key(&c.project),
+        };
+        // A ledger that does not exist yet is written even if the seed already holds the change.
+        write |= !unchanged || current.is_none();
+        match &c.entry {
+            Some(e) => entries.insert(c.project.clone(), e.clone()),
+            None => entries.remove(&c.project),
+        };
+    }
+    Plan {
+        outcomes,
+        write: write.then(|| (entries, owner.filter(|_| adopt || current.is_none()))),
+    }
+}
+
+/// The changes waiting for one customer's ledger, and whether a writer is at work on them.
+#[derive(Default)]
+struct Pending {
+    changes: Vec<(
+        Change,
+        tokio::sync::oneshot::Sender<Result<(), LedgerError>>,
+    )>,
+    writing: bool,
 }
 
 impl Ledger {
@@ -168,7 +260,7 @@ impl Ledger {
         Ledger {
             client,
             namespace,
-            locks: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
@@ -180,106 +272,49 @@ impl Ledger {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    fn lock(&self, customer: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks
+    /// Queues a change to `customer`'s ledger and waits for it to be written. Changes that
+    /// arrive while a write is in flight are written together in the next one (one read and one
+    /// write for all of them), so a burst of admissions for one customer costs two round trips,
+    /// not one per admission. The writer runs on its own task: a caller that gives up (its
+    /// admission request timed out) never leaves the others waiting.
+    async fn submit(&self, customer: &str, change: Change) -> Result<(), LedgerError> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let queue = self
+            .pending
             .lock()
-            .expect("ledger locks")
+            .expect("ledger queues")
             .entry(customer.to_string())
             .or_default()
-            .clone()
-    }
-
-    /// Changes one project's entry (`None` removes it) after `check` accepts the entries as
-    /// they are; retries on write conflicts. `seed` fills a ledger that does not exist yet.
-    ///
-    /// With `owner` (the Customer), the ledger is owned by it, so the cluster's garbage
-    /// collector deletes it with the customer. A ledger owned by an earlier customer of the same
-    /// name (deleted, its ledger not collected yet) is started afresh from `seed`; one owned by
-    /// nobody (written before ledgers had owners) is adopted as it is.
-    async fn update(
-        &self,
-        of: Of<'_>,
-        project: &str,
-        entry: Option<Reservation>,
-        seed: impl Fn() -> Entries,
-        check: impl Fn(&Entries) -> Result<(), String>,
-        dry_run: bool,
-    ) -> Result<(), LedgerError> {
-        let (customer, owner) = match of {
-            Of::Name(name) => (name.to_string(), None),
-            Of::Customer(c) => (c.name_any(), Some(crate::desired::owner_ref(c))),
+            .clone();
+        let start = {
+            let mut q = queue.lock().expect("ledger queue");
+            q.changes.push((change, done));
+            !std::mem::replace(&mut q.writing, true)
         };
-        let customer = customer.as_str();
-        let lock = self.lock(customer);
-        let _guard = lock.lock().await;
-        let api = self.api();
-        let name = ledger_name(customer);
-        for _ in 0..50 {
-            let current = api.get_opt(&name).await?;
-            let owners = |cm: &ConfigMap| cm.metadata.owner_references.clone().unwrap_or_default();
-            let earlier = current.as_ref().is_some_and(|cm| {
-                owner
-                    .as_ref()
-                    .is_some_and(|o| owners(cm).iter().any(|r| r.uid != o.uid))
-            });
-            let adopt = current
-                .as_ref()
-                .is_some_and(|cm| owner.as_ref().is_some_and(|o| !owners(cm).contains(o)));
-            let mut entries = match &current {
-                Some(cm) if !earlier => decode(cm),
-                _ => seed(),
-            };
-            check(&entries).map_err(LedgerError::Exhausted)?;
-            let unchanged = match &entry {
-                Some(e) => entries.get(project).is_some_and(|old| old.hard == e.hard),
-                None => !entries.contains_key(project),
-            };
-            if dry_run || (unchanged && current.is_some() && !adopt) {
-                return Ok(());
-            }
-            match &entry {
-                Some(e) => entries.insert(project.to_string(), e.clone()),
-                None => entries.remove(project),
-            };
-            let result = match current {
-                Some(mut cm) => {
-                    cm.data = Some(encode(&entries));
-                    if adopt {
-                        cm.metadata.owner_references = owner.clone().map(|o| vec![o]);
-                    }
-                    api.replace(&name, &PostParams::default(), &cm)
-                        .await
-                        .map(|_| ())
-                }
-                None => {
-                    let cm = ConfigMap {
-                        metadata: ObjectMeta {
-                            name: Some(name.clone()),
-                            namespace: Some(self.namespace.clone()),
-                            labels: Some(BTreeMap::from([
-                                (
-                                    labels::MANAGED_BY.to_string(),
-                                    labels::MANAGED_BY_VALUE.to_string(),
-                                ),
-                                (labels::CUSTOMER.to_string(), customer.to_string()),
-                                (labels::PART.to_string(), "ledger".to_string()),
-                            ])),
-                            owner_references: owner.clone().map(|o| vec![o]),
-                            ..Default::default()
-                        },
-                        data: Some(encode(&entries)),
-                        ..Default::default()
+        if start {
+            let (api, namespace) = (self.api(), self.namespace.clone());
+            let (name, customer) = (ledger_name(customer), customer.to_string());
+            tokio::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut q = queue.lock().expect("ledger queue");
+                        if q.changes.is_empty() {
+                            q.writing = false;
+                            return;
+                        }
+                        std::mem::take(&mut q.changes)
                     };
-                    api.create(&PostParams::default(), &cm).await.map(|_| ())
+                    let (changes, senders): (Vec<Change>, Vec<_>) = batch.into_iter().unzip();
+                    let outcomes = write_batch(&api, &namespace, &name, &customer, &changes).await;
+                    for (done, outcome) in senders.into_iter().zip(outcomes) {
+                        let _ = done.send(outcome);
+                    }
                 }
-            };
-            match result {
-                Ok(()) => return Ok(()),
-                Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                Err(e) => return Err(e.into()),
-            }
+            });
         }
-        Err(LedgerError::Contended(customer.to_string()))
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(LedgerError::Contended(customer.to_string())))
     }
 
     /// Reserves `project`'s allocation in its customer's ledger, or says why it does not fit.
@@ -295,34 +330,29 @@ impl Ledger {
         if customer.spec.quota.is_none() {
             return Ok(());
         }
-        let name = project.name_any();
-        let want = allocation(project);
-        let seed = || {
-            existing
-                .iter()
-                .map(|p| {
-                    (
-                        p.name_any(),
-                        Reservation {
-                            hard: allocation(p),
-                            at: now,
-                        },
-                    )
-                })
-                .collect::<Entries>()
-        };
-        self.update(
-            Of::Customer(customer),
-            &name,
-            Some(Reservation {
-                hard: want.clone(),
+        let seed = existing
+            .iter()
+            .map(|p| {
+                (
+                    p.name_any(),
+                    Reservation {
+                        hard: allocation(p),
+                        at: now,
+                    },
+                )
+            })
+            .collect();
+        let change = Change {
+            project: project.name_any(),
+            entry: Some(Reservation {
+                hard: allocation(project),
                 at: now,
             }),
+            customer: Some(Arc::new(customer.clone())),
             seed,
-            |e| fits(customer, e, &name, &want),
             dry_run,
-        )
-        .await
+        };
+        self.submit(&customer.name_any(), change).await
     }
 
     /// Removes a project's reservation (soft delete, move, or a leak).
@@ -330,15 +360,14 @@ impl Ledger {
         if self.api().get_opt(&ledger_name(customer)).await?.is_none() {
             return Ok(());
         }
-        self.update(
-            Of::Name(customer),
-            project,
-            None,
-            Entries::new,
-            |_| Ok(()),
-            false,
-        )
-        .await
+        let change = Change {
+            project: project.to_string(),
+            entry: None,
+            customer: None,
+            seed: Entries::new(),
+            dry_run: false,
+        };
+        self.submit(customer, change).await
     }
 
     /// Sets a project's reservation to what its spec asks, without a fit check: used by the
@@ -350,15 +379,14 @@ impl Ledger {
         hard: BTreeMap<String, String>,
         now: Timestamp,
     ) -> Result<(), LedgerError> {
-        self.update(
-            Of::Name(customer),
-            project,
-            Some(Reservation { hard, at: now }),
-            Entries::new,
-            |_| Ok(()),
-            false,
-        )
-        .await
+        let change = Change {
+            project: project.to_string(),
+            entry: Some(Reservation { hard, at: now }),
+            customer: None,
+            seed: Entries::new(),
+            dry_run: false,
+        };
+        self.submit(customer, change).await
     }
 
     /// A ledger's entries as they are now.
@@ -370,6 +398,83 @@ impl Ledger {
             .as_ref()
             .map(decode))
     }
+}
+
+/// Writes one batch: reads the ledger, plans, writes with the resourceVersion it read; on a
+/// write conflict (another replica wrote meanwhile) the whole batch is planned again.
+async fn write_batch(
+    api: &Api<ConfigMap>,
+    namespace: &str,
+    name: &str,
+    customer: &str,
+    changes: &[Change],
+) -> Vec<Result<(), LedgerError>> {
+    let failed = |e: &kube::Error| -> Vec<Result<(), LedgerError>> {
+        changes
+            .iter()
+            .map(|_| Err(LedgerError::Kube(e.to_string())))
+            .collect()
+    };
+    for _ in 0..50 {
+        let current = match api.get_opt(name).await {
+            Ok(current) => current,
+            Err(e) => return failed(&e),
+        };
+        let plan = plan(current.as_ref(), changes);
+        let outcomes = plan
+            .outcomes
+            .into_iter()
+            .map(|o| o.map_err(LedgerError::Exhausted));
+        let Some((entries, owner)) = plan.write else {
+            return outcomes.collect();
+        };
+        let result = match current {
+            Some(mut cm) => {
+                cm.data = Some(encode(&entries));
+                if owner.is_some() {
+                    cm.metadata.owner_references = owner.map(|o| vec![o]);
+                }
+                api.replace(name, &PostParams::default(), &cm)
+                    .await
+                    .map(|_| ())
+            }
+            None => {
+                let cm = ConfigMap {
+                    metadata: ObjectMeta {
+                        name: Some(name.to_string()),
+                        namespace: Some(namespace.to_string()),
+                        labels: Some(BTreeMap::from([
+                            (
+                                labels::MANAGED_BY.to_string(),
+                                labels::MANAGED_BY_VALUE.to_string(),
+                            ),
+                            (labels::CUSTOMER.to_string(), customer.to_string()),
+                            (labels::PART.to_string(), "ledger".to_string()),
+                        ])),
+                        owner_references: owner.map(|o| vec![o]),
+                        ..Default::default()
+                    },
+                    data: Some(encode(&entries)),
+                    ..Default::default()
+                };
+                api.create(&PostParams::default(), &cm).await.map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => return outcomes.collect(),
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            // What was refused stays refused; what was to be written failed.
+            Err(e) => {
+                return outcomes
+                    .map(|o| o.and(Err(LedgerError::Kube(e.to_string()))))
+                    .collect();
+            }
+        }
+    }
+    changes
+        .iter()
+        .map(|_| Err(LedgerError::Contended(customer.to_string())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -393,6 +498,111 @@ mod tests {
 
     fn want(cpu: &str) -> BTreeMap<String, String> {
         BTreeMap::from([("requests.cpu".to_string(), cpu.to_string())])
+    }
+
+    fn reserve(c: &Arc<Customer>, project: &str, cpu: &str, dry_run: bool) -> Change {
+        Change {
+            project: project.into(),
+            entry: Some(res(cpu)),
+            customer: Some(c.clone()),
+            seed: Entries::new(),
+            dry_run,
+        }
+    }
+
+    fn ledger(entries: &Entries, owner_uid: Option<&str>) -> ConfigMap {
+        let mut cm = ConfigMap {
+            data: Some(encode(entries)),
+            ..Default::default()
+        };
+        cm.metadata.owner_references = owner_uid.map(|uid| {
+            vec![OwnerReference {
+                api_version: "tenancy.dev/v1alpha1".into(),
+                kind: "Customer".into(),
+                name: "acme".into(),
+                uid: uid.into(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]
+        });
+        cm
+    }
+
+    fn acme(uid: &str) -> Arc<Customer> {
+        let mut c = customer(serde_json::json!({"hard": {"requests.cpu": "2"}}));
+        c.metadata.uid = Some(uid.into());
+        Arc::new(c)
+    }
+
+    #[test]
+    fn a_batch_is_checked_in_order_and_written_once() {
+        let c = acme("u1");
+        let existing = ledger(&Entries::new(), Some("u1"));
+        let batch = [
+            reserve(&c, "a", "1", false),
+            reserve(&c, "dry", "1", true),
+            reserve(&c, "b", "1", false),
+            reserve(&c, "c", "1", false),
+        ];
+        let plan = plan(Some(&existing), &batch);
+        assert!(plan.outcomes[0].is_ok());
+        // A dry run sees what is reserved before it, and reserves nothing itself.
+        assert!(plan.outcomes[1].is_ok());
+        assert!(plan.outcomes[2].is_ok());
+        let refused = plan.outcomes[3].as_ref().unwrap_err();
+        assert!(refused.contains("asks 1, 0 of 2 left"), "{refused}");
+        let (entries, owner) = plan.write.expect("a and b are written");
+        assert_eq!(entries.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(owner.is_none(), "already owned: {owner:?}");
+
+        // Only dry runs and refusals: nothing to write.
+        let full = ledger(&entries, Some("u1"));
+        let plan = super::plan(
+            Some(&full),
+            &[reserve(&c, "d", "1", false), reserve(&c, "e", "1", true)],
+        );
+        assert!(plan.outcomes.iter().all(|o| o.is_err()));
+        assert!(plan.write.is_none());
+        // A release makes room for what comes after it in the same batch.
+        let release = Change {
+            project: "a".into(),
+            entry: None,
+            customer: None,
+            seed: Entries::new(),
+            dry_run: false,
+        };
+        let plan = super::plan(Some(&full), &[release, reserve(&c, "d", "1", false)]);
+        assert!(plan.outcomes.iter().all(|o| o.is_ok()));
+        let (entries, _) = plan.write.unwrap();
+        assert_eq!(entries.keys().collect::<Vec<_>>(), ["b", "d"]);
+    }
+
+    #[test]
+    fn a_ledger_is_made_from_the_seed_and_owned_by_its_customer() {
+        let c = acme("u2");
+        let mut first = reserve(&c, "a", "1", false);
+        first.seed = Entries::from([("a".into(), res("1")), ("old".into(), res("1"))]);
+        // No ledger yet: seeded, written even though the seed holds the change, owned.
+        let plan = plan(None, std::slice::from_ref(&first));
+        assert!(plan.outcomes[0].is_ok());
+        let (entries, owner) = plan.write.unwrap();
+        assert_eq!(entries.keys().collect::<Vec<_>>(), ["a", "old"]);
+        assert_eq!(owner.map(|o| o.uid), Some("u2".to_string()));
+
+        // The ledger of an earlier customer of the same name: started afresh, owner replaced.
+        let stale = ledger(&Entries::from([("x".into(), res("2"))]), Some("u-old"));
+        let plan = super::plan(Some(&stale), std::slice::from_ref(&first));
+        assert!(plan.outcomes[0].is_ok(), "{:?}", plan.outcomes);
+        let (entries, owner) = plan.write.unwrap();
+        assert_eq!(entries.keys().collect::<Vec<_>>(), ["a", "old"]);
+        assert_eq!(owner.map(|o| o.uid), Some("u2".to_string()));
+
+        // A ledger owned by nobody is adopted as it is.
+        let unowned = ledger(&Entries::from([("a".into(), res("1"))]), None);
+        let plan = super::plan(Some(&unowned), std::slice::from_ref(&first));
+        let (entries, owner) = plan.write.expect("adopting is a write");
+        assert_eq!(entries.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(owner.map(|o| o.uid), Some("u2".to_string()));
     }
 
     #[test]
