@@ -212,7 +212,7 @@ async fn follow<T, S>(
         let event = match event {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!(kind, error = %e, "watch of counted kind failed; retrying");
+                super::log_watch_error(&kind, &e);
                 continue;
             }
         };

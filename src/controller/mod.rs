@@ -378,14 +378,23 @@ where
                                 let _ = tx.unbounded_send(obj.clone());
                             }
                         }
-                        Err(e) => {
-                            tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying")
-                        }
+                        Err(e) => log_watch_error(&K::kind(&()), &e),
                         Ok(_) => {}
                     }
                     futures::future::ready(())
                 }),
         );
+    }
+}
+
+/// Logs a failed watch (it is retried with backoff). A resource version that expired is
+/// routine (etcd compaction, or a cached list older than the watch): the watch lists again.
+pub fn log_watch_error(kind: &str, e: &watcher::Error) {
+    match e {
+        watcher::Error::WatchError(status) if status.code == 410 => {
+            tracing::debug!(kind, error = %e, "watch expired; listing again")
+        }
+        _ => tracing::warn!(kind, error = %e, "watch failed; retrying"),
     }
 }
 
