@@ -61,6 +61,11 @@ pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
             "chart::the_chart_ships_the_roles_and_webhook_rules_of_the_local_install",
             the_chart_ships_the_roles_and_webhook_rules_of_the_local_install,
         ),
+        trial(
+            env,
+            "chart::every_alert_of_the_prometheus_rule_names_metrics_that_exist",
+            every_alert_of_the_prometheus_rule_names_metrics_that_exist,
+        ),
     ];
     trials.extend(gitops::trials(env));
     trials.extend(examples::trials(env));
@@ -452,6 +457,7 @@ async fn helm_lint_and_template_pass_and_every_env_var_is_a_run_flag(env: Arc<En
         Some("webhook.enabled=false"),
         Some("replicaCount=1,leaderElection.enabled=false"),
         Some("serviceMonitor.enabled=true,podDisruptionBudget.enabled=false"),
+        Some("prometheusRule.enabled=true,prometheusRule.queueDepthThreshold=20"),
         Some("roles.create=false,extraCountedKinds={widgets.example.com}"),
     ] {
         let mut args = vec!["lint", "--strict", chart];
@@ -1014,4 +1020,123 @@ async fn the_chart_ships_the_roles_and_webhook_rules_of_the_local_install(
         .into());
     }
     Ok(())
+}
+
+/// The metric families a Prometheus text exposition declares (`# TYPE <name> ...`).
+fn declared_metrics(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `name` (as a query names it: `x_total`, `x_bucket`, `x`) is one of `declared`.
+fn is_declared(declared: &BTreeSet<String>, name: &str) -> bool {
+    declared.contains(name)
+        || ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .any(|suffix| {
+                name.strip_suffix(suffix)
+                    .is_some_and(|base| declared.contains(base))
+            })
+}
+
+/// Every metric an alert of the chart's PrometheusRule queries is one the operator (or, for the
+/// webhook alert, the apiserver) really exports, with the label values the alert selects: an
+/// alert on a misspelt metric would never fire.
+async fn every_alert_of_the_prometheus_rule_names_metrics_that_exist(env: Arc<Env>) -> TestResult {
+    let helm = Helm::new(&env)?;
+    let objects = rendered_objects(&helm.template(
+        "tenancy-operator",
+        "tenancy-e2e",
+        &["--set", "prometheusRule.enabled=true"],
+    )?)?;
+    let rule = find(&objects, "PrometheusRule", "tenancy-operator")?;
+    let alerts: Vec<(String, String)> = rule["spec"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .map(|r| {
+            (
+                r["alert"].as_str().unwrap_or_default().to_string(),
+                r["expr"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    if alerts.len() < 5 || alerts.iter().any(|(a, e)| a.is_empty() || e.is_empty()) {
+        return Err(format!("the PrometheusRule's alerts: {alerts:?}").into());
+    }
+
+    // A webhook refusal, so that the apiserver's rejection counter has series.
+    let client = env.client().await;
+    let refused = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "default",
+        &kube::core::ApiResource::erase::<tenancy_operator::api::ProjectMembership>(&()),
+    )
+    .create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectMembership",
+            "metadata": {"name": unique_name("e2e-alert"), "namespace": "default"},
+            "spec": {"subject": {"kind": "User", "name": "nobody"}, "role": "Member"},
+        }))?,
+    )
+    .await;
+    if refused.is_ok() {
+        return Err("a membership outside any project was admitted".into());
+    }
+    let operator = crate::reconcile::operator_metrics(&env).await?;
+    let apiserver = crate::reconcile::apiserver_metrics(&env).await?;
+    let (mut ours, theirs) = (declared_metrics(&operator), declared_metrics(&apiserver));
+    // A family without series is not exported (e.g. errors, until one happens): the
+    // operator's own registry, with a sample in every family, says what it would be called.
+    let registry = tenancy_operator::controller::metrics::Metrics::default();
+    drop(registry.reconcile("project"));
+    registry.error("project", "api_500");
+    registry.write("Namespace", "create");
+    registry.admission("Project", "allowed");
+    registry.declare_queue("project");
+    registry.enqueue("project", "/p".into());
+    registry.dequeue("project", "/p", true);
+    registry.set_unreadable("Project", 0);
+    ours.extend(declared_metrics(&registry.encode()));
+    let mut problems = Vec::new();
+    for (alert, expr) in &alerts {
+        let names: BTreeSet<&str> = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|t| t.starts_with("tenancy_") || t.starts_with("apiserver_"))
+            .collect();
+        if names.is_empty() {
+            problems.push(format!("{alert} queries no metric: {expr}"));
+        }
+        for name in names {
+            let (declared, by) = if name.starts_with("tenancy_") {
+                (&ours, "the operator")
+            } else {
+                (&theirs, "the apiserver")
+            };
+            if !is_declared(declared, name) {
+                problems.push(format!(
+                    "{alert} queries {name}, which {by} does not export"
+                ));
+            }
+        }
+    }
+    // The label values the alerts select exist.
+    for series in [
+        "tenancy_projects{phase=\"Conflict\"}",
+        "name=\"validate.tenancy.dev\"",
+    ] {
+        if !operator.contains(series) && !apiserver.contains(series) {
+            problems.push(format!("no series matches {series}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
 }

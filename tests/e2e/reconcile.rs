@@ -455,7 +455,7 @@ fn sum_where(samples: &[Sample], keep: impl Fn(&BTreeMap<String, String>) -> boo
         .sum()
 }
 
-async fn apiserver_metrics(env: &Env) -> Result<String, Failed> {
+pub(crate) async fn apiserver_metrics(env: &Env) -> Result<String, Failed> {
     let request = http::Request::get("/metrics")
         .body(Vec::new())
         .map_err(|e| format!("building GET /metrics: {e}"))?;
@@ -467,7 +467,7 @@ async fn apiserver_metrics(env: &Env) -> Result<String, Failed> {
         .map_err(|e| format!("GET /metrics from the apiserver: {e}"))?)
 }
 
-async fn operator_metrics(env: &Env) -> Result<String, Failed> {
+pub(crate) async fn operator_metrics(env: &Env) -> Result<String, Failed> {
     let addr = env
         .operator()
         .ok_or("this suite runs without the operator")?
