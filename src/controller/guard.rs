@@ -100,13 +100,25 @@ fn object_ref<K: Resource<DynamicType = ()>>(meta: &ObjectMeta) -> ObjectRef<K> 
 /// (so that a relist does not report the same version again).
 #[derive(Default)]
 pub struct Unreadables {
-    seen: Mutex<HashMap<String, String>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Unreadable objects, with the resourceVersion reported.
+    seen: HashMap<String, String>,
+    /// During a relist: the unreadable objects listed so far (those not listed are gone).
+    relisted: Option<std::collections::HashSet<String>>,
 }
 
 impl Unreadables {
     /// How many objects of the watch are unreadable now.
     pub fn count(&self) -> usize {
-        self.seen.lock().expect("unreadables lock").len()
+        self.lock().seen.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("unreadables lock")
     }
 
     /// Turns a watch event of possibly unreadable objects into one the cache can take, and
@@ -124,8 +136,18 @@ impl Unreadables {
     {
         let last = |meta: &ObjectMeta| store.get(&object_ref::<K>(meta)).map(|k| (*k).clone());
         match event {
-            Event::Init => (Some(Event::Init), None),
-            Event::InitDone => (Some(Event::InitDone), None),
+            Event::Init => {
+                self.lock().relisted = Some(Default::default());
+                (Some(Event::Init), None)
+            }
+            Event::InitDone => {
+                // Unreadable objects deleted while the watch was down are not listed again.
+                let mut state = self.lock();
+                if let Some(listed) = state.relisted.take() {
+                    state.seen.retain(|k, _| listed.contains(k));
+                }
+                (Some(Event::InitDone), None)
+            }
             Event::Apply(Guarded(Ok(k))) => {
                 self.forget(k.meta());
                 (Some(Event::Apply(k)), None)
@@ -141,6 +163,9 @@ impl Unreadables {
             Event::Apply(Guarded(Err(u))) => (None, self.found(u)),
             Event::InitApply(Guarded(Err(u))) => {
                 let kept = last(&u.metadata).map(Event::InitApply);
+                if let Some(listed) = self.lock().relisted.as_mut() {
+                    listed.insert(key(&u.metadata));
+                }
                 (kept, self.found(u))
             }
             Event::Delete(Guarded(Err(u))) => {
@@ -151,20 +176,16 @@ impl Unreadables {
     }
 
     fn forget(&self, meta: &ObjectMeta) {
-        let mut seen = self.seen.lock().expect("unreadables lock");
-        if !seen.is_empty() {
-            seen.remove(&key(meta));
+        let mut state = self.lock();
+        if !state.seen.is_empty() {
+            state.seen.remove(&key(meta));
         }
     }
 
     /// The unreadable object, unless this version of it was reported already.
     fn found(&self, u: Unreadable) -> Option<Unreadable> {
         let version = u.metadata.resource_version.clone().unwrap_or_default();
-        let previous = self
-            .seen
-            .lock()
-            .expect("unreadables lock")
-            .insert(key(&u.metadata), version.clone());
+        let previous = self.lock().seen.insert(key(&u.metadata), version.clone());
         if previous.as_deref() == Some(version.as_str()) {
             None
         } else {
@@ -275,5 +296,27 @@ mod tests {
         );
         assert!(ev.is_none());
         assert!(finding.is_some());
+        assert_eq!(u.count(), 1);
+        // Deleted while the watch was down: the relist does not list it, so it is not counted.
+        let _ = u.pass(&store, Event::Init);
+        let _ = u.pass(
+            &store,
+            Event::InitApply(guarded(membership("m", "Member", "7"))),
+        );
+        let _ = u.pass(&store, Event::InitDone);
+        assert_eq!(u.count(), 0);
+        // One still there when the watch relists stays counted, and is not reported again.
+        let _ = u.pass(
+            &store,
+            Event::Apply(guarded(membership("n", "Auditor", "8"))),
+        );
+        let _ = u.pass(&store, Event::Init);
+        let (_, finding) = u.pass(
+            &store,
+            Event::InitApply(guarded(membership("n", "Auditor", "8"))),
+        );
+        let _ = u.pass(&store, Event::InitDone);
+        assert!(finding.is_none());
+        assert_eq!(u.count(), 1);
     }
 }
