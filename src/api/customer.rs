@@ -27,6 +27,7 @@ use super::common::{CustomerRoleHolder, ResourceList, conditions_schema, resourc
     printcolumn = r#"{"name":"Terminated","type":"integer","jsonPath":".status.projects.terminated","priority":1}"#,
     printcolumn = r#"{"name":"Resources","type":"integer","jsonPath":".status.resourcesCount"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","priority":1}"#,
+    printcolumn = r#"{"name":"Cost/Month","type":"string","jsonPath":".status.cost.monthly","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -106,6 +107,9 @@ pub struct CustomerStatus {
     /// Sum of the active projects' usage.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub usage: BTreeMap<String, String>,
+    /// The monthly cost of that usage, when the operator has a price list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::project::CostStatus>,
 }
 
 /// A customer's projects by state.

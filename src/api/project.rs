@@ -33,6 +33,7 @@ use super::oecd::OecdFos2007Code;
     printcolumn = r#"{"name":"End Date","type":"string","format":"date","jsonPath":".spec.endDate"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","priority":1}"#,
     printcolumn = r#"{"name":"Display Name","type":"string","jsonPath":".spec.displayName","priority":1}"#,
+    printcolumn = r#"{"name":"Cost/Month","type":"string","jsonPath":".status.cost.monthly","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name: a project name becomes its namespace name, so it must be at most 63 characters"),
 )]
@@ -252,6 +253,9 @@ pub struct ProjectStatus {
     /// What the namespace's workloads request: cpu, memory, storage, pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub usage: BTreeMap<String, String>,
+    /// The monthly cost of that usage, when the operator has a price list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostStatus>,
     /// Grace period in force: spec.gracePeriodDays, else the customer's, else 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_grace_period_days: Option<i32>,
@@ -320,6 +324,20 @@ pub struct MemberCounts {
     pub pending: i32,
     /// Active memberships of any role.
     pub total: i32,
+}
+
+/// The monthly cost estimate of what the workloads request, by the operator's price list
+/// (seed: billing_price_estimate).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CostStatus {
+    /// The price list's currency, e.g. EUR.
+    pub currency: String,
+    /// The estimate per month, e.g. "14.50".
+    pub monthly: String,
+    /// The estimate per month by priced resource (cpu, memory, storage, pods).
+    #[serde(default)]
+    pub by_resource: BTreeMap<String, String>,
 }
 
 /// A ResourceQuota's hard limits and usage.

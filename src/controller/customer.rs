@@ -332,7 +332,16 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
         }),
         resources_count: Some(resources),
         allocated: strings(allocated),
+        cost: None,
         usage: strings(usage),
+    };
+    let status = CustomerStatus {
+        cost: ctx
+            .config
+            .prices
+            .as_ref()
+            .map(|prices| prices.estimate(&status.usage)),
+        ..status
     };
     apply::ensure_status(&ctx, customer.as_ref(), customer.status.as_ref(), &status).await?;
     ctx.succeeded(&format!("{CONTROLLER}/{name}"));

@@ -45,6 +45,15 @@ pub struct RunArgs {
     /// Log format: text or json.
     #[arg(long, env = "TENANCY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Monthly price of one unit of a resource, for the cost estimates in Project and Customer
+    /// status: `cpu=20` (per core requested), `memory=4.5` (per GiB), `storage=0.1` (per GiB of
+    /// PersistentVolumeClaims), `pods=0.5` (per pod). Repeat it, or separate with commas. None:
+    /// no costs.
+    #[arg(long = "price", env = "TENANCY_PRICES", value_delimiter = ',')]
+    pub prices: Vec<String>,
+    /// The currency of --price (e.g. EUR); required with it.
+    #[arg(long, env = "TENANCY_CURRENCY", default_value = "")]
+    pub currency: String,
     /// ClusterRole that the Manager role maps to.
     #[arg(
         long,
@@ -477,6 +486,8 @@ async fn shutdown_signal() {
 }
 
 async fn run(args: RunArgs) -> Result<(), Error> {
+    let prices =
+        desired::cost::Prices::parse(&args.prices, &args.currency).map_err(Error::Invalid)?;
     let client = Client::try_default().await.map_err(Error::Kube)?;
     let metrics = Arc::new(metrics::Metrics::default());
 
@@ -534,6 +545,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
                 administrator: args.administrator_role.clone(),
                 member: args.member_role.clone(),
             },
+            prices,
         },
         clock: args
             .clock_offset_file

@@ -615,6 +615,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         conds.set("Ready", false, "Progressing", format!("waiting for {why}"));
     }
 
+    let usage = usage_of(&contents);
     let status = ProjectStatus {
         observed_generation: generation,
         phase: Some(phase),
@@ -629,7 +630,12 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         resource_counts: contents.counts.clone(),
         members: Some(member_counts(&grants)),
         quota: current_quota.as_deref().and_then(quota_status),
-        usage: usage_of(&contents),
+        usage: usage.clone(),
+        cost: ctx
+            .config
+            .prices
+            .as_ref()
+            .map(|prices| prices.estimate(&usage)),
         effective_grace_period_days: Some(grace),
         effective_end_date: dates.effective_end_date.map(|d| d.to_string()),
         end_date_requested_by: project

@@ -2,6 +2,7 @@
 //! hold. Nothing here talks to the cluster; everything here has unit tests.
 
 pub mod access;
+pub mod cost;
 pub mod namespace;
 pub mod quantity;
 
@@ -80,6 +81,8 @@ impl RoleNames {
 #[derive(Clone, Debug, Default)]
 pub struct Config {
     pub roles: RoleNames,
+    /// The price list for cost estimates (none: no costs in status).
+    pub prices: Option<cost::Prices>,
 }
 
 /// Labels every child of a project carries.

@@ -471,7 +471,13 @@ async fn helm_lint_and_template_pass_and_every_env_var_is_a_run_flag(env: Arc<En
     }
 
     let ns = "tenancy-e2e";
-    let objects = rendered_objects(&helm.template("tenancy-operator", ns, &[])?)?;
+    let pricing = [
+        "--set",
+        "pricing.currency=EUR",
+        "--set-string",
+        "pricing.monthly.cpu=20,pricing.monthly.memory=4.5",
+    ];
+    let objects = rendered_objects(&helm.template("tenancy-operator", ns, &pricing)?)?;
     let kinds: BTreeSet<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
     for kind in [
         "ServiceAccount",
@@ -560,6 +566,8 @@ async fn helm_lint_and_template_pass_and_every_env_var_is_a_run_flag(env: Arc<En
             "tenancy-operator-webhook-tls".into(),
         ),
         ("TENANCY_LEADER_ELECTION", "true".into()),
+        ("TENANCY_PRICES", "cpu=20,memory=4.5".into()),
+        ("TENANCY_CURRENCY", "EUR".into()),
         ("TENANCY_LEASE_NAME", "tenancy-operator".into()),
     ] {
         if env_vars.get(name) != Some(&want) {
@@ -682,7 +690,7 @@ async fn a_values_file_with_wrong_types_is_refused_with_the_schema_message(
     let file = dir.join(format!("{}.yaml", unique_name("wrong-types")));
     std::fs::write(
         &file,
-        "replicaCount: two\nleaderElection:\n  enabled: \"yes\"\nwebhook:\n  failurePolicy: Sometimes\nreplicas: 2\n",
+        "replicaCount: two\nleaderElection:\n  enabled: \"yes\"\nwebhook:\n  failurePolicy: Sometimes\nreplicas: 2\npricing:\n  currency: euro\n  monthly:\n    gpu: \"1\"\n    cpu: 20\n",
     )?;
     let file = file.to_str().expect("a UTF-8 path").to_string();
     let chart = chart_dir();
@@ -697,6 +705,10 @@ async fn a_values_file_with_wrong_types_is_refused_with_the_schema_message(
         "/webhook/failurePolicy",
         "value must be one of 'Fail', 'Ignore'",
         "replicas",
+        "/pricing/monthly/cpu",
+        "got number, want string",
+        "additional properties 'gpu' not allowed",
+        "/pricing/currency",
     ];
     for args in [
         vec!["template", release.as_str(), chart, "-f", file.as_str()],

@@ -83,6 +83,8 @@ fn main() -> ExitCode {
             env.clock_offset_file().display()
         ));
         args.push(format!("--count-extra-kind={}", reconcile::WIDGETS));
+        args.push(format!("--price={}", reconcile::PRICES));
+        args.push("--currency=EUR".into());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         match support::start_operator(env.cluster(), &args) {
             Ok(operator) => env.set_operator(operator),

@@ -64,8 +64,17 @@ pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
             "reconcile::children_deleted_or_edited_by_hand_are_put_back_within_five_seconds",
             children_deleted_or_edited_by_hand_are_put_back_within_five_seconds,
         ),
+        trial(
+            env,
+            "reconcile::what_workloads_request_is_priced_in_the_project_and_its_customer",
+            what_workloads_request_is_priced_in_the_project_and_its_customer,
+        ),
     ]
 }
+
+/// The suite's operator's price list (`--price`), in EUR a month: per core, GiB, GiB of claims
+/// and pod.
+pub const PRICES: &str = "cpu=20,memory=4.5,storage=0.1,pods=0.5";
 
 /// The tests that must run alone on the cluster: one measures the whole control plane, the
 /// other claims the names of the cluster's own namespaces (`default`, `kube-system`), which
@@ -2396,5 +2405,120 @@ async fn an_object_the_operator_cannot_read_stops_no_watch(env: Arc<Env>) -> Tes
     Api::<Project>::all(client.clone())
         .delete(&project, &DeleteParams::default())
         .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cost
+// ---------------------------------------------------------------------------------------------
+
+/// With the suite's price list (cpu 20, memory 4.5, storage 0.1, pods 0.5 EUR a month), a pod
+/// requesting 500m cpu and 1Gi memory and a 10Gi claim cost 10 + 4.50 + 1 + 0.50 = 16.00 EUR a
+/// month: in the project's status, and summed over two projects in its customer's; deleting
+/// the pod takes its part off.
+async fn what_workloads_request_is_priced_in_the_project_and_its_customer(
+    env: Arc<Env>,
+) -> TestResult {
+    let client = env.client().await;
+    let customer = unique_name("e2e-cost");
+    create_customer(&env, &customer, &[&format!("{customer}-owner")]).await?;
+    let projects = [format!("{customer}-a"), format!("{customer}-b")];
+    for p in &projects {
+        create_project(&env, p, json!({"customer": customer})).await?;
+    }
+    for p in &projects {
+        ready_project(&env, p).await?;
+        let pp = PostParams::default();
+        Api::<Pod>::namespaced(client.clone(), p)
+            .create(&pp, &pod("app", Some(("500m", "1Gi"))))
+            .await?;
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), p)
+            .create(
+                &pp,
+                &from_json(json!({
+                    "metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+                })),
+            )
+            .await?;
+    }
+    let cost_is = |monthly: &'static str, by: &'static [(&'static str, &'static str)]| {
+        move |cost: Option<&tenancy_operator::api::project::CostStatus>| -> Result<(), String> {
+            let cost = cost.ok_or("no status.cost")?;
+            let want: BTreeMap<String, String> = by
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            if cost.currency == "EUR"
+                && cost.monthly == monthly
+                && (by.is_empty() || cost.by_resource == want)
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "status.cost is {cost:?}, want {monthly} EUR by {want:?}"
+                ))
+            }
+        }
+    };
+    let one = cost_is(
+        "16.00",
+        &[
+            ("cpu", "10.00"),
+            ("memory", "4.50"),
+            ("storage", "1.00"),
+            ("pods", "0.50"),
+        ],
+    );
+    for p in &projects {
+        project_where(
+            &env,
+            p,
+            "costs 16.00 EUR a month",
+            Duration::from_secs(30),
+            |p| one(p.status.as_ref().and_then(|s| s.cost.as_ref())),
+        )
+        .await?;
+    }
+    let customers = Api::<Customer>::all(client.clone());
+    let customer_costs = |monthly: &'static str| {
+        let (customers, customer) = (customers.clone(), customer.clone());
+        let check = cost_is(monthly, &[]);
+        async move {
+            eventually(
+                &format!("customer {customer} to cost {monthly} EUR a month"),
+                Duration::from_secs(30),
+                || async {
+                    let c = customers.get(&customer).await.map_err(|e| e.to_string())?;
+                    check(c.status.as_ref().and_then(|s| s.cost.as_ref()))
+                },
+            )
+            .await
+        }
+    };
+    customer_costs("32.00").await?;
+
+    // The pod goes: cpu, memory and the pod are no longer paid for; the claim still is.
+    Api::<Pod>::namespaced(client.clone(), &projects[0])
+        .delete("app", &DeleteParams::default().grace_period(0))
+        .await?;
+    let rest = cost_is(
+        "1.00",
+        &[
+            ("cpu", "0.00"),
+            ("memory", "0.00"),
+            ("storage", "1.00"),
+            ("pods", "0.00"),
+        ],
+    );
+    project_where(
+        &env,
+        &projects[0],
+        "costs 1.00 EUR a month",
+        Duration::from_secs(30),
+        |p| rest(p.status.as_ref().and_then(|s| s.cost.as_ref())),
+    )
+    .await?;
+    customer_costs("17.00").await?;
     Ok(())
 }

@@ -106,3 +106,12 @@ src/desired/access.rs). */}}
 {{- end }}
 {{- toYaml $groups }}
 {{- end }}
+
+{{/* The price list as TENANCY_PRICES reads it: cpu=20,memory=4.5 */}}
+{{- define "tenancy-operator.prices" -}}
+{{- $prices := list -}}
+{{- range $name, $price := .Values.pricing.monthly -}}
+{{- $prices = append $prices (printf "%s=%s" $name $price) -}}
+{{- end -}}
+{{- join "," $prices -}}
+{{- end -}}
