@@ -463,10 +463,17 @@ async fn write_batch(
         match result {
             Ok(()) => return outcomes.collect(),
             Err(kube::Error::Api(e)) if e.code == 409 => continue,
-            // What was refused stays refused; what was to be written failed.
+            // What was refused stays refused, a dry run needed no write; the rest failed.
             Err(e) => {
                 return outcomes
-                    .map(|o| o.and(Err(LedgerError::Kube(e.to_string()))))
+                    .zip(changes)
+                    .map(|(o, c)| {
+                        if c.dry_run {
+                            o
+                        } else {
+                            o.and(Err(LedgerError::Kube(e.to_string())))
+                        }
+                    })
                     .collect();
             }
         }
