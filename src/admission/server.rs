@@ -412,7 +412,8 @@ pub async fn serving_cert(client: &Client, opts: &WebhookOptions) -> Result<Serv
                 ca_pem: Some(ca),
             });
         }
-        let pki = crate::devcluster::certs::Pki::new().map_err(|e| e.to_string())?;
+        let pki = crate::devcluster::certs::Pki::named("tenancy-operator-webhook-ca")
+            .map_err(|e| e.to_string())?;
         let hosts: Vec<&str> = opts.hosts.iter().map(String::as_str).collect();
         let cert = pki
             .serving_cert("tenancy-operator-webhook", &hosts)

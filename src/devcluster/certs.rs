@@ -21,10 +21,16 @@ pub struct Pki {
 }
 
 impl Pki {
+    /// The local control plane's CA.
     pub fn new() -> Result<Self, rcgen::Error> {
+        Self::named("tenancy-devcluster-ca")
+    }
+
+    /// A CA with this common name.
+    pub fn named(common_name: &str) -> Result<Self, rcgen::Error> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
-        params.distinguished_name = dn("tenancy-devcluster-ca", &[]);
+        params.distinguished_name = dn(common_name, &[]);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
