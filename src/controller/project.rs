@@ -623,12 +623,15 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         namespace: Some(name.clone()),
         // Always names the customer this status was computed under (its display fields once it
         // is in the cache): the next reconcile tells a move by it.
-        customer: Some(customer.as_deref().map(customer_summary).unwrap_or_else(|| {
-            CustomerSummary {
-                name: project.spec.customer.clone(),
-                ..Default::default()
-            }
-        })),
+        customer: Some(
+            customer
+                .as_deref()
+                .map(customer_summary)
+                .unwrap_or_else(|| CustomerSummary {
+                    name: project.spec.customer.clone(),
+                    ..Default::default()
+                }),
+        ),
         oecd_fos_2007_label: project
             .spec
             .oecd_fos_2007_code
