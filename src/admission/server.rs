@@ -52,11 +52,6 @@ pub struct Admission {
     pub policy: Policy,
 }
 
-/// The request's objects as JSON.
-fn values(req: &AdmissionRequest<DynamicObject>) -> [Option<serde_json::Value>; 2] {
-    [&req.old_object, &req.object].map(|o| o.as_ref().and_then(|o| serde_json::to_value(o).ok()))
-}
-
 /// The request's object as `T`, if it can be read (for mutation, which is best effort: an
 /// object that cannot be read is refused by validation).
 fn typed<T: DeserializeOwned>(obj: &Option<DynamicObject>) -> Option<T> {
@@ -119,18 +114,27 @@ impl Admission {
         }
     }
 
-    async fn validate_project(
+    /// The request's old and new objects as `T` (see [`super::read_objects`]).
+    fn objects<T: DeserializeOwned + kube::Resource<DynamicType = ()>>(
         &self,
         req: &AdmissionRequest<DynamicObject>,
-    ) -> Result<Verdict, String> {
-        let [old, new] = values(req);
-        let (old, new) = match super::read_objects::<Project>(
-            "Project",
+    ) -> Result<(Option<T>, Option<T>), Verdict> {
+        let [old, new] = [&req.old_object, &req.object]
+            .map(|o| o.as_ref().and_then(|o| serde_json::to_value(o).ok()));
+        super::read_objects::<T>(
+            &T::kind(&()),
             old.as_ref(),
             new.as_ref(),
             &Self::requester(req),
             &self.policy,
-        ) {
+        )
+    }
+
+    async fn validate_project(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+    ) -> Result<Verdict, String> {
+        let (old, new) = match self.objects::<Project>(req) {
             Ok(objects) => objects,
             Err(verdict) => return Ok(verdict),
         };
@@ -197,14 +201,7 @@ impl Admission {
         &self,
         req: &AdmissionRequest<DynamicObject>,
     ) -> Result<Verdict, String> {
-        let [old, new] = values(req);
-        let (old, new) = match super::read_objects::<ProjectMembership>(
-            "ProjectMembership",
-            old.as_ref(),
-            new.as_ref(),
-            &Self::requester(req),
-            &self.policy,
-        ) {
+        let (old, new) = match self.objects::<ProjectMembership>(req) {
             Ok(objects) => objects,
             Err(verdict) => return Ok(verdict),
         };
@@ -244,14 +241,7 @@ impl Admission {
         &self,
         req: &AdmissionRequest<DynamicObject>,
     ) -> Result<Verdict, String> {
-        let [old, new] = values(req);
-        let (old, new) = match super::read_objects::<Customer>(
-            "Customer",
-            old.as_ref(),
-            new.as_ref(),
-            &Self::requester(req),
-            &self.policy,
-        ) {
+        let (old, new) = match self.objects::<Customer>(req) {
             Ok(objects) => objects,
             Err(verdict) => return Ok(verdict),
         };
