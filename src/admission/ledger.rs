@@ -232,8 +232,9 @@ fn plan(current: Option<&ConfigMap>, changes: &[Change]) -> Plan {
                 .is_some_and(|old| old.hard == e.hard),
             None => !entries.contains_key(&c.project),
         };
-        // A ledger that does not exist yet is written even if the seed already holds the change.
-        write |= !unchanged || current.is_none();
+        // A ledger that does not exist yet is written even if the seed already holds the
+        // reservation; removing one from a ledger that does not exist writes nothing.
+        write |= !unchanged || (current.is_none() && c.entry.is_some());
         match &c.entry {
             Some(e) => entries.insert(c.project.clone(), e.clone()),
             None => entries.remove(&c.project),
@@ -357,9 +358,6 @@ impl Ledger {
 
     /// Removes a project's reservation (soft delete, move, or a leak).
     pub async fn release(&self, customer: &str, project: &str) -> Result<(), LedgerError> {
-        if self.api().get_opt(&ledger_name(customer)).await?.is_none() {
-            return Ok(());
-        }
         let change = Change {
             project: project.to_string(),
             entry: None,
@@ -570,6 +568,16 @@ mod tests {
         );
         assert!(plan.outcomes.iter().all(|o| o.is_err()));
         assert!(plan.write.is_none());
+        // A release where there is no ledger writes none.
+        let nothing = Change {
+            project: "a".into(),
+            entry: None,
+            customer: None,
+            seed: Entries::new(),
+            dry_run: false,
+        };
+        let plan_none = super::plan(None, std::slice::from_ref(&nothing));
+        assert!(plan_none.outcomes[0].is_ok() && plan_none.write.is_none());
         // A release makes room for what comes after it in the same batch.
         let release = Change {
             project: "a".into(),
