@@ -19,14 +19,9 @@ use super::queue::{Queue, spec_changes};
 use super::{Changes, Context, Error, apply};
 use crate::api::Customer;
 use crate::desired::labels;
-use crate::lifecycle::archive::{Archive, DEFAULT_RETENTION_DAYS};
+use crate::lifecycle::archive::{Archive, DEFAULT_RETENTION_DAYS, is_archived as archived};
 
 pub const CONTROLLER: &str = "archive";
-
-/// Whether a namespace holds a soft-deleted project's archive.
-fn archived(n: &Namespace) -> bool {
-    n.labels().get(labels::STATE).map(String::as_str) == Some("terminated")
-}
 
 /// Builds the controller; the returned future runs it.
 pub fn controller(

@@ -60,7 +60,7 @@ impl Archive {
 
     /// The archive on a namespace, if it is a soft-deleted project's.
     pub fn of(namespace: &Namespace) -> Option<Archive> {
-        if namespace.labels().get(labels::STATE).map(String::as_str) != Some("terminated") {
+        if !is_archived(namespace) {
             return None;
         }
         serde_json::from_str(namespace.annotations().get(annotations::ARCHIVE)?).ok()
@@ -79,6 +79,12 @@ impl Archive {
             ))
             .unwrap_or(self.terminated_at.0)
     }
+}
+
+/// Whether a namespace is a soft-deleted project's (label `tenancy.dev/state=terminated`),
+/// without reading its archive.
+pub fn is_archived(namespace: &Namespace) -> bool {
+    namespace.labels().get(labels::STATE).map(String::as_str) == Some("terminated")
 }
 
 /// Default days a soft-deleted project's namespace is kept.
