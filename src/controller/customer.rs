@@ -323,6 +323,7 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
             format!("projects not ready yet: {}", not_ready.join(", ")),
         );
     }
+    let usage = strings(usage);
     let status = CustomerStatus {
         observed_generation: customer.metadata.generation,
         conditions: conds.finish(),
@@ -332,16 +333,8 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
         }),
         resources_count: Some(resources),
         allocated: strings(allocated),
-        cost: None,
-        usage: strings(usage),
-    };
-    let status = CustomerStatus {
-        cost: ctx
-            .config
-            .prices
-            .as_ref()
-            .map(|prices| prices.estimate(&status.usage)),
-        ..status
+        cost: ctx.config.prices.as_ref().map(|p| p.estimate(&usage)),
+        usage,
     };
     apply::ensure_status(&ctx, customer.as_ref(), customer.status.as_ref(), &status).await?;
     ctx.succeeded(&format!("{CONTROLLER}/{name}"));
