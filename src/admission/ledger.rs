@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{Customer, Project};
 use crate::desired::quantity::Milli;
+use crate::desired::quota::{self, Allocation};
 use crate::desired::{bounded_name, labels};
 
 /// One project's reservation.
@@ -29,13 +30,14 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    fn amounts(&self) -> BTreeMap<String, Milli> {
-        self.hard
-            .iter()
-            .filter_map(|(k, v)| Milli::parse(v).ok().map(|m| (k.clone(), m)))
-            .collect()
+    fn amounts(&self) -> Allocation {
+        quota::from_strings(&self.hard)
     }
 }
+
+/// How long after a reservation the reconciler may correct it to what the stored project holds:
+/// longer than an admitted request can take to be stored (the webhook's timeout is at most 30 s).
+pub const SETTLE: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
 
 /// Reservations by project name.
 pub type Entries = BTreeMap<String, Reservation>;
@@ -45,19 +47,9 @@ pub fn ledger_name(customer: &str) -> String {
     bounded_name(&format!("tenancy-ledger-{customer}"), 253)
 }
 
-/// A project's allocation, as it is reserved.
+/// A project's allocation, as it is reserved (canonical resource names, exact quantities).
 pub fn allocation(project: &Project) -> BTreeMap<String, String> {
-    project
-        .spec
-        .quota
-        .as_ref()
-        .map(|q| {
-            q.hard
-                .iter()
-                .map(|(k, v)| (k.clone(), v.0.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
+    quota::to_strings(&quota::allocation(project))
 }
 
 /// Whether `project` asking for `want` fits the customer's quota next to the other
@@ -85,18 +77,13 @@ pub fn fits(
         ));
     }
     let mut short = Vec::new();
-    for (key, limit) in &quota.hard {
-        let Ok(limit) = Milli::parse(&limit.0) else {
-            continue;
-        };
+    let want = quota::from_strings(want);
+    for (key, limit) in quota::allocation_of_list(&quota.hard) {
         let used: Milli = others
             .iter()
-            .filter_map(|r| r.amounts().get(key).copied())
+            .filter_map(|r| r.amounts().get(&key).copied())
             .sum();
-        let asked = want
-            .get(key)
-            .and_then(|v| Milli::parse(v).ok())
-            .unwrap_or_default();
+        let asked = want.get(&key).copied().unwrap_or_default();
         if used + asked > limit {
             let left = Milli((limit.0 - used.0).max(0));
             short.push(format!("{key}: asks {asked}, {left} of {limit} left"));
@@ -176,6 +163,9 @@ struct Change {
     seed: Entries,
     /// Checked but not written.
     dry_run: bool,
+    /// Applies only while the project's entry is still the one reserved at this time (`None`:
+    /// while there is none).
+    only_if: Option<Option<Timestamp>>,
 }
 
 /// What writing a batch of changes comes to: each change's outcome, and the ledger to write
@@ -216,7 +206,34 @@ fn plan(current: Option<&ConfigMap>, changes: &[Change]) -> Plan {
     let mut write = adopt;
     let mut outcomes = Vec::with_capacity(changes.len());
     for c in changes {
-        if let (Some(customer), Some(e)) = (&c.customer, &c.entry)
+        // An admission never lowers a reservation: a change admitted can still fail to be stored
+        // (a stale resourceVersion, another webhook), and a ledger that counted less than the
+        // stored projects hold would admit too much. It reserves the larger of what is reserved
+        // and what is asked; the reconciler lowers it to what the stored project holds.
+        if let Some(expected) = c.only_if
+            && entries.get(&c.project).map(|e| e.at) != expected
+        {
+            outcomes.push(Ok(()));
+            continue;
+        }
+        let mut c = c.clone();
+        let mut shrink = false;
+        if let (Some(_), Some(e), Some(held)) = (&c.customer, &mut c.entry, entries.get(&c.project))
+        {
+            let (held_amounts, asked) = (held.amounts(), quota::from_strings(&e.hard));
+            shrink = asked
+                .iter()
+                .all(|(k, v)| held_amounts.get(k).is_some_and(|h| v <= h));
+            *e = if shrink {
+                held.clone()
+            } else {
+                Reservation {
+                    hard: quota::to_strings(&quota::max_of(&held_amounts, &asked)),
+                    at: e.at,
+                }
+            };
+        }
+        if let (Some(customer), Some(e), false) = (&c.customer, &c.entry, shrink)
             && let Err(msg) = fits(customer, &entries, &c.project, &e.hard)
         {
             outcomes.push(Err(msg));
@@ -352,6 +369,7 @@ impl Ledger {
             customer: Some(Arc::new(customer.clone())),
             seed,
             dry_run,
+            only_if: None,
         };
         self.submit(&customer.name_any(), change).await
     }
@@ -364,25 +382,29 @@ impl Ledger {
             customer: None,
             seed: Entries::new(),
             dry_run: false,
+            only_if: None,
         };
         self.submit(customer, change).await
     }
 
-    /// Sets a project's reservation to what its spec asks, without a fit check: used by the
-    /// reconciler to repair a ledger that drifted (an admitted change that never persisted).
+    /// Sets a project's reservation to what the stored project holds (`None`: removes it),
+    /// without a fit check, if the entry is still the one reserved at `reserved_at` (`None`: if
+    /// there is none): used by the reconciler to repair a ledger that drifted.
     pub async fn correct(
         &self,
         customer: &str,
         project: &str,
-        hard: BTreeMap<String, String>,
+        hard: Option<BTreeMap<String, String>>,
         now: Timestamp,
+        reserved_at: Option<Timestamp>,
     ) -> Result<(), LedgerError> {
         let change = Change {
             project: project.to_string(),
-            entry: Some(Reservation { hard, at: now }),
+            entry: hard.map(|hard| Reservation { hard, at: now }),
             customer: None,
             seed: Entries::new(),
             dry_run: false,
+            only_if: Some(reserved_at),
         };
         self.submit(customer, change).await
     }
@@ -512,6 +534,7 @@ mod tests {
             customer: Some(c.clone()),
             seed: Entries::new(),
             dry_run,
+            only_if: None,
         }
     }
 
@@ -575,6 +598,7 @@ mod tests {
             customer: None,
             seed: Entries::new(),
             dry_run: false,
+            only_if: None,
         };
         let plan_none = super::plan(None, std::slice::from_ref(&nothing));
         assert!(plan_none.outcomes[0].is_ok() && plan_none.write.is_none());
@@ -585,11 +609,56 @@ mod tests {
             customer: None,
             seed: Entries::new(),
             dry_run: false,
+            only_if: None,
         };
         let plan = super::plan(Some(&full), &[release, reserve(&c, "d", "1", false)]);
         assert!(plan.outcomes.iter().all(|o| o.is_ok()));
         let (entries, _) = plan.write.unwrap();
         assert_eq!(entries.keys().collect::<Vec<_>>(), ["b", "d"]);
+    }
+
+    #[test]
+    fn an_admission_never_lowers_a_reservation() {
+        let c = acme("u1");
+        let current = ledger(&Entries::from([("a".into(), res("1500m"))]), Some("u1"));
+        // A shrink reserves nothing new: the reconciler lowers it once the project is stored.
+        let plan = plan(Some(&current), &[reserve(&c, "a", "500m", false)]);
+        assert!(plan.outcomes[0].is_ok());
+        assert!(plan.write.is_none(), "{:?}", plan.write);
+        // A growth of one key keeps the others at their larger value.
+        let mut grow = reserve(&c, "a", "2", false);
+        grow.entry.as_mut().unwrap().hard = BTreeMap::from([
+            ("requests.cpu".to_string(), "1".to_string()),
+            ("pods".to_string(), "3".to_string()),
+        ]);
+        let plan = super::plan(Some(&current), &[grow]);
+        let (entries, _) = plan.write.unwrap();
+        assert_eq!(
+            entries["a"].hard,
+            BTreeMap::from([
+                ("pods".to_string(), "3".to_string()),
+                ("requests.cpu".to_string(), "1500m".to_string()),
+            ])
+        );
+    }
+
+    #[test]
+    fn equivalent_names_and_negative_amounts_do_not_get_around_the_quota() {
+        let c = customer(serde_json::json!({"hard": {"cpu": "10"}}));
+        let entries = Entries::from([("a".into(), res("8"))]);
+        let err = fits(
+            &c,
+            &entries,
+            "b",
+            &BTreeMap::from([("cpu".into(), "4".into())]),
+        )
+        .unwrap_err();
+        assert!(err.contains("asks 4, 2 of 10 left"), "{err}");
+        let credit = Entries::from([("a".into(), res("8")), ("neg".into(), res("-8"))]);
+        assert!(
+            fits(&c, &credit, "b", &want("4")).is_err(),
+            "a negative amount is no credit"
+        );
     }
 
     #[test]

@@ -7,8 +7,12 @@
 pub mod ledger;
 pub mod server;
 
+use std::collections::BTreeSet;
+
 use jiff::Timestamp;
-use json_patch::{AddOperation, PatchOperation};
+use json_patch::{AddOperation, PatchOperation, RemoveOperation};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::core::admission::Operation;
 
@@ -37,7 +41,42 @@ impl Requester {
     }
 }
 
-/// Who is trusted.
+/// Project names no one may create by default: the cluster's own namespaces and those of
+/// common platform components (a project named like one, made before the component is installed,
+/// would let its owner act as the component's ServiceAccounts). A trailing `*` is a prefix.
+pub const DEFAULT_RESERVED_NAMES: &[&str] = &[
+    "default",
+    "kube-*",
+    "openshift-*",
+    "cattle-*",
+    "tenancy-system",
+    "cert-manager",
+    "argocd",
+    "flux-system",
+    "ingress-nginx",
+    "monitoring",
+    "istio-system",
+    "gatekeeper-system",
+    "kyverno",
+    "velero",
+    "vault",
+    "external-secrets",
+    "external-dns",
+    "metallb-system",
+    "calico-system",
+    "tigera-operator",
+    "local-path-storage",
+    "keda",
+    "knative-serving",
+    "olm",
+    "operators",
+];
+
+/// The most memberships one project may hold: its archive (written on one annotation when it is
+/// deleted) must fit within the apiserver's limit for annotations. A Group serves larger teams.
+pub const MAX_MEMBERSHIPS_PER_PROJECT: usize = 500;
+
+/// Who is trusted, and the rules that hold for everyone.
 #[derive(Clone, Debug)]
 pub struct Policy {
     /// Groups whose members are staff.
@@ -45,6 +84,11 @@ pub struct Policy {
     /// Users always allowed: the operator itself, and the cluster's own controllers (which
     /// delete memberships when a namespace is purged).
     pub trusted_users: Vec<String>,
+    /// Project names nobody may create (a trailing `*` is a prefix); the operator's own namespace
+    /// is always among them.
+    pub reserved_names: Vec<String>,
+    /// The ClusterRoles that project roles map to: tenants' RoleBindings may not bind them.
+    pub roles: crate::desired::RoleNames,
 }
 
 impl Default for Policy {
@@ -56,6 +100,11 @@ impl Default for Policy {
                 "system:serviceaccount:kube-system:namespace-controller".into(),
                 "system:serviceaccount:kube-system:generic-garbage-collector".into(),
             ],
+            reserved_names: DEFAULT_RESERVED_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            roles: Default::default(),
         }
     }
 }
@@ -65,7 +114,64 @@ impl Policy {
         r.groups.iter().any(|g| self.staff_groups.contains(g))
             || self.trusted_users.contains(&r.username)
     }
+
+    /// The reserved entry a project name matches, if any.
+    pub fn reserved(&self, name: &str) -> Option<&str> {
+        self.reserved_names
+            .iter()
+            .find(|r| match r.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == r.as_str(),
+            })
+            .map(String::as_str)
+    }
 }
+
+/// The metadata only staff (and the cluster's controllers) may set or change on tenancy objects:
+/// owner references (the garbage collector would delete on their behalf) and finalizers (a
+/// finalizer can keep an object, and the access it grants, alive forever). `allowed_finalizers`
+/// are those the operator adds itself. Returns the fields the requester touched.
+pub fn protected_metadata_changes(
+    old: Option<&ObjectMeta>,
+    new: &ObjectMeta,
+    allowed_finalizers: &[&str],
+) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let refs = |m: Option<&ObjectMeta>| {
+        m.and_then(|m| m.owner_references.clone())
+            .unwrap_or_default()
+    };
+    if refs(old) != refs(Some(new)) {
+        out.push("metadata.ownerReferences");
+    }
+    let finalizers = |m: Option<&ObjectMeta>| {
+        let mut f: Vec<String> = m
+            .and_then(|m| m.finalizers.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| !allowed_finalizers.contains(&f.as_str()))
+            .collect();
+        f.sort();
+        f
+    };
+    if finalizers(old) != finalizers(Some(new)) {
+        out.push("metadata.finalizers");
+    }
+    out
+}
+
+fn metadata_verdict(r: &Requester, what: &str, fields: &[&str]) -> Option<Verdict> {
+    (!fields.is_empty()).then(|| {
+        Verdict::forbidden(format!(
+            "{} may not set or change {} of {what}: only staff may (the garbage collector deletes through owner references, and finalizers keep objects alive)",
+            who(r),
+            fields.join(" and ")
+        ))
+    })
+}
+
+/// The finalizer the operator puts on every Project (turns a delete into a soft delete).
+pub const SOFT_DELETE_FINALIZER: &str = "tenancy.dev/soft-delete";
 
 /// A request's old and new objects as `T`. A new object that does not fit the types is refused
 /// (422, naming the field). An old one that does not fit (stored under CRDs newer than the
@@ -144,24 +250,84 @@ pub struct ProjectSnapshot {
     pub contents: NamespaceContents,
     /// The archive, when a soft-deleted project of this name exists (a create recovers it).
     pub archive: Option<Archive>,
+    /// The namespace of this name is not this project's (an earlier project's, or someone
+    /// else's): the memberships in it make nobody its manager.
+    pub namespace_not_owned: bool,
+    /// Of the namespaces the request's subjects name, those that are projects' (the
+    /// ServiceAccount rule).
+    pub project_namespaces: BTreeSet<String>,
 }
 
 fn who(r: &Requester) -> String {
     format!("user {:?}", r.username)
 }
 
-fn is_owner(customer: &Customer, r: &Requester, now: Timestamp) -> bool {
-    access::active_holders(&customer.spec.owners, now).any(|h| r.is(&h.subject()))
+fn is_owner(
+    customer: &Customer,
+    r: &Requester,
+    now: Timestamp,
+    project_namespaces: &BTreeSet<String>,
+) -> bool {
+    access::active_holders(&customer.spec.owners, now, &|n: &str| {
+        project_namespaces.contains(n)
+    })
+    .any(|h| r.is(&h.subject()))
 }
 
 /// Active Manager of the project through one of the memberships.
-fn is_manager(memberships: &[ProjectMembership], r: &Requester, now: Timestamp) -> bool {
+fn is_manager(
+    memberships: &[ProjectMembership],
+    r: &Requester,
+    now: Timestamp,
+    binds: bool,
+    project_namespaces: &BTreeSet<String>,
+) -> bool {
     let refs: Vec<&ProjectMembership> = memberships.iter().collect();
+    let is_project_namespace = |n: &str| project_namespaces.contains(n);
     refs.iter().any(|m| {
         m.spec.role == ProjectRole::Manager
             && r.is(&m.spec.subject)
-            && access::evaluate(m, &refs, true, now) == Grant::Active
+            && access::evaluate(m, &refs, binds, now, &is_project_namespace) == Grant::Active
     })
+}
+
+/// Everything that makes a project's quota and limits unacceptable whoever asks: what the
+/// apiserver would refuse in its ResourceQuota or LimitRange, and a resource its customer limits
+/// that it leaves unbounded. Checked when the project is created, or its quota, limits or customer
+/// change.
+fn quota_verdict(
+    old: Option<&Project>,
+    new: &Project,
+    customer: Option<&Customer>,
+) -> Option<Verdict> {
+    let changed = old.is_none_or(|o| {
+        o.spec.quota != new.spec.quota
+            || o.spec.limit_range != new.spec.limit_range
+            || o.spec.customer != new.spec.customer
+    });
+    if !changed {
+        return None;
+    }
+    let mut problems = crate::desired::namespace::spec_problems(new);
+    if let Some(c) = customer {
+        let hard = new
+            .spec
+            .quota
+            .as_ref()
+            .map(|q| q.hard.clone())
+            .unwrap_or_default();
+        let missing =
+            crate::desired::quota::unbounded(&hard, &crate::desired::quota::customer_limits(c));
+        if !missing.is_empty() {
+            problems.push(format!(
+                "spec.quota.hard: customer {} limits {}, so every one of its projects must set {} (a project without it would have no bound at all)",
+                c.name_any(),
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" }
+            ));
+        }
+    }
+    (!problems.is_empty()).then(|| Verdict::invalid(problems.join("; ")))
 }
 
 /// Staff-only project fields the requester set or changed.
@@ -207,13 +373,17 @@ pub fn decide_project(
     now: Timestamp,
 ) -> Verdict {
     let staff = policy.is_staff(r);
+    let pns = &snap.project_namespaces;
     match op {
         Operation::Delete => {
             let Some(old) = old else {
                 return Verdict::Allow;
             };
             let name = old.name_any();
-            let owner = snap.customer.as_ref().is_some_and(|c| is_owner(c, r, now));
+            let owner = snap
+                .customer
+                .as_ref()
+                .is_some_and(|c| is_owner(c, r, now, pns));
             if !staff && !owner {
                 return Verdict::forbidden(format!(
                     "{} may not delete project {name:?}: only owners of customer {:?} and staff may delete its projects",
@@ -240,6 +410,13 @@ pub fn decide_project(
                 return Verdict::invalid("the request carries no object");
             };
             let name = new.name_any();
+            if *op == Operation::Create
+                && let Some(rule) = policy.reserved(&name)
+            {
+                return Verdict::invalid(format!(
+                    "metadata.name: {name:?} is reserved for the cluster and its platform components (rule {rule:?}): a project gets a namespace of its name, so it may not take theirs; choose another name"
+                ));
+            }
             // A new project, or a move, must name an existing customer. A project whose customer
             // was deleted can still be changed: its finalizer released, its fields fixed.
             let names_customer = *op == Operation::Create
@@ -250,8 +427,45 @@ pub fn decide_project(
                     new.spec.customer
                 ));
             }
+            let old_for_update = if *op == Operation::Update { old } else { None };
+            if let Some(v) = quota_verdict(old_for_update, new, snap.customer.as_ref()) {
+                return v;
+            }
             if staff {
                 return Verdict::Allow;
+            }
+            if let Some(v) = metadata_verdict(
+                r,
+                &format!("project {name}"),
+                &protected_metadata_changes(
+                    old_for_update.map(|o| &o.metadata),
+                    &new.metadata,
+                    &[SOFT_DELETE_FINALIZER],
+                ),
+            ) {
+                return v;
+            }
+            let adopt = |p: Option<&Project>| {
+                p.and_then(|p| p.annotations().get(annotations::ADOPT_NAMESPACE).cloned())
+            };
+            if adopt(old_for_update) != adopt(Some(new)) {
+                return Verdict::forbidden(format!(
+                    "{} may not set metadata.annotations[{}]: adopting a namespace the project did not create is a staff decision",
+                    who(r),
+                    annotations::ADOPT_NAMESPACE
+                ));
+            }
+            // Without its customer, a quota cannot be checked against the customer's.
+            if snap.customer.is_none()
+                && old_for_update.is_some_and(|o| {
+                    crate::desired::quota::allocation(o) != crate::desired::quota::allocation(new)
+                })
+            {
+                return Verdict::forbidden(format!(
+                    "{} may not change spec.quota of project {name:?}: its customer {:?} does not exist, so the change cannot be checked against the customer's quota; only staff may",
+                    who(r),
+                    new.spec.customer
+                ));
             }
             // Moves (and recoveries under another customer) are staff-only.
             let moved_from = match op {
@@ -280,7 +494,10 @@ pub fn decide_project(
                     staff_fields.join(", ")
                 ));
             }
-            let owner = snap.customer.as_ref().is_some_and(|c| is_owner(c, r, now));
+            let owner = snap
+                .customer
+                .as_ref()
+                .is_some_and(|c| is_owner(c, r, now, pns));
             if *op == Operation::Create {
                 if !owner {
                     return Verdict::forbidden(format!(
@@ -291,7 +508,7 @@ pub fn decide_project(
                 }
                 return Verdict::Allow;
             }
-            if owner || is_manager(&snap.memberships, r, now) {
+            if owner || is_manager(&snap.memberships, r, now, !snap.namespace_not_owned, pns) {
                 return Verdict::Allow;
             }
             Verdict::forbidden(format!(
@@ -312,15 +529,24 @@ pub struct MembershipSnapshot {
     pub customer: Option<Customer>,
     /// Every membership in the namespace (the one being changed included, as it was).
     pub memberships: Vec<ProjectMembership>,
+    /// The project does not own the namespace (an earlier project's, or someone else's).
+    pub namespace_not_owned: bool,
+    /// Of the namespaces the request's subjects name, those that are projects'.
+    pub project_namespaces: BTreeSet<String>,
 }
 
-/// Only the accept annotation changed, to "true".
+/// Only the accept annotation changed, to "true": spec, labels, other annotations, owner
+/// references and finalizers are as they were.
 fn is_acceptance(old: &ProjectMembership, new: &ProjectMembership) -> bool {
     let mut old_ann = old.annotations().clone();
     let mut new_ann = new.annotations().clone();
     let accepted = new_ann.remove(annotations::ACCEPT).as_deref() == Some("true");
     old_ann.remove(annotations::ACCEPT);
-    accepted && old_ann == new_ann && old.spec == new.spec && old.labels() == new.labels()
+    accepted
+        && old_ann == new_ann
+        && old.spec == new.spec
+        && old.labels() == new.labels()
+        && protected_metadata_changes(Some(&old.metadata), &new.metadata, &[]).is_empty()
 }
 
 /// Decides a request on a ProjectMembership.
@@ -360,6 +586,26 @@ pub fn decide_membership(
             "project {ns} is in phase Conflict: namespace {ns} was not made by it and belongs to someone else, so a membership there would bind nothing; rename the project (delete it and create it under a free name) and add members there"
         ));
     }
+    // A project's memberships are bounded (its archive must fit one annotation).
+    if *op == Operation::Create && snap.memberships.len() >= MAX_MEMBERSHIPS_PER_PROJECT {
+        return Verdict::conflict(format!(
+            "project {ns} has {} memberships, the most one project may hold ({MAX_MEMBERSHIPS_PER_PROJECT}); remove expired or revoked ones, or grant a Group",
+            snap.memberships.len()
+        ));
+    }
+    // The ServiceAccount rule holds for everyone.
+    if let (Operation::Create | Operation::Update, Some(new)) = (op, new)
+        && let Err(why) = access::service_account_rule(
+            &new.spec.subject,
+            access::Scope::Project {
+                project: &ns,
+                role: new.spec.role,
+            },
+            &|n: &str| snap.project_namespaces.contains(n),
+        )
+    {
+        return Verdict::forbidden(format!("spec.subject: {why}"));
+    }
     // Duplicates are refused for everyone.
     if let (Operation::Create | Operation::Update, Some(new)) = (op, new) {
         let dup = snap.memberships.iter().find(|o| {
@@ -385,6 +631,15 @@ pub fn decide_membership(
     if staff {
         return Verdict::Allow;
     }
+    if let (Operation::Create | Operation::Update, Some(new)) = (op, new)
+        && let Some(v) = metadata_verdict(
+            r,
+            &format!("membership {:?}", new.name_any()),
+            &protected_metadata_changes(old.map(|o| &o.metadata), &new.metadata, &[]),
+        )
+    {
+        return v;
+    }
     if let (Operation::Update, Some(old), Some(new)) = (op, old, new)
         && r.is(&new.spec.subject)
         && is_acceptance(old, new)
@@ -398,10 +653,15 @@ pub fn decide_membership(
             new.name_any()
         ));
     }
-    if snap.customer.as_ref().is_some_and(|c| is_owner(c, r, now)) {
+    let pns = &snap.project_namespaces;
+    if snap
+        .customer
+        .as_ref()
+        .is_some_and(|c| is_owner(c, r, now, pns))
+    {
         return Verdict::Allow;
     }
-    if !is_manager(&snap.memberships, r, now) {
+    if !is_manager(&snap.memberships, r, now, !snap.namespace_not_owned, pns) {
         return Verdict::forbidden(format!(
             "{} may not change memberships of project {ns:?}: only its managers, its customer's owners and staff may",
             who(r)
@@ -426,22 +686,115 @@ pub fn decide_membership(
     Verdict::Allow
 }
 
+/// What the operator's caches say about a customer, for deciding on it.
+#[derive(Clone, Debug, Default)]
+pub struct CustomerSnapshot {
+    /// The customer's projects (not being deleted).
+    pub projects: Vec<Project>,
+    /// Of the namespaces the request's subjects name, those that are projects'.
+    pub project_namespaces: BTreeSet<String>,
+}
+
+/// Why a customer's quota cannot bound its projects, if it cannot: a resource it limits that a
+/// project leaves unbounded, a limit below what its projects already hold, fewer projects allowed
+/// than it has. Checked whenever the quota changes, for everyone.
+fn customer_quota_problems(customer: &Customer, projects: &[Project]) -> Vec<String> {
+    use crate::desired::quota;
+    let Some(q) = &customer.spec.quota else {
+        return Vec::new();
+    };
+    let mut out = quota::quota_problems("spec.quota.hard", &q.hard);
+    let limits = quota::customer_limits(customer);
+    let unbounded: Vec<String> = projects
+        .iter()
+        .filter_map(|p| {
+            let hard = p
+                .spec
+                .quota
+                .as_ref()
+                .map(|q| q.hard.clone())
+                .unwrap_or_default();
+            let missing = quota::unbounded(&hard, &limits);
+            (!missing.is_empty())
+                .then(|| format!("{} (sets no {})", p.name_any(), missing.join(", ")))
+        })
+        .collect();
+    if !unbounded.is_empty() {
+        out.push(format!(
+            "spec.quota.hard: every project of the customer must set each resource the customer limits, and these do not: {}; set it on them first",
+            unbounded.join(", ")
+        ));
+    }
+    let allocated = projects
+        .iter()
+        .fold(quota::Allocation::new(), |mut sum, p| {
+            for (k, v) in quota::allocation(p) {
+                *sum.entry(k).or_default() += v;
+            }
+            sum
+        });
+    for (k, limit) in quota::allocation_of_list(&q.hard) {
+        let held = allocated.get(&k).copied().unwrap_or_default();
+        if held > limit {
+            out.push(format!(
+                "spec.quota.hard.{k}: {limit} is less than the {held} its projects already hold; lower their quotas first"
+            ));
+        }
+    }
+    if let Some(max) = q.projects
+        && projects.len() as i64 > i64::from(max)
+    {
+        out.push(format!(
+            "spec.quota.projects: {max} is fewer than the {} projects the customer has",
+            projects.len()
+        ));
+    }
+    out
+}
+
 /// Decides a request on a Customer: staff create, change and delete customers; owners may
-/// change only its display fields.
+/// change only its display fields. For everyone: its quota must bound its projects, and its
+/// owners and support follow the ServiceAccount rule.
 pub fn decide_customer(
     op: &Operation,
     r: &Requester,
     old: Option<&Customer>,
     new: Option<&Customer>,
+    snap: &CustomerSnapshot,
     policy: &Policy,
     now: Timestamp,
 ) -> Verdict {
+    let pns = &snap.project_namespaces;
+    if let (Operation::Create | Operation::Update, Some(new)) = (op, new) {
+        for h in new.spec.owners.iter().chain(new.spec.support.iter()) {
+            if let Err(why) =
+                access::service_account_rule(&h.subject(), access::Scope::Customer, &|n: &str| {
+                    pns.contains(n)
+                })
+            {
+                return Verdict::forbidden(format!("spec.owners/support: {why}"));
+            }
+        }
+        if old.is_none_or(|o| o.spec.quota != new.spec.quota) {
+            let problems = customer_quota_problems(new, &snap.projects);
+            if !problems.is_empty() {
+                return Verdict::conflict(problems.join("; "));
+            }
+        }
+    }
     if policy.is_staff(r) {
         return Verdict::Allow;
     }
     if let (Operation::Update, Some(old), Some(new)) = (op, old, new)
-        && is_owner(old, r, now)
+        && is_owner(old, r, now, pns)
     {
+        if let Some(v) = metadata_verdict(
+            r,
+            &format!("customer {}", old.name_any()),
+            &protected_metadata_changes(Some(&old.metadata), &new.metadata, &[]),
+        ) {
+            return v;
+        }
         let mut display_only = new.spec.clone();
         display_only.display_name = old.spec.display_name.clone();
         display_only.native_name = old.spec.native_name.clone();
@@ -462,59 +815,178 @@ pub fn decide_customer(
     ))
 }
 
-fn add_annotation_ops(existing: bool, key: &str, value: &str) -> Vec<PatchOperation> {
-    let mut ops = Vec::new();
-    if !existing {
-        ops.push(PatchOperation::Add(AddOperation {
-            path: "/metadata/annotations".parse().expect("static pointer"),
-            value: serde_json::json!({}),
-        }));
+/// What the operator's caches say about a RoleBinding's namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BindingNamespace {
+    /// Not a project's namespace: not the webhook's business.
+    #[default]
+    Other,
+    /// An active project's namespace.
+    Active,
+    /// A soft-deleted project's archived namespace.
+    Archived,
+}
+
+/// Decides a request on a RoleBinding in a project namespace. People get access to a project only
+/// through memberships and customer roles: a RoleBinding a tenant makes there may bind only
+/// ServiceAccounts of that namespace, never to the project roles; the operator's own bindings
+/// are the operator's; and an archived project's namespace is open to staff only.
+pub fn decide_role_binding(
+    op: &Operation,
+    r: &Requester,
+    old: Option<&RoleBinding>,
+    new: Option<&RoleBinding>,
+    namespace: BindingNamespace,
+    policy: &Policy,
+) -> Verdict {
+    if policy.is_staff(r) || namespace == BindingNamespace::Other || *op == Operation::Delete {
+        return Verdict::Allow;
     }
-    let escaped = key.replace('~', "~0").replace('/', "~1");
-    ops.push(PatchOperation::Add(AddOperation {
-        path: format!("/metadata/annotations/{escaped}")
-            .parse()
-            .expect("escaped pointer"),
-        value: serde_json::Value::String(value.to_string()),
-    }));
+    let Some(new) = new else {
+        return Verdict::Allow;
+    };
+    let ns = new.namespace().unwrap_or_default();
+    let name = new.name_any();
+    if namespace == BindingNamespace::Archived {
+        return Verdict::forbidden(format!(
+            "{} may not bind anything in namespace {ns}: its project was deleted, and only staff have access to an archived project",
+            who(r)
+        ));
+    }
+    let managed = |rb: &RoleBinding| {
+        rb.labels()
+            .get(crate::desired::labels::MANAGED_BY)
+            .map(String::as_str)
+            == Some(crate::desired::labels::MANAGED_BY_VALUE)
+    };
+    if old.is_some_and(managed) || managed(new) {
+        return Verdict::forbidden(format!(
+            "{} may not write RoleBinding {name}: bindings labelled {}={} are tenancy-operator's (they implement memberships and customer roles); change the ProjectMembership instead",
+            who(r),
+            crate::desired::labels::MANAGED_BY,
+            crate::desired::labels::MANAGED_BY_VALUE
+        ));
+    }
+    let role = &new.role_ref;
+    let project_roles = [
+        &policy.roles.manager,
+        &policy.roles.administrator,
+        &policy.roles.member,
+    ];
+    if role.kind == "ClusterRole"
+        && (project_roles.contains(&&role.name) || role.name.starts_with("tenancy:"))
+    {
+        return Verdict::forbidden(format!(
+            "RoleBinding {name} may not bind ClusterRole {}: project roles are held only through ProjectMemberships, which expire and are revoked with the project",
+            role.name
+        ));
+    }
+    for (i, s) in new.subjects.iter().flatten().enumerate() {
+        let own_service_account =
+            s.kind == "ServiceAccount" && s.namespace.as_deref().is_none_or(|n| n == ns);
+        if !own_service_account {
+            let whom = match &s.namespace {
+                Some(n) => format!("{} {n}/{}", s.kind, s.name),
+                None => format!("{} {:?}", s.kind, s.name),
+            };
+            return Verdict::forbidden(format!(
+                "RoleBinding {name} subjects[{i}]: may not bind {whom}: in a project namespace people get access only through ProjectMemberships (which expire and end with the project); a RoleBinding may bind only ServiceAccounts of namespace {ns}"
+            ));
+        }
+    }
+    Verdict::Allow
+}
+
+/// JSON patch operations that set (`Some`) or remove (`None`) annotations, given the object's
+/// current annotations.
+fn annotation_ops(
+    current: Option<&std::collections::BTreeMap<String, String>>,
+    changes: &[(&str, Option<String>)],
+) -> Vec<PatchOperation> {
+    let mut ops = Vec::new();
+    let mut exists = current.is_some();
+    for (key, want) in changes {
+        let have = current.and_then(|a| a.get(*key));
+        if have == want.as_ref() {
+            continue;
+        }
+        let escaped = key.replace('~', "~0").replace('/', "~1");
+        let path = format!("/metadata/annotations/{escaped}");
+        match want {
+            Some(value) => {
+                if !exists {
+                    ops.push(PatchOperation::Add(AddOperation {
+                        path: "/metadata/annotations".parse().expect("static pointer"),
+                        value: serde_json::json!({}),
+                    }));
+                    exists = true;
+                }
+                ops.push(PatchOperation::Add(AddOperation {
+                    path: path.parse().expect("escaped pointer"),
+                    value: serde_json::Value::String(value.clone()),
+                }));
+            }
+            None => ops.push(PatchOperation::Remove(RemoveOperation {
+                path: path.parse().expect("escaped pointer"),
+            })),
+        }
+    }
     ops
 }
 
-/// The mutating webhook's changes to a Project: who requested the end date.
+/// The mutating webhook's changes to a Project: who requested the end date, and audit
+/// annotations only the webhook writes. For everyone but staff, `end-date-requested-by` is the
+/// requester when the end date changes and what it was otherwise; `deleted-by` is what it was
+/// (the webhook records it when the delete is admitted).
 pub fn mutate_project(
     op: &Operation,
     r: &Requester,
     old: Option<&Project>,
     new: &Project,
+    policy: &Policy,
 ) -> Vec<PatchOperation> {
-    let changed = match op {
+    let old = if *op == Operation::Update { old } else { None };
+    let was = |key: &str| old.and_then(|o| o.annotations().get(key).cloned());
+    let end_date_changed = match op {
         Operation::Create => new.spec.end_date.is_some(),
         Operation::Update => old.map(|o| &o.spec.end_date) != Some(&new.spec.end_date),
         _ => false,
     };
-    if !changed || new.annotations().get(annotations::END_DATE_REQUESTED_BY) == Some(&r.username) {
-        return Vec::new();
+    let staff = policy.is_staff(r);
+    let mut changes = Vec::new();
+    if end_date_changed {
+        changes.push((annotations::END_DATE_REQUESTED_BY, Some(r.username.clone())));
+    } else if !staff {
+        changes.push((
+            annotations::END_DATE_REQUESTED_BY,
+            was(annotations::END_DATE_REQUESTED_BY),
+        ));
     }
-    add_annotation_ops(
-        new.metadata.annotations.is_some(),
-        annotations::END_DATE_REQUESTED_BY,
-        &r.username,
-    )
+    if !staff {
+        changes.push((annotations::DELETED_BY, was(annotations::DELETED_BY)));
+    }
+    annotation_ops(new.metadata.annotations.as_ref(), &changes)
 }
 
-/// The mutating webhook's changes to a ProjectMembership: who created it.
+/// The mutating webhook's changes to a ProjectMembership: who created it (on create, the
+/// requester; afterwards what it was, except for staff).
 pub fn mutate_membership(
     op: &Operation,
     r: &Requester,
+    old: Option<&ProjectMembership>,
     new: &ProjectMembership,
+    policy: &Policy,
 ) -> Vec<PatchOperation> {
-    if *op != Operation::Create {
-        return Vec::new();
-    }
-    add_annotation_ops(
-        new.metadata.annotations.is_some(),
-        annotations::CREATED_BY,
-        &r.username,
+    let want = match op {
+        Operation::Create => Some(r.username.clone()),
+        Operation::Update if !policy.is_staff(r) => {
+            old.and_then(|o| o.annotations().get(annotations::CREATED_BY).cloned())
+        }
+        _ => return Vec::new(),
+    };
+    annotation_ops(
+        new.metadata.annotations.as_ref(),
+        &[(annotations::CREATED_BY, want)],
     )
 }
 

@@ -1,7 +1,7 @@
 //! The HTTPS server that feeds admission requests to the decision functions, with its TLS
 //! certificate (generated and shared through a Secret, or mounted from cert-manager).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,19 +15,21 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::ledger::{LedgerError, allocation};
-use super::{MembershipSnapshot, Policy, ProjectSnapshot, Requester, Verdict};
+use super::{BindingNamespace, MembershipSnapshot, Policy, ProjectSnapshot, Requester, Verdict};
 use crate::api::{Customer, Project, ProjectMembership};
 use crate::controller::Context;
-use crate::desired::labels;
+use crate::desired::namespace::{Standing, standing};
+use crate::desired::{annotations, labels};
 use crate::lifecycle::archive::Archive;
 
 /// Where and how the webhook serves.
@@ -85,9 +87,36 @@ impl Admission {
         }
     }
 
-    fn project_snapshot(&self, name: &str, customer: &str) -> ProjectSnapshot {
+    /// Of the namespaces of these ServiceAccount subjects, those that are projects'.
+    fn project_namespaces<'a>(
+        &self,
+        subjects: impl IntoIterator<Item = &'a crate::api::Subject>,
+    ) -> BTreeSet<String> {
+        subjects
+            .into_iter()
+            .filter(|s| s.kind == crate::api::SubjectKind::ServiceAccount)
+            .filter_map(|s| s.namespace.clone())
+            .filter(|ns| self.ctx.caches.is_project_namespace(ns))
+            .collect()
+    }
+
+    /// Whether the namespace of this name is not `project`'s own (an earlier project's, someone
+    /// else's, or an archive): then its memberships make nobody the project's manager.
+    fn namespace_not_owned(&self, project: Option<&Project>, name: &str) -> bool {
+        let ns = self.ctx.caches.namespaces.get(&ObjectRef::new(name));
+        let cached = self.ctx.caches.projects.get(&ObjectRef::new(name));
+        match (ns, project.or(cached.as_deref())) {
+            (Some(n), Some(p)) => standing(&n, p) != Standing::Owned,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
+    fn project_snapshot(&self, project: &Project) -> ProjectSnapshot {
+        let (name, customer) = (project.name_any(), project.spec.customer.clone());
+        let (name, customer) = (name.as_str(), customer.as_str());
         let caches = &self.ctx.caches;
-        ProjectSnapshot {
+        let mut snap = ProjectSnapshot {
             customer: caches
                 .customers
                 .get(&ObjectRef::new(customer))
@@ -111,7 +140,25 @@ impl Admission {
                 .namespaces
                 .get(&ObjectRef::new(name))
                 .and_then(|n| Archive::of(&n)),
-        }
+            namespace_not_owned: self.namespace_not_owned(Some(project), name),
+            project_namespaces: BTreeSet::new(),
+        };
+        snap.project_namespaces = self.subject_namespaces(&snap);
+        snap
+    }
+
+    fn subject_namespaces(&self, snap: &ProjectSnapshot) -> BTreeSet<String> {
+        let holders: Vec<crate::api::Subject> = snap
+            .customer
+            .iter()
+            .flat_map(|c| c.spec.owners.iter().chain(c.spec.support.iter()))
+            .map(|h| h.subject())
+            .collect();
+        self.project_namespaces(
+            holders
+                .iter()
+                .chain(snap.memberships.iter().map(|m| &m.spec.subject)),
+        )
     }
 
     /// The request's old and new objects as `T` (see [`super::read_objects`]).
@@ -141,7 +188,7 @@ impl Admission {
         let Some(subject) = new.as_ref().or(old.as_ref()) else {
             return Ok(Verdict::Allow);
         };
-        let mut snap = self.project_snapshot(&subject.name_any(), &subject.spec.customer);
+        let mut snap = self.project_snapshot(subject);
         // The cache sees a Customer a moment after it is created; a Customer and its Project
         // applied together must not fail on that, so a miss is asked of the API.
         if snap.customer.is_none() {
@@ -149,6 +196,7 @@ impl Admission {
                 .get_opt(&subject.spec.customer)
                 .await
                 .map_err(|e| format!("reading customer {:?}: {e}", subject.spec.customer))?;
+            snap.project_namespaces = self.subject_namespaces(&snap);
         }
         let now = self.ctx.clock.now();
         let verdict = super::decide_project(
@@ -163,8 +211,24 @@ impl Admission {
         if !verdict.is_allowed() {
             return Ok(verdict);
         }
-        // Reserve the allocation when it is new or changed.
-        if let (Some(new), Some(customer)) = (&new, &snap.customer) {
+        if req.operation == Operation::Delete
+            && !req.dry_run
+            && let Some(old) = &old
+        {
+            self.record_deleter(old, &Self::requester(req)).await?;
+        }
+        // Reserve the allocation when it is new or changed. Creating a name that is already
+        // stored fails with AlreadyExists after admission: it reserves nothing, so the stored
+        // project's reservation stays as it is.
+        let exists = req.operation == Operation::Create
+            && new.as_ref().is_some_and(|n| {
+                self.ctx
+                    .caches
+                    .projects
+                    .get(&ObjectRef::from_obj(n))
+                    .is_some()
+            });
+        if let (Some(new), Some(customer), false) = (&new, &snap.customer, exists) {
             let changed = match &old {
                 None => true,
                 Some(old) => {
@@ -197,6 +261,39 @@ impl Admission {
         Ok(verdict)
     }
 
+    /// Records who deletes a project (annotation `tenancy.dev/deleted-by`, read by the soft
+    /// delete into the archive) once the delete is admitted. A project without the soft-delete
+    /// finalizer is gone at once: nothing to record.
+    async fn record_deleter(&self, project: &Project, r: &Requester) -> Result<(), String> {
+        if !project
+            .finalizers()
+            .iter()
+            .any(|f| f == super::SOFT_DELETE_FINALIZER)
+            || project.metadata.deletion_timestamp.is_some()
+            || project.annotations().get(annotations::DELETED_BY) == Some(&r.username)
+        {
+            return Ok(());
+        }
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {annotations::DELETED_BY: r.username}}
+        });
+        match Api::<Project>::all(self.ctx.client.clone())
+            .patch(
+                &project.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(format!(
+                "recording who deletes project {}: {e}",
+                project.name_any()
+            )),
+        }
+    }
+
     async fn validate_membership(
         &self,
         req: &AdmissionRequest<DynamicObject>,
@@ -215,16 +312,30 @@ impl Admission {
             .as_ref()
             .and_then(|p| caches.customers.get(&ObjectRef::new(&p.spec.customer)))
             .map(|c| c.as_ref().clone());
+        let memberships: Vec<ProjectMembership> = caches
+            .memberships
+            .state()
+            .iter()
+            .filter(|m| m.namespace().as_deref() == Some(ns.as_str()))
+            .map(|m| m.as_ref().clone())
+            .collect();
+        let holders: Vec<crate::api::Subject> = customer
+            .iter()
+            .flat_map(|c| c.spec.owners.iter().chain(c.spec.support.iter()))
+            .map(|h| h.subject())
+            .collect();
+        let project_namespaces = self.project_namespaces(
+            holders
+                .iter()
+                .chain(memberships.iter().map(|m| &m.spec.subject))
+                .chain(new.iter().map(|m| &m.spec.subject)),
+        );
         let snap = MembershipSnapshot {
+            namespace_not_owned: self.namespace_not_owned(project.as_ref(), &ns),
             project,
             customer,
-            memberships: caches
-                .memberships
-                .state()
-                .iter()
-                .filter(|m| m.namespace().as_deref() == Some(ns.as_str()))
-                .map(|m| m.as_ref().clone())
-                .collect(),
+            memberships,
+            project_namespaces,
         };
         Ok(super::decide_membership(
             &req.operation,
@@ -245,14 +356,61 @@ impl Admission {
             Ok(objects) => objects,
             Err(verdict) => return Ok(verdict),
         };
+        let name = new.as_ref().or(old.as_ref()).map(|c| c.name_any());
+        let holders: Vec<crate::api::Subject> = new
+            .iter()
+            .flat_map(|c| c.spec.owners.iter().chain(c.spec.support.iter()))
+            .map(|h| h.subject())
+            .chain(
+                old.iter()
+                    .flat_map(|c| c.spec.owners.iter())
+                    .map(|h| h.subject()),
+            )
+            .collect();
+        let snap = super::CustomerSnapshot {
+            projects: self
+                .ctx
+                .caches
+                .projects
+                .state()
+                .iter()
+                .filter(|p| {
+                    Some(&p.spec.customer) == name.as_ref()
+                        && p.metadata.deletion_timestamp.is_none()
+                })
+                .map(|p| p.as_ref().clone())
+                .collect(),
+            project_namespaces: self.project_namespaces(&holders),
+        };
         Ok(super::decide_customer(
             &req.operation,
             &Self::requester(req),
             old.as_ref(),
             new.as_ref(),
+            &snap,
             &self.policy,
             self.ctx.clock.now(),
         ))
+    }
+
+    fn validate_role_binding(&self, req: &AdmissionRequest<DynamicObject>) -> Verdict {
+        let [old, new] = [&req.old_object, &req.object].map(typed::<RoleBinding>);
+        let ns = req.namespace.clone().unwrap_or_default();
+        let namespace = match self.ctx.caches.namespaces.get(&ObjectRef::new(&ns)) {
+            Some(n) if crate::lifecycle::archive::is_archived(&n) => BindingNamespace::Archived,
+            Some(n) if crate::desired::namespace::namespace_belongs_to(&n, &ns) => {
+                BindingNamespace::Active
+            }
+            _ => BindingNamespace::Other,
+        };
+        super::decide_role_binding(
+            &req.operation,
+            &Self::requester(req),
+            old.as_ref(),
+            new.as_ref(),
+            namespace,
+            &self.policy,
+        )
     }
 
     pub async fn validate(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
@@ -272,6 +430,7 @@ impl Admission {
             "Project" => self.validate_project(req).await,
             "ProjectMembership" => self.validate_membership(req).await,
             "Customer" => self.validate_customer(req).await,
+            "RoleBinding" => Ok(self.validate_role_binding(req)),
             other => Ok(Verdict::invalid(format!(
                 "tenancy-operator does not validate {other}"
             ))),
@@ -296,11 +455,18 @@ impl Admission {
                     &r,
                     typed::<Project>(&req.old_object).as_ref(),
                     &new,
+                    &self.policy,
                 ),
                 None => Vec::new(),
             },
             "ProjectMembership" => match typed::<ProjectMembership>(&req.object) {
-                Some(new) => super::mutate_membership(&req.operation, &r, &new),
+                Some(new) => super::mutate_membership(
+                    &req.operation,
+                    &r,
+                    typed::<ProjectMembership>(&req.old_object).as_ref(),
+                    &new,
+                    &self.policy,
+                ),
                 None => Vec::new(),
             },
             _ => Vec::new(),

@@ -1,5 +1,6 @@
 use super::*;
 use crate::api::{CustomerSpec, ProjectMembershipSpec, ProjectSpec};
+use json_patch::PatchOperation;
 
 const NOW: &str = "2027-01-01T12:00:00Z";
 
@@ -335,6 +336,7 @@ fn msnap(members: Vec<ProjectMembership>) -> MembershipSnapshot {
         project: Some(project("web", serde_json::json!({"customer": "acme"}))),
         customer: Some(customer("acme", &["olga"])),
         memberships: members,
+        ..Default::default()
     }
 }
 
@@ -516,6 +518,7 @@ fn customers_are_staff_business_except_display_fields() {
             &user("olga"),
             Some(&old),
             Some(&renamed),
+            &CustomerSnapshot::default(),
             &Policy::default(),
             now()
         )
@@ -529,6 +532,7 @@ fn customers_are_staff_business_except_display_fields() {
             &user("olga"),
             Some(&old),
             Some(&grown),
+            &CustomerSnapshot::default(),
             &Policy::default(),
             now()
         )),
@@ -540,6 +544,7 @@ fn customers_are_staff_business_except_display_fields() {
             &user("olga"),
             None,
             Some(&old),
+            &CustomerSnapshot::default(),
             &Policy::default(),
             now()
         )),
@@ -551,6 +556,7 @@ fn customers_are_staff_business_except_display_fields() {
             &staff(),
             None,
             Some(&old),
+            &CustomerSnapshot::default(),
             &Policy::default(),
             now()
         )
@@ -558,14 +564,70 @@ fn customers_are_staff_business_except_display_fields() {
     );
 }
 
+fn annotation_patch(ops: &[PatchOperation]) -> Vec<(String, String, Option<String>)> {
+    serde_json::to_value(ops)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| {
+            (
+                op["op"].as_str().unwrap().to_string(),
+                op["path"].as_str().unwrap().to_string(),
+                op["value"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn mutations_record_who_created_and_who_moved_the_end_date() {
+    let pol = Policy::default();
+    let created_by = "/metadata/annotations/tenancy.dev~1created-by";
+    let requested_by = "/metadata/annotations/tenancy.dev~1end-date-requested-by";
     let m = membership("n", "ned", ProjectRole::Member);
-    let ops = mutate_membership(&Operation::Create, &user("olga"), &m);
+    let ops = mutate_membership(&Operation::Create, &user("olga"), None, &m, &pol);
     assert_eq!(
-        serde_json::to_value(&ops).unwrap()[1]["path"],
-        "/metadata/annotations/tenancy.dev~1created-by"
+        annotation_patch(&ops),
+        [
+            ("add".into(), "/metadata/annotations".into(), None),
+            ("add".into(), created_by.into(), Some("olga".into())),
+        ]
     );
+    // A spoofed creator on create is overwritten with the requester.
+    let mut spoofed = m.clone();
+    spoofed
+        .annotations_mut()
+        .insert(annotations::CREATED_BY.into(), "sam".into());
+    assert_eq!(
+        annotation_patch(&mutate_membership(
+            &Operation::Create,
+            &user("olga"),
+            None,
+            &spoofed,
+            &pol
+        )),
+        [("add".into(), created_by.into(), Some("olga".into()))]
+    );
+    // After creation, a tenant's change of the creator is put back; staff may correct it.
+    let mut stored = m.clone();
+    stored
+        .annotations_mut()
+        .insert(annotations::CREATED_BY.into(), "olga".into());
+    assert_eq!(
+        annotation_patch(&mutate_membership(
+            &Operation::Update,
+            &user("mia"),
+            Some(&stored),
+            &spoofed,
+            &pol
+        )),
+        [("add".into(), created_by.into(), Some("olga".into()))]
+    );
+    assert!(
+        mutate_membership(&Operation::Update, &staff(), Some(&stored), &spoofed, &pol).is_empty()
+    );
+
     let old = project(
         "web",
         serde_json::json!({"customer": "acme", "endDate": "2027-01-01"}),
@@ -574,8 +636,554 @@ fn mutations_record_who_created_and_who_moved_the_end_date() {
         "web",
         serde_json::json!({"customer": "acme", "endDate": "2027-02-01"}),
     );
-    assert!(!mutate_project(&Operation::Update, &user("olga"), Some(&old), &new).is_empty());
-    assert!(mutate_project(&Operation::Update, &user("olga"), Some(&old), &old).is_empty());
+    assert_eq!(
+        annotation_patch(&mutate_project(
+            &Operation::Update,
+            &user("olga"),
+            Some(&old),
+            &new,
+            &pol
+        )),
+        [
+            ("add".into(), "/metadata/annotations".into(), None),
+            ("add".into(), requested_by.into(), Some("olga".into())),
+        ]
+    );
+    assert!(mutate_project(&Operation::Update, &user("olga"), Some(&old), &old, &pol).is_empty());
+    // Audit annotations set without the change they record are taken out.
+    let mut forged = old.clone();
+    forged
+        .annotations_mut()
+        .insert(annotations::END_DATE_REQUESTED_BY.into(), "sam".into());
+    forged
+        .annotations_mut()
+        .insert(annotations::DELETED_BY.into(), "sam".into());
+    assert_eq!(
+        annotation_patch(&mutate_project(
+            &Operation::Update,
+            &user("mia"),
+            Some(&old),
+            &forged,
+            &pol
+        )),
+        [
+            ("remove".into(), requested_by.into(), None),
+            (
+                "remove".into(),
+                "/metadata/annotations/tenancy.dev~1deleted-by".into(),
+                None
+            ),
+        ]
+    );
+}
+
+#[test]
+fn tenants_never_set_owner_references_or_finalizers() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    let pol = Policy::default();
+    let mgr = membership("m", "mia", ProjectRole::Manager);
+    let snap = psnap(&["olga"], vec![mgr.clone()]);
+    let old = project("web", serde_json::json!({"customer": "acme"}));
+    let gc_bait = OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: "gone".into(),
+        uid: "00000000-0000-0000-0000-000000000000".into(),
+        ..Default::default()
+    };
+    let mut owned = old.clone();
+    owned.metadata.owner_references = Some(vec![gc_bait.clone()]);
+    let mut kept = old.clone();
+    kept.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+    let mut ours = old.clone();
+    ours.metadata.finalizers = Some(vec![SOFT_DELETE_FINALIZER.into()]);
+    for who in [user("mia"), user("olga")] {
+        for (what, new) in [("ownerReferences", &owned), ("finalizers", &kept)] {
+            let v = decide_project(
+                &Operation::Update,
+                &who,
+                Some(&old),
+                Some(new),
+                &snap,
+                &pol,
+                now(),
+            );
+            assert_eq!(code(&v), 403, "{} {what}: {v:?}", who.username);
+            assert!(message(&v).contains(&format!("metadata.{what}")), "{v:?}");
+        }
+        // The operator's own finalizer is no tenant's doing either way.
+        assert!(
+            decide_project(
+                &Operation::Update,
+                &who,
+                Some(&ours),
+                Some(&old),
+                &snap,
+                &pol,
+                now()
+            )
+            .is_allowed()
+        );
+    }
+    let v = decide_project(
+        &Operation::Create,
+        &user("olga"),
+        None,
+        Some(&owned),
+        &snap,
+        &pol,
+        now(),
+    );
+    assert_eq!(code(&v), 403, "{v:?}");
+    assert!(
+        decide_project(
+            &Operation::Update,
+            &staff(),
+            Some(&old),
+            Some(&owned),
+            &snap,
+            &pol,
+            now()
+        )
+        .is_allowed()
+    );
+    // Memberships: an owner or a manager may not add them either.
+    let m = membership("n", "ned", ProjectRole::Member);
+    let mut m_owned = m.clone();
+    m_owned.metadata.owner_references = Some(vec![gc_bait]);
+    let msnap = msnap(vec![mgr, m.clone()]);
+    for who in [user("mia"), user("olga")] {
+        let v = decide_membership(
+            &Operation::Update,
+            &who,
+            Some(&m),
+            Some(&m_owned),
+            &msnap,
+            &pol,
+            now(),
+        );
+        assert_eq!(code(&v), 403, "{v:?}");
+    }
+    // Customers: an owner changing display fields may not slip in an owner reference.
+    let c = customer("acme", &["olga"]);
+    let mut c_owned = c.clone();
+    c_owned.spec.display_name = Some("ACME".into());
+    c_owned.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+    let v = decide_customer(
+        &Operation::Update,
+        &user("olga"),
+        Some(&c),
+        Some(&c_owned),
+        &CustomerSnapshot::default(),
+        &pol,
+        now(),
+    );
+    assert_eq!(code(&v), 403, "{v:?}");
+}
+
+#[test]
+fn an_invitee_accepting_may_not_add_a_finalizer() {
+    let mut pending = membership("n", "ned", ProjectRole::Member);
+    pending.status = Some(crate::api::ProjectMembershipStatus {
+        phase: Some(MembershipPhase::Pending),
+        ..Default::default()
+    });
+    let mut accept = pending.clone();
+    accept
+        .annotations_mut()
+        .insert(annotations::ACCEPT.into(), "true".into());
+    let snap = msnap(vec![pending.clone()]);
+    let pol = Policy::default();
+    assert!(
+        decide_membership(
+            &Operation::Update,
+            &user("ned"),
+            Some(&pending),
+            Some(&accept),
+            &snap,
+            &pol,
+            now()
+        )
+        .is_allowed()
+    );
+    let mut keep = accept.clone();
+    keep.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+    let v = decide_membership(
+        &Operation::Update,
+        &user("ned"),
+        Some(&pending),
+        Some(&keep),
+        &snap,
+        &pol,
+        now(),
+    );
+    assert_eq!(code(&v), 403, "{v:?}");
+}
+
+#[test]
+fn quotas_that_get_around_the_customer_or_the_apiserver_are_refused() {
+    let pol = Policy::default();
+    let mut snap = psnap(&["olga"], vec![]);
+    snap.customer.as_mut().unwrap().spec.quota = Some(
+        serde_json::from_value(serde_json::json!({"hard": {"requests.cpu": "10", "pods": "20"}}))
+            .unwrap(),
+    );
+    let p = |quota: serde_json::Value| {
+        project(
+            "web",
+            serde_json::json!({"customer": "acme", "quota": {"hard": quota}}),
+        )
+    };
+    let cases = [
+        (serde_json::json!({"requests.cpu": "2", "pods": "5"}), None),
+        (serde_json::json!({"cpu": "2", "count/pods": "5"}), None),
+        (
+            serde_json::json!({"requests.cpu": "2"}),
+            Some("customer acme limits pods, so every one of its projects must set it"),
+        ),
+        (
+            serde_json::json!({}),
+            Some("limits pods, requests.cpu, so every one of its projects must set them"),
+        ),
+        (
+            serde_json::json!({"requests.cpu": "2", "pods": "5", "cpu": "1"}),
+            Some("cpu and requests.cpu are the same resource"),
+        ),
+        (
+            serde_json::json!({"requests.cpu": "2", "pods": "5", "foo": "1"}),
+            Some("spec.quota.hard.foo"),
+        ),
+    ];
+    for who in [user("olga"), staff()] {
+        for (quota, want) in &cases {
+            let v = decide_project(
+                &Operation::Create,
+                &who,
+                None,
+                Some(&p(quota.clone())),
+                &snap,
+                &pol,
+                now(),
+            );
+            match want {
+                None => assert!(v.is_allowed(), "{quota}: {v:?}"),
+                Some(w) => {
+                    assert_eq!(code(&v), 422, "{quota}: {v:?}");
+                    assert!(message(&v).contains(w), "{quota}: {v:?}");
+                }
+            }
+        }
+    }
+    // Container limits out of order.
+    let bad = project(
+        "web",
+        serde_json::json!({"customer": "acme", "quota": {"hard": {"requests.cpu": "1", "pods": "1"}},
+            "limitRange": {"min": {"cpu": "2"}, "max": {"cpu": "1"}}}),
+    );
+    let v = decide_project(
+        &Operation::Create,
+        &user("olga"),
+        None,
+        Some(&bad),
+        &snap,
+        &pol,
+        now(),
+    );
+    assert!(
+        message(&v).contains("min.cpu (2) is above max.cpu (1)"),
+        "{v:?}"
+    );
+    // A manager of a project whose customer is gone may not change its quota.
+    let mut orphan = psnap(&[], vec![membership("m", "mia", ProjectRole::Manager)]);
+    orphan.customer = None;
+    let v = decide_project(
+        &Operation::Update,
+        &user("mia"),
+        Some(&p(serde_json::json!({"requests.cpu": "1"}))),
+        Some(&p(serde_json::json!({"requests.cpu": "1000"}))),
+        &orphan,
+        &pol,
+        now(),
+    );
+    assert_eq!(code(&v), 403, "{v:?}");
+}
+
+#[test]
+fn reserved_names_never_become_projects() {
+    let mut pol = Policy::default();
+    pol.reserved_names.push("corp-ops".into());
+    let snap = psnap(&["olga"], vec![]);
+    for name in [
+        "kube-system",
+        "kube-anything",
+        "cert-manager",
+        "argocd",
+        "default",
+        "corp-ops",
+    ] {
+        let p = project(name, serde_json::json!({"customer": "acme"}));
+        for who in [user("olga"), staff()] {
+            let v = decide_project(&Operation::Create, &who, None, Some(&p), &snap, &pol, now());
+            assert_eq!(code(&v), 422, "{name}: {v:?}");
+            assert!(message(&v).contains("is reserved"), "{v:?}");
+        }
+    }
+    let p = project("kubeflow-lab", serde_json::json!({"customer": "acme"}));
+    assert!(
+        decide_project(
+            &Operation::Create,
+            &user("olga"),
+            None,
+            Some(&p),
+            &snap,
+            &pol,
+            now()
+        )
+        .is_allowed()
+    );
+}
+
+#[test]
+fn the_service_account_rule_is_checked_for_everyone() {
+    let pol = Policy::default();
+    let sa = |ns: &str, role| {
+        let mut m = membership("bot", "x", role);
+        m.spec.subject = Subject {
+            kind: SubjectKind::ServiceAccount,
+            name: "bot".into(),
+            namespace: Some(ns.into()),
+        };
+        m
+    };
+    let mut snap = msnap(vec![]);
+    snap.project_namespaces = ["web".to_string(), "api".to_string()].into();
+    for who in [user("olga"), staff()] {
+        let m = sa("web", ProjectRole::Manager);
+        let v = decide_membership(&Operation::Create, &who, None, Some(&m), &snap, &pol, now());
+        assert_eq!(code(&v), 403, "{v:?}");
+        assert!(message(&v).contains("at most Administrator"), "{v:?}");
+        let m = sa("api", ProjectRole::Member);
+        let v = decide_membership(&Operation::Create, &who, None, Some(&m), &snap, &pol, now());
+        assert!(message(&v).contains("only in project api"), "{v:?}");
+        let m = sa("web", ProjectRole::Administrator);
+        assert!(
+            decide_membership(&Operation::Create, &who, None, Some(&m), &snap, &pol, now())
+                .is_allowed()
+        );
+    }
+    let mut c = customer("acme", &["olga"]);
+    c.spec.support = vec![
+        serde_json::from_value(
+            serde_json::json!({"kind": "ServiceAccount", "name": "bot", "namespace": "web"}),
+        )
+        .unwrap(),
+    ];
+    let csnap = CustomerSnapshot {
+        project_namespaces: ["web".to_string()].into(),
+        ..Default::default()
+    };
+    let v = decide_customer(
+        &Operation::Create,
+        &staff(),
+        None,
+        Some(&c),
+        &csnap,
+        &pol,
+        now(),
+    );
+    assert_eq!(code(&v), 403, "{v:?}");
+}
+
+#[test]
+fn a_customer_quota_must_bound_every_project_it_has() {
+    let pol = Policy::default();
+    let old = customer("acme", &["olga"]);
+    let with = |quota: serde_json::Value| {
+        let mut c = old.clone();
+        c.spec.quota = Some(serde_json::from_value(quota).unwrap());
+        c
+    };
+    let snap = CustomerSnapshot {
+        projects: vec![
+            project(
+                "a",
+                serde_json::json!({"customer": "acme", "quota": {"hard": {"requests.cpu": "4"}}}),
+            ),
+            project(
+                "b",
+                serde_json::json!({"customer": "acme", "quota": {"hard": {"cpu": "4", "pods": "2"}}}),
+            ),
+        ],
+        ..Default::default()
+    };
+    let decide = |new: &Customer| {
+        decide_customer(
+            &Operation::Update,
+            &staff(),
+            Some(&old),
+            Some(new),
+            &snap,
+            &pol,
+            now(),
+        )
+    };
+    assert!(
+        decide(&with(
+            serde_json::json!({"hard": {"requests.cpu": "8"}, "projects": 2})
+        ))
+        .is_allowed()
+    );
+    let v = decide(&with(serde_json::json!({"hard": {"requests.cpu": "7"}})));
+    assert_eq!(code(&v), 409, "{v:?}");
+    assert!(
+        message(&v).contains("7 is less than the 8 its projects already hold"),
+        "{v:?}"
+    );
+    let v = decide(&with(serde_json::json!({"hard": {"pods": "10"}})));
+    assert!(message(&v).contains("a (sets no pods)"), "{v:?}");
+    let v = decide(&with(serde_json::json!({"projects": 1})));
+    assert!(message(&v).contains("fewer than the 2 projects"), "{v:?}");
+}
+
+#[test]
+fn tenants_bind_only_their_own_service_accounts() {
+    use k8s_openapi::api::rbac::v1::{RoleRef, Subject as RbacSubject};
+    let pol = Policy::default();
+    let rb = |role: &str, subjects: Vec<RbacSubject>| RoleBinding {
+        metadata: ObjectMeta {
+            name: Some("mine".into()),
+            namespace: Some("web".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: role.into(),
+        },
+        subjects: Some(subjects),
+    };
+    let subject = |kind: &str, name: &str, ns: Option<&str>| RbacSubject {
+        kind: kind.into(),
+        name: name.into(),
+        namespace: ns.map(str::to_string),
+        api_group: None,
+    };
+    let own_sa = subject("ServiceAccount", "ci", Some("web"));
+    let cases = [
+        (
+            rb("edit", vec![own_sa.clone()]),
+            BindingNamespace::Active,
+            None,
+        ),
+        (
+            rb("edit", vec![subject("User", "eve", None)]),
+            BindingNamespace::Active,
+            Some("may not bind User \"eve\""),
+        ),
+        (
+            rb("view", vec![subject("Group", "system:authenticated", None)]),
+            BindingNamespace::Active,
+            Some("Group"),
+        ),
+        (
+            rb("edit", vec![subject("ServiceAccount", "ci", Some("other"))]),
+            BindingNamespace::Active,
+            Some("ServiceAccount other/ci"),
+        ),
+        (
+            rb("tenancy:project-manager", vec![own_sa.clone()]),
+            BindingNamespace::Active,
+            Some("may not bind ClusterRole tenancy:project-manager"),
+        ),
+        (
+            rb("edit", vec![own_sa.clone()]),
+            BindingNamespace::Archived,
+            Some("only staff have access to an archived project"),
+        ),
+        (
+            rb("cluster-admin", vec![subject("User", "eve", None)]),
+            BindingNamespace::Other,
+            None,
+        ),
+    ];
+    for (binding, ns, want) in &cases {
+        let v = decide_role_binding(
+            &Operation::Create,
+            &user("mia"),
+            None,
+            Some(binding),
+            *ns,
+            &pol,
+        );
+        match want {
+            None => assert!(v.is_allowed(), "{binding:?}: {v:?}"),
+            Some(w) => {
+                assert_eq!(code(&v), 403);
+                assert!(message(&v).contains(w), "{v:?}");
+            }
+        }
+        assert!(
+            decide_role_binding(&Operation::Create, &staff(), None, Some(binding), *ns, &pol)
+                .is_allowed()
+        );
+    }
+    // The operator's bindings are the operator's.
+    let mut ours = rb("tenancy:project-member", vec![subject("User", "ned", None)]);
+    ours.metadata.labels = Some(crate::desired::child_labels("web", "membership"));
+    let mut widened = ours.clone();
+    widened
+        .subjects
+        .as_mut()
+        .unwrap()
+        .push(subject("User", "eve", None));
+    let v = decide_role_binding(
+        &Operation::Update,
+        &user("mia"),
+        Some(&ours),
+        Some(&widened),
+        BindingNamespace::Active,
+        &pol,
+    );
+    assert!(message(&v).contains("are tenancy-operator's"), "{v:?}");
+}
+
+#[test]
+fn a_project_holds_a_bounded_number_of_memberships() {
+    let members: Vec<ProjectMembership> = (0..MAX_MEMBERSHIPS_PER_PROJECT)
+        .map(|i| membership(&format!("m{i}"), &format!("u{i}"), ProjectRole::Member))
+        .collect();
+    let snap = msnap(members);
+    let m = membership("one-more", "late", ProjectRole::Member);
+    let v = decide_membership(
+        &Operation::Create,
+        &staff(),
+        None,
+        Some(&m),
+        &snap,
+        &Policy::default(),
+        now(),
+    );
+    assert_eq!(code(&v), 409, "{v:?}");
+}
+
+#[test]
+fn memberships_in_a_namespace_the_project_does_not_own_make_no_manager() {
+    let mgr = membership("m", "mia", ProjectRole::Manager);
+    let mut snap = psnap(&["olga"], vec![mgr]);
+    snap.namespace_not_owned = true;
+    let old = project("web", serde_json::json!({"customer": "acme"}));
+    let mut new = old.clone();
+    new.spec.description = Some("mine now".into());
+    let v = decide_project(
+        &Operation::Update,
+        &user("mia"),
+        Some(&old),
+        Some(&new),
+        &snap,
+        &Policy::default(),
+        now(),
+    );
+    assert_eq!(code(&v), 403, "{v:?}");
 }
 
 #[test]

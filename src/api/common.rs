@@ -125,8 +125,9 @@ pub fn resource_list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Sche
     })
 }
 
-/// The textual form of a Kubernetes quantity (`500m`, `2`, `1.5Gi`, `1e3`).
-pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+/// The textual form of a non-negative Kubernetes quantity (`500m`, `2`, `1.5Gi`, `1e3`): quotas
+/// and limits are never below 0 (a negative allocation would credit the customer's quota).
+pub const QUANTITY_PATTERN: &str = r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
 
 /// Schema for `status.conditions`: a list keyed by `type`.
 pub fn conditions_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +11,7 @@ use super::common::{CustomerRoleHolder, ResourceList, conditions_schema, resourc
 
 /// An organisation that owns projects. Its owners manage all its projects; its quota caps the
 /// sum of its projects' quotas.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[kube(
     group = "tenancy.dev",
     doc = "An organisation that owns projects. Its owners manage all its projects; its quota caps the sum of its projects' quotas.",
@@ -28,7 +28,8 @@ use super::common::{CustomerRoleHolder, ResourceList, conditions_schema, resourc
     printcolumn = r#"{"name":"Resources","type":"integer","jsonPath":".status.resourcesCount"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","priority":1}"#,
     printcolumn = r#"{"name":"Cost/Month","type":"string","jsonPath":".status.cost.monthly","priority":1}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name: a customer name is the value of the tenancy.dev/customer label on its namespaces, so it must be at most 63 characters")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerSpec {

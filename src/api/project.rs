@@ -36,6 +36,7 @@ use super::oecd::OecdFos2007Code;
     printcolumn = r#"{"name":"Cost/Month","type":"string","jsonPath":".status.cost.monthly","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name: a project name becomes its namespace name, so it must be at most 63 characters"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name: a project name becomes its namespace name, so it must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit (no dots)"),
 )]
 #[x_kube(validation = Rule::new("!has(self.startDate) || !has(self.endDate) || self.endDate >= self.startDate").message("spec.endDate must not be before spec.startDate"))]
 #[serde(rename_all = "camelCase")]
@@ -43,7 +44,7 @@ pub struct ProjectSpec {
     /// The customer (organisation) this project belongs to: the name of a Customer object.
     /// Changing it moves the project to another customer, which only staff may do.
     #[schemars(
-        length(min = 1, max = 253),
+        length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     )]
     pub customer: String,
@@ -350,14 +351,17 @@ pub struct QuotaStatus {
     pub used: BTreeMap<String, String>,
 }
 
-/// A member at the time the project was deleted.
+/// A member at the time the project was deleted. An archive too large for its annotation keeps
+/// only the names (the memberships themselves stay in the namespace, Revoked).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArchivedMember {
     /// The membership's name.
     pub name: String,
-    pub subject: Subject,
-    pub role: super::membership::ProjectRole,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<super::membership::ProjectRole>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiration_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

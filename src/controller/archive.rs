@@ -19,7 +19,9 @@ use super::queue::{Queue, spec_changes};
 use super::{Changes, Context, Error, apply};
 use crate::api::Customer;
 use crate::desired::labels;
-use crate::lifecycle::archive::{Archive, DEFAULT_RETENTION_DAYS, is_archived as archived};
+use crate::lifecycle::archive::{
+    Archive, DEFAULT_RETENTION_DAYS, is_archived as archived, purgeable,
+};
 
 pub const CONTROLLER: &str = "archive";
 
@@ -89,7 +91,7 @@ async fn reconcile(n: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error
     if n.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let Some(archive) = Archive::of(&n) else {
+    let Some(archive) = Archive::of(&n).filter(|a| purgeable(&n, a)) else {
         return Ok(Action::await_change());
     };
     let name = n.name_any();

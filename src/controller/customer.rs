@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Future;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::ResourceExt;
 use kube::runtime::Controller;
@@ -25,16 +25,31 @@ use crate::lifecycle;
 
 pub const CONTROLLER: &str = "customer";
 
+/// The shared streams the Customer controller is triggered by.
+pub struct Streams {
+    pub customers: Changes<Customer>,
+    pub projects: Changes<Project>,
+    pub namespaces: Changes<Namespace>,
+    pub cluster_roles: Changes<ClusterRole>,
+    pub cluster_role_bindings: Changes<ClusterRoleBinding>,
+    /// The quota ledgers: a change is checked against the stored projects.
+    pub ledgers: Changes<ConfigMap>,
+}
+
 /// Builds the controller; the returned future runs it.
 pub fn controller(
     ctx: &Arc<Context>,
-    customers: Changes<Customer>,
-    projects: Changes<Project>,
-    namespaces: Changes<Namespace>,
-    cluster_roles: Changes<ClusterRole>,
-    cluster_role_bindings: Changes<ClusterRoleBinding>,
+    s: Streams,
     concurrency: u16,
 ) -> impl Future<Output = ()> + use<> {
+    let Streams {
+        customers,
+        projects,
+        namespaces,
+        cluster_roles,
+        cluster_role_bindings,
+        ledgers,
+    } = s;
     let queue = Queue::<Customer>::new(ctx.metrics.clone(), CONTROLLER);
     let store = ctx.caches.customers.clone();
     let controller = Controller::for_shared_stream(queue.own(customers), store.clone())
@@ -51,7 +66,13 @@ pub fn controller(
             }),
         )
         .watches_shared_stream(cluster_roles, queue.owners())
-        .watches_shared_stream(cluster_role_bindings, queue.owners());
+        .watches_shared_stream(cluster_role_bindings, queue.owners())
+        .watches_shared_stream(
+            ledgers,
+            queue.mapped(|cm: Arc<ConfigMap>| {
+                cm.labels().get(labels::CUSTOMER).map(|c| ObjectRef::new(c))
+            }),
+        );
     let ctx = ctx.clone();
     async move {
         let stream = controller.run(
@@ -96,6 +117,9 @@ pub fn kept_archives(caches: &super::Caches, customer: &Customer) -> Vec<Kept> {
         })
         .filter_map(|n| {
             let archive = crate::lifecycle::archive::Archive::of(&n)?;
+            if !crate::lifecycle::archive::purgeable(&n, &archive) {
+                return None;
+            }
             let purge_at = archive.purge_after(retention);
             Some(Kept {
                 namespace: n,
@@ -149,52 +173,59 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
     let now = ctx.clock.now();
     let caches = &ctx.caches;
 
-    let (roles, bindings) = access::customer_access(&customer, now);
+    let (roles, bindings) =
+        access::customer_access(&customer, now, &|n: &str| caches.is_project_namespace(n));
     apply::ensure_cluster_rbac(&ctx, &roles, &bindings).await?;
 
-    // Repair the quota ledger: reservations whose project never appeared (a create admitted
-    // and then lost) go after a minute; reservations that differ from the project's spec are
-    // set to it.
+    // Repair the quota ledger so that it equals what the stored projects hold: a reservation
+    // whose project never appeared (a create admitted, then refused or lost) goes, one that
+    // differs from its stored project (an admitted change that was never stored; a shrink, which
+    // admission never reserves) is set to it, and a stored project without one gets one. Entries
+    // reserved in the last `SETTLE` are left to their admissions (whose objects may still be on
+    // their way to storage); the reconciler comes back when they settle. Each correction applies
+    // only if the entry is still the one read here.
     let mut ledger_checks = Vec::new();
     let ledger_ref = ObjectRef::new(&crate::admission::ledger::ledger_name(&name))
         .within(ctx.ledger.namespace());
     if let Some(cm) = caches.ledgers.get(&ledger_ref) {
         let entries = crate::admission::ledger::decode(&cm);
+        let stored: BTreeMap<String, Arc<Project>> = caches
+            .projects
+            .state()
+            .into_iter()
+            .filter(|p| p.spec.customer == name && p.metadata.deletion_timestamp.is_none())
+            .map(|p| (p.name_any(), p))
+            .collect();
         for (project, reservation) in &entries {
-            let live = caches
-                .projects
-                .get(&ObjectRef::new(project))
-                .filter(|p| p.spec.customer == name && p.metadata.deletion_timestamp.is_none());
             let settle = reservation
                 .at
-                .checked_add(jiff::SignedDuration::from_secs(60))
+                .checked_add(crate::admission::ledger::SETTLE)
                 .unwrap_or(reservation.at);
-            match live {
-                None if now >= settle => {
-                    ctx.ledger
-                        .release(&name, project)
-                        .await
-                        .map_err(|e| Error::Invalid(e.to_string()))?;
-                    tracing::info!(
-                        customer = name,
-                        project,
-                        "released a quota reservation whose project does not exist"
-                    );
-                }
-                None => ledger_checks.push(Some(settle)),
-                Some(p) => {
-                    let want = crate::admission::ledger::allocation(&p);
-                    if want != reservation.hard {
-                        if now >= settle {
-                            ctx.ledger
-                                .correct(&name, project, want, now)
-                                .await
-                                .map_err(|e| Error::Invalid(e.to_string()))?;
-                        } else {
-                            ledger_checks.push(Some(settle));
-                        }
-                    }
-                }
+            let want = stored
+                .get(project)
+                .map(|p| crate::admission::ledger::allocation(p));
+            if want.as_ref() == Some(&reservation.hard) {
+                continue;
+            }
+            if now < settle {
+                ledger_checks.push(Some(settle));
+                continue;
+            }
+            ctx.ledger
+                .correct(&name, project, want, now, Some(reservation.at))
+                .await?;
+            tracing::info!(
+                customer = name,
+                project,
+                "corrected a quota reservation to what the stored project holds"
+            );
+        }
+        for (project, p) in &stored {
+            if !entries.contains_key(project) {
+                let want = crate::admission::ledger::allocation(p);
+                ctx.ledger
+                    .correct(&name, project, Some(want), now, None)
+                    .await?;
             }
         }
     }

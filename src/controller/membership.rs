@@ -17,8 +17,7 @@ use super::queue::Queue;
 use super::{Changes, Context, Error, apply};
 use crate::api::{Project, ProjectMembership, ProjectMembershipStatus};
 use crate::desired::access::{self, Grant};
-use crate::desired::labels;
-use crate::desired::namespace::namespace_belongs_to;
+use crate::desired::namespace::{Standing, standing};
 use crate::lifecycle;
 
 pub const CONTROLLER: &str = "membership";
@@ -67,16 +66,15 @@ pub fn controller(
     }
 }
 
-/// Whether the project of this namespace exists, owns the namespace and is in use: only then
-/// does a membership bind anything. A membership in `kube-system` binds nothing.
-pub fn project_binds(ctx: &Context, namespace: &str) -> bool {
-    let project = ctx.caches.projects.get(&ObjectRef::new(namespace));
-    let ns = ctx.caches.namespaces.get(&ObjectRef::new(namespace));
+/// Whether the project of this namespace exists, owns the namespace (this very incarnation of
+/// it) and is in use: only then does a membership bind anything. A membership in `kube-system`,
+/// or in the namespace an earlier project of the same name left behind, binds nothing.
+pub fn project_binds(caches: &super::Caches, namespace: &str) -> bool {
+    let project = caches.projects.get(&ObjectRef::new(namespace));
+    let ns = caches.namespaces.get(&ObjectRef::new(namespace));
     match (project, ns) {
         (Some(p), Some(n)) => {
-            p.metadata.deletion_timestamp.is_none()
-                && namespace_belongs_to(&n, namespace)
-                && n.labels().get(labels::STATE).map(String::as_str) == Some("active")
+            p.metadata.deletion_timestamp.is_none() && standing(&n, &p) == Standing::Owned
         }
         _ => false,
     }
@@ -90,9 +88,6 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     };
     let key = format!("{CONTROLLER}/{ns}/{}", m.name_any());
-    if m.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
     let now = ctx.clock.now();
     let siblings: Vec<Arc<ProjectMembership>> = ctx
         .caches
@@ -102,7 +97,14 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
         .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
         .collect();
     let sibling_refs: Vec<&ProjectMembership> = siblings.iter().map(|o| o.as_ref()).collect();
-    let grant = access::evaluate(&m, &sibling_refs, project_binds(&ctx, &ns), now);
+    let caches = &ctx.caches;
+    let grant = access::evaluate(
+        &m,
+        &sibling_refs,
+        project_binds(caches, &ns),
+        now,
+        &|n: &str| caches.is_project_namespace(n),
+    );
 
     let binding_name = access::membership_binding_name(&m.name_any());
     let current = ctx
@@ -142,6 +144,11 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
         }
     }
 
+    // A membership being deleted keeps no access, whatever finalizers keep the object.
+    if grant == Grant::Deleting {
+        ctx.succeeded(&key);
+        return Ok(Action::await_change());
+    }
     let previous = m.status.clone().unwrap_or_default();
     let mut conds = Conditions::new(&previous.conditions, m.metadata.generation, now);
     let who = format!("{} {}", m.spec.subject.kind.as_str(), m.spec.subject.name);
@@ -201,6 +208,15 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
                 format!("duplicate of membership {other}"),
             );
         }
+        Grant::Refused(why) => {
+            conds.set(
+                "Ready",
+                false,
+                "NotAllowed",
+                format!("nothing is bound: {why}"),
+            );
+        }
+        Grant::Deleting => unreachable!("returned above"),
         Grant::NoProject => {
             conds.set(
                 "Ready",

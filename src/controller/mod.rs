@@ -107,6 +107,16 @@ pub struct RunArgs {
     /// (`system:serviceaccount:<namespace>:<name>`).
     #[arg(long, env = "TENANCY_TRUSTED_USERS", value_delimiter = ',')]
     pub trusted_users: Vec<String>,
+    /// Project names nobody may create (a trailing `*` is a prefix), e.g. the namespaces of
+    /// platform components; the operator's own namespace is always reserved. Repeat or separate
+    /// with commas.
+    #[arg(
+        long = "reserved-names",
+        env = "TENANCY_RESERVED_NAMES",
+        value_delimiter = ',',
+        default_values_t = crate::admission::DEFAULT_RESERVED_NAMES.iter().map(|s| s.to_string())
+    )]
+    pub reserved_names: Vec<String>,
     /// The operator's namespace: webhook certificate Secret, quota ledgers, leases.
     #[arg(long, env = "POD_NAMESPACE", default_value = "tenancy-system")]
     pub namespace: String,
@@ -167,6 +177,8 @@ pub enum Error {
     #[error("serializing: {0}")]
     Serialization(#[source] serde_json::Error),
     #[error("{0}")]
+    Ledger(#[from] crate::admission::ledger::LedgerError),
+    #[error("{0}")]
     Invalid(String),
 }
 
@@ -177,6 +189,7 @@ impl Error {
             Error::Kube(kube::Error::Api(e)) => format!("api_{}", e.code),
             Error::Kube(_) => "api_transport".into(),
             Error::Serialization(_) => "serialization".into(),
+            Error::Ledger(_) => "ledger".into(),
             Error::Invalid(_) => "invalid".into(),
         }
     }
@@ -197,6 +210,18 @@ pub struct Caches {
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
     /// The customer quota ledgers (ConfigMaps in the operator's namespace).
     pub ledgers: Store<k8s_openapi::api::core::v1::ConfigMap>,
+}
+
+impl Caches {
+    /// Whether a namespace is a project's, or named like one: a Project of that name exists, or
+    /// the namespace was made by the operator for a project (the ServiceAccount rule).
+    pub fn is_project_namespace(&self, namespace: &str) -> bool {
+        self.projects.get(&ObjectRef::new(namespace)).is_some()
+            || self
+                .namespaces
+                .get(&ObjectRef::new(namespace))
+                .is_some_and(|n| desired::namespace::namespace_belongs_to(&n, namespace))
+    }
 }
 
 /// Shared state of the reconcilers.
@@ -590,11 +615,14 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     );
     let customer_ctrl = customer::controller(
         &ctx,
-        customers.subscribe(),
-        projects.subscribe(),
-        namespaces.subscribe(),
-        cluster_roles.subscribe(),
-        cluster_role_bindings.subscribe(),
+        customer::Streams {
+            customers: customers.subscribe(),
+            projects: projects.subscribe(),
+            namespaces: namespaces.subscribe(),
+            cluster_roles: cluster_roles.subscribe(),
+            cluster_role_bindings: cluster_role_bindings.subscribe(),
+            ledgers: ledgers.subscribe(),
+        },
         args.concurrency,
     );
     let archive_ctrl = archive::controller(
@@ -640,6 +668,13 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         policy: crate::admission::Policy {
             staff_groups: args.staff_groups.clone(),
             trusted_users: trusted,
+            reserved_names: args
+                .reserved_names
+                .iter()
+                .cloned()
+                .chain([args.namespace.clone()])
+                .collect(),
+            roles: ctx.config.roles.clone(),
         },
     });
     let webhook = {

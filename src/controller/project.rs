@@ -28,7 +28,7 @@ use crate::api::{
 };
 use crate::desired::access::{self, Grant, ProjectAudience};
 use crate::desired::labels;
-use crate::desired::namespace::{self as ns_desired, Freeze, NamespaceState};
+use crate::desired::namespace::{self as ns_desired, Freeze, NamespaceState, Standing};
 use crate::lifecycle::{self, Dates, Schedule};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -150,16 +150,55 @@ pub fn record_phases(projects: &Store<Project>, metrics: &Metrics) {
 }
 
 /// Memberships of a project's namespace, with what each grants now.
-pub fn grants(
-    memberships: &[Arc<ProjectMembership>],
+pub fn grants<'a>(
+    memberships: &'a [Arc<ProjectMembership>],
     binds: bool,
     now: Timestamp,
-) -> Vec<(&ProjectMembership, Grant)> {
+    is_project_namespace: &dyn Fn(&str) -> bool,
+) -> Vec<(&'a ProjectMembership, Grant)> {
     let siblings: Vec<&ProjectMembership> = memberships.iter().map(|m| m.as_ref()).collect();
     siblings
         .iter()
-        .map(|m| (*m, access::evaluate(m, &siblings, binds, now)))
+        .map(|m| {
+            (
+                *m,
+                access::evaluate(m, &siblings, binds, now, is_project_namespace),
+            )
+        })
         .collect()
+}
+
+/// Removes the operator's RoleBindings in a project namespace that no longer grant anything: those
+/// of memberships that are gone or being deleted (access ends with the membership, not when the
+/// garbage collector gets to it), and those of customer owners and support not in `wanted`.
+async fn revoke_stale_bindings(
+    ctx: &Context,
+    namespace: &str,
+    memberships: &[Arc<ProjectMembership>],
+    wanted: &[RoleBinding],
+) -> Result<(), Error> {
+    let member_bindings: BTreeSet<String> = memberships
+        .iter()
+        .filter(|m| m.metadata.deletion_timestamp.is_none())
+        .map(|m| access::membership_binding_name(&m.name_any()))
+        .collect();
+    let wanted: BTreeSet<String> = wanted.iter().map(|b| b.name_any()).collect();
+    for rb in ctx.caches.role_bindings.state() {
+        if rb.namespace().as_deref() != Some(namespace)
+            || rb.project_label().as_deref() != Some(namespace)
+        {
+            continue;
+        }
+        let stale = match rb.labels().get(labels::PART).map(String::as_str) {
+            Some("membership") => !member_bindings.contains(&rb.name_any()),
+            Some("owner" | "support") => !wanted.contains(&rb.name_any()),
+            _ => false,
+        };
+        if stale {
+            apply::remove(ctx, rb.as_ref()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Members by role, from the grants.
@@ -266,33 +305,86 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     let generation = project.metadata.generation;
     let namespace = caches.namespaces.get(&ObjectRef::new(&name));
 
-    // Never adopt a namespace someone else created.
-    let ours = |n: &Namespace| {
-        ns_desired::namespace_belongs_to(n, &name)
-            || (previous.namespace.as_deref() == Some(name.as_str())
-                && previous.phase != Some(ProjectPhase::Conflict))
+    // A namespace belongs to one project incarnation: never adopt one someone else created, nor
+    // one an earlier project of this name left behind, unless staff say so.
+    let adopt = project
+        .annotations()
+        .get(crate::desired::annotations::ADOPT_NAMESPACE)
+        .map(String::as_str)
+        == Some("true");
+    let archive = namespace
+        .as_deref()
+        .and_then(crate::lifecycle::archive::Archive::of);
+    let refusal = match namespace.as_deref().map(|n| ns_desired::standing(n, &project)) {
+        Some(Standing::Foreign) => Some(format!(
+            "namespace {name} already exists and was not created for this project; nothing is bound in it. Choose another project name, or delete the namespace if it is unused"
+        )),
+        Some(Standing::Orphaned { uid }) if !adopt => Some(format!(
+            "namespace {name} was made for an earlier project {name} (uid {}) that is gone without its soft delete; nothing is bound in it. Adopting it, with its data and its old memberships, is a staff decision: staff set the annotation {}: \"true\" on this project",
+            uid.as_deref().unwrap_or("unknown"),
+            crate::desired::annotations::ADOPT_NAMESPACE
+        )),
+        Some(Standing::Archived) => match &archive {
+            None => Some(format!(
+                "namespace {name} is marked as an archive but holds no readable archive record; nothing is bound in it. Staff may adopt it with the annotation {}: \"true\"",
+                crate::desired::annotations::ADOPT_NAMESPACE
+            ))
+            .filter(|_| !adopt),
+            Some(a) if a.customer != project.spec.customer && !adopt => Some(format!(
+                "namespace {name} is the archive of a project of customer {}; recovering it under customer {} is a move, which staff make with the annotation {}: \"true\"",
+                a.customer,
+                project.spec.customer,
+                crate::desired::annotations::ADOPT_NAMESPACE
+            )),
+            Some(_) => None,
+        },
+        _ => None,
     };
-    if let Some(n) = &namespace
-        && !ours(n)
-    {
-        return conflict(&project, &ctx, &previous, now).await;
+    if let Some(msg) = refusal {
+        return conflict(&project, &ctx, &previous, now, msg).await;
     }
 
     // Recovery: this project adopts the archived namespace of a deleted one. The record is
     // stored before the namespace is unarchived, so a lost write cannot lose the record.
     let recovery = previous.recovery.clone();
-    if let Some(archive) = namespace
-        .as_deref()
-        .and_then(crate::lifecycle::archive::Archive::of)
+    if let Some(archive) = &archive
         && recovery.as_ref().map(|r| &r.terminated_at) != Some(&archive.terminated_at)
     {
-        let record = super::termination::recover(&ctx, &project, &archive).await?;
+        let record = super::termination::recover(&ctx, &project, archive).await?;
         let status = ProjectStatus {
             recovery: Some(record),
             ..previous.clone()
         };
         return persist_record_first(&ctx, &project, &status).await;
     }
+
+    // Access first: whatever fails later (a lifecycle step, a quota the apiserver refuses) can
+    // keep nobody's access. Bindings of memberships that are gone or being deleted, of customer
+    // owners and support who expired or left, go; the per-project cluster roles follow the
+    // members who are active now.
+    let is_project_namespace = |n: &str| caches.is_project_namespace(n);
+    let memberships: Vec<Arc<ProjectMembership>> = caches
+        .memberships
+        .state()
+        .into_iter()
+        .filter(|m| m.namespace().as_deref() == Some(name.as_str()))
+        .collect();
+    let wanted_bindings = customer
+        .as_ref()
+        .map(|c| {
+            access::customer_bindings(&project, c, &ctx.config.roles, now, &is_project_namespace)
+        })
+        .unwrap_or_default();
+    revoke_stale_bindings(&ctx, &name, &memberships, &wanted_bindings).await?;
+    let grants = grants(&memberships, true, now, &is_project_namespace);
+    let active: Vec<&ProjectMembership> = grants
+        .iter()
+        .filter(|(_, g)| *g == Grant::Active)
+        .map(|(m, _)| *m)
+        .collect();
+    let audience = ProjectAudience::of(&active, customer.as_deref(), now, &is_project_namespace);
+    let (roles, bindings) = access::project_access(&project, &audience);
+    apply::ensure_cluster_rbac(&ctx, &roles, &bindings).await?;
 
     // Move: the customer changed since the last reconcile.
     let mut last_move = previous.last_move.clone();
@@ -312,10 +404,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
                 }
             }
         }
-        ctx.ledger
-            .release(&from, &name)
-            .await
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        ctx.ledger.release(&from, &name).await?;
         last_move = Some(MoveRecord {
             time: Time(now),
             from: from.clone(),
@@ -425,86 +514,65 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         .as_ref()
         .is_some_and(|n| n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Active"));
 
-    // Quota and limits.
+    // Customer owners and support.
+    if namespace.is_some() {
+        for rb in &wanted_bindings {
+            let current = caches
+                .role_bindings
+                .get(&ObjectRef::new(&rb.name_any()).within(&name));
+            apply::ensure(&ctx, current, rb).await?;
+        }
+    }
+
+    // Quota and limits: applied without what the apiserver would refuse; a failure is reported
+    // and retried, and stops nothing above.
+    let limits = customer
+        .as_deref()
+        .map(crate::desired::quota::customer_limits)
+        .unwrap_or_default();
+    let want_quota = ns_desired::resource_quota_for(&project, freeze, &limits);
     let quota_ref = ObjectRef::<ResourceQuota>::new(ns_desired::QUOTA_NAME).within(&name);
     let current_quota = caches.quotas.get(&quota_ref);
-    match ns_desired::resource_quota_for(&project, freeze) {
-        Some(q) => {
-            apply::ensure(&ctx, current_quota.clone(), &q).await?;
-        }
-        None => {
-            if let Some(q) = &current_quota {
-                apply::remove(&ctx, q.as_ref()).await?;
-            }
-        }
-    }
     let limits_ref = ObjectRef::<LimitRange>::new(ns_desired::LIMITS_NAME).within(&name);
     let current_limits = caches.limit_ranges.get(&limits_ref);
-    match ns_desired::limit_range_for(&project) {
-        Some(l) => {
-            apply::ensure(&ctx, current_limits, &l).await?;
-        }
-        None => {
-            if let Some(l) = &current_limits {
-                apply::remove(&ctx, l.as_ref()).await?;
-            }
-        }
-    }
-
-    // Customer owners and support.
-    let wanted_bindings = customer
-        .as_ref()
-        .map(|c| access::customer_bindings(&project, c, &ctx.config.roles, now))
-        .unwrap_or_default();
-    let wanted_names: BTreeSet<String> = wanted_bindings.iter().map(|b| b.name_any()).collect();
-    for rb in &wanted_bindings {
-        let current = caches
-            .role_bindings
-            .get(&ObjectRef::new(&rb.name_any()).within(&name));
-        apply::ensure(&ctx, current, rb).await?;
-    }
-    for rb in caches.role_bindings.state() {
-        let part = rb.labels().get(labels::PART).map(String::as_str);
-        if rb.namespace().as_deref() == Some(name.as_str())
-            && rb.project_label().as_deref() == Some(name.as_str())
-            && matches!(part, Some("owner" | "support"))
-            && !wanted_names.contains(&rb.name_any())
-        {
-            apply::remove(&ctx, rb.as_ref()).await?;
+    let mut child_errors: Vec<Error> = Vec::new();
+    let quota_written = match &want_quota {
+        Some(q) => apply::ensure(&ctx, current_quota.clone(), q)
+            .await
+            .map(|_| ()),
+        None => match &current_quota {
+            Some(q) => apply::remove(&ctx, q.as_ref()).await,
+            None => Ok(()),
+        },
+    };
+    let limits_written = match (ns_desired::limit_range_for(&project), &current_limits) {
+        (Some(l), current) => apply::ensure(&ctx, current.clone(), &l).await.map(|_| ()),
+        (None, Some(l)) => apply::remove(&ctx, l.as_ref()).await,
+        (None, None) => Ok(()),
+    };
+    let mut spec_problems = ns_desired::spec_problems(&project);
+    for (what, result) in [("quota", quota_written), ("limits", limits_written)] {
+        if let Err(e) = result {
+            spec_problems.push(format!("writing the namespace's {what} failed: {e}"));
+            child_errors.push(e);
         }
     }
-
-    // Members, and the per-project access roles.
-    let memberships: Vec<Arc<ProjectMembership>> = caches
-        .memberships
-        .state()
-        .into_iter()
-        .filter(|m| m.namespace().as_deref() == Some(name.as_str()))
-        .collect();
-    // The RoleBinding of a deleted membership goes now: access ends with the membership, not
-    // when the garbage collector gets to it.
-    let member_bindings: BTreeSet<String> = memberships
-        .iter()
-        .map(|m| access::membership_binding_name(&m.name_any()))
-        .collect();
-    for rb in caches.role_bindings.state() {
-        if rb.namespace().as_deref() == Some(name.as_str())
-            && rb.project_label().as_deref() == Some(name.as_str())
-            && rb.labels().get(labels::PART).map(String::as_str) == Some("membership")
-            && !member_bindings.contains(&rb.name_any())
-        {
-            apply::remove(&ctx, rb.as_ref()).await?;
-        }
+    let unbounded = crate::desired::quota::unbounded(
+        &project
+            .spec
+            .quota
+            .as_ref()
+            .map(|q| q.hard.clone())
+            .unwrap_or_default(),
+        &limits,
+    );
+    if !unbounded.is_empty() {
+        spec_problems.push(format!(
+            "spec.quota.hard sets no {}, which customer {} limits: the namespace is held at 0 for it until spec.quota.hard sets it",
+            unbounded.join(", "),
+            project.spec.customer
+        ));
     }
-    let grants = grants(&memberships, true, now);
-    let active: Vec<&ProjectMembership> = grants
-        .iter()
-        .filter(|(_, g)| *g == Grant::Active)
-        .map(|(m, _)| *m)
-        .collect();
-    let audience = ProjectAudience::of(&active, customer.as_deref(), now);
-    let (roles, bindings) = access::project_access(&project, &audience);
-    apply::ensure_cluster_rbac(&ctx, &roles, &bindings).await?;
 
     // Status.
     let contents = ctx.inventory.contents(&name);
@@ -539,14 +607,29 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
             format!("customer {:?} does not exist: create it, or set spec.customer to an existing customer", project.spec.customer),
         ),
     };
-    let quota_ready = match (
-        ns_desired::resource_quota_for(&project, freeze),
-        &current_quota,
-    ) {
+    let quota_ready = match (&want_quota, &current_quota) {
         (None, _) => true,
         (Some(_), Some(q)) => quota_enforced(q),
         (Some(_), None) => false,
     };
+    if !spec_problems.is_empty() {
+        conds.set(
+            "SpecValid",
+            false,
+            "Invalid",
+            format!(
+                "applied without what Kubernetes refuses: {}",
+                spec_problems.join("; ")
+            ),
+        );
+    } else {
+        conds.set(
+            "SpecValid",
+            true,
+            "Valid",
+            "quota and container limits are valid",
+        );
+    }
     if quota_ready {
         conds.set(
             "QuotaReady",
@@ -665,6 +748,9 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         Err(e) if apply::is_conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
         other => other?,
     };
+    if let Some(e) = child_errors.into_iter().next() {
+        return Err(e);
+    }
     ctx.succeeded(&key);
 
     // Wake up exactly at the next instant something changes.
@@ -702,18 +788,16 @@ async fn persist_record_first(
     }
 }
 
-/// The namespace exists and was not created for this project: bind nothing, say so.
+/// The namespace exists and is not this project's to manage: bind nothing, say why.
 async fn conflict(
     project: &Project,
     ctx: &Context,
     previous: &ProjectStatus,
     now: Timestamp,
+    msg: String,
 ) -> Result<Action, Error> {
     let name = project.name_any();
     let mut conds = Conditions::new(&previous.conditions, project.metadata.generation, now);
-    let msg = format!(
-        "namespace {name} already exists and was not created for this project; nothing is bound in it. Choose another project name, or delete the namespace if it is unused"
-    );
     conds.set("NamespaceConflict", true, "NamespaceExists", msg.clone());
     conds.set("Ready", false, "NamespaceConflict", msg.clone());
     let status = ProjectStatus {

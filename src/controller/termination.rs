@@ -5,12 +5,10 @@
 //! the quota reservation, then lets the Project go. Recover: a Project of the same name adopts
 //! the archived namespace and brings back the team as `spec.recovery` says.
 
-use std::collections::BTreeMap;
-
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ResourceQuotaSpec};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
@@ -21,8 +19,8 @@ use super::{Context, Error, apply};
 use crate::api::project::RecoveryRecord;
 use crate::api::{MembershipPhase, Project, ProjectMembership, ProjectMembershipStatus};
 use crate::desired::access::{self, Grant};
-use crate::desired::namespace::{self as ns_desired, NamespaceState};
-use crate::desired::{FIELD_MANAGER, annotations, child_labels};
+use crate::desired::namespace::{self as ns_desired, Freeze, NamespaceState, Standing};
+use crate::desired::{FIELD_MANAGER, annotations};
 use crate::lifecycle::archive::Archive;
 
 /// The finalizer that turns a delete into a soft delete.
@@ -114,6 +112,11 @@ fn memberships_in(ctx: &Context, ns: &str) -> Vec<std::sync::Arc<ProjectMembersh
 }
 
 /// Runs the soft delete of a Project that is being deleted, then releases it.
+///
+/// Access goes first, and nothing after it can stop it: every RoleBinding in the namespace
+/// (whoever made it) and the project's cluster roles are removed before anything else is
+/// written. Then the namespace is frozen (`pods: 0`), archived, and the memberships revoked. Each
+/// step is safe to repeat: a pass that fails midway is retried from the start.
 pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> {
     if !project.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
@@ -133,12 +136,22 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
     let project = &live;
     let now = ctx.clock.now();
     let namespace = ctx.caches.namespaces.get(&ObjectRef::new(&name));
-    let ours = namespace
+    let standing = namespace
         .as_deref()
-        .is_some_and(|n| ns_desired::namespace_belongs_to(n, &name));
+        .map(|n| ns_desired::standing(n, project));
+    // Its own namespace, or its archive from an earlier pass of this soft delete.
+    let ours = match (&standing, namespace.as_deref().and_then(Archive::of)) {
+        (Some(Standing::Owned), _) => true,
+        (Some(Standing::Archived), Some(a)) => a.project_uid == project.uid(),
+        _ => false,
+    };
+    apply::remove_project_cluster_rbac(ctx, &name).await?;
     if ours {
+        remove_every_binding(ctx, &name).await?;
+        freeze(ctx, project).await?;
         let memberships = memberships_in(ctx, &name);
-        let grants = super::project::grants(&memberships, true, now);
+        let no_sa_rule = |_: &str| false;
+        let grants = super::project::grants(&memberships, true, now, &no_sa_rule);
         let kept: Vec<&ProjectMembership> = grants
             .iter()
             .filter(|(_, g)| matches!(g, Grant::Active | Grant::Pending))
@@ -147,52 +160,20 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
         // A soft delete retried after failing midway keeps the archive its first pass wrote
         // (by now some memberships are Revoked and would be missing from a new one).
         let archive = match namespace.as_deref().and_then(Archive::of) {
-            Some(written) if written.customer == project.spec.customer => written,
+            Some(written) if written.project_uid == project.uid() => written,
             _ => {
                 let mut archive = Archive::new(project.spec.clone(), now, &kept);
-                archive.terminated_by =
-                    project.annotations().get("tenancy.dev/deleted-by").cloned();
+                archive.terminated_by = project.annotations().get(annotations::DELETED_BY).cloned();
                 archive.retention_days = ctx
                     .caches
                     .customers
                     .get(&ObjectRef::new(&project.spec.customer))
                     .map(|c| super::customer::retention_days(&c));
-                archive
+                archive.project_uid = project.uid();
+                archive.namespace_uid = namespace.as_ref().and_then(|n| n.uid());
+                archive.within_budget()
             }
         };
-
-        // Freeze: quota pods 0, with no owner reference so it outlives the Project.
-        let mut hard: BTreeMap<String, Quantity> = project
-            .spec
-            .quota
-            .as_ref()
-            .map(|q| q.hard.clone())
-            .unwrap_or_default();
-        hard.insert("pods".into(), Quantity("0".into()));
-        let quota = ResourceQuota {
-            metadata: ObjectMeta {
-                name: Some(ns_desired::QUOTA_NAME.into()),
-                namespace: Some(name.clone()),
-                labels: Some(child_labels(&name, "quota")),
-                owner_references: Some(vec![]),
-                ..Default::default()
-            },
-            spec: Some(ResourceQuotaSpec {
-                hard: Some(hard),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        Api::<ResourceQuota>::namespaced(ctx.client.clone(), &name)
-            .patch(
-                ns_desired::QUOTA_NAME,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&quota),
-            )
-            .await
-            .map_err(Error::Kube)?;
-        ctx.metrics.write("ResourceQuota", "patch");
-
         let mut ns = ns_desired::namespace_for(project, NamespaceState::Terminated, false);
         ns.annotations_mut()
             .insert(annotations::ARCHIVE.into(), archive.to_annotation());
@@ -206,15 +187,6 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
             .map_err(Error::Kube)?;
         ctx.metrics.write("Namespace", "patch");
 
-        for rb in ctx
-            .caches
-            .role_bindings
-            .state()
-            .into_iter()
-            .filter(|rb| rb.namespace().as_deref() == Some(name.as_str()))
-        {
-            apply::remove(ctx, rb.as_ref()).await?;
-        }
         for m in &memberships {
             if m.status.as_ref().and_then(|s| s.phase) != Some(MembershipPhase::Revoked) {
                 set_membership_phase(
@@ -241,12 +213,54 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
             .await;
         }
     }
-    apply::remove_project_cluster_rbac(ctx, &name).await?;
     ctx.ledger
         .release(&project.spec.customer, &name)
         .await
-        .map_err(|e| Error::Invalid(e.to_string()))?;
+        .map_err(Error::Ledger)?;
     release_finalizer(ctx, project).await
+}
+
+/// Removes every RoleBinding in a namespace, the operator's and everyone else's: after a soft
+/// delete nobody but staff has access, whoever made the binding. Read from the API, not the
+/// cache (which holds only the operator's own).
+async fn remove_every_binding(ctx: &Context, namespace: &str) -> Result<(), Error> {
+    let api = Api::<RoleBinding>::namespaced(ctx.client.clone(), namespace);
+    for rb in api
+        .list_metadata(&Default::default())
+        .await
+        .map_err(Error::Kube)?
+    {
+        match api.delete(&rb.name_any(), &Default::default()).await {
+            Ok(_) => ctx.metrics.write("RoleBinding", "delete"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(Error::Kube(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Freezes a soft-deleted project's namespace: its quota with `pods: 0`, built like every other
+/// quota, and with no owner reference so it outlives the Project.
+async fn freeze(ctx: &Context, project: &Project) -> Result<(), Error> {
+    let limits = ctx
+        .caches
+        .customers
+        .get(&ObjectRef::new(&project.spec.customer))
+        .map(|c| crate::desired::quota::customer_limits(&c))
+        .unwrap_or_default();
+    let mut quota = ns_desired::resource_quota_for(project, Freeze::NoPods, &limits)
+        .expect("a frozen namespace always has a quota");
+    quota.metadata.owner_references = Some(vec![]);
+    Api::<ResourceQuota>::namespaced(ctx.client.clone(), &project.name_any())
+        .patch(
+            ns_desired::QUOTA_NAME,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&quota),
+        )
+        .await
+        .map_err(Error::Kube)?;
+    ctx.metrics.write("ResourceQuota", "patch");
+    Ok(())
 }
 
 /// When the project adopts an archived namespace: brings back the team as `spec.recovery`

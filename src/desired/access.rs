@@ -69,6 +69,11 @@ pub enum Grant {
     Duplicate(String),
     /// The project does not exist or does not bind anything (conflict, soft-deleted).
     NoProject,
+    /// The membership is being deleted: it grants nothing from the moment the delete is asked,
+    /// whatever finalizers keep the object.
+    Deleting,
+    /// A rule forbids this subject this role (the message says which).
+    Refused(String),
 }
 
 impl Grant {
@@ -78,7 +83,7 @@ impl Grant {
             Grant::Expired => Some(MembershipPhase::Expired),
             Grant::Revoked => Some(MembershipPhase::Revoked),
             Grant::Pending => Some(MembershipPhase::Pending),
-            Grant::Duplicate(_) | Grant::NoProject => None,
+            Grant::Duplicate(_) | Grant::NoProject | Grant::Deleting | Grant::Refused(_) => None,
         }
     }
 }
@@ -95,16 +100,76 @@ fn seniority(m: &ProjectMembership) -> (Option<Timestamp>, String) {
     )
 }
 
-/// Decides what a membership grants, given its siblings in the same namespace and whether the
-/// project can bind anything.
+/// Where a role is held, for [`service_account_rule`].
+#[derive(Clone, Copy, Debug)]
+pub enum Scope<'a> {
+    /// A membership of `role` in project `project`.
+    Project { project: &'a str, role: ProjectRole },
+    /// A customer owner or support role (reaches every project of the customer).
+    Customer,
+}
+
+/// The ServiceAccount rule. A ServiceAccount of a project namespace is one of that project's
+/// workloads, and Kubernetes lets everyone with `edit` there (Administrators, Managers) act as it
+/// (impersonate it, run a pod under it, mint its tokens). So such a ServiceAccount may hold a role
+/// only in its own project, and there at most Administrator; never a customer role. Otherwise
+/// an Administrator could become Manager, or reach another project or the whole customer,
+/// through it. ServiceAccounts of other namespaces (CI, platform tools) are not limited.
+/// `is_project_namespace` tells whether a namespace is (or is named like) a project's.
+pub fn service_account_rule(
+    subject: &Subject,
+    scope: Scope<'_>,
+    is_project_namespace: &dyn Fn(&str) -> bool,
+) -> Result<(), String> {
+    if subject.kind != SubjectKind::ServiceAccount {
+        return Ok(());
+    }
+    let ns = subject.namespace.as_deref().unwrap_or_default();
+    let who = format!("ServiceAccount {ns}/{}", subject.name);
+    match scope {
+        Scope::Project { project, role } if ns == project => {
+            if role == ProjectRole::Manager {
+                return Err(format!(
+                    "{who} belongs to project {project}'s own namespace, whose Administrators can act as it, so it may hold at most Administrator there (ServiceAccount rule)"
+                ));
+            }
+            Ok(())
+        }
+        Scope::Project { project, .. } if is_project_namespace(ns) => Err(format!(
+            "{who} belongs to project {ns}, whose Administrators can act as it, so it may hold roles only in project {ns}, not in {project} (ServiceAccount rule)"
+        )),
+        Scope::Customer if is_project_namespace(ns) => Err(format!(
+            "{who} belongs to project {ns}, whose Administrators can act as it, so it may not hold a customer role (ServiceAccount rule)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Decides what a membership grants, given its siblings in the same namespace, whether the
+/// project can bind anything, and which namespaces are projects' (the ServiceAccount rule).
 pub fn evaluate(
     m: &ProjectMembership,
     siblings: &[&ProjectMembership],
     project_binds: bool,
     now: Timestamp,
+    is_project_namespace: &dyn Fn(&str) -> bool,
 ) -> Grant {
+    if m.metadata.deletion_timestamp.is_some() {
+        return Grant::Deleting;
+    }
     if !project_binds {
         return Grant::NoProject;
+    }
+    let project = m.namespace().unwrap_or_default();
+    if let Err(why) = service_account_rule(
+        &m.spec.subject,
+        Scope::Project {
+            project: &project,
+            role: m.spec.role,
+        },
+        is_project_namespace,
+    ) {
+        return Grant::Refused(why);
     }
     match held_phase(m) {
         Some(MembershipPhase::Revoked) => return Grant::Revoked,
@@ -212,14 +277,16 @@ pub fn invitation_access(m: &ProjectMembership) -> (Role, RoleBinding) {
     (role, binding)
 }
 
-/// Customer role holders that have not expired.
-pub fn active_holders(
-    holders: &[CustomerRoleHolder],
+/// Customer role holders that have not expired and that the ServiceAccount rule allows.
+pub fn active_holders<'a>(
+    holders: &'a [CustomerRoleHolder],
     now: Timestamp,
-) -> impl Iterator<Item = &CustomerRoleHolder> {
-    holders
-        .iter()
-        .filter(move |h| !expired(h.expiration_time.as_ref(), now))
+    is_project_namespace: &'a dyn Fn(&str) -> bool,
+) -> impl Iterator<Item = &'a CustomerRoleHolder> {
+    holders.iter().filter(move |h| {
+        !expired(h.expiration_time.as_ref(), now)
+            && service_account_rule(&h.subject(), Scope::Customer, is_project_namespace).is_ok()
+    })
 }
 
 /// RoleBindings in a project namespace for the customer's owners (project-manager) and support
@@ -229,6 +296,7 @@ pub fn customer_bindings(
     customer: &Customer,
     roles: &RoleNames,
     now: Timestamp,
+    is_project_namespace: &dyn Fn(&str) -> bool,
 ) -> Vec<RoleBinding> {
     let ns = project.name_any();
     let mut out = Vec::new();
@@ -237,7 +305,7 @@ pub fn customer_bindings(
         ("support", &customer.spec.support, &roles.member),
     ] {
         let mut seen = BTreeSet::new();
-        for holder in active_holders(holders, now) {
+        for holder in active_holders(holders, now, is_project_namespace) {
             let subject = holder.subject();
             if !seen.insert(subject.clone()) {
                 continue;
@@ -267,6 +335,7 @@ impl ProjectAudience {
         active_members: &[&ProjectMembership],
         customer: Option<&Customer>,
         now: Timestamp,
+        is_project_namespace: &dyn Fn(&str) -> bool,
     ) -> Self {
         let mut a = ProjectAudience::default();
         for m in active_members {
@@ -276,11 +345,11 @@ impl ProjectAudience {
             }
         }
         if let Some(c) = customer {
-            for h in active_holders(&c.spec.owners, now) {
+            for h in active_holders(&c.spec.owners, now, is_project_namespace) {
                 a.readers.insert(h.subject());
                 a.managers.insert(h.subject());
             }
-            for h in active_holders(&c.spec.support, now) {
+            for h in active_holders(&c.spec.support, now, is_project_namespace) {
                 a.readers.insert(h.subject());
             }
         }
@@ -366,6 +435,7 @@ pub fn customer_role_name(customer: &str) -> String {
 pub fn customer_access(
     customer: &Customer,
     now: Timestamp,
+    is_project_namespace: &dyn Fn(&str) -> bool,
 ) -> (Vec<ClusterRole>, Vec<ClusterRoleBinding>) {
     let name = customer.name_any();
     let reader = customer_role_name(&name);
@@ -383,13 +453,16 @@ pub fn customer_access(
         owner_references: Some(vec![owner_ref(customer)]),
         ..Default::default()
     };
-    let owners: BTreeSet<Subject> = active_holders(&customer.spec.owners, now)
-        .map(|h| h.subject())
-        .collect();
+    let owners: BTreeSet<Subject> =
+        active_holders(&customer.spec.owners, now, is_project_namespace)
+            .map(|h| h.subject())
+            .collect();
     let readers: BTreeSet<Subject> = owners
         .iter()
         .cloned()
-        .chain(active_holders(&customer.spec.support, now).map(|h| h.subject()))
+        .chain(
+            active_holders(&customer.spec.support, now, is_project_namespace).map(|h| h.subject()),
+        )
         .collect();
     let roles = vec![
         ClusterRole {
@@ -549,6 +622,75 @@ mod tests {
 
     const NOW: &str = "2027-01-01T12:00:00Z";
 
+    /// No namespace is a project's.
+    fn none(_: &str) -> bool {
+        false
+    }
+
+    #[test]
+    fn a_service_account_of_a_project_holds_at_most_administrator_and_only_there() {
+        let sa = |ns: &str| Subject {
+            kind: SubjectKind::ServiceAccount,
+            name: "bot".into(),
+            namespace: Some(ns.into()),
+        };
+        let projects = |ns: &str| ["web", "api"].contains(&ns);
+        let project = |project, role| Scope::Project { project, role };
+        let cases: &[(Subject, Scope, Option<&str>)] = &[
+            (sa("web"), project("web", ProjectRole::Administrator), None),
+            (sa("web"), project("web", ProjectRole::Member), None),
+            (
+                sa("web"),
+                project("web", ProjectRole::Manager),
+                Some("may hold at most Administrator"),
+            ),
+            (
+                sa("api"),
+                project("web", ProjectRole::Member),
+                Some("roles only in project api, not in web"),
+            ),
+            (sa("ci"), project("web", ProjectRole::Manager), None),
+            (
+                sa("web"),
+                Scope::Customer,
+                Some("may not hold a customer role"),
+            ),
+            (sa("ci"), Scope::Customer, None),
+            (user("alice"), Scope::Customer, None),
+            (user("alice"), project("web", ProjectRole::Manager), None),
+        ];
+        for (subject, scope, want) in cases {
+            let got = service_account_rule(subject, *scope, &projects);
+            match (want, &got) {
+                (None, Ok(())) => {}
+                (Some(w), Err(e)) if e.contains(w) => {}
+                _ => panic!("{subject:?} in {scope:?}: got {got:?}, want {want:?}"),
+            }
+        }
+        // The controller applies it too: such a membership grants nothing, and a customer role
+        // held by such a ServiceAccount binds nothing.
+        let mut m = membership("m", "x", ProjectRole::Manager, None, "2026-01-01T00:00:00Z");
+        m.spec.subject = sa("web");
+        assert!(matches!(
+            evaluate(&m, &[], true, ts(NOW), &projects),
+            Grant::Refused(_)
+        ));
+        let c = customer(
+            serde_json::json!([{"kind": "ServiceAccount", "name": "bot", "namespace": "api"}]),
+            serde_json::json!([]),
+        );
+        let p = crate::desired::namespace::tests::project("web", serde_json::json!({}));
+        assert!(customer_bindings(&p, &c, &RoleNames::default(), ts(NOW), &projects).is_empty());
+    }
+
+    #[test]
+    fn a_membership_being_deleted_grants_nothing() {
+        let mut m = membership("m", "x", ProjectRole::Member, None, "2026-01-01T00:00:00Z");
+        m.metadata.deletion_timestamp = Some(Time(ts(NOW)));
+        m.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+        assert_eq!(evaluate(&m, &[], true, ts(NOW), &none), Grant::Deleting);
+    }
+
     #[test]
     fn a_membership_is_active_until_its_expiration_instant() {
         let m = membership(
@@ -558,9 +700,9 @@ mod tests {
             Some("2027-01-01T12:00:05Z"),
             "2026-01-01T00:00:00Z",
         );
-        assert_eq!(evaluate(&m, &[], true, ts(NOW)), Grant::Active);
+        assert_eq!(evaluate(&m, &[], true, ts(NOW), &none), Grant::Active);
         assert_eq!(
-            evaluate(&m, &[], true, ts("2027-01-01T12:00:05Z")),
+            evaluate(&m, &[], true, ts("2027-01-01T12:00:05Z"), &none),
             Grant::Expired
         );
     }
@@ -582,9 +724,9 @@ mod tests {
             "2026-06-01T00:00:00Z",
         );
         let all = [&old, &new];
-        assert_eq!(evaluate(&old, &all, true, ts(NOW)), Grant::Active);
+        assert_eq!(evaluate(&old, &all, true, ts(NOW), &none), Grant::Active);
         assert_eq!(
-            evaluate(&new, &all, true, ts(NOW)),
+            evaluate(&new, &all, true, ts(NOW), &none),
             Grant::Duplicate("a-old".into())
         );
     }
@@ -605,7 +747,10 @@ mod tests {
             None,
             "2026-06-01T00:00:00Z",
         );
-        assert_eq!(evaluate(&new, &[&old, &new], true, ts(NOW)), Grant::Active);
+        assert_eq!(
+            evaluate(&new, &[&old, &new], true, ts(NOW), &none),
+            Grant::Active
+        );
     }
 
     #[test]
@@ -624,7 +769,7 @@ mod tests {
             None,
             "2026-06-01T00:00:00Z",
         );
-        assert_eq!(evaluate(&b, &[&a, &b], true, ts(NOW)), Grant::Active);
+        assert_eq!(evaluate(&b, &[&a, &b], true, ts(NOW), &none), Grant::Active);
     }
 
     #[test]
@@ -636,7 +781,7 @@ mod tests {
             None,
             "2026-01-01T00:00:00Z",
         );
-        assert_eq!(evaluate(&m, &[], false, ts(NOW)), Grant::NoProject);
+        assert_eq!(evaluate(&m, &[], false, ts(NOW), &none), Grant::NoProject);
     }
 
     #[test]
@@ -684,7 +829,7 @@ mod tests {
             serde_json::json!([{"kind": "User", "name": "olga"}, {"kind": "User", "name": "gone", "expirationTime": "2026-01-01T00:00:00Z"}]),
             serde_json::json!([{"kind": "Group", "name": "helpdesk"}]),
         );
-        let rbs = customer_bindings(&p, &c, &RoleNames::default(), ts(NOW));
+        let rbs = customer_bindings(&p, &c, &RoleNames::default(), ts(NOW), &none);
         let summary: Vec<(String, String)> = rbs
             .iter()
             .map(|rb| {
@@ -724,7 +869,7 @@ mod tests {
             None,
             "2026-01-01T00:00:00Z",
         );
-        let audience = ProjectAudience::of(&[&mgr, &mem], Some(&c), ts(NOW));
+        let audience = ProjectAudience::of(&[&mgr, &mem], Some(&c), ts(NOW), &none);
         let (roles, bindings) = project_access(&p, &audience);
         assert_eq!(
             roles[0].rules.as_ref().unwrap()[0]

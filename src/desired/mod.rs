@@ -5,6 +5,7 @@ pub mod access;
 pub mod cost;
 pub mod namespace;
 pub mod quantity;
+pub mod quota;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,10 @@ pub mod labels {
     pub const MANAGED_BY_VALUE: &str = "tenancy-operator";
     /// On a namespace and every child: the project it belongs to.
     pub const PROJECT: &str = "tenancy.dev/project";
+    /// On a namespace: the UID of the project incarnation it was created for or adopted by. A
+    /// namespace belongs to that one project: a later Project of the same name is not given it
+    /// unless staff say so (annotation `tenancy.dev/adopt-namespace`).
+    pub const PROJECT_UID: &str = "tenancy.dev/project-uid";
     /// On a namespace: the customer its project belongs to.
     pub const CUSTOMER: &str = "tenancy.dev/customer";
     /// On a namespace: `active` or `terminated` (soft-deleted).
@@ -47,6 +52,14 @@ pub mod annotations {
     pub const ARCHIVE: &str = "tenancy.dev/archive";
     /// On a membership: the invited subject accepts the invitation with `"true"`.
     pub const ACCEPT: &str = "tenancy.dev/accept";
+    /// On a project being deleted: who deleted it (recorded by the webhook).
+    pub const DELETED_BY: &str = "tenancy.dev/deleted-by";
+    /// On a project, set by staff only: adopt a namespace that this project incarnation did not
+    /// create (an archive of another customer, or a namespace whose project vanished without its
+    /// soft delete).
+    pub const ADOPT_NAMESPACE: &str = "tenancy.dev/adopt-namespace";
+    /// The annotations only the webhook writes (tenants can neither set nor change them).
+    pub const AUDIT: [&str; 3] = [CREATED_BY, END_DATE_REQUESTED_BY, DELETED_BY];
 }
 
 /// The ClusterRoles that project roles map to (names are configurable).

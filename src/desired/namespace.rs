@@ -47,6 +47,9 @@ pub fn namespace_for(project: &Project, state: NamespaceState, finished: bool) -
         (labels::CUSTOMER.to_string(), project.spec.customer.clone()),
         (labels::STATE.to_string(), state.as_str().to_string()),
     ]);
+    if let Some(uid) = &project.metadata.uid {
+        labels.insert(labels::PROJECT_UID.to_string(), uid.clone());
+    }
     labels.insert(labels::FINISHED.to_string(), finished.to_string());
     Namespace {
         metadata: ObjectMeta {
@@ -66,6 +69,51 @@ pub fn namespace_belongs_to(namespace: &Namespace, project: &str) -> bool {
         && labels.get(labels::PROJECT).map(String::as_str) == Some(project)
 }
 
+/// How a namespace named like a project stands to that project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Created for (or adopted by) this very project incarnation: it manages it.
+    Owned,
+    /// The archived namespace of a soft-deleted project of this name: a recovery may adopt it.
+    Archived,
+    /// Made for a project of this name, but for another incarnation (`uid`): its project
+    /// vanished without the soft delete, or it belongs to another one. Adopting it is a staff
+    /// decision.
+    Orphaned { uid: Option<String> },
+    /// Not made by the operator for a project of this name: never touched.
+    Foreign,
+}
+
+/// How `namespace` stands to `project`. A namespace belongs to one project incarnation (its UID,
+/// label `tenancy.dev/project-uid`); labels alone never make it someone's. Namespaces made before
+/// that label existed belong to the project whose status already names them (and get the label
+/// on its next reconcile).
+pub fn standing(namespace: &Namespace, project: &Project) -> Standing {
+    let name = project.name_any();
+    let labels = namespace.labels();
+    let status = project.status.as_ref();
+    // The project already manages it (its status says so): an admin who stripped its labels, or
+    // a namespace made before the UID label, gets them back.
+    let known = status.and_then(|s| s.namespace.as_deref()) == Some(name.as_str())
+        && status.and_then(|s| s.phase) != Some(crate::api::ProjectPhase::Conflict);
+    if !namespace_belongs_to(namespace, &name) {
+        return if known && !labels.contains_key(labels::PROJECT) {
+            Standing::Owned
+        } else {
+            Standing::Foreign
+        };
+    }
+    if labels.get(labels::STATE).map(String::as_str) == Some(NamespaceState::Terminated.as_str()) {
+        return Standing::Archived;
+    }
+    let uid = labels.get(labels::PROJECT_UID).cloned();
+    if (uid.is_some() && uid == project.metadata.uid) || (uid.is_none() && known) {
+        Standing::Owned
+    } else {
+        Standing::Orphaned { uid }
+    }
+}
+
 /// Why the namespace must not run pods right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Freeze {
@@ -75,16 +123,26 @@ pub enum Freeze {
     NoPods,
 }
 
-/// The namespace's ResourceQuota: `spec.quota.hard`, plus `count/serviceaccounts` from
-/// maxServiceAccounts (the namespace's `default` ServiceAccount not counted), plus `pods: 0`
-/// while frozen. `None` when there is nothing to limit.
-pub fn resource_quota_for(project: &Project, freeze: Freeze) -> Option<ResourceQuota> {
+/// The namespace's ResourceQuota: what a ResourceQuota accepts of `spec.quota.hard` (see
+/// [`super::quota::accepted_quota`]), plus `0` for every resource the customer limits
+/// (`customer_limits`, canonical names) that the project leaves unset, so no project of a limited
+/// customer is ever unbounded, plus `count/serviceaccounts` from maxServiceAccounts (the
+/// namespace's `default` ServiceAccount not counted), plus `pods: 0` while frozen. `None` when
+/// there is nothing to limit.
+pub fn resource_quota_for(
+    project: &Project,
+    freeze: Freeze,
+    customer_limits: &[String],
+) -> Option<ResourceQuota> {
     let mut hard: BTreeMap<String, Quantity> = project
         .spec
         .quota
         .as_ref()
-        .map(|q| q.hard.clone())
+        .map(|q| super::quota::accepted_quota(&q.hard))
         .unwrap_or_default();
+    for missing in super::quota::unbounded(&hard, customer_limits) {
+        hard.insert(missing, Quantity("0".into()));
+    }
     if let Some(max) = project.spec.max_service_accounts {
         hard.insert(
             "count/serviceaccounts".into(),
@@ -108,9 +166,29 @@ pub fn resource_quota_for(project: &Project, freeze: Freeze) -> Option<ResourceQ
     })
 }
 
-/// The namespace's LimitRange from `spec.limitRange`, or `None` when it sets nothing.
+/// What is wrong with the project's quota and container limits (what the apiserver would refuse
+/// in its ResourceQuota or LimitRange), one message per problem naming the field. The webhook
+/// refuses such a spec; one stored before that is applied without the bad parts.
+pub fn spec_problems(project: &Project) -> Vec<String> {
+    let mut out = project
+        .spec
+        .quota
+        .as_ref()
+        .map(|q| super::quota::quota_problems("spec.quota.hard", &q.hard))
+        .unwrap_or_default();
+    if let Some(l) = &project.spec.limit_range {
+        out.extend(super::quota::limit_range_problems("spec.limitRange", l));
+    }
+    out
+}
+
+/// The namespace's LimitRange from `spec.limitRange`, or `None` when it sets nothing or holds
+/// something a LimitRange refuses (see [`spec_problems`]).
 pub fn limit_range_for(project: &Project) -> Option<LimitRange> {
     let limits = project.spec.limit_range.as_ref()?;
+    if !super::quota::limit_range_problems("spec.limitRange", limits).is_empty() {
+        return None;
+    }
     let nonempty = |m: &crate::api::ResourceList| (!m.is_empty()).then(|| m.clone());
     let item = LimitRangeItem {
         type_: "Container".into(),
@@ -160,6 +238,7 @@ pub(crate) mod tests {
         assert_eq!(l[labels::CUSTOMER], "acme");
         assert_eq!(l[labels::STATE], "active");
         assert_eq!(l[labels::FINISHED], "false");
+        assert_eq!(l[labels::PROJECT_UID], "uid-web");
         assert!(
             ns.metadata.owner_references.is_none(),
             "a soft delete must keep the namespace"
@@ -181,12 +260,79 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_namespace_belongs_to_one_project_incarnation() {
+        use crate::api::{ProjectPhase, ProjectStatus};
+        let p = project("web", serde_json::json!({}));
+        let mine = namespace_for(&p, NamespaceState::Active, false);
+        let mut later = project("web", serde_json::json!({}));
+        later.metadata.uid = Some("uid-web-2".into());
+        let mut legacy = mine.clone();
+        legacy.labels_mut().remove(labels::PROJECT_UID);
+        let archived = namespace_for(&p, NamespaceState::Terminated, false);
+        let mut known = later.clone();
+        known.status = Some(ProjectStatus {
+            namespace: Some("web".into()),
+            phase: Some(ProjectPhase::Active),
+            ..Default::default()
+        });
+        let mut conflicted = known.clone();
+        conflicted.status.as_mut().unwrap().phase = Some(ProjectPhase::Conflict);
+        let foreign = Namespace {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let cases = [
+            ("its own namespace", &mine, &p, Standing::Owned),
+            (
+                "the namespace of an earlier incarnation",
+                &mine,
+                &later,
+                Standing::Orphaned {
+                    uid: Some("uid-web".into()),
+                },
+            ),
+            (
+                "a namespace without UID, new project",
+                &legacy,
+                &later,
+                Standing::Orphaned { uid: None },
+            ),
+            (
+                "a namespace without UID the status names",
+                &legacy,
+                &known,
+                Standing::Owned,
+            ),
+            (
+                "a namespace without UID, project in Conflict",
+                &legacy,
+                &conflicted,
+                Standing::Orphaned { uid: None },
+            ),
+            ("an archive", &archived, &later, Standing::Archived),
+            ("someone else's", &foreign, &p, Standing::Foreign),
+            (
+                "its own, labels stripped",
+                &foreign,
+                &known,
+                Standing::Owned,
+            ),
+        ];
+        for (what, ns, project, want) in cases {
+            assert_eq!(standing(ns, project), want, "{what}");
+        }
+    }
+
+    #[test]
     fn quota_adds_service_accounts_and_freezes_pods() {
         let p = project(
             "web",
             serde_json::json!({"quota": {"hard": {"requests.cpu": "4"}}, "maxServiceAccounts": 3}),
         );
-        let rq = resource_quota_for(&p, Freeze::None).unwrap();
+        let rq = resource_quota_for(&p, Freeze::None, &[]).unwrap();
         let hard = rq.spec.unwrap().hard.unwrap();
         assert_eq!(hard["requests.cpu"].0, "4");
         assert_eq!(
@@ -194,7 +340,7 @@ pub(crate) mod tests {
             "the default ServiceAccount is not counted"
         );
         assert!(!hard.contains_key("pods"));
-        let frozen = resource_quota_for(&p, Freeze::NoPods)
+        let frozen = resource_quota_for(&p, Freeze::NoPods, &[])
             .unwrap()
             .spec
             .unwrap()
@@ -205,11 +351,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_quota_leaves_out_what_a_resource_quota_refuses_and_bounds_what_the_customer_limits() {
+        let p = project(
+            "web",
+            serde_json::json!({"quota": {"hard": {"requests.cpu": "4", "foo": "1", "pods": "-1"}}}),
+        );
+        let limits = ["requests.cpu".to_string(), "requests.memory".to_string()];
+        let hard = resource_quota_for(&p, Freeze::None, &limits)
+            .unwrap()
+            .spec
+            .unwrap()
+            .hard
+            .unwrap();
+        let got: Vec<(&str, &str)> = hard
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.0.as_str()))
+            .collect();
+        assert_eq!(got, [("requests.cpu", "4"), ("requests.memory", "0")]);
+        let bare = project("web", serde_json::json!({}));
+        assert!(
+            resource_quota_for(&bare, Freeze::None, &limits).is_some(),
+            "a project of a limited customer always has a quota"
+        );
+    }
+
+    #[test]
     fn no_quota_when_nothing_to_limit() {
         let p = project("web", serde_json::json!({}));
-        assert!(resource_quota_for(&p, Freeze::None).is_none());
+        assert!(resource_quota_for(&p, Freeze::None, &[]).is_none());
         assert!(
-            resource_quota_for(&p, Freeze::NoPods).is_some(),
+            resource_quota_for(&p, Freeze::NoPods, &[]).is_some(),
             "a frozen namespace always has a quota"
         );
     }

@@ -9,7 +9,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::Serialize;
@@ -51,9 +51,23 @@ impl LocalOperator {
 }
 
 fn rule(operations: &[&str], resources: &[&str]) -> RuleWithOperations {
+    rule_in(
+        crate::api::GROUP,
+        crate::api::VERSION,
+        operations,
+        resources,
+    )
+}
+
+fn rule_in(
+    group: &str,
+    version: &str,
+    operations: &[&str],
+    resources: &[&str],
+) -> RuleWithOperations {
     RuleWithOperations {
-        api_groups: Some(vec![crate::api::GROUP.into()]),
-        api_versions: Some(vec![crate::api::VERSION.into()]),
+        api_groups: Some(vec![group.into()]),
+        api_versions: Some(vec![version.into()]),
         operations: Some(operations.iter().map(|s| s.to_string()).collect()),
         resources: Some(resources.iter().map(|s| s.to_string()).collect()),
         scope: None,
@@ -76,33 +90,62 @@ pub fn webhook_configurations(
     };
     let validating = ValidatingWebhookConfiguration {
         metadata: meta.clone(),
-        webhooks: Some(vec![ValidatingWebhook {
-            name: "validate.tenancy.dev".into(),
-            client_config: client("/validate"),
-            rules: Some(vec![
-                rule(
-                    &["CREATE", "UPDATE", "DELETE"],
-                    &["projects", "projectmemberships"],
-                ),
-                rule(&["CREATE", "UPDATE", "DELETE"], &["customers"]),
-            ]),
-            failure_policy: Some("Fail".into()),
-            // The quota ledger is written on admission, except for dry runs.
-            side_effects: "NoneOnDryRun".into(),
-            admission_review_versions: vec!["v1".into()],
-            timeout_seconds: Some(15),
-            ..Default::default()
-        }]),
+        webhooks: Some(vec![
+            ValidatingWebhook {
+                name: "validate.tenancy.dev".into(),
+                client_config: client("/validate"),
+                rules: Some(vec![
+                    rule(
+                        &["CREATE", "UPDATE", "DELETE"],
+                        &["projects", "projectmemberships"],
+                    ),
+                    rule(&["CREATE", "UPDATE", "DELETE"], &["customers"]),
+                ]),
+                failure_policy: Some("Fail".into()),
+                // The quota ledger is written on admission, except for dry runs.
+                side_effects: "NoneOnDryRun".into(),
+                admission_review_versions: vec!["v1".into()],
+                timeout_seconds: Some(15),
+                ..Default::default()
+            },
+            ValidatingWebhook {
+                // RoleBindings in project namespaces only (tenants cannot relabel namespaces): people
+                // get access there only through memberships and customer roles.
+                name: "rolebindings.tenancy.dev".into(),
+                client_config: client("/validate"),
+                rules: Some(vec![rule_in(
+                    "rbac.authorization.k8s.io",
+                    "v1",
+                    &["CREATE", "UPDATE"],
+                    &["rolebindings"],
+                )]),
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(
+                        [(
+                            crate::desired::labels::MANAGED_BY.to_string(),
+                            crate::desired::labels::MANAGED_BY_VALUE.to_string(),
+                        )]
+                        .into(),
+                    ),
+                    ..Default::default()
+                }),
+                failure_policy: Some("Fail".into()),
+                side_effects: "None".into(),
+                admission_review_versions: vec!["v1".into()],
+                timeout_seconds: Some(15),
+                ..Default::default()
+            },
+        ]),
     };
     let mutating = MutatingWebhookConfiguration {
         metadata: meta,
         webhooks: Some(vec![MutatingWebhook {
             name: "mutate.tenancy.dev".into(),
             client_config: client("/mutate"),
-            rules: Some(vec![
-                rule(&["CREATE", "UPDATE"], &["projects"]),
-                rule(&["CREATE"], &["projectmemberships"]),
-            ]),
+            rules: Some(vec![rule(
+                &["CREATE", "UPDATE"],
+                &["projects", "projectmemberships"],
+            )]),
             failure_policy: Some("Fail".into()),
             side_effects: "None".into(),
             admission_review_versions: vec!["v1".into()],

@@ -31,7 +31,18 @@ pub struct Archive {
     /// be deleted too (while it exists, its current retention applies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<i32>,
+    /// The UID of the deleted Project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_uid: Option<String>,
+    /// The UID of the namespace the operator archived: only that very namespace is ever purged
+    /// (a copy restored from a backup, under this name or another, is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_uid: Option<String>,
 }
+
+/// The most an archive may take of its namespace's annotations (the apiserver allows 256 KiB
+/// for all of them together).
+pub const ARCHIVE_BUDGET: usize = 128 * 1024;
 
 impl Archive {
     pub fn new(
@@ -45,17 +56,35 @@ impl Archive {
             terminated_at: Time(terminated_at),
             terminated_by: None,
             retention_days: None,
+            project_uid: None,
+            namespace_uid: None,
             members: memberships
                 .iter()
                 .map(|m| ArchivedMember {
                     name: m.name_any(),
-                    subject: m.spec.subject.clone(),
-                    role: m.spec.role,
+                    subject: Some(m.spec.subject.clone()),
+                    role: Some(m.spec.role),
                     expiration_time: m.spec.expiration_time.clone(),
                     created_by: m.annotations().get(annotations::CREATED_BY).cloned(),
                 })
                 .collect(),
         }
+    }
+
+    /// The archive within [`ARCHIVE_BUDGET`]: when the full record of every member does not fit,
+    /// only their names are kept (the memberships stay in the namespace with everything else, so
+    /// a recovery loses nothing). The webhook bounds the memberships of a project so that the
+    /// names always fit.
+    pub fn within_budget(mut self) -> Self {
+        if self.to_annotation().len() > ARCHIVE_BUDGET {
+            for m in &mut self.members {
+                m.subject = None;
+                m.role = None;
+                m.expiration_time = None;
+                m.created_by = None;
+            }
+        }
+        self
     }
 
     /// The archive on a namespace, if it is a soft-deleted project's.
@@ -85,6 +114,22 @@ impl Archive {
 /// without reading its archive.
 pub fn is_archived(namespace: &Namespace) -> bool {
     namespace.labels().get(labels::STATE).map(String::as_str) == Some("terminated")
+}
+
+/// Whether the purge may delete this namespace: only one the operator archived itself. It is
+/// managed by the operator, named like the project it was made for, and it is the very namespace
+/// the archive was written on (its UID, for archives that recorded it). A namespace merely
+/// labelled like an archive (a restored copy, under this name or another) is never purged.
+pub fn purgeable(namespace: &Namespace, archive: &Archive) -> bool {
+    let name = namespace.metadata.name.as_deref().unwrap_or_default();
+    let labels = namespace.labels();
+    labels.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
+        && labels.get(labels::PROJECT).map(String::as_str) == Some(name)
+        && is_archived(namespace)
+        && archive
+            .namespace_uid
+            .as_ref()
+            .is_none_or(|uid| namespace.metadata.uid.as_ref() == Some(uid))
 }
 
 /// Default days a soft-deleted project's namespace is kept.
@@ -130,5 +175,75 @@ mod tests {
             Archive::of(&ns).is_none(),
             "only a terminated namespace holds an archive"
         );
+    }
+
+    #[test]
+    fn a_large_archive_keeps_only_the_names() {
+        let spec: ProjectSpec =
+            serde_json::from_value(serde_json::json!({"customer": "acme"})).unwrap();
+        let members: Vec<ProjectMembership> = (0..600)
+            .map(|i| {
+                ProjectMembership::new(
+                    &format!("{i}-{}", "m".repeat(200)),
+                    ProjectMembershipSpec {
+                        subject: Subject {
+                            kind: SubjectKind::User,
+                            name: "u".repeat(250),
+                            namespace: None,
+                        },
+                        role: ProjectRole::Member,
+                        expiration_time: None,
+                    },
+                )
+            })
+            .collect();
+        let refs: Vec<&ProjectMembership> = members.iter().collect();
+        let t: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
+        let full = Archive::new(spec, t, &refs);
+        assert!(full.to_annotation().len() > ARCHIVE_BUDGET);
+        let fitted = full.within_budget();
+        assert!(fitted.to_annotation().len() <= ARCHIVE_BUDGET);
+        assert_eq!(fitted.members.len(), 600);
+        assert!(fitted.members[0].subject.is_none());
+    }
+
+    #[test]
+    fn only_the_namespace_the_operator_archived_is_purged() {
+        let spec: ProjectSpec =
+            serde_json::from_value(serde_json::json!({"customer": "acme"})).unwrap();
+        let t: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
+        let mut archive = Archive::new(spec, t, &[]);
+        archive.namespace_uid = Some("ns-uid-1".into());
+        let ns = |name: &str, uid: &str, project: &str| {
+            let mut n = Namespace::default();
+            n.metadata.name = Some(name.into());
+            n.metadata.uid = Some(uid.into());
+            for (k, v) in [
+                (labels::MANAGED_BY, labels::MANAGED_BY_VALUE),
+                (labels::PROJECT, project),
+                (labels::STATE, "terminated"),
+            ] {
+                n.labels_mut().insert(k.into(), v.into());
+            }
+            n
+        };
+        assert!(purgeable(&ns("web", "ns-uid-1", "web"), &archive));
+        assert!(
+            !purgeable(&ns("web", "ns-uid-2", "web"), &archive),
+            "a restored copy under the same name"
+        );
+        assert!(
+            !purgeable(&ns("web-copy", "ns-uid-3", "web"), &archive),
+            "a copy under another name"
+        );
+        let mut unmanaged = ns("web", "ns-uid-1", "web");
+        unmanaged.labels_mut().remove(labels::MANAGED_BY);
+        assert!(!purgeable(&unmanaged, &archive));
+        archive.namespace_uid = None;
+        assert!(
+            purgeable(&ns("web", "any", "web"), &archive),
+            "archives written before the UID was recorded"
+        );
+        assert!(!purgeable(&ns("web-copy", "any", "web"), &archive));
     }
 }
