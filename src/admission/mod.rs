@@ -129,8 +129,10 @@ impl Policy {
 
 /// The metadata only staff (and the cluster's controllers) may set or change on tenancy objects:
 /// owner references (the garbage collector would delete on their behalf) and finalizers (a
-/// finalizer can keep an object, and the access it grants, alive forever). `allowed_finalizers`
-/// are those the operator adds itself. Returns the fields the requester touched.
+/// finalizer can keep an object, and the access it grants, alive forever; removing the
+/// operator's would skip the soft delete). `allowed_finalizers` are those the operator adds
+/// itself: anyone may add them, nobody but staff remove them. Returns the fields the requester
+/// touched.
 pub fn protected_metadata_changes(
     old: Option<&ObjectMeta>,
     new: &ObjectMeta,
@@ -144,17 +146,18 @@ pub fn protected_metadata_changes(
     if refs(old) != refs(Some(new)) {
         out.push("metadata.ownerReferences");
     }
-    let finalizers = |m: Option<&ObjectMeta>| {
-        let mut f: Vec<String> = m
-            .and_then(|m| m.finalizers.clone())
+    let finalizers = |m: Option<&ObjectMeta>| -> BTreeSet<String> {
+        m.and_then(|m| m.finalizers.clone())
             .unwrap_or_default()
             .into_iter()
-            .filter(|f| !allowed_finalizers.contains(&f.as_str()))
-            .collect();
-        f.sort();
-        f
+            .collect()
     };
-    if finalizers(old) != finalizers(Some(new)) {
+    let (before, after) = (finalizers(old), finalizers(Some(new)));
+    let removed = before.difference(&after).next().is_some();
+    let added = after
+        .difference(&before)
+        .any(|f| !allowed_finalizers.contains(&f.as_str()));
+    if removed || added {
         out.push("metadata.finalizers");
     }
     out

@@ -396,12 +396,14 @@ impl Admission {
     fn validate_role_binding(&self, req: &AdmissionRequest<DynamicObject>) -> Verdict {
         let [old, new] = [&req.old_object, &req.object].map(typed::<RoleBinding>);
         let ns = req.namespace.clone().unwrap_or_default();
+        // The webhook is only asked about namespaces labelled as the operator's (tenants cannot
+        // label namespaces), so one the cache has not seen yet is a new project's.
         let namespace = match self.ctx.caches.namespaces.get(&ObjectRef::new(&ns)) {
             Some(n) if crate::lifecycle::archive::is_archived(&n) => BindingNamespace::Archived,
-            Some(n) if crate::desired::namespace::namespace_belongs_to(&n, &ns) => {
-                BindingNamespace::Active
+            Some(n) if !crate::desired::namespace::namespace_belongs_to(&n, &ns) => {
+                BindingNamespace::Other
             }
-            _ => BindingNamespace::Other,
+            _ => BindingNamespace::Active,
         };
         super::decide_role_binding(
             &req.operation,

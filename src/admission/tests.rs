@@ -711,13 +711,24 @@ fn tenants_never_set_owner_references_or_finalizers() {
             assert_eq!(code(&v), 403, "{} {what}: {v:?}", who.username);
             assert!(message(&v).contains(&format!("metadata.{what}")), "{v:?}");
         }
-        // The operator's own finalizer is no tenant's doing either way.
+        // Removing the operator's own finalizer would skip the soft delete; adding it is
+        // harmless.
+        let v = decide_project(
+            &Operation::Update,
+            &who,
+            Some(&ours),
+            Some(&old),
+            &snap,
+            &pol,
+            now(),
+        );
+        assert_eq!(code(&v), 403, "{v:?}");
         assert!(
             decide_project(
                 &Operation::Update,
                 &who,
-                Some(&ours),
                 Some(&old),
+                Some(&ours),
                 &snap,
                 &pol,
                 now()

@@ -312,10 +312,14 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         .get(crate::desired::annotations::ADOPT_NAMESPACE)
         .map(String::as_str)
         == Some("true");
+    let standing = namespace
+        .as_deref()
+        .map(|n| ns_desired::standing(n, &project));
     let archive = namespace
         .as_deref()
+        .filter(|_| standing == Some(Standing::Archived))
         .and_then(crate::lifecycle::archive::Archive::of);
-    let refusal = match namespace.as_deref().map(|n| ns_desired::standing(n, &project)) {
+    let refusal = match standing {
         Some(Standing::Foreign) => Some(format!(
             "namespace {name} already exists and was not created for this project; nothing is bound in it. Choose another project name, or delete the namespace if it is unused"
         )),

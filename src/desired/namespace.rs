@@ -103,10 +103,14 @@ pub fn standing(namespace: &Namespace, project: &Project) -> Standing {
             Standing::Foreign
         };
     }
-    if labels.get(labels::STATE).map(String::as_str) == Some(NamespaceState::Terminated.as_str()) {
+    let uid = labels.get(labels::PROJECT_UID).cloned();
+    let terminated =
+        labels.get(labels::STATE).map(String::as_str) == Some(NamespaceState::Terminated.as_str());
+    // An archive of an earlier project; this project's own namespace stays its own whatever its
+    // state label says (its soft delete in progress, or the label edited by hand).
+    if terminated && (uid.is_none() || uid != project.metadata.uid) {
         return Standing::Archived;
     }
-    let uid = labels.get(labels::PROJECT_UID).cloned();
     if (uid.is_some() && uid == project.metadata.uid) || (uid.is_none() && known) {
         Standing::Owned
     } else {
@@ -313,6 +317,12 @@ pub(crate) mod tests {
                 Standing::Orphaned { uid: None },
             ),
             ("an archive", &archived, &later, Standing::Archived),
+            (
+                "its own, state label edited",
+                &archived,
+                &p,
+                Standing::Owned,
+            ),
             ("someone else's", &foreign, &p, Standing::Foreign),
             (
                 "its own, labels stripped",

@@ -1695,8 +1695,24 @@ async fn projects_named_like_foreign_namespaces_conflict_and_bind_nothing(
     let customer = unique_name("e2e-conflict");
     let owner = format!("{customer}-owner");
     create_customer(&env, &customer, &[&owner]).await?;
-    // A namespace someone made by hand, besides the cluster's own.
+    // The cluster's own namespaces are reserved: no project may even be created under their
+    // names.
+    for name in ["default", "kube-system"] {
+        match create_project(&env, name, json!({"customer": customer})).await {
+            Err(e) if e.message().is_some_and(|m| m.contains("is reserved")) => {}
+            other => {
+                return Err(format!(
+                    "creating project {name} should be refused as reserved, got {:?}",
+                    other.map(|_| ())
+                )
+                .into());
+            }
+        }
+    }
+    // Namespaces someone made by hand (one labelled as if it were a project's, but not made by
+    // the operator).
     let foreign = unique_name("e2e-conflict-foreign");
+    let foreign_labelled = unique_name("e2e-conflict-labelled");
     let namespaces = Api::<Namespace>::all(client.clone());
     namespaces
         .create(
@@ -1704,11 +1720,15 @@ async fn projects_named_like_foreign_namespaces_conflict_and_bind_nothing(
             &from_json(json!({"metadata": {"name": foreign}})),
         )
         .await?;
-    let names = [
-        "default".to_string(),
-        "kube-system".to_string(),
-        foreign.clone(),
-    ];
+    namespaces
+        .create(
+            &PostParams::default(),
+            &from_json(json!({"metadata": {"name": foreign_labelled,
+                "labels": {"tenancy.dev/project": foreign_labelled,
+                    "app.kubernetes.io/managed-by": "tenancy-operator"}}})),
+        )
+        .await?;
+    let names = [foreign_labelled.clone(), foreign.clone()];
     let labels_before: Vec<BTreeMap<String, String>> = {
         let mut out = Vec::new();
         for n in &names {
@@ -1748,13 +1768,13 @@ async fn projects_named_like_foreign_namespaces_conflict_and_bind_nothing(
         }
     }
 
-    // A membership in kube-system (the namespace of a project in Conflict): refused.
+    // A membership in the namespace of a project in Conflict: refused.
     let who = unique_name("e2e-conflict-user");
-    let memberships = Api::<ProjectMembership>::namespaced(client.clone(), "kube-system");
+    let memberships = Api::<ProjectMembership>::namespaced(client.clone(), &foreign);
     let membership_name = unique_name("e2e-conflict");
     let membership: ProjectMembership = from_json(json!({
         "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectMembership",
-        "metadata": {"name": membership_name, "namespace": "kube-system"},
+        "metadata": {"name": membership_name, "namespace": foreign},
         "spec": {"subject": user(&who), "role": "Manager"},
     }));
     let accepted = match memberships
@@ -1763,13 +1783,15 @@ async fn projects_named_like_foreign_namespaces_conflict_and_bind_nothing(
     {
         Ok(_) => true,
         Err(kube::Error::Api(s)) if s.code == 409 && s.message.contains("phase Conflict") => {
-            eprintln!("[e2e] membership in kube-system refused: {}", s.message);
+            eprintln!("[e2e] membership in {foreign} refused: {}", s.message);
             false
         }
-        Err(e) => return Err(format!("creating a membership in kube-system: {e}").into()),
+        Err(e) => return Err(format!("creating a membership in {foreign}: {e}").into()),
     };
     if accepted {
-        problems.push("a membership in kube-system (a project in Conflict) was admitted".into());
+        problems.push(format!(
+            "a membership in {foreign} (a project in Conflict) was admitted"
+        ));
     }
     // Let the operator settle (the owner's bindings would appear by now in a project of ours).
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1836,6 +1858,9 @@ async fn projects_named_like_foreign_namespaces_conflict_and_bind_nothing(
         }
     }
     let _ = namespaces.delete(&foreign, &DeleteParams::default()).await;
+    let _ = namespaces
+        .delete(&foreign_labelled, &DeleteParams::default())
+        .await;
     if problems.is_empty() {
         Ok(())
     } else {

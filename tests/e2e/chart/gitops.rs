@@ -89,7 +89,7 @@ fn expect_health(script: &str, what: &str, object: &Value, want: &str) -> Result
 /// statuses written by the suite's operator: Healthy (a Ready project, its customer, an active
 /// membership, an expired one), Progressing (a project fresh from the apiserver without status,
 /// one whose spec just changed, an invitation not accepted yet) and Degraded (a project named
-/// like the cluster's `kube-public` namespace, one whose customer was deleted). argocd-cm.yaml
+/// like a namespace made by hand, one whose customer was deleted). argocd-cm.yaml
 /// embeds the same script for each kind.
 async fn the_argocd_health_check_reads_real_statuses(env: Arc<Env>) -> TestResult {
     let script = health_script()?;
@@ -190,8 +190,15 @@ async fn the_argocd_health_check_reads_real_statuses(env: Arc<Env>) -> TestResul
         .await?;
         expect_health(&script, "a customer whose projects are ready", &cust, "Healthy")?;
 
-        // A project named like a namespace it does not own.
-        let conflict = "kube-public";
+        // A project named like a namespace it does not own (made by hand).
+        let conflict = format!("{customer}-handmade");
+        let conflict = conflict.as_str();
+        kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+            .create(
+                &Default::default(),
+                &serde_json::from_value(json!({"metadata": {"name": conflict}}))?,
+            )
+            .await?;
         let conflict_customer = format!("{customer}-conflict");
         apply_json(&client, customer_json(&conflict_customer, json!({}))).await?;
         customers.push(conflict_customer.clone());
@@ -219,8 +226,11 @@ async fn the_argocd_health_check_reads_real_statuses(env: Arc<Env>) -> TestResul
             },
         )
         .await?;
-        let message = expect_health(&script, "project kube-public", &conflicted, "Degraded")?;
-        if !message.contains("kube-public") {
+        let message = expect_health(&script, "a project in Conflict", &conflicted, "Degraded")?;
+        kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+            .delete(conflict, &Default::default())
+            .await?;
+        if !message.contains(conflict) {
             return Err(format!("the Degraded message does not name the namespace: {message}").into());
         }
 

@@ -493,7 +493,7 @@ async fn core_scenario(env: &Env, client: &Client) -> TestResult {
         .await?;
 
         // The expiration policy Suspend on real workloads, and its undoing.
-        apply_json(client, project_json(&suspended, json!({"customer": customer}))).await?;
+        apply_json(client, project_json(&suspended, json!({"customer": customer, "quota": {"hard": {"requests.cpu": "1"}}}))).await?;
         cleanup.projects.push(suspended.clone());
         ready_project(client, &suspended).await?;
         let deployments = Api::<Deployment>::namespaced(client.clone(), &suspended);
@@ -531,7 +531,7 @@ async fn core_scenario(env: &Env, client: &Client) -> TestResult {
             client,
             project_json(
                 &suspended,
-                json!({"customer": customer, "endDate": "2020-01-31", "gracePeriodDays": 0, "expirationPolicy": "Suspend"}),
+                json!({"customer": customer, "endDate": "2020-01-31", "gracePeriodDays": 0, "expirationPolicy": "Suspend", "quota": {"hard": {"requests.cpu": "1"}}}),
             ),
         )
         .await?;
@@ -551,7 +551,7 @@ async fn core_scenario(env: &Env, client: &Client) -> TestResult {
             client,
             project_json(
                 &suspended,
-                json!({"customer": customer, "endDate": "2099-12-31", "gracePeriodDays": 0, "expirationPolicy": "Suspend"}),
+                json!({"customer": customer, "endDate": "2099-12-31", "gracePeriodDays": 0, "expirationPolicy": "Suspend", "quota": {"hard": {"requests.cpu": "1"}}}),
             ),
         )
         .await?;
