@@ -51,7 +51,7 @@ pub fn controller(
     // On becoming leader: every archive once (not every namespace of the cluster).
     let every_archive = {
         let store = store.clone();
-        ctx.on_leadership().flat_map(move |()| {
+        ctx.on_leadership_or_clock_jump().flat_map(move |()| {
             let refs: Vec<ObjectRef<Namespace>> = store
                 .state()
                 .into_iter()

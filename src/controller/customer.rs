@@ -54,7 +54,7 @@ pub fn controller(
     let store = ctx.caches.customers.clone();
     let controller = Controller::for_shared_stream(queue.own(customers), store.clone())
         .with_config(super::controller_config(concurrency))
-        .reconcile_all_on(queue.all_on(store, ctx.on_leadership()))
+        .reconcile_all_on(queue.all_on(store, ctx.on_leadership_or_clock_jump()))
         .watches_shared_stream(
             projects,
             queue.mapped(|p: Arc<Project>| Some(ObjectRef::new(&p.spec.customer))),

@@ -45,7 +45,7 @@ pub fn controller(
     let store = ctx.caches.memberships.clone();
     let controller = Controller::for_shared_stream(queue.own(memberships), store.clone())
         .with_config(super::controller_config(concurrency))
-        .reconcile_all_on(queue.all_on(store, ctx.on_leadership()))
+        .reconcile_all_on(queue.all_on(store, ctx.on_leadership_or_clock_jump()))
         .watches_shared_stream(role_bindings, queue.owners())
         .watches_shared_stream(
             super::queue::spec_changes(projects, ctx.caches.projects.clone()),

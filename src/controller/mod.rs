@@ -296,16 +296,18 @@ impl Context {
         *self.leader.borrow()
     }
 
-    /// Fires each time this replica becomes the leader, so it reconciles everything once.
-    pub fn on_leadership(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
-        futures::stream::unfold(self.leader.clone(), |mut rx| async move {
+    /// Fires each time this replica becomes the leader, so it reconciles everything once, and
+    /// each time the clock is moved (tests), so every timer is looked at again at once.
+    pub fn on_leadership_or_clock_jump(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let leadership = futures::stream::unfold(self.leader.clone(), |mut rx| async move {
             loop {
                 rx.changed().await.ok()?;
                 if *rx.borrow_and_update() {
                     return Some(((), rx));
                 }
             }
-        })
+        });
+        futures::stream::select(leadership, self.clock.jumps())
     }
 
     fn succeeded(&self, key: &str) {
@@ -776,6 +778,12 @@ async fn run(args: RunArgs) -> Result<(), Error> {
                     let c = caches.clone();
                     Box::pin(async move {
                         let _ = c.cluster_role_bindings.wait_until_ready().await;
+                    })
+                }),
+                wait("configmaps (quota ledgers)", {
+                    let c = caches.clone();
+                    Box::pin(async move {
+                        let _ = c.ledgers.wait_until_ready().await;
                     })
                 }),
                 wait("counted kinds", {

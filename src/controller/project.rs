@@ -74,7 +74,7 @@ pub fn controller(
     let store = ctx.caches.projects.clone();
     let controller = Controller::for_shared_stream(queue.own(s.projects), store.clone())
         .with_config(super::controller_config(concurrency))
-        .reconcile_all_on(queue.all_on(store, ctx.on_leadership()))
+        .reconcile_all_on(queue.all_on(store, ctx.on_leadership_or_clock_jump()))
         .watches_shared_stream(
             super::queue::spec_changes(s.customers, ctx.caches.customers.clone()),
             queue.mapped(by_customer),

@@ -30,6 +30,8 @@ pub enum ApplyError {
     },
     #[error("{0}")]
     Timeout(String),
+    #[error("{0}")]
+    Chart(String),
 }
 
 impl ApplyError {

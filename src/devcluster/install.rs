@@ -5,14 +5,13 @@
 use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhook,
-    ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::apply::{ApplyError, install_crds};
 use crate::desired::RoleNames;
@@ -50,110 +49,71 @@ impl LocalOperator {
     }
 }
 
-fn rule(operations: &[&str], resources: &[&str]) -> RuleWithOperations {
-    rule_in(
-        crate::api::GROUP,
-        crate::api::VERSION,
-        operations,
-        resources,
-    )
+/// The chart this repository ships (its webhook configurations are the ones every local install
+/// uses: one source).
+pub fn chart_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/tenancy-operator")
 }
 
-fn rule_in(
-    group: &str,
-    version: &str,
-    operations: &[&str],
-    resources: &[&str],
-) -> RuleWithOperations {
-    RuleWithOperations {
-        api_groups: Some(vec![group.into()]),
-        api_versions: Some(vec![version.into()]),
-        operations: Some(operations.iter().map(|s| s.to_string()).collect()),
-        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
-        scope: None,
-    }
-}
-
-/// The webhook configurations, pointing at `base_url` (`https://127.0.0.1:8443`). The caBundle
-/// is left for the operator to fill in.
+/// The chart's webhook configurations, rendered by `helm template` as release `name` in
+/// `namespace`, with every webhook pointed at `base_url` (`https://127.0.0.1:8443`) instead of the
+/// chart's Service: the local install (dev, e2e) serves the very rules, policies, timeouts and
+/// selectors the chart installs. The caBundle is left for the operator to fill in.
 pub fn webhook_configurations(
+    helm: &std::path::Path,
     name: &str,
+    namespace: &str,
     base_url: &str,
-) -> (ValidatingWebhookConfiguration, MutatingWebhookConfiguration) {
-    let meta = ObjectMeta {
-        name: Some(name.into()),
-        ..Default::default()
+) -> Result<(ValidatingWebhookConfiguration, MutatingWebhookConfiguration), String> {
+    let out = std::process::Command::new(helm)
+        .args(["template", name])
+        .arg(chart_dir())
+        .args([
+            "--namespace",
+            namespace,
+            "--show-only",
+            "templates/webhooks.yaml",
+        ])
+        .output()
+        .map_err(|e| format!("running {}: {e}", helm.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "helm template of the chart's webhooks failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let point = |c: &mut WebhookClientConfig| {
+        let path = c.service.take().and_then(|s| s.path).unwrap_or_default();
+        c.url = Some(format!("{base_url}{path}"));
     };
-    let client = |path: &str| WebhookClientConfig {
-        url: Some(format!("{base_url}{path}")),
-        ..Default::default()
-    };
-    let validating = ValidatingWebhookConfiguration {
-        metadata: meta.clone(),
-        webhooks: Some(vec![
-            ValidatingWebhook {
-                name: "validate.tenancy.dev".into(),
-                client_config: client("/validate"),
-                rules: Some(vec![
-                    rule(
-                        &["CREATE", "UPDATE", "DELETE"],
-                        &["projects", "projectmemberships"],
-                    ),
-                    rule(&["CREATE", "UPDATE", "DELETE"], &["customers"]),
-                ]),
-                failure_policy: Some("Fail".into()),
-                // The quota ledger is written on admission, except for dry runs.
-                side_effects: "NoneOnDryRun".into(),
-                admission_review_versions: vec!["v1".into()],
-                timeout_seconds: Some(15),
-                ..Default::default()
-            },
-            ValidatingWebhook {
-                // RoleBindings in project namespaces only (tenants cannot relabel namespaces): people
-                // get access there only through memberships and customer roles.
-                name: "rolebindings.tenancy.dev".into(),
-                client_config: client("/validate"),
-                rules: Some(vec![rule_in(
-                    "rbac.authorization.k8s.io",
-                    "v1",
-                    &["CREATE", "UPDATE"],
-                    &["rolebindings"],
-                )]),
-                namespace_selector: Some(LabelSelector {
-                    match_labels: Some(
-                        [(
-                            crate::desired::labels::MANAGED_BY.to_string(),
-                            crate::desired::labels::MANAGED_BY_VALUE.to_string(),
-                        )]
-                        .into(),
-                    ),
-                    ..Default::default()
-                }),
-                failure_policy: Some("Fail".into()),
-                side_effects: "None".into(),
-                admission_review_versions: vec!["v1".into()],
-                timeout_seconds: Some(15),
-                ..Default::default()
-            },
-        ]),
-    };
-    let mutating = MutatingWebhookConfiguration {
-        metadata: meta,
-        webhooks: Some(vec![MutatingWebhook {
-            name: "mutate.tenancy.dev".into(),
-            client_config: client("/mutate"),
-            rules: Some(vec![rule(
-                &["CREATE", "UPDATE"],
-                &["projects", "projectmemberships"],
-            )]),
-            failure_policy: Some("Fail".into()),
-            side_effects: "None".into(),
-            admission_review_versions: vec!["v1".into()],
-            timeout_seconds: Some(10),
-            ..Default::default()
-        }]),
-    };
-    (validating, mutating)
+    let (mut validating, mut mutating) = (None, None);
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let value = serde_json::Value::deserialize(doc).map_err(|e| e.to_string())?;
+        match value["kind"].as_str() {
+            Some("ValidatingWebhookConfiguration") => {
+                let mut v: ValidatingWebhookConfiguration =
+                    serde_json::from_value(value).map_err(|e| e.to_string())?;
+                for w in v.webhooks.iter_mut().flatten() {
+                    point(&mut w.client_config);
+                }
+                validating = Some(v);
+            }
+            Some("MutatingWebhookConfiguration") => {
+                let mut m: MutatingWebhookConfiguration =
+                    serde_json::from_value(value).map_err(|e| e.to_string())?;
+                for w in m.webhooks.iter_mut().flatten() {
+                    point(&mut w.client_config);
+                }
+                mutating = Some(m);
+            }
+            _ => {}
+        }
+    }
+    match (validating, mutating) {
+        (Some(v), Some(m)) => Ok((v, m)),
+        _ => Err("the chart rendered no Validating- and MutatingWebhookConfiguration".into()),
+    }
 }
 
 async fn apply<K>(client: &Client, obj: &K) -> Result<(), ApplyError>
@@ -200,10 +160,21 @@ pub async fn install(client: &Client, local: &LocalOperator) -> Result<(), Apply
         ..Default::default()
     };
     apply(client, &ns).await?;
+    let helm = super::ensure_binaries()
+        .ok()
+        .and_then(|bin| super::find_helm(&bin))
+        .ok_or_else(|| {
+            ApplyError::Chart(
+                "helm is needed to render the chart's webhook configurations: run `make control-plane`, or put helm on PATH".into(),
+            )
+        })?;
     let (validating, mutating) = webhook_configurations(
+        &helm,
         &local.config_name,
+        &local.namespace,
         &format!("https://127.0.0.1:{}", local.webhook_port),
-    );
+    )
+    .map_err(ApplyError::Chart)?;
     apply(client, &validating).await?;
     apply(client, &mutating).await?;
     Ok(())

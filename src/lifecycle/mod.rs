@@ -29,14 +29,39 @@ impl Clock {
 
     pub fn now(&self) -> Timestamp {
         let now = Timestamp::now();
-        let Some(path) = &self.offset_file else {
-            return now;
-        };
-        let offset = std::fs::read_to_string(path.as_ref())
-            .ok()
+        now.checked_add(self.offset().seconds()).unwrap_or(now)
+    }
+
+    /// The offset in seconds (0 for the system clock).
+    fn offset(&self) -> i64 {
+        self.offset_file
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path.as_ref()).ok())
             .and_then(|s| s.trim().parse::<i64>().ok())
-            .unwrap_or(0);
-        now.checked_add(offset.seconds()).unwrap_or(now)
+            .unwrap_or(0)
+    }
+
+    /// Fires each time the clock is moved (the offset file changes; checked every 100 ms), so
+    /// that everything waiting for a time is looked at again at once: a timer armed for an
+    /// instant the moved clock has passed fires by time alone. The system clock never jumps.
+    pub fn jumps(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let clock = self.clone();
+        let armed = clock.offset_file.is_some();
+        futures::stream::unfold(clock.offset(), move |last| {
+            let clock = clock.clone();
+            async move {
+                if !armed {
+                    return std::future::pending().await;
+                }
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    let now = clock.offset();
+                    if now != last {
+                        return Some(((), now));
+                    }
+                }
+            }
+        })
     }
 }
 
@@ -204,5 +229,24 @@ mod tests {
         let after = clock.now();
         let moved = after.duration_since(before).as_secs();
         assert!((86400..86460).contains(&moved), "moved {moved}s");
+    }
+
+    #[tokio::test]
+    async fn moving_the_clock_wakes_whoever_waits_for_a_time() {
+        use futures::StreamExt;
+        let path = std::env::temp_dir().join(format!("tenancy-clock-jump-{}", std::process::id()));
+        std::fs::write(&path, "0").unwrap();
+        let clock = Clock::with_offset_file(path.clone());
+        let mut jumps = Box::pin(clock.jumps());
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), jumps.next()).await;
+        assert!(quiet.is_err(), "no jump while the clock stands still");
+        std::fs::write(&path, "3600").unwrap();
+        let jumped = tokio::time::timeout(std::time::Duration::from_secs(5), jumps.next()).await;
+        assert_eq!(jumped, Ok(Some(())));
+        let _ = std::fs::remove_file(&path);
+        let mut system = Box::pin(Clock::system().jumps());
+        let never =
+            tokio::time::timeout(std::time::Duration::from_millis(200), system.next()).await;
+        assert!(never.is_err(), "the system clock never jumps");
     }
 }
