@@ -1068,21 +1068,43 @@ async fn every_alert_of_the_prometheus_rule_names_metrics_that_exist(env: Arc<En
     if refused.is_ok() {
         return Err("a membership outside any project was admitted".into());
     }
+    // A reconcile error in the running operator (a write the apiserver refuses), so that the
+    // errors family has a series: every family is read from the operator itself.
+    let prefix = unique_name("e2e-alert-refused");
+    crate::reconcile::refuse_role_bindings_in(&env, &prefix).await?;
+    let caused = async {
+        let customer = unique_name("e2e-alert-c");
+        apply_json(
+            &client,
+            customer_json(
+                &customer,
+                json!({"owners": [{"kind": "User", "name": "olga"}]}),
+            ),
+        )
+        .await?;
+        apply_json(
+            &client,
+            project_json(&format!("{prefix}-p"), json!({"customer": customer})),
+        )
+        .await?;
+        crate::support::wait_for(
+            "a reconcile error in the operator's metrics",
+            Duration::from_secs(60),
+            || async {
+                crate::reconcile::operator_metrics(&env)
+                    .await
+                    .ok()
+                    .filter(|m| m.contains("tenancy_reconcile_errors_total{"))
+            },
+        )
+        .await
+    }
+    .await;
+    crate::reconcile::lift_refusal(&env, &prefix).await?;
+    caused?;
     let operator = crate::reconcile::operator_metrics(&env).await?;
     let apiserver = crate::reconcile::apiserver_metrics(&env).await?;
-    let (mut ours, theirs) = (declared_metrics(&operator), declared_metrics(&apiserver));
-    // A family without series is not exported (e.g. errors, until one happens): the
-    // operator's own registry, with a sample in every family, says what it would be called.
-    let registry = tenancy_operator::controller::metrics::Metrics::default();
-    drop(registry.reconcile("project"));
-    registry.error("project", "api_500");
-    registry.write("Namespace", "create");
-    registry.admission("Project", "allowed");
-    registry.declare_queue("project");
-    registry.enqueue("project", "/p".into());
-    registry.dequeue("project", "/p", true);
-    registry.set_unreadable("Project", 0);
-    ours.extend(declared_metrics(&registry.encode()));
+    let (ours, theirs) = (declared_metrics(&operator), declared_metrics(&apiserver));
     let mut problems = Vec::new();
     for (alert, expr) in &alerts {
         let names: BTreeSet<&str> = expr
@@ -1105,13 +1127,37 @@ async fn every_alert_of_the_prometheus_rule_names_metrics_that_exist(env: Arc<En
             }
         }
     }
-    // The label values the alerts select exist.
-    for series in [
-        "tenancy_projects{phase=\"Conflict\"}",
-        "name=\"validate.tenancy.dev\"",
-    ] {
-        if !operator.contains(series) && !apiserver.contains(series) {
-            problems.push(format!("no series matches {series}"));
+    // The label values the alerts select of the operator's metrics exist: every
+    // `label="value"` matcher on a tenancy_* metric is carried by one of its series (a misspelt
+    // value never fires). The apiserver's failure outcomes cannot be caused here.
+    for (alert, expr) in &alerts {
+        let parts: Vec<&str> = expr.split('{').collect();
+        for (before, rest) in parts.iter().zip(parts.iter().skip(1)) {
+            let metric = before
+                .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or_default();
+            if !metric.starts_with("tenancy_") {
+                continue;
+            }
+            let selector = rest.split('}').next().unwrap_or_default();
+            for matcher in selector.split(',') {
+                let Some((label, value)) = matcher.split_once('=') else {
+                    continue;
+                };
+                if label.ends_with('!') || value.starts_with('~') {
+                    continue;
+                }
+                let series = format!("{}={}", label.trim(), value.trim());
+                let carried = operator
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&series));
+                if !carried {
+                    problems.push(format!(
+                        "{alert} selects {metric}{{{series}}}, which no series carries"
+                    ));
+                }
+            }
         }
     }
     if problems.is_empty() {
