@@ -363,11 +363,11 @@ async fn delete_tenancy(
 
 /// Deletes a project and waits until the soft-delete finalizer has let it go. A refusal for
 /// active resources (HTTP 409: the operator's inventory has not seen workloads go yet) is
-/// retried for up to 15 s.
+/// retried for up to 60 s.
 async fn delete_project_and_wait(client: &Client, name: &str) -> Result<(), Failed> {
     eventually(
         &format!("the webhook to let project {name} be deleted"),
-        Duration::from_secs(15),
+        Duration::from_secs(60),
         || async {
             delete_tenancy(client, "projects", None, name)
                 .await
