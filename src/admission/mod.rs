@@ -826,7 +826,7 @@ pub enum BindingNamespace {
     Other,
     /// An active project's namespace.
     Active,
-    /// A soft-deleted project's archived namespace.
+    /// A soft-deleted project's archived namespace, or one whose project is being deleted.
     Archived,
 }
 

@@ -397,8 +397,16 @@ impl Admission {
         let [old, new] = [&req.old_object, &req.object].map(typed::<RoleBinding>);
         let ns = req.namespace.clone().unwrap_or_default();
         // The webhook is only asked about namespaces labelled as the operator's (tenants cannot
-        // label namespaces), so one the cache has not seen yet is a new project's.
+        // label namespaces), so one the cache has not seen yet is a new project's. A project
+        // being deleted is archived from the moment the delete is admitted.
+        let deleting = self
+            .ctx
+            .caches
+            .projects
+            .get(&ObjectRef::new(&ns))
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_some());
         let namespace = match self.ctx.caches.namespaces.get(&ObjectRef::new(&ns)) {
+            _ if deleting => BindingNamespace::Archived,
             Some(n) if crate::lifecycle::archive::is_archived(&n) => BindingNamespace::Archived,
             Some(n) if !crate::desired::namespace::namespace_belongs_to(&n, &ns) => {
                 BindingNamespace::Other

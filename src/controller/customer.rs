@@ -368,7 +368,7 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
         usage,
     };
     apply::ensure_status(&ctx, customer.as_ref(), customer.status.as_ref(), &status).await?;
-    ctx.succeeded(&format!("{CONTROLLER}/{name}"));
+    ctx.succeeded(CONTROLLER, customer.as_ref());
 
     let expiries = customer
         .spec

@@ -87,7 +87,6 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
     let Some(ns) = m.namespace() else {
         return Ok(Action::await_change());
     };
-    let key = format!("{CONTROLLER}/{ns}/{}", m.name_any());
     let now = ctx.clock.now();
     let siblings: Vec<Arc<ProjectMembership>> = ctx
         .caches
@@ -146,7 +145,7 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
 
     // A membership being deleted keeps no access, whatever finalizers keep the object.
     if grant == Grant::Deleting {
-        ctx.succeeded(&key);
+        ctx.succeeded(CONTROLLER, m.as_ref());
         return Ok(Action::await_change());
     }
     let previous = m.status.clone().unwrap_or_default();
@@ -245,7 +244,7 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
         Err(e) if apply::is_conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
         result => result?,
     };
-    ctx.succeeded(&key);
+    ctx.succeeded(CONTROLLER, m.as_ref());
 
     Ok(match (&grant, m.spec.expiration_time.as_ref()) {
         (Grant::Active, Some(t)) => Action::requeue(lifecycle::until(now, t.0)),

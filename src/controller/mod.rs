@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod archive;
+pub mod backoff;
 pub mod conditions;
 pub mod customer;
 pub mod expiry;
@@ -15,7 +16,6 @@ pub mod project;
 pub mod queue;
 pub mod termination;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -237,7 +237,7 @@ pub struct Context {
     pub leader: tokio::sync::watch::Receiver<bool>,
     /// The customer quota ledger (shared with the webhook).
     pub ledger: Arc<crate::admission::ledger::Ledger>,
-    failures: Mutex<HashMap<String, u32>>,
+    backoff: backoff::Backoff,
 }
 
 impl Context {
@@ -261,15 +261,6 @@ impl Context {
         } else {
             self.metrics.write("Event", "create");
         }
-    }
-
-    /// Exponential backoff for an object whose reconcile keeps failing: 1s, 2s, 4s ... 5 min.
-    fn backoff(&self, key: String) -> Duration {
-        let mut failures = self.failures.lock().expect("failures lock");
-        let n = failures.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        Duration::from_millis(500u64.saturating_mul(1 << (*n).min(10)))
-            .min(Duration::from_secs(300))
     }
 
     /// The start of every reconcile: the object no longer waits in its controller's queue, and
@@ -310,11 +301,9 @@ impl Context {
         futures::stream::select(leadership, self.clock.jumps())
     }
 
-    fn succeeded(&self, key: &str) {
-        let mut failures = self.failures.lock().expect("failures lock");
-        if !failures.is_empty() {
-            failures.remove(key);
-        }
+    /// A reconcile of `obj` by `controller` succeeded: its backoff starts over.
+    fn succeeded<K: Resource>(&self, controller: &str, obj: &K) {
+        self.backoff.succeeded(&backoff::key(controller, obj));
     }
 }
 
@@ -325,9 +314,9 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    let key = format!("{controller}/{}", ObjectRef::from_obj(obj.as_ref()));
+    let key = backoff::key(controller, obj.as_ref());
     ctx.metrics.error(controller, &err.metric_label());
-    let delay = ctx.backoff(key.clone());
+    let delay = ctx.backoff.failed(key.clone());
     tracing::warn!(object = %key, error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -587,7 +576,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             client.clone(),
             args.namespace.clone(),
         )),
-        failures: Mutex::new(HashMap::new()),
+        backoff: Default::default(),
     });
 
     // Subscriptions must be taken before the watches start.

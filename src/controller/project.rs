@@ -290,7 +290,6 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         return Ok(Action::await_change());
     };
     let name = project.name_any();
-    let key = format!("{CONTROLLER}/{name}");
     if project.metadata.deletion_timestamp.is_some() {
         super::termination::soft_delete(&ctx, &project).await?;
         return Ok(Action::await_change());
@@ -345,7 +344,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         _ => None,
     };
     if let Some(msg) = refusal {
-        return conflict(&project, &ctx, &previous, now, msg).await;
+        return conflict(&project, customer.as_deref(), &ctx, &previous, now, msg).await;
     }
 
     // Recovery: this project adopts the archived namespace of a deleted one. The record is
@@ -755,7 +754,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     if let Some(e) = child_errors.into_iter().next() {
         return Err(e);
     }
-    ctx.succeeded(&key);
+    ctx.succeeded(CONTROLLER, project.as_ref());
 
     // Wake up exactly at the next instant something changes.
     let member_expiries = memberships
@@ -795,12 +794,12 @@ async fn persist_record_first(
 /// The namespace exists and is not this project's to manage: bind nothing, say why.
 async fn conflict(
     project: &Project,
+    customer: Option<&Customer>,
     ctx: &Context,
     previous: &ProjectStatus,
     now: Timestamp,
     msg: String,
 ) -> Result<Action, Error> {
-    let name = project.name_any();
     let mut conds = Conditions::new(&previous.conditions, project.metadata.generation, now);
     conds.set("NamespaceConflict", true, "NamespaceExists", msg.clone());
     conds.set("Ready", false, "NamespaceConflict", msg.clone());
@@ -814,8 +813,13 @@ async fn conflict(
         ctx.event(project, EventType::Warning, "NamespaceConflict", msg)
             .await;
     }
-    // Whatever access objects an earlier state left behind go.
-    apply::remove_project_cluster_rbac(ctx, &name).await?;
+    // Nobody gets anything through the memberships of a namespace the project does not own; the
+    // customer's owners keep what they need to follow the advice above (get and delete the
+    // Project), support may read it.
+    let is_project_namespace = |n: &str| ctx.caches.is_project_namespace(n);
+    let audience = ProjectAudience::of(&[], customer, now, &is_project_namespace);
+    let (roles, bindings) = access::project_access(project, &audience);
+    apply::ensure_cluster_rbac(ctx, &roles, &bindings).await?;
     apply::ensure_status(ctx, project, project.status.as_ref(), &status).await?;
     Ok(Action::requeue(Duration::from_secs(3600)))
 }

@@ -115,8 +115,9 @@ fn memberships_in(ctx: &Context, ns: &str) -> Vec<std::sync::Arc<ProjectMembersh
 ///
 /// Access goes first, and nothing after it can stop it: every RoleBinding in the namespace
 /// (whoever made it) and the project's cluster roles are removed before anything else is
-/// written. Then the namespace is frozen (`pods: 0`), archived, and the memberships revoked. Each
-/// step is safe to repeat: a pass that fails midway is retried from the start.
+/// written. Then the namespace is archived, bindings made meanwhile are removed until none is
+/// left, the namespace is frozen (`pods: 0`) and the memberships revoked. Each step is safe to
+/// repeat: a pass that fails midway is retried from the start.
 pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> {
     if !project.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(());
@@ -148,7 +149,6 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
     apply::remove_project_cluster_rbac(ctx, &name).await?;
     if ours {
         remove_every_binding(ctx, &name).await?;
-        freeze(ctx, project).await?;
         let memberships = memberships_in(ctx, &name);
         let no_sa_rule = |_: &str| false;
         let grants = super::project::grants(&memberships, true, now, &no_sa_rule);
@@ -186,6 +186,11 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
             .await
             .map_err(Error::Kube)?;
         ctx.metrics.write("Namespace", "patch");
+        // Bindings made while the first pass ran (before the webhook refused them: it does from
+        // the moment the delete is admitted, on every replica once its cache has seen it) go too;
+        // the namespace is released only once a pass finds none.
+        remove_bindings_until_none_are_left(ctx, &name).await?;
+        freeze(ctx, project).await?;
 
         for m in &memberships {
             if m.status.as_ref().and_then(|s| s.phase) != Some(MembershipPhase::Revoked) {
@@ -222,21 +227,39 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
 
 /// Removes every RoleBinding in a namespace, the operator's and everyone else's: after a soft
 /// delete nobody but staff has access, whoever made the binding. Read from the API, not the
-/// cache (which holds only the operator's own).
-async fn remove_every_binding(ctx: &Context, namespace: &str) -> Result<(), Error> {
+/// cache (which holds only the operator's own). Returns how many it removed.
+async fn remove_every_binding(ctx: &Context, namespace: &str) -> Result<usize, Error> {
     let api = Api::<RoleBinding>::namespaced(ctx.client.clone(), namespace);
+    let mut removed = 0;
     for rb in api
         .list_metadata(&Default::default())
         .await
         .map_err(Error::Kube)?
     {
         match api.delete(&rb.name_any(), &Default::default()).await {
-            Ok(_) => ctx.metrics.write("RoleBinding", "delete"),
+            Ok(_) => {
+                removed += 1;
+                ctx.metrics.write("RoleBinding", "delete");
+            }
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(Error::Kube(e)),
         }
     }
-    Ok(())
+    Ok(removed)
+}
+
+/// Removes RoleBindings until a pass finds none (at most 50 passes, 100 ms apart; then the soft
+/// delete fails and is retried, the Project kept).
+async fn remove_bindings_until_none_are_left(ctx: &Context, namespace: &str) -> Result<(), Error> {
+    for _ in 0..50 {
+        if remove_every_binding(ctx, namespace).await? == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(Error::Invalid(format!(
+        "RoleBindings keep appearing in namespace {namespace} while its project is soft-deleted; retrying"
+    )))
 }
 
 /// Freezes a soft-deleted project's namespace: its quota with `pods: 0`, built like every other

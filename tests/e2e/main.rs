@@ -9,6 +9,7 @@
 //! Two phases: every module's trials run concurrently first; then the exclusive trials (which
 //! measure the whole control plane, e.g. that nothing writes in a quiet window) run alone.
 
+mod adversarial;
 mod chart;
 mod foundation;
 mod lifecycle;
@@ -33,6 +34,7 @@ fn all_trials(env: &Arc<Env>) -> Vec<Trial> {
     trials.extend(reconcile::trials(env));
     trials.extend(lifecycle::trials(env));
     trials.extend(chart::trials(env));
+    trials.extend(adversarial::trials(env));
     trials
 }
 
