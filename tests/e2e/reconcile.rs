@@ -72,6 +72,11 @@ pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
         ),
         trial(
             env,
+            "reconcile::a_child_the_apiserver_refuses_stops_no_revocation",
+            a_child_the_apiserver_refuses_stops_no_revocation,
+        ),
+        trial(
+            env,
             "reconcile::children_deleted_or_edited_by_hand_are_put_back",
             children_deleted_or_edited_by_hand_are_put_back,
         ),
@@ -2294,16 +2299,34 @@ async fn operator_gauge(env: &Env, metric: &str, label: (&str, &str)) -> Result<
 /// the policy is in force (a dry-run write in a probe namespace is refused); dropping it is up to
 /// the caller ([`lift_refusal`]).
 pub(crate) async fn refuse_role_bindings_in(env: &Env, prefix: &str) -> TestResult {
+    refuse_writes_in(env, prefix, "rbac.authorization.k8s.io", &["rolebindings"]).await
+}
+
+/// Like [`refuse_role_bindings_in`], for any `resources` of API `group` (the probe is still a
+/// RoleBinding, so `rolebindings` are refused too).
+pub(crate) async fn refuse_writes_in(
+    env: &Env,
+    prefix: &str,
+    group: &str,
+    resources: &[&str],
+) -> TestResult {
     let client = env.client().await;
+    let mut rules = vec![json!({
+        "apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["v1"],
+        "operations": ["CREATE", "UPDATE"], "resources": ["rolebindings"],
+    })];
+    if group != "rbac.authorization.k8s.io" || resources != ["rolebindings"] {
+        rules.push(json!({
+            "apiGroups": [group], "apiVersions": ["v1"],
+            "operations": ["CREATE", "UPDATE"], "resources": resources,
+        }));
+    }
     let policy: DynamicObject = from_json(json!({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
         "metadata": {"name": prefix},
         "spec": {
             "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["v1"],
-                "operations": ["CREATE", "UPDATE"], "resources": ["rolebindings"],
-            }]},
+            "matchConstraints": {"resourceRules": rules},
             "validations": [{
                 "expression": format!("!object.metadata.namespace.startsWith('{prefix}')"),
                 "message": "refused on purpose by the e2e suite",
@@ -2454,6 +2477,149 @@ async fn a_refused_write_is_counted_as_an_error_and_retried_until_it_succeeds(
         t.elapsed().as_secs_f64()
     );
     ready_project(&env, &project).await?;
+    Ok(())
+}
+
+/// Access is revoked whatever else fails: while the apiserver refuses the project's quota and
+/// limits (and new RoleBindings), an owner removed from the customer, a deleted membership and
+/// finally the whole team on a soft delete lose their access all the same; the project is let
+/// go once its namespace can be frozen.
+async fn a_child_the_apiserver_refuses_stops_no_revocation(env: Arc<Env>) -> TestResult {
+    let client = env.client().await;
+    let prefix = unique_name("e2e-stuck");
+    let customer = format!("{prefix}-c");
+    let (kept, removed, member) = (
+        format!("{prefix}-kept"),
+        format!("{prefix}-removed"),
+        format!("{prefix}-member"),
+    );
+    let project = format!("{prefix}-p");
+    create_customer(&env, &customer, &[&kept, &removed]).await?;
+    create_project(
+        &env,
+        &project,
+        json!({"customer": customer, "quota": {"hard": {"requests.cpu": "1"}}}),
+    )
+    .await?;
+    ready_project(&env, &project).await?;
+    create_membership(&env, &project, "member", &member, "Member", None).await?;
+    for who in [&kept, &removed, &member] {
+        eventually(&format!("{who} to be granted"), SETTLE, || async {
+            if env.can_i(who, &[], "get", "pods", Some(&project)).await {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        })
+        .await?;
+    }
+    refuse_writes_in(&env, &prefix, "", &["resourcequotas", "limitranges"]).await?;
+    let result = async {
+        // The quota can no longer be written: said in the status, counted as an error.
+        create_project(
+            &env,
+            &project,
+            json!({"customer": customer, "quota": {"hard": {"requests.cpu": "2"}},
+                   "limitRange": {"default": {"cpu": "100m"}}}),
+        )
+        .await?;
+        project_where(
+            &env,
+            &project,
+            "SpecValid False naming the refused write",
+            SETTLE,
+            |p| {
+                let c = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| condition(&s.conditions, "SpecValid"))
+                    .ok_or("no SpecValid condition")?;
+                if c.status == "False" && c.message.contains("failed") {
+                    Ok(())
+                } else {
+                    Err(format!("SpecValid is {} {}", c.status, c.message))
+                }
+            },
+        )
+        .await?;
+        // An owner removed from the customer, and a deleted membership: access gone anyway.
+        create_customer(&env, &customer, &[&kept]).await?;
+        Api::<ProjectMembership>::namespaced(client.clone(), &project)
+            .delete("member", &DeleteParams::default())
+            .await?;
+        for who in [&removed, &member] {
+            let t = Instant::now();
+            eventually(&format!("{who} to lose access"), SETTLE, || async {
+                if env.can_i(who, &[], "get", "pods", Some(&project)).await {
+                    Err("still allowed".to_string())
+                } else {
+                    Ok(())
+                }
+            })
+            .await?;
+            eprintln!(
+                "[e2e] {who} lost access {:.2} s later, the quota still refused",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        if !env.can_i(&kept, &[], "get", "pods", Some(&project)).await {
+            return Err(format!("{kept}, still an owner, lost access").into());
+        }
+        // The soft delete cannot freeze the namespace yet, but nobody keeps access meanwhile.
+        Api::<Project>::all(client.clone())
+            .delete(&project, &DeleteParams::default())
+            .await?;
+        eventually(
+            &format!("{kept} to lose access on the soft delete"),
+            SETTLE,
+            || async {
+                if env.can_i(&kept, &[], "get", "pods", Some(&project)).await {
+                    Err("still allowed".to_string())
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        let left = Api::<RoleBinding>::namespaced(client.clone(), &project)
+            .list(&ListParams::default())
+            .await?;
+        if !left.items.is_empty() {
+            return Err(format!(
+                "RoleBindings left while the soft delete waits: {:?}",
+                left.items.iter().map(|b| b.name_any()).collect::<Vec<_>>()
+            )
+            .into());
+        }
+        Ok::<(), Failed>(())
+    }
+    .await;
+    lift_refusal(&env, &prefix).await?;
+    result?;
+    eventually(
+        &format!("project {project} to be let go"),
+        SETTLE,
+        || async {
+            match Api::<Project>::all(client.clone()).get_opt(&project).await {
+                Ok(None) => Ok(()),
+                other => Err(format!(
+                    "{:?}",
+                    other.map(|p| p.map(|p| p.finalizers().to_vec()))
+                )),
+            }
+        },
+    )
+    .await?;
+    let quota = Api::<ResourceQuota>::namespaced(client.clone(), &project)
+        .get("tenancy-quota")
+        .await?;
+    let pods = quota
+        .spec
+        .and_then(|s| s.hard)
+        .and_then(|h| h.get("pods").map(|q| q.0.clone()));
+    if pods.as_deref() != Some("0") {
+        return Err(format!("the archived namespace is not frozen: pods {pods:?}").into());
+    }
     Ok(())
 }
 
