@@ -280,7 +280,10 @@ impl Admission {
         match Api::<Project>::all(self.ctx.client.clone())
             .patch(
                 &project.name_any(),
-                &PatchParams::default(),
+                &PatchParams {
+                    field_manager: Some(crate::desired::FIELD_MANAGER.to_string()),
+                    ..Default::default()
+                },
                 &Patch::Merge(&patch),
             )
             .await

@@ -108,6 +108,33 @@ where
     Ok(true)
 }
 
+/// Patch parameters for the operator's patches that are not server-side applies (JSON and merge
+/// patches of finalizers, replica counts, audit annotations): the writes still carry the
+/// operator's field manager, so managedFields say who owns what.
+pub fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
+
+/// Like [`ensure`] for a RoleBinding, whose `roleRef` cannot change: when the role differs (a
+/// membership's role changed), the binding is deleted and made again.
+pub async fn ensure_role_binding(
+    ctx: &Context,
+    current: Option<Arc<k8s_openapi::api::rbac::v1::RoleBinding>>,
+    desired: &k8s_openapi::api::rbac::v1::RoleBinding,
+) -> Result<bool, Error> {
+    let current = match current {
+        Some(c) if c.role_ref != desired.role_ref => {
+            remove(ctx, c.as_ref()).await?;
+            None
+        }
+        other => other,
+    };
+    ensure(ctx, current, desired).await
+}
+
 /// Applies ClusterRoles and ClusterRoleBindings that differ from the cached ones.
 pub async fn ensure_cluster_rbac(
     ctx: &Context,

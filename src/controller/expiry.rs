@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -42,7 +42,7 @@ where
         + std::fmt::Debug,
 {
     match Api::<K>::namespaced(ctx.client.clone(), ns)
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(name, &super::apply::patch_params(), &Patch::Merge(&patch))
         .await
     {
         Ok(_) => {}

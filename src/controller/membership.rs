@@ -111,7 +111,7 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
         .role_bindings
         .get(&ObjectRef::new(&binding_name).within(&ns));
     if grant == Grant::Active {
-        apply::ensure(
+        apply::ensure_role_binding(
             &ctx,
             current,
             &access::membership_binding(&m, &ctx.config.roles),

@@ -523,7 +523,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
             let current = caches
                 .role_bindings
                 .get(&ObjectRef::new(&rb.name_any()).within(&name));
-            apply::ensure(&ctx, current, rb).await?;
+            apply::ensure_role_binding(&ctx, current, rb).await?;
         }
     }
 

@@ -40,7 +40,7 @@ pub async fn ensure_finalizer(ctx: &Context, project: &Project) -> Result<(), Er
     Api::<Project>::all(ctx.client.clone())
         .patch(
             &project.name_any(),
-            &PatchParams::default(),
+            &apply::patch_params(),
             &Patch::Json::<()>(patch),
         )
         .await
@@ -61,7 +61,7 @@ async fn release_finalizer(ctx: &Context, project: &Project) -> Result<(), Error
     match Api::<Project>::all(ctx.client.clone())
         .patch(
             &project.name_any(),
-            &PatchParams::default(),
+            &apply::patch_params(),
             &Patch::Json::<()>(patch),
         )
         .await

@@ -2,17 +2,19 @@
 //! the real webhook. Who may do what (every row a real request by an impersonated user, with
 //! the layer that answers: RBAC before the webhook, or the webhook), soft delete refused while
 //! resources exist, archive and recovery, invitations, the customer quota under concurrent
-//! creations, a GitOps prune and re-create, and the purge after retention with the injected
-//! clock.
+//! creations, a GitOps prune and re-create, and, with the injected clock alone, the purge after
+//! retention and a project's end date, grace period and expiration policies.
 //!
-//! The trials of [`exclusive_trials`] run alone, one at a time, after every other test: one
-//! moves the operator's clock (which every reconcile reads), the other loads the webhook and
-//! measures its latency as the apiserver sees it.
+//! The trials of [`exclusive_trials`] run alone, one at a time, after every other test: two move
+//! the operator's clock (which every reconcile reads; moving it re-runs every reconcile) and
+//! reset it to 0 when done, the other loads the webhook and measures its latency as the
+//! apiserver sees it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
@@ -85,6 +87,11 @@ pub fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
             env,
             "lifecycle::exclusive::archived_namespace_is_purged_after_retention",
             archived_namespace_is_purged_after_retention,
+        ),
+        trial(
+            env,
+            "lifecycle::exclusive::end_date_grace_and_the_expiration_policies_run_by_time_alone",
+            end_date_grace_and_the_expiration_policies_run_by_time_alone,
         ),
     ]
 }
@@ -352,6 +359,71 @@ async fn wait_membership_phase(
         || async {
             let m = api.get_opt(name).await.ok().flatten()?;
             (phase_of(&m) == Some(phase)).then_some(m)
+        },
+    )
+    .await
+}
+
+/// Polls `check` every 200 ms until it returns `Ok`, or fails after `timeout` naming `what` and
+/// what `check` saw last (its `Err`).
+async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, Failed>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = match check().await {
+            Ok(value) => return Ok(value),
+            Err(seen) => seen,
+        };
+        if Instant::now() > deadline {
+            return Err(format!(
+                "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the namespace of `api` holds exactly the memberships `names`, every one in
+/// `phase` (an empty or partial list never passes).
+async fn wait_team_phases(
+    api: &Api<ProjectMembership>,
+    names: &[String],
+    phase: MembershipPhase,
+    after: &str,
+) -> TestResult {
+    let want: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    wait_until(
+        &format!(
+            "all {} memberships to be {phase:?} after {after}",
+            names.len()
+        ),
+        RECONCILE_TIMEOUT,
+        || async {
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| format!("listing memberships: {e}"))?;
+            let phases: BTreeMap<String, Option<MembershipPhase>> = list
+                .items
+                .iter()
+                .map(|m| (m.name_any(), phase_of(m)))
+                .collect();
+            let names: BTreeSet<&str> = phases.keys().map(String::as_str).collect();
+            if names == want && phases.values().all(|p| *p == Some(phase)) {
+                Ok(())
+            } else {
+                let off: BTreeMap<&String, &Option<MembershipPhase>> =
+                    phases.iter().filter(|(_, p)| **p != Some(phase)).collect();
+                Err(format!(
+                    "{} of {} memberships listed; not {phase:?}: {off:?}",
+                    phases.len(),
+                    want.len()
+                ))
+            }
         },
     )
     .await
@@ -1121,15 +1193,24 @@ async fn delete_is_refused_while_resources_exist_then_archives_and_recovers(
         let names: Vec<String> = bindings.items.iter().map(|b| b.name_any()).collect();
         return Err(format!("RoleBindings left in the archived namespace: {names:?}").into());
     }
-    for m in memberships.list(&ListParams::default()).await?.items {
-        if phase_of(&m) != Some(MembershipPhase::Revoked) {
-            return Err(format!(
-                "membership {} is {:?} after the soft delete, not Revoked",
-                m.name_any(),
-                phase_of(&m)
-            )
-            .into());
-        }
+    // Every one of the three is Revoked by the time the project is gone (an empty or short list
+    // is a failure, not a pass).
+    let phases: BTreeMap<String, Option<MembershipPhase>> = memberships
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|m| (m.name_any(), phase_of(m)))
+        .collect();
+    let revoked = Some(MembershipPhase::Revoked);
+    if phases.keys().map(String::as_str).collect::<BTreeSet<_>>()
+        != BTreeSet::from(["alice", "bob", "carol"])
+        || phases.values().any(|p| *p != revoked)
+    {
+        return Err(format!(
+            "after the soft delete, alice, bob and carol should all be Revoked: {phases:?}"
+        )
+        .into());
     }
     for who in [&alice, &bob, &carol, &owner] {
         wait_access(&env, who, "list", "pods", Some(&name), false).await?;
@@ -1457,16 +1538,13 @@ async fn every_membership_of_a_large_team_is_revoked_then_invited(env: Arc<Env>)
 
     projects.delete(&name, &DeleteParams::default()).await?;
     wait_project_gone(&admin, &name).await?;
-    // Give any late write a moment to land, then every membership must be Revoked.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after_delete = phases().await?;
-    let not_revoked: Vec<_> = after_delete
-        .iter()
-        .filter(|(_, p)| **p != Some(MembershipPhase::Revoked))
-        .collect();
-    if !not_revoked.is_empty() {
-        return Err(format!("after the soft delete, not Revoked: {not_revoked:?}").into());
-    }
+    wait_team_phases(
+        &memberships,
+        &members,
+        MembershipPhase::Revoked,
+        "the soft delete",
+    )
+    .await?;
 
     projects
         .create(
@@ -1490,15 +1568,13 @@ async fn every_membership_of_a_large_team_is_revoked_then_invited(env: Arc<Env>)
         .into());
     }
     wait_namespace_active(&admin, &name).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after_recovery = phases().await?;
-    let not_pending: Vec<_> = after_recovery
-        .iter()
-        .filter(|(_, p)| **p != Some(MembershipPhase::Pending))
-        .collect();
-    if !not_pending.is_empty() {
-        return Err(format!("after the recovery, not Pending: {not_pending:?}").into());
-    }
+    wait_team_phases(
+        &memberships,
+        &members,
+        MembershipPhase::Pending,
+        "the recovery",
+    )
+    .await?;
     for m in &members {
         if env
             .can_i(&format!("{tag}-{m}"), &[], "list", "pods", Some(&name))
@@ -1887,6 +1963,188 @@ impl Drop for ClockReset {
     }
 }
 
+/// Sets the operator's clock offset to `seconds`: written to a temporary file renamed over the
+/// offset file, so the operator never reads a half-written offset (an empty file reads as 0).
+/// Returns the instant the clock moved, to measure what follows from it.
+fn set_clock_offset(file: &Path, seconds: i64) -> Result<Instant, Failed> {
+    let writing = file.with_extension("e2e-writing");
+    std::fs::write(&writing, seconds.to_string())?;
+    std::fs::rename(&writing, file)?;
+    eprintln!(
+        "[e2e] clock offset set to {seconds}s ({:.2} days)",
+        seconds as f64 / 86400.0
+    );
+    Ok(Instant::now())
+}
+
+/// The offset that puts the operator's clock at `at` (to the second).
+fn offset_to(at: jiff::Timestamp) -> i64 {
+    at.as_second() - jiff::Timestamp::now().as_second()
+}
+
+/// The operator's `/metrics` text.
+async fn operator_metrics(env: &Env) -> Result<String, Failed> {
+    let addr = env
+        .operator()
+        .ok_or("this suite runs without the operator")?
+        .metrics_addr();
+    let answer = tokio::task::spawn_blocking(move || crate::support::http_get(addr, "/metrics"))
+        .await
+        .map_err(|e| format!("{e}"))?;
+    match answer {
+        Some((200, body)) => Ok(body),
+        other => Err(format!("GET /metrics from the operator answered {other:?}").into()),
+    }
+}
+
+/// The value of `metric{controller="<controller>"}` in a `/metrics` text.
+fn controller_metric(text: &str, metric: &str, controller: &str) -> Option<f64> {
+    let series = format!("{metric}{{controller=\"{controller}\"}}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// The Events (core/v1 view) about the object `name` of `kind`.
+async fn events_about(client: &Client, kind: &str, name: &str) -> Result<Vec<Event>, String> {
+    Api::<Event>::all(client.clone())
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.kind={kind},involvedObject.name={name}"
+        )))
+        .await
+        .map(|l| l.items)
+        .map_err(|e| format!("listing the events about {kind} {name}: {e}"))
+}
+
+/// Waits until there is an Event with `reason` about the object `name` of `kind` whose message
+/// contains `mentions`.
+async fn wait_event(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    reason: &str,
+    mentions: &str,
+) -> Result<Event, Failed> {
+    wait_until(
+        &format!("an Event {reason} about {kind} {name} mentioning {mentions:?}"),
+        RECONCILE_TIMEOUT,
+        || async {
+            let events = events_about(client, kind, name).await?;
+            events
+                .iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.message.as_deref().unwrap_or_default().contains(mentions)
+                })
+                .cloned()
+                .ok_or_else(|| {
+                    let seen: Vec<(Option<&str>, Option<&str>)> = events
+                        .iter()
+                        .map(|e| (e.reason.as_deref(), e.message.as_deref()))
+                        .collect();
+                    format!("events {seen:?}")
+                })
+        },
+    )
+    .await
+}
+
+/// Fails if there is an Event with `reason` about the object `name` of `kind`.
+async fn no_event(client: &Client, kind: &str, name: &str, reason: &str) -> TestResult {
+    let events = events_about(client, kind, name).await?;
+    match events.iter().find(|e| e.reason.as_deref() == Some(reason)) {
+        Some(e) => Err(format!(
+            "unexpected Event {reason} about {kind} {name}: {:?}",
+            e.message
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// When the project of the archived namespace `ns` was deleted, on the operator's clock (the
+/// archive's `terminatedAt`).
+async fn terminated_at(namespaces: &Api<Namespace>, ns: &str) -> Result<jiff::Timestamp, Failed> {
+    let n = namespaces.get(ns).await?;
+    let archive: Value = serde_json::from_str(
+        n.annotations()
+            .get("tenancy.dev/archive")
+            .ok_or_else(|| format!("namespace {ns} has no tenancy.dev/archive annotation"))?,
+    )?;
+    let at = archive["terminatedAt"]
+        .as_str()
+        .ok_or_else(|| format!("the archive of {ns} has no terminatedAt: {archive}"))?;
+    Ok(at.parse::<jiff::Timestamp>()?)
+}
+
+/// Fails unless the namespace exists and is not being deleted.
+async fn still_kept(namespaces: &Api<Namespace>, ns: &str, when: &str) -> TestResult {
+    match namespaces.get_opt(ns).await? {
+        Some(n) if n.metadata.deletion_timestamp.is_none() => Ok(()),
+        Some(_) => Err(format!("the archived namespace {ns} is being deleted {when}").into()),
+        None => Err(format!("the archived namespace {ns} is gone {when}").into()),
+    }
+}
+
+/// Waits until the purge of namespace `ns` has started (it is being deleted, or gone already);
+/// returns how long after `since` that was seen.
+async fn wait_purge_started(
+    namespaces: &Api<Namespace>,
+    ns: &str,
+    since: Instant,
+) -> Result<Duration, Failed> {
+    wait_for(
+        &format!("namespace {ns} to be purged (deleted)"),
+        RECONCILE_TIMEOUT,
+        || async {
+            match namespaces.get_opt(ns).await {
+                Ok(None) => Some(()),
+                Ok(Some(n)) => n.metadata.deletion_timestamp.is_some().then_some(()),
+                Err(_) => None,
+            }
+        },
+    )
+    .await?;
+    Ok(since.elapsed())
+}
+
+/// Waits until the archive controller has nothing waiting and nothing running (one scrape of the
+/// operator's metrics shows both at 0).
+async fn wait_archive_controller_idle(env: &Env) -> TestResult {
+    wait_until(
+        "the archive controller to have nothing queued and nothing running",
+        RECONCILE_TIMEOUT,
+        || async {
+            let text = operator_metrics(env).await.map_err(|e| {
+                e.message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| "GET /metrics failed".into())
+            })?;
+            let depth = controller_metric(&text, "tenancy_reconcile_queue_depth", "archive");
+            let running = controller_metric(&text, "tenancy_reconcile_in_flight", "archive");
+            if depth == Some(0.0) && running == Some(0.0) {
+                Ok(())
+            } else {
+                Err(format!("queue depth {depth:?}, in flight {running:?}"))
+            }
+        },
+    )
+    .await
+}
+
+/// The purge after retention, by the clock alone: nothing but the operator's clock moves (no
+/// object is touched to make the operator look again). Three archives with a one-day retention:
+/// `old` (its customer exists: the customer's reconciler purges it, with a `Purged` Event on the
+/// customer), and two whose customer is deleted too (the archive controller purges them, with a
+/// `Purged` Event on the namespace): `canary`, archived at once, and `orphan`, archived an hour
+/// later on the operator's clock.
+///
+/// Just before a retention ends, nothing may be purged, and that is only checked once the
+/// operator has provably looked at the archive with the moved clock: for `old`, a change of its
+/// customer's displayName made after the clock moved is reconciled (status.observedGeneration),
+/// and that reconcile purges what is due before it writes the status; for `orphan`, the same
+/// jump purges `canary` (so the archive controller saw it) and the archive controller then
+/// drains its queue (every archive, `orphan` included, was queued by that jump).
 async fn archived_namespace_is_purged_after_retention(env: Arc<Env>) -> TestResult {
     let admin = env.client().await;
     let clock = env.clock_offset_file();
@@ -1895,25 +2153,40 @@ async fn archived_namespace_is_purged_after_retention(env: Arc<Env>) -> TestResu
     let cust = format!("{tag}-acme");
     let name = format!("{tag}-old");
     let customers: Api<Customer> = Api::all(admin.clone());
+    let projects: Api<Project> = Api::all(admin.clone());
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let day = jiff::SignedDuration::from_hours(24);
+    let minutes = |m: i64| jiff::SignedDuration::from_mins(m);
+
     customers
         .create(
             &pp(),
             &customer(&cust, json!({"terminatedProjectRetentionDays": 1})),
         )
         .await?;
-    let projects: Api<Project> = Api::all(admin.clone());
-    projects
-        .create(&pp(), &project(&name, json!({"customer": cust})))
-        .await?;
-    wait_namespace_active(&admin, &name).await?;
-    wait_finalizer(&admin, &name).await?;
-    projects.delete(&name, &DeleteParams::default()).await?;
-    wait_project_gone(&admin, &name).await?;
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let soft_delete = |project_name: String, customer_name: String| {
+        let (admin, projects) = (admin.clone(), projects.clone());
+        async move {
+            projects
+                .create(
+                    &pp(),
+                    &project(&project_name, json!({"customer": customer_name})),
+                )
+                .await?;
+            wait_namespace_active(&admin, &project_name).await?;
+            wait_finalizer(&admin, &project_name).await?;
+            projects
+                .delete(&project_name, &DeleteParams::default())
+                .await?;
+            wait_project_gone(&admin, &project_name).await
+        }
+    };
+    soft_delete(name.clone(), cust.clone()).await?;
 
-    // An archive that outlives its customer: kept for the retention the customer had, then
-    // purged all the same.
+    // Archives that outlive their customer: kept for the retention the customer had, then
+    // purged all the same. The orphan is archived an hour after the canary (operator's clock).
     let gone_cust = format!("{tag}-gone");
+    let canary = format!("{tag}-canary");
     let orphan = format!("{tag}-orphan");
     customers
         .create(
@@ -1921,13 +2194,9 @@ async fn archived_namespace_is_purged_after_retention(env: Arc<Env>) -> TestResu
             &customer(&gone_cust, json!({"terminatedProjectRetentionDays": 1})),
         )
         .await?;
-    projects
-        .create(&pp(), &project(&orphan, json!({"customer": gone_cust})))
-        .await?;
-    wait_namespace_active(&admin, &orphan).await?;
-    wait_finalizer(&admin, &orphan).await?;
-    projects.delete(&orphan, &DeleteParams::default()).await?;
-    wait_project_gone(&admin, &orphan).await?;
+    soft_delete(canary.clone(), gone_cust.clone()).await?;
+    set_clock_offset(&clock, 3600)?;
+    soft_delete(orphan.clone(), gone_cust.clone()).await?;
     customers
         .delete(&gone_cust, &DeleteParams::default())
         .await?;
@@ -1937,86 +2206,105 @@ async fn archived_namespace_is_purged_after_retention(env: Arc<Env>) -> TestResu
         || async { matches!(customers.get_opt(&gone_cust).await, Ok(None)).then_some(()) },
     )
     .await?;
-    // The archive controller wakes up on a change of the namespace.
-    let nudge_orphan = |n: u32| {
-        let namespaces = namespaces.clone();
-        let orphan = orphan.clone();
-        async move {
-            namespaces
-                .patch(
-                    &orphan,
-                    &patch_params(),
-                    &merge(json!({"metadata": {"annotations": {"e2e.tenancy.dev/nudge": n.to_string()}}})),
-                )
-                .await
-        }
-    };
-
-    // A change to the Customer makes the operator reconcile it at once (the clock moving does
-    // not, by itself, wake anything up).
-    let nudge = |n: u32| {
-        let customers = customers.clone();
-        let cust = cust.clone();
-        async move {
-            customers
-                .patch(
-                    &cust,
-                    &patch_params(),
-                    &merge(json!({"metadata": {"annotations": {"e2e.tenancy.dev/nudge": n.to_string()}}})),
-                )
-                .await
-        }
-    };
-
-    // Half a day later: within the retention, the namespace stays.
-    std::fs::write(&clock, (12 * 3600).to_string())?;
-    nudge(1).await?;
-    nudge_orphan(1).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for ns in [&name, &orphan] {
-        let kept = namespaces.get_opt(ns).await?;
-        if kept
-            .as_ref()
-            .is_none_or(|n| n.metadata.deletion_timestamp.is_some())
-        {
-            return Err(
-                format!("the archived namespace {ns} was purged within its retention").into(),
-            );
-        }
+    let t_old = terminated_at(&namespaces, &name).await?;
+    let t_canary = terminated_at(&namespaces, &canary).await?;
+    let t_orphan = terminated_at(&namespaces, &orphan).await?;
+    eprintln!(
+        "[e2e] purge: archived at {t_old} ({name}), {t_canary} ({canary}), {t_orphan} ({orphan})"
+    );
+    if t_orphan.duration_since(t_canary) < minutes(50) || t_canary < t_old {
+        return Err(format!(
+            "the soft deletes did not record the operator's clock: {canary} at {t_canary}, \
+             {orphan} (an hour later on the operator's clock) at {t_orphan}"
+        )
+        .into());
     }
 
-    // Two days later: purged, with an Event on the Customer.
-    std::fs::write(&clock, (2 * 24 * 3600 + 60).to_string())?;
-    nudge(2).await?;
-    nudge_orphan(2).await?;
-    for ns in [&name, &orphan] {
+    // 1. Ten minutes before the retention of `old` ends: the customer's reconciler, run with
+    //    that clock (a displayName change made after the clock moved, reconciled), keeps it.
+    let moved = set_clock_offset(&clock, offset_to(t_old + day - minutes(10)))?;
+    let marked = customers
+        .patch(
+            &cust,
+            &patch_params(),
+            &merge(json!({"spec": {"displayName": "ten minutes before the retention ends"}})),
+        )
+        .await?;
+    let generation = marked.metadata.generation;
+    wait_for(
+        &format!("customer {cust} to reconcile generation {generation:?}"),
+        RECONCILE_TIMEOUT,
+        || async {
+            let c = customers.get(&cust).await.ok()?;
+            (c.status?.observed_generation == generation).then_some(())
+        },
+    )
+    .await?;
+    eprintln!(
+        "[e2e] purge: 10 min before the retention, the customer reconciled {:.2}s after the clock moved",
+        moved.elapsed().as_secs_f64()
+    );
+    still_kept(&namespaces, &name, "ten minutes before its retention ends").await?;
+    no_event(&admin, "Customer", &cust, "Purged").await?;
+
+    // 2. Past the retention of `old` and `canary`, half an hour before the orphan's: both are
+    //    purged by time alone; the orphan, looked at with the same clock, stays.
+    let moved = set_clock_offset(&clock, offset_to(t_orphan + day - minutes(30)))?;
+    let took = wait_purge_started(&namespaces, &name, moved).await?;
+    eprintln!(
+        "[e2e] purge: {name} (customer exists) purged {:.2}s after the clock passed its retention",
+        took.as_secs_f64()
+    );
+    wait_event(&admin, "Customer", &cust, "Purged", &name).await?;
+    eprintln!(
+        "[e2e] purge: Purged Event on customer {cust} seen {:.2}s after the clock moved",
+        moved.elapsed().as_secs_f64()
+    );
+    let took = wait_purge_started(&namespaces, &canary, moved).await?;
+    eprintln!(
+        "[e2e] purge: {canary} (customer gone) purged {:.2}s after the clock passed its retention",
+        took.as_secs_f64()
+    );
+    wait_event(&admin, "Namespace", &canary, "Purged", &gone_cust).await?;
+    wait_archive_controller_idle(&env).await?;
+    eprintln!(
+        "[e2e] purge: Purged Event on namespace {canary} seen and the archive controller idle {:.2}s after the clock moved",
+        moved.elapsed().as_secs_f64()
+    );
+    still_kept(
+        &namespaces,
+        &orphan,
+        "half an hour before its retention ends",
+    )
+    .await?;
+    no_event(&admin, "Namespace", &orphan, "Purged").await?;
+
+    // 3. Past the orphan's retention: purged by time alone, with an Event on the namespace.
+    let moved = set_clock_offset(&clock, offset_to(t_orphan + day + minutes(1)))?;
+    let took = wait_purge_started(&namespaces, &orphan, moved).await?;
+    eprintln!(
+        "[e2e] purge: {orphan} (customer gone) purged {:.2}s after the clock passed its retention",
+        took.as_secs_f64()
+    );
+    let purged = wait_event(&admin, "Namespace", &orphan, "Purged", &orphan).await?;
+    eprintln!(
+        "[e2e] purge: Purged Event on namespace {orphan} seen {:.2}s after the clock moved",
+        moved.elapsed().as_secs_f64()
+    );
+    let note = purged.message.unwrap_or_default();
+    if !note.contains(&gone_cust) {
+        return Err(
+            format!("the orphan's Purged event does not name its customer: {note:?}").into(),
+        );
+    }
+    // The namespace controller finishes the deletions.
+    for ns in [&name, &canary, &orphan] {
         wait_for(
             &format!("namespace {ns} to be deleted for good"),
             Duration::from_secs(120),
             || async { matches!(namespaces.get_opt(ns).await, Ok(None)).then_some(()) },
         )
         .await?;
-    }
-    let events: Api<Event> = Api::all(admin.clone());
-    let purged = wait_for(
-        "the Purged event on the customer",
-        RECONCILE_TIMEOUT,
-        || async {
-            let list = events
-                .list(&ListParams::default().fields(&format!(
-                    "involvedObject.name={cust},involvedObject.kind=Customer"
-                )))
-                .await
-                .ok()?;
-            list.items
-                .into_iter()
-                .find(|e| e.reason.as_deref() == Some("Purged"))
-        },
-    )
-    .await?;
-    let note = purged.message.unwrap_or_default();
-    if !note.contains(&name) {
-        return Err(format!("the Purged event does not name the namespace: {note:?}").into());
     }
     drop(reset);
     let _ = customers.delete(&cust, &DeleteParams::default()).await;
@@ -2233,6 +2521,481 @@ async fn end_date_finishes_grace_suspends_and_a_later_end_date_resumes(
             "after resuming: replicas {replicas:?}, cronjob suspended {suspended:?}"
         )
         .into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// End date, grace and expiration policies by the clock alone (exclusive: moves the clock)
+
+fn stateful_set(name: &str, replicas: i32) -> k8s_openapi::api::apps::v1::StatefulSet {
+    from_json(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": name,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "db", "image": "registry.invalid/db:1"}]},
+            },
+        },
+    }))
+}
+
+/// A Job that would run at once (`suspend: false`); with no kubelet, it never does.
+fn job(name: &str) -> k8s_openapi::api::batch::v1::Job {
+    from_json(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "suspend": false,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "job", "image": "registry.invalid/job:1"}],
+            }},
+        },
+    }))
+}
+
+fn condition<'a>(
+    p: &'a Project,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    p.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+fn phase_and_conditions(p: &Project) -> String {
+    let s = p.status.as_ref();
+    format!(
+        "phase {:?}, conditions {:?}",
+        s.and_then(|s| s.phase),
+        s.map(|s| {
+            s.conditions
+                .iter()
+                .map(|c| format!("{}={} ({})", c.type_, c.status, c.reason))
+                .collect::<Vec<_>>()
+        })
+    )
+}
+
+/// The `pods` the namespace's `tenancy-quota` allows, if there is such a quota and limit.
+async fn quota_pods(client: &Client, ns: &str) -> Result<Option<String>, String> {
+    let quota = Api::<ResourceQuota>::namespaced(client.clone(), ns)
+        .get_opt("tenancy-quota")
+        .await
+        .map_err(|e| format!("reading the quota of {ns}: {e}"))?;
+    Ok(quota
+        .and_then(|q| q.spec?.hard)
+        .and_then(|h| h.get("pods").map(|q| q.0.clone())))
+}
+
+/// What the suspended project's workloads look like: (Deployment web replicas, StatefulSet db
+/// replicas, CronJob nightly suspend, Job once suspend).
+async fn workload_state(
+    client: &Client,
+    ns: &str,
+) -> Result<(Option<i32>, Option<i32>, Option<bool>, Option<bool>), String> {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    let err = |what: &str| {
+        let what = what.to_string();
+        move |e: kube::Error| format!("reading {what} in {ns}: {e}")
+    };
+    let web = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get("web")
+        .await
+        .map_err(err("Deployment web"))?;
+    let db = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get("db")
+        .await
+        .map_err(err("StatefulSet db"))?;
+    let nightly = Api::<CronJob>::namespaced(client.clone(), ns)
+        .get("nightly")
+        .await
+        .map_err(err("CronJob nightly"))?;
+    let once = Api::<Job>::namespaced(client.clone(), ns)
+        .get("once")
+        .await
+        .map_err(err("Job once"))?;
+    Ok((
+        web.spec.and_then(|s| s.replicas),
+        db.spec.and_then(|s| s.replicas),
+        nightly.spec.and_then(|s| s.suspend),
+        once.spec.and_then(|s| s.suspend),
+    ))
+}
+
+/// A project's end date, grace period and expiration policy, driven by nothing but the
+/// operator's clock: no object is changed to make the operator look again.
+///
+/// `susp` (Suspend) holds a Deployment (3 replicas), a StatefulSet (2), a CronJob and a Job;
+/// `del` (Delete) a Deployment and a Job; both end tomorrow (UTC) with 2 days of grace. A
+/// membership of `susp` ends in an hour (real time). Then: at +2 h the membership is Expired and
+/// grants nothing (the membership object itself unchanged); on the day after the end date both
+/// projects are Finished (InGracePeriod, namespace labelled finished); after the grace period the
+/// policies run (Suspend: replicas 0, CronJob and Job suspended, pods: 0, Event Suspended;
+/// Delete: workloads gone, Event WorkloadsDeleted); staff moving the end date far ahead restores
+/// the suspended workloads (Event Resumed).
+async fn end_date_grace_and_the_expiration_policies_run_by_time_alone(env: Arc<Env>) -> TestResult {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    let admin = env.client().await;
+    let clock = env.clock_offset_file();
+    let reset = ClockReset(clock.clone());
+    let tag = unique_name("e2e-bytime");
+    let cust = format!("{tag}-acme");
+    let susp = format!("{tag}-susp");
+    let del = format!("{tag}-del");
+    let eve = format!("{tag}-eve");
+    let utc = jiff::tz::TimeZone::UTC;
+    let end_date = jiff::Timestamp::now()
+        .to_zoned(utc.clone())
+        .date()
+        .tomorrow()
+        .map_err(|e| e.to_string())?;
+    let midday_after = |days: i64| -> Result<jiff::Timestamp, Failed> {
+        let date = end_date
+            .checked_add(jiff::Span::new().days(days))
+            .map_err(|e| e.to_string())?;
+        Ok(date
+            .to_zoned(utc.clone())
+            .map_err(|e| e.to_string())?
+            .timestamp()
+            + jiff::SignedDuration::from_hours(12))
+    };
+
+    // Created by staff (the admin); the customer has no quota, so the projects need none.
+    Api::<Customer>::all(admin.clone())
+        .create(&pp(), &customer(&cust, json!({})))
+        .await?;
+    let projects: Api<Project> = Api::all(admin.clone());
+    for (name, policy) in [(&susp, "Suspend"), (&del, "Delete")] {
+        projects
+            .create(
+                &pp(),
+                &project(
+                    name,
+                    json!({
+                        "customer": cust,
+                        "endDate": end_date.to_string(),
+                        "gracePeriodDays": 2,
+                        "expirationPolicy": policy,
+                    }),
+                ),
+            )
+            .await?;
+    }
+    for name in [&susp, &del] {
+        wait_namespace_active(&admin, name).await?;
+    }
+    // (a) With the clock where it is, both are Active.
+    for name in [&susp, &del] {
+        wait_project(&admin, name, "phase Active (end date tomorrow)", |p| {
+            (p.status.as_ref()?.phase == Some(ProjectPhase::Active)).then_some(())
+        })
+        .await?;
+    }
+
+    let mut web = deployment("web");
+    web.spec.as_mut().expect("spec").replicas = Some(3);
+    Api::<Deployment>::namespaced(admin.clone(), &susp)
+        .create(&pp(), &web)
+        .await?;
+    Api::<StatefulSet>::namespaced(admin.clone(), &susp)
+        .create(&pp(), &stateful_set("db", 2))
+        .await?;
+    Api::<CronJob>::namespaced(admin.clone(), &susp)
+        .create(&pp(), &cron_job("nightly"))
+        .await?;
+    Api::<Job>::namespaced(admin.clone(), &susp)
+        .create(&pp(), &job("once"))
+        .await?;
+    Api::<Deployment>::namespaced(admin.clone(), &del)
+        .create(&pp(), &deployment("web"))
+        .await?;
+    Api::<Job>::namespaced(admin.clone(), &del)
+        .create(&pp(), &job("once"))
+        .await?;
+
+    // A membership that ends in an hour (real time).
+    let until = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1))
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let memberships: Api<ProjectMembership> = Api::namespaced(admin.clone(), &susp);
+    memberships
+        .create(
+            &pp(),
+            &membership_until(&susp, "eve", &eve, "Member", Some(&until)),
+        )
+        .await?;
+    let before = wait_membership_phase(&admin, &susp, "eve", MembershipPhase::Active).await?;
+    wait_access(&env, &eve, "list", "pods", Some(&susp), true).await?;
+
+    // Two hours later: the membership is Expired and grants nothing; only its status changed.
+    let moved = set_clock_offset(&clock, 2 * 3600)?;
+    wait_access(&env, &eve, "list", "pods", Some(&susp), false).await?;
+    eprintln!(
+        "[e2e] by time: membership access denied {:.2}s after the clock passed its expirationTime",
+        moved.elapsed().as_secs_f64()
+    );
+    let after = wait_membership_phase(&admin, &susp, "eve", MembershipPhase::Expired).await?;
+    eprintln!(
+        "[e2e] by time: membership phase Expired {:.2}s after the clock moved",
+        moved.elapsed().as_secs_f64()
+    );
+    if after.metadata.generation != before.metadata.generation
+        || serde_json::to_value(&after.spec)? != serde_json::to_value(&before.spec)?
+        || after.metadata.labels != before.metadata.labels
+        || after.metadata.annotations != before.metadata.annotations
+    {
+        return Err(format!(
+            "the membership object changed while it expired by time: generation {:?} -> {:?}, \
+             spec {:?} -> {:?}, labels {:?} -> {:?}, annotations {:?} -> {:?}",
+            before.metadata.generation,
+            after.metadata.generation,
+            before.spec,
+            after.spec,
+            before.metadata.labels,
+            after.metadata.labels,
+            before.metadata.annotations,
+            after.metadata.annotations
+        )
+        .into());
+    }
+    // The project, reconciled with that clock (a displayName change made after it moved), is
+    // still Active: its end date is tomorrow.
+    let marked = projects
+        .patch(
+            &susp,
+            &patch_params(),
+            &merge(json!({"spec": {"displayName": "two hours later"}})),
+        )
+        .await?;
+    let generation = marked.metadata.generation;
+    let p = wait_project(&admin, &susp, "reconciles the displayName change", |p| {
+        (p.status.as_ref()?.observed_generation == generation).then(|| p.clone())
+    })
+    .await?;
+    if p.status.as_ref().and_then(|s| s.phase) != Some(ProjectPhase::Active) {
+        return Err(format!(
+            "two hours later, the day before its end date, project {susp} is not Active: {}",
+            phase_and_conditions(&p)
+        )
+        .into());
+    }
+
+    // (b) The day after the end date (midday): Finished, in its grace period.
+    let moved = set_clock_offset(&clock, offset_to(midday_after(1)?))?;
+    for name in [&susp, &del] {
+        wait_project(&admin, name, "phase Finished with InGracePeriod", |p| {
+            let grace = condition(p, "InGracePeriod").is_some_and(|c| c.status == "True");
+            (p.status.as_ref()?.phase == Some(ProjectPhase::Finished) && grace).then_some(())
+        })
+        .await?;
+        eprintln!(
+            "[e2e] by time: {name} Finished (InGracePeriod) {:.2}s after the clock passed its end date",
+            moved.elapsed().as_secs_f64()
+        );
+    }
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    for name in [&susp, &del] {
+        wait_until(
+            &format!("namespace {name} to be labelled tenancy.dev/finished=true"),
+            RECONCILE_TIMEOUT,
+            || async {
+                let ns = namespaces
+                    .get(name)
+                    .await
+                    .map_err(|e| format!("reading namespace {name}: {e}"))?;
+                match ns.labels().get("tenancy.dev/finished").map(String::as_str) {
+                    Some("true") => Ok(()),
+                    _ => Err(format!("labels {:?}", ns.labels())),
+                }
+            },
+        )
+        .await?;
+    }
+    eprintln!(
+        "[e2e] by time: both namespaces labelled finished {:.2}s after the clock moved",
+        moved.elapsed().as_secs_f64()
+    );
+    // Within the grace period nothing is suspended yet.
+    let state = workload_state(&admin, &susp).await?;
+    let p = projects.get(&susp).await?;
+    if state != (Some(3), Some(2), Some(false), Some(false))
+        || p.status.as_ref().is_some_and(|s| s.suspension.is_some())
+        || condition(&p, "Expired").is_some_and(|c| c.status == "True")
+    {
+        return Err(format!(
+            "within the grace period, {susp}'s workloads should be untouched: \
+             (replicas web, db, suspend nightly, once) = {state:?}; {}",
+            phase_and_conditions(&p)
+        )
+        .into());
+    }
+
+    // (c) The day after the end date plus grace (midday): the policies run.
+    let moved = set_clock_offset(&clock, offset_to(midday_after(3)?))?;
+    let p = wait_project(
+        &admin,
+        &susp,
+        "phase Expired, condition Expired Suspended",
+        |p| {
+            let suspended = condition(p, "Expired")
+                .is_some_and(|c| c.status == "True" && c.reason == "Suspended");
+            (p.status.as_ref()?.phase == Some(ProjectPhase::Expired) && suspended)
+                .then(|| p.clone())
+        },
+    )
+    .await?;
+    eprintln!(
+        "[e2e] by time: {susp} Expired (Suspended) {:.2}s after the clock passed end date + grace",
+        moved.elapsed().as_secs_f64()
+    );
+    let record = p
+        .status
+        .as_ref()
+        .and_then(|s| s.suspension.clone())
+        .ok_or("the expired project has no status.suspension")?;
+    if record.replicas.get("Deployment/web") != Some(&3)
+        || record.replicas.get("StatefulSet/db") != Some(&2)
+        || record.cron_jobs != ["nightly"]
+        || record.jobs != ["once"]
+    {
+        return Err(format!(
+            "status.suspension should remember web: 3, db: 2, CronJob nightly and Job once: {record:?}"
+        )
+        .into());
+    }
+    wait_until(
+        &format!("{susp}'s workloads suspended and its quota at pods: 0"),
+        RECONCILE_TIMEOUT,
+        || async {
+            let state = workload_state(&admin, &susp).await?;
+            let pods = quota_pods(&admin, &susp).await?;
+            if state == (Some(0), Some(0), Some(true), Some(true)) && pods.as_deref() == Some("0") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "(replicas web, db, suspend nightly, once) = {state:?}, quota pods {pods:?}"
+                ))
+            }
+        },
+    )
+    .await?;
+    eprintln!(
+        "[e2e] by time: {susp}'s workloads suspended and pods: 0 {:.2}s after the clock moved",
+        moved.elapsed().as_secs_f64()
+    );
+    wait_event(&admin, "Project", &susp, "Suspended", "").await?;
+    eprintln!(
+        "[e2e] by time: Event Suspended on {susp} seen {:.2}s after the clock moved",
+        moved.elapsed().as_secs_f64()
+    );
+
+    wait_project(
+        &admin,
+        &del,
+        "phase Expired, condition Expired WorkloadsDeleted",
+        |p| {
+            let deleted = condition(p, "Expired")
+                .is_some_and(|c| c.status == "True" && c.reason == "WorkloadsDeleted");
+            (p.status.as_ref()?.phase == Some(ProjectPhase::Expired) && deleted).then_some(())
+        },
+    )
+    .await?;
+    eprintln!(
+        "[e2e] by time: {del} Expired (WorkloadsDeleted) {:.2}s after the clock passed end date + grace",
+        moved.elapsed().as_secs_f64()
+    );
+    wait_until(
+        &format!("{del}'s Deployment and Job deleted and its quota at pods: 0"),
+        RECONCILE_TIMEOUT,
+        || async {
+            let deployments = Api::<Deployment>::namespaced(admin.clone(), &del)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| format!("listing Deployments: {e}"))?;
+            let jobs = Api::<Job>::namespaced(admin.clone(), &del)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| format!("listing Jobs: {e}"))?;
+            let pods = quota_pods(&admin, &del).await?;
+            let left: Vec<String> = deployments
+                .items
+                .iter()
+                .map(|d| format!("Deployment/{}", d.name_any()))
+                .chain(jobs.items.iter().map(|j| format!("Job/{}", j.name_any())))
+                .collect();
+            if left.is_empty() && pods.as_deref() == Some("0") {
+                Ok(())
+            } else {
+                Err(format!("left {left:?}, quota pods {pods:?}"))
+            }
+        },
+    )
+    .await?;
+    wait_event(&admin, "Project", &del, "WorkloadsDeleted", "").await?;
+    eprintln!(
+        "[e2e] by time: {del}'s workloads deleted and Event WorkloadsDeleted seen {:.2}s after the clock moved",
+        moved.elapsed().as_secs_f64()
+    );
+
+    // (d) Staff move the end date far ahead: everything suspended comes back.
+    let moved_end = Instant::now();
+    projects
+        .patch(
+            &susp,
+            &patch_params(),
+            &merge(json!({"spec": {"endDate": "2099-12-31"}})),
+        )
+        .await?;
+    wait_project(&admin, &susp, "phase Active with no suspension", |p| {
+        let s = p.status.as_ref()?;
+        (s.phase == Some(ProjectPhase::Active) && s.suspension.is_none()).then_some(())
+    })
+    .await?;
+    wait_until(
+        &format!("{susp}'s workloads restored and its quota without pods: 0"),
+        RECONCILE_TIMEOUT,
+        || async {
+            let state = workload_state(&admin, &susp).await?;
+            let pods = quota_pods(&admin, &susp).await?;
+            if state == (Some(3), Some(2), Some(false), Some(false)) && pods.is_none() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "(replicas web, db, suspend nightly, once) = {state:?}, quota pods {pods:?}"
+                ))
+            }
+        },
+    )
+    .await?;
+    wait_event(&admin, "Project", &susp, "Resumed", "").await?;
+    eprintln!(
+        "[e2e] by time: {susp} resumed (replicas 3 and 2, CronJob and Job unsuspended, Event Resumed) {:.2}s after the end date moved",
+        moved_end.elapsed().as_secs_f64()
+    );
+
+    drop(reset);
+    // Best effort: the workloads go, then the projects (soft deletes keep their namespaces).
+    for ns in [&susp, &del] {
+        let _ = Api::<Deployment>::namespaced(admin.clone(), ns)
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await;
+        let _ = Api::<StatefulSet>::namespaced(admin.clone(), ns)
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await;
+        let _ = Api::<CronJob>::namespaced(admin.clone(), ns)
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await;
+        let _ = Api::<Job>::namespaced(admin.clone(), ns)
+            .delete_collection(&DeleteParams::background(), &ListParams::default())
+            .await;
     }
     Ok(())
 }

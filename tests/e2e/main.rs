@@ -13,6 +13,7 @@ mod adversarial;
 mod chart;
 mod foundation;
 mod lifecycle;
+mod promises;
 mod reconcile;
 mod support;
 
@@ -35,6 +36,7 @@ fn all_trials(env: &Arc<Env>) -> Vec<Trial> {
     trials.extend(lifecycle::trials(env));
     trials.extend(chart::trials(env));
     trials.extend(adversarial::trials(env));
+    trials.extend(promises::trials(env));
     trials
 }
 
@@ -43,6 +45,7 @@ fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
     let mut trials = reconcile::exclusive_trials(env);
     trials.extend(lifecycle::exclusive_trials(env));
     trials.extend(chart::exclusive_trials(env));
+    trials.extend(promises::exclusive_trials(env));
     trials
 }
 
