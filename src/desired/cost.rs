@@ -166,6 +166,11 @@ mod tests {
     }
 
     #[test]
+    fn no_price_list_means_no_cost() {
+        assert_eq!(Prices::parse(&[], ""), Ok(None));
+    }
+
+    #[test]
     fn a_bad_price_list_names_the_flag_and_the_fix() {
         assert_eq!(prices(&[]), Ok(None));
         let err = prices(&["gpu=100"]).unwrap_err();

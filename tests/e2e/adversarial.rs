@@ -1092,14 +1092,25 @@ async fn soft_delete_leaves_no_access_but_staffs(env: Arc<Env>) -> TestResult {
         left.is_empty(),
         format!("left: {left:?}"),
     );
-    let state = Api::<Namespace>::all(admin.clone())
-        .get_opt(ns)
-        .await?
+    let archived = Api::<Namespace>::all(admin.clone()).get_opt(ns).await?;
+    let state = archived
+        .as_ref()
         .and_then(|n| n.labels().get("tenancy.dev/state").cloned());
     t.fact(
         "the namespace is kept as terminated",
         state.as_deref() == Some("terminated"),
         format!("tenancy.dev/state={state:?}"),
+    );
+    // Who deleted it is recorded by the webhook and kept in the archive.
+    let deleted_by = archived
+        .as_ref()
+        .and_then(|n| n.annotations().get("tenancy.dev/archive").cloned())
+        .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+        .and_then(|a| a["terminatedBy"].as_str().map(str::to_string));
+    t.fact(
+        "the archive names the owner who deleted the project",
+        deleted_by.as_deref() == Some(w.owner.as_str()),
+        format!("terminatedBy={deleted_by:?}"),
     );
     for (who, groups) in [
         (friend.as_str(), &[][..]),

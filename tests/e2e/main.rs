@@ -88,6 +88,10 @@ fn main() -> ExitCode {
             env.clock_offset_file().display()
         ));
         args.push(format!("--count-extra-kind={}", reconcile::WIDGETS));
+        args.push(format!(
+            "--staff-groups=tenancy:staff,system:masters,{}",
+            promises::EXTRA_STAFF_GROUP
+        ));
         args.push(format!("--price={}", reconcile::PRICES));
         args.push("--currency=EUR".into());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -33,6 +33,11 @@ pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
     vec![
         trial(
             env,
+            "promises::the_staff_groups_flag_decides_who_is_staff",
+            the_staff_groups_flag_decides_who_is_staff,
+        ),
+        trial(
+            env,
             "promises::owner_changes_project_fields_and_customer_display_fields_but_not_owners_or_quota",
             owner_changes_project_fields_and_customer_display_fields_but_not_owners_or_quota,
         ),
@@ -2238,5 +2243,70 @@ async fn conflict_gauge_rises_with_a_conflicting_project_and_falls_when_it_goes(
     }
     .await;
     cleanup(&admin, &[&name], &[&cust], &[&name]).await;
+    result
+}
+
+/// The group the suite's operator is told is staff besides the defaults (`--staff-groups`).
+pub const EXTRA_STAFF_GROUP: &str = "e2e:platform-team";
+
+/// `--staff-groups` decides who is staff: a user of the configured group may move a project
+/// (staff only), a user of another group with the very same RBAC rights may not.
+async fn the_staff_groups_flag_decides_who_is_staff(env: Arc<Env>) -> TestResult {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let admin = env.client().await;
+    let tag = unique_name("e2e-staffgroups");
+    let (from, to, name) = (format!("{tag}-a"), format!("{tag}-b"), format!("{tag}-p"));
+    let other_group = format!("{tag}:ops");
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    for (binding, group) in [
+        (format!("{tag}-platform"), EXTRA_STAFF_GROUP.to_string()),
+        (format!("{tag}-ops"), other_group.clone()),
+    ] {
+        bindings
+            .create(
+                &pp(),
+                &from_json(json!({
+                    "metadata": {"name": binding},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+                })),
+            )
+            .await?;
+    }
+    let customers: Api<Customer> = Api::all(admin.clone());
+    for c in [&from, &to] {
+        customers.create(&pp(), &customer_obj(c, json!({}))).await?;
+    }
+    let projects: Api<Project> = Api::all(admin.clone());
+    create_retrying(&projects, &project_obj(&name, json!({"customer": from}))).await?;
+    let result = async {
+        // Another group with cluster-admin: RBAC lets it, the webhook does not (not staff).
+        let ops = Api::<Project>::all(env.client_as(&format!("{tag}-ops-user"), &[&other_group]).await);
+        let refused = wait_for("the move by a non-staff cluster-admin to be refused by the webhook", Duration::from_secs(60), || async {
+            match ops.patch(&name, &PatchParams::default(), &spec_patch(json!({"customer": to}))).await {
+                Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("staff-only") => Some(e.message),
+                _ => None,
+            }
+        })
+        .await?;
+        eprintln!("[e2e] move by a cluster-admin outside the staff groups: {refused}");
+        // The configured group: staff.
+        let platform = Api::<Project>::all(
+            env.client_as(&format!("{tag}-platform-user"), &[EXTRA_STAFF_GROUP]).await,
+        );
+        platform
+            .patch(&name, &PatchParams::default(), &spec_patch(json!({"customer": to})))
+            .await
+            .map_err(|e| format!("a member of {EXTRA_STAFF_GROUP} (--staff-groups) may not move the project: {e}"))?;
+        let moved = projects.get(&name).await?;
+        if moved.spec.customer != to {
+            return Err(format!("the project's customer is {}", moved.spec.customer).into());
+        }
+        Ok::<(), Failed>(())
+    }
+    .await;
+    for binding in [format!("{tag}-platform"), format!("{tag}-ops")] {
+        let _ = bindings.delete(&binding, &DeleteParams::default()).await;
+    }
     result
 }
