@@ -2281,23 +2281,50 @@ async fn the_staff_groups_flag_decides_who_is_staff(env: Arc<Env>) -> TestResult
     create_retrying(&projects, &project_obj(&name, json!({"customer": from}))).await?;
     let result = async {
         // Another group with cluster-admin: RBAC lets it, the webhook does not (not staff).
-        let ops = Api::<Project>::all(env.client_as(&format!("{tag}-ops-user"), &[&other_group]).await);
-        let refused = wait_for("the move by a non-staff cluster-admin to be refused by the webhook", Duration::from_secs(60), || async {
-            match ops.patch(&name, &PatchParams::default(), &spec_patch(json!({"customer": to}))).await {
-                Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("staff-only") => Some(e.message),
-                _ => None,
-            }
-        })
+        let ops = Api::<Project>::all(
+            env.client_as(&format!("{tag}-ops-user"), &[&other_group])
+                .await,
+        );
+        let refused = wait_for(
+            "the move by a non-staff cluster-admin to be refused by the webhook",
+            Duration::from_secs(60),
+            || async {
+                match ops
+                    .patch(
+                        &name,
+                        &PatchParams::default(),
+                        &spec_patch(json!({"customer": to})),
+                    )
+                    .await
+                {
+                    Err(kube::Error::Api(e))
+                        if e.code == 403 && e.message.contains("staff-only") =>
+                    {
+                        Some(e.message)
+                    }
+                    _ => None,
+                }
+            },
+        )
         .await?;
         eprintln!("[e2e] move by a cluster-admin outside the staff groups: {refused}");
         // The configured group: staff.
         let platform = Api::<Project>::all(
-            env.client_as(&format!("{tag}-platform-user"), &[EXTRA_STAFF_GROUP]).await,
+            env.client_as(&format!("{tag}-platform-user"), &[EXTRA_STAFF_GROUP])
+                .await,
         );
         platform
-            .patch(&name, &PatchParams::default(), &spec_patch(json!({"customer": to})))
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &spec_patch(json!({"customer": to})),
+            )
             .await
-            .map_err(|e| format!("a member of {EXTRA_STAFF_GROUP} (--staff-groups) may not move the project: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "a member of {EXTRA_STAFF_GROUP} (--staff-groups) may not move the project: {e}"
+                )
+            })?;
         let moved = projects.get(&name).await?;
         if moved.spec.customer != to {
             return Err(format!("the project's customer is {}", moved.spec.customer).into());
