@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the operator: controllers, webhook server, metrics and health endpoints.
-    Run(Box<crate::controller::RunArgs>),
+    Run(Box<crate::run::RunArgs>),
     /// Print the CRDs as YAML, or write/check one file per CRD in a folder.
     Crd {
         /// Write `<group>_<plural>.yaml` files into this folder instead of printing.
@@ -33,7 +33,7 @@ pub enum Command {
 impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
-            Command::Run(args) => crate::controller::run_blocking(*args),
+            Command::Run(args) => crate::run::run_blocking(*args),
             Command::Crd { write, check } => crd_command(write, check),
             Command::Dev(args) => crate::devcluster::dev::run(args),
         }

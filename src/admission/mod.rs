@@ -4,7 +4,6 @@
 //! project managers change ordinary project fields and Member/Administrator memberships, never
 //! their own; everyone else is denied with the rule that failed.
 
-pub mod ledger;
 pub mod server;
 
 use std::collections::BTreeSet;
@@ -19,10 +18,10 @@ use kube::core::admission::Operation;
 use crate::api::{
     Customer, MembershipPhase, Project, ProjectMembership, ProjectRole, Subject, SubjectKind,
 };
-use crate::controller::inventory::NamespaceContents;
 use crate::desired::access::{self, Grant};
 use crate::desired::annotations;
 use crate::lifecycle::archive::Archive;
+use crate::watch::inventory::NamespaceContents;
 
 /// Who is asking.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

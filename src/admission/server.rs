@@ -24,13 +24,16 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::ledger::{LedgerError, allocation};
 use super::{BindingNamespace, MembershipSnapshot, Policy, ProjectSnapshot, Requester, Verdict};
 use crate::api::{Customer, Project, ProjectMembership};
-use crate::controller::Context;
 use crate::desired::namespace::{Standing, standing};
 use crate::desired::{annotations, labels};
+use crate::ledger::{Ledger, LedgerError, allocation};
+use crate::lifecycle::Clock;
 use crate::lifecycle::archive::Archive;
+use crate::metrics::Metrics;
+use crate::watch::Caches;
+use crate::watch::inventory::Inventory;
 
 /// Where and how the webhook serves.
 #[derive(Clone, Debug)]
@@ -48,9 +51,15 @@ pub struct WebhookOptions {
     pub config_name: Option<String>,
 }
 
-/// The admission handler's state.
+/// The admission handler's state: what it reads (the operator's watch caches and inventory),
+/// the ledger it reserves in, its clock and its metrics.
 pub struct Admission {
-    pub ctx: Arc<Context>,
+    pub client: Client,
+    pub caches: Caches,
+    pub inventory: Arc<Inventory>,
+    pub ledger: Arc<Ledger>,
+    pub clock: Clock,
+    pub metrics: Arc<Metrics>,
     pub policy: Policy,
 }
 
@@ -96,15 +105,15 @@ impl Admission {
             .into_iter()
             .filter(|s| s.kind == crate::api::SubjectKind::ServiceAccount)
             .filter_map(|s| s.namespace.clone())
-            .filter(|ns| self.ctx.caches.is_project_namespace(ns))
+            .filter(|ns| self.caches.is_project_namespace(ns))
             .collect()
     }
 
     /// Whether the namespace of this name is not `project`'s own (an earlier project's, someone
     /// else's, or an archive): then its memberships make nobody the project's manager.
     fn namespace_not_owned(&self, project: Option<&Project>, name: &str) -> bool {
-        let ns = self.ctx.caches.namespaces.get(&ObjectRef::new(name));
-        let cached = self.ctx.caches.projects.get(&ObjectRef::new(name));
+        let ns = self.caches.namespaces.get(&ObjectRef::new(name));
+        let cached = self.caches.projects.get(&ObjectRef::new(name));
         match (ns, project.or(cached.as_deref())) {
             (Some(n), Some(p)) => standing(&n, p) != Standing::Owned,
             (Some(_), None) => true,
@@ -115,7 +124,7 @@ impl Admission {
     fn project_snapshot(&self, project: &Project) -> ProjectSnapshot {
         let (name, customer) = (project.name_any(), project.spec.customer.clone());
         let (name, customer) = (name.as_str(), customer.as_str());
-        let caches = &self.ctx.caches;
+        let caches = &self.caches;
         let mut snap = ProjectSnapshot {
             customer: caches
                 .customers
@@ -134,7 +143,7 @@ impl Admission {
                 .namespaces
                 .get(&ObjectRef::new(name))
                 .filter(|n| crate::desired::namespace::namespace_belongs_to(n, name))
-                .map(|_| self.ctx.inventory.contents(name))
+                .map(|_| self.inventory.contents(name))
                 .unwrap_or_default(),
             archive: caches
                 .namespaces
@@ -192,13 +201,13 @@ impl Admission {
         // The cache sees a Customer a moment after it is created; a Customer and its Project
         // applied together must not fail on that, so a miss is asked of the API.
         if snap.customer.is_none() {
-            snap.customer = Api::<Customer>::all(self.ctx.client.clone())
+            snap.customer = Api::<Customer>::all(self.client.clone())
                 .get_opt(&subject.spec.customer)
                 .await
                 .map_err(|e| format!("reading customer {:?}: {e}", subject.spec.customer))?;
             snap.project_namespaces = self.subject_namespaces(&snap);
         }
-        let now = self.ctx.clock.now();
+        let now = self.clock.now();
         let verdict = super::decide_project(
             &req.operation,
             &Self::requester(req),
@@ -221,13 +230,9 @@ impl Admission {
         // stored fails with AlreadyExists after admission: it reserves nothing, so the stored
         // project's reservation stays as it is.
         let exists = req.operation == Operation::Create
-            && new.as_ref().is_some_and(|n| {
-                self.ctx
-                    .caches
-                    .projects
-                    .get(&ObjectRef::from_obj(n))
-                    .is_some()
-            });
+            && new
+                .as_ref()
+                .is_some_and(|n| self.caches.projects.get(&ObjectRef::from_obj(n)).is_some());
         if let (Some(new), Some(customer), false) = (&new, &snap.customer, exists) {
             let changed = match &old {
                 None => true,
@@ -237,7 +242,6 @@ impl Admission {
             };
             if changed && new.metadata.deletion_timestamp.is_none() {
                 let existing: Vec<Arc<Project>> = self
-                    .ctx
                     .caches
                     .projects
                     .state()
@@ -247,7 +251,6 @@ impl Admission {
                     })
                     .collect();
                 match self
-                    .ctx
                     .ledger
                     .reserve(customer, new, &existing, now, req.dry_run)
                     .await
@@ -277,7 +280,7 @@ impl Admission {
         let patch = serde_json::json!({
             "metadata": {"annotations": {annotations::DELETED_BY: r.username}}
         });
-        match Api::<Project>::all(self.ctx.client.clone())
+        match Api::<Project>::all(self.client.clone())
             .patch(
                 &project.name_any(),
                 &PatchParams {
@@ -306,7 +309,7 @@ impl Admission {
             Err(verdict) => return Ok(verdict),
         };
         let ns = req.namespace.clone().unwrap_or_default();
-        let caches = &self.ctx.caches;
+        let caches = &self.caches;
         let project = caches
             .projects
             .get(&ObjectRef::new(&ns))
@@ -347,7 +350,7 @@ impl Admission {
             new.as_ref(),
             &snap,
             &self.policy,
-            self.ctx.clock.now(),
+            self.clock.now(),
         ))
     }
 
@@ -372,7 +375,6 @@ impl Admission {
             .collect();
         let snap = super::CustomerSnapshot {
             projects: self
-                .ctx
                 .caches
                 .projects
                 .state()
@@ -392,7 +394,7 @@ impl Admission {
             new.as_ref(),
             &snap,
             &self.policy,
-            self.ctx.clock.now(),
+            self.clock.now(),
         ))
     }
 
@@ -403,12 +405,11 @@ impl Admission {
         // label namespaces), so one the cache has not seen yet is a new project's. A project
         // being deleted is archived from the moment the delete is admitted.
         let deleting = self
-            .ctx
             .caches
             .projects
             .get(&ObjectRef::new(&ns))
             .is_some_and(|p| p.metadata.deletion_timestamp.is_some());
-        let namespace = match self.ctx.caches.namespaces.get(&ObjectRef::new(&ns)) {
+        let namespace = match self.caches.namespaces.get(&ObjectRef::new(&ns)) {
             _ if deleting => BindingNamespace::Archived,
             Some(n) if crate::lifecycle::archive::is_archived(&n) => BindingNamespace::Archived,
             Some(n) if !crate::desired::namespace::namespace_belongs_to(&n, &ns) => {
@@ -427,7 +428,7 @@ impl Admission {
     }
 
     pub async fn validate(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
-        if !self.ctx.metrics.is_ready() {
+        if !self.metrics.is_ready() {
             return respond(
                 req,
                 Verdict::Deny {
@@ -453,8 +454,7 @@ impl Admission {
             reason: "InternalError",
             message: e,
         });
-        self.ctx
-            .metrics
+        self.metrics
             .admission(&req.kind.kind, verdict_label(&verdict));
         respond(req, verdict)
     }
@@ -581,8 +581,8 @@ pub async fn serving_cert(client: &Client, opts: &WebhookOptions) -> Result<Serv
                 ca_pem: Some(ca),
             });
         }
-        let pki = crate::devcluster::certs::Pki::named("tenancy-operator-webhook-ca")
-            .map_err(|e| e.to_string())?;
+        let pki =
+            crate::tls::Pki::named("tenancy-operator-webhook-ca").map_err(|e| e.to_string())?;
         let hosts: Vec<&str> = opts.hosts.iter().map(String::as_str).collect();
         let cert = pki
             .serving_cert("tenancy-operator-webhook", &hosts)

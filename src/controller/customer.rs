@@ -185,10 +185,10 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
     // their way to storage); the reconciler comes back when they settle. Each correction applies
     // only if the entry is still the one read here.
     let mut ledger_checks = Vec::new();
-    let ledger_ref = ObjectRef::new(&crate::admission::ledger::ledger_name(&name))
-        .within(ctx.ledger.namespace());
+    let ledger_ref =
+        ObjectRef::new(&crate::ledger::ledger_name(&name)).within(ctx.ledger.namespace());
     if let Some(cm) = caches.ledgers.get(&ledger_ref) {
-        let entries = crate::admission::ledger::decode(&cm);
+        let entries = crate::ledger::decode(&cm);
         let stored: BTreeMap<String, Arc<Project>> = caches
             .projects
             .state()
@@ -199,11 +199,9 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
         for (project, reservation) in &entries {
             let settle = reservation
                 .at
-                .checked_add(crate::admission::ledger::SETTLE)
+                .checked_add(crate::ledger::SETTLE)
                 .unwrap_or(reservation.at);
-            let want = stored
-                .get(project)
-                .map(|p| crate::admission::ledger::allocation(p));
+            let want = stored.get(project).map(|p| crate::ledger::allocation(p));
             if want.as_ref() == Some(&reservation.hard) {
                 continue;
             }
@@ -222,7 +220,7 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
         }
         for (project, p) in &stored {
             if !entries.contains_key(project) {
-                let want = crate::admission::ledger::allocation(p);
+                let want = crate::ledger::allocation(p);
                 ctx.ledger
                     .correct(&name, project, Some(want), now, None)
                     .await?;

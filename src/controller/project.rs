@@ -17,19 +17,19 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::conditions::Conditions;
-use super::inventory::NamespaceContents;
-use super::metrics::{Metrics, PhaseLabel};
 use super::queue::Queue;
 use super::{Changes, Context, Error, apply};
 use crate::api::ExpirationPolicy;
-use crate::api::project::{CustomerSummary, MemberCounts, MoveRecord, QuotaStatus};
+use crate::api::project::{CustomerSummary, MoveRecord, QuotaStatus};
 use crate::api::{
-    Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase, ProjectRole, ProjectStatus,
+    Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase, ProjectStatus,
 };
 use crate::desired::access::{self, Grant, ProjectAudience};
 use crate::desired::labels;
 use crate::desired::namespace::{self as ns_desired, Freeze, NamespaceState, Standing};
 use crate::lifecycle::{self, Dates, Schedule};
+use crate::metrics::{Metrics, PhaseLabel};
+use crate::watch::inventory::NamespaceContents;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub const CONTROLLER: &str = "project";
@@ -149,25 +149,6 @@ pub fn record_phases(projects: &Store<Project>, metrics: &Metrics) {
     }
 }
 
-/// Memberships of a project's namespace, with what each grants now.
-pub fn grants<'a>(
-    memberships: &'a [Arc<ProjectMembership>],
-    binds: bool,
-    now: Timestamp,
-    is_project_namespace: &dyn Fn(&str) -> bool,
-) -> Vec<(&'a ProjectMembership, Grant)> {
-    let siblings: Vec<&ProjectMembership> = memberships.iter().map(|m| m.as_ref()).collect();
-    siblings
-        .iter()
-        .map(|m| {
-            (
-                *m,
-                access::evaluate(m, &siblings, binds, now, is_project_namespace),
-            )
-        })
-        .collect()
-}
-
 /// Removes the operator's RoleBindings in a project namespace that no longer grant anything: those
 /// of memberships that are gone or being deleted (access ends with the membership, not when the
 /// garbage collector gets to it), and those of customer owners and support not in `wanted`.
@@ -199,26 +180,6 @@ async fn revoke_stale_bindings(
         }
     }
     Ok(())
-}
-
-/// Members by role, from the grants.
-pub fn member_counts(grants: &[(&ProjectMembership, Grant)]) -> MemberCounts {
-    let mut c = MemberCounts::default();
-    for (m, g) in grants {
-        match g {
-            Grant::Active => {
-                c.total += 1;
-                match m.spec.role {
-                    ProjectRole::Manager => c.managers += 1,
-                    ProjectRole::Administrator => c.administrators += 1,
-                    ProjectRole::Member => c.members += 1,
-                }
-            }
-            Grant::Pending => c.pending += 1,
-            _ => {}
-        }
-    }
-    c
 }
 
 /// The status fields that come from what the namespace holds.
@@ -379,7 +340,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         })
         .unwrap_or_default();
     revoke_stale_bindings(&ctx, &name, &memberships, &wanted_bindings).await?;
-    let grants = grants(&memberships, true, now, &is_project_namespace);
+    let grants = access::grants(&memberships, true, now, &is_project_namespace);
     let active: Vec<&ProjectMembership> = grants
         .iter()
         .filter(|(_, g)| *g == Grant::Active)
@@ -724,7 +685,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
             .map(|c| c.label().to_string()),
         resources_count: Some(contents.total()),
         resource_counts: contents.counts.clone(),
-        members: Some(member_counts(&grants)),
+        members: Some(access::member_counts(&grants)),
         quota: current_quota.as_deref().and_then(quota_status),
         usage: usage.clone(),
         cost: ctx

@@ -15,7 +15,7 @@ use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::Changes;
-use super::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// How the queue names an object: `namespace/name` (`/name` if cluster-scoped).
 pub fn queue_key(namespace: Option<&str>, name: &str) -> String {

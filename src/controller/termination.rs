@@ -151,7 +151,7 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
         remove_every_binding(ctx, &name).await?;
         let memberships = memberships_in(ctx, &name);
         let no_sa_rule = |_: &str| false;
-        let grants = super::project::grants(&memberships, true, now, &no_sa_rule);
+        let grants = access::grants(&memberships, true, now, &no_sa_rule);
         let kept: Vec<&ProjectMembership> = grants
             .iter()
             .filter(|(_, g)| matches!(g, Grant::Active | Grant::Pending))

@@ -208,6 +208,40 @@ pub fn evaluate(
     Grant::Active
 }
 
+/// Memberships of a project's namespace, with what each grants now.
+pub fn grants<'a>(
+    memberships: &'a [std::sync::Arc<ProjectMembership>],
+    binds: bool,
+    now: Timestamp,
+    is_project_namespace: &dyn Fn(&str) -> bool,
+) -> Vec<(&'a ProjectMembership, Grant)> {
+    let siblings: Vec<&ProjectMembership> = memberships.iter().map(|m| m.as_ref()).collect();
+    siblings
+        .iter()
+        .map(|m| (*m, evaluate(m, &siblings, binds, now, is_project_namespace)))
+        .collect()
+}
+
+/// Members by role, from the grants.
+pub fn member_counts(grants: &[(&ProjectMembership, Grant)]) -> crate::api::project::MemberCounts {
+    let mut c = crate::api::project::MemberCounts::default();
+    for (m, g) in grants {
+        match g {
+            Grant::Active => {
+                c.total += 1;
+                match m.spec.role {
+                    ProjectRole::Manager => c.managers += 1,
+                    ProjectRole::Administrator => c.administrators += 1,
+                    ProjectRole::Member => c.members += 1,
+                }
+            }
+            Grant::Pending => c.pending += 1,
+            _ => {}
+        }
+    }
+    c
+}
+
 /// Name of the RoleBinding a membership produces.
 pub fn membership_binding_name(membership: &str) -> String {
     bounded_name(&format!("tenancy-member-{membership}"), 253)

@@ -13,7 +13,6 @@
 //! a spawner thread that lives as long as the [`ControlPlane`], and a process group each).
 
 pub mod apply;
-pub mod certs;
 pub mod dev;
 pub mod install;
 pub mod process;
@@ -29,8 +28,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 
-use self::certs::{CertAndKey, Pki};
 use self::process::{FreePort, ManagedProcess, Spawner, describe_status, terminate_all};
+use crate::tls::{self as certs, CertAndKey, Pki};
 
 pub use self::process::free_port;
 

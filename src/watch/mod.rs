@@ -1,0 +1,252 @@
+//! The operator's view of the cluster: one watch cache per kind it reads, shared by the
+//! controllers and the webhook (one table of them, [`watched!`]), what each namespace holds
+//! ([`inventory`]), and the guard that keeps an object the operator cannot read from stopping a
+//! watch ([`guard`]).
+
+pub mod guard;
+pub mod inventory;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::api::{Customer, Project, ProjectMembership};
+use crate::desired::labels;
+use crate::metrics::Metrics;
+
+/// What a controller is triggered by: the objects of a shared cache as they change, deleted ones
+/// included.
+pub type Changes<K> = futures::stream::BoxStream<'static, Arc<K>>;
+
+/// Every object of a kind in the cluster.
+fn all<K: Resource<DynamicType = ()>>(
+    client: &Client,
+    _: &str,
+) -> (Api<guard::Guarded<K>>, watcher::Config) {
+    (Api::all(client.clone()), watcher::Config::default())
+}
+
+/// Only what the operator made (label `app.kubernetes.io/managed-by=tenancy-operator`).
+fn managed<K: Resource<DynamicType = ()>>(
+    client: &Client,
+    _: &str,
+) -> (Api<guard::Guarded<K>>, watcher::Config) {
+    (
+        Api::all(client.clone()),
+        watcher::Config::default().labels(labels::MANAGED_SELECTOR),
+    )
+}
+
+/// The quota ledgers, in the operator's namespace only.
+fn ledgers<K>(client: &Client, namespace: &str) -> (Api<guard::Guarded<K>>, watcher::Config)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    (
+        Api::namespaced(client.clone(), namespace),
+        watcher::Config::default().labels("tenancy.dev/part=ledger"),
+    )
+}
+
+/// Told about an object that cannot be read: its reference, its kind, what does not fit.
+pub type UnreadableReport = Arc<dyn Fn(ObjectReference, String, guard::Unreadable) + Send + Sync>;
+
+/// The one table of watched kinds: each line is a cache field, its type, the name it is reported
+/// under while it syncs, and which objects it holds. It makes [`Caches`] (the stores every reader
+/// uses), [`Watches`] (the shared watches, subscribed to before they start), their start and the
+/// readiness wait.
+macro_rules! watched {
+    ($( $field:ident : $ty:ty = $name:literal, $scope:ident; )*) => {
+        /// The watch caches every controller and the webhook read from.
+        #[derive(Clone)]
+        pub struct Caches {
+            $( pub $field: Store<$ty>, )*
+        }
+
+        /// The shared watches feeding [`Caches`].
+        pub struct Watches {
+            $( pub $field: Shared<$ty>, )*
+        }
+
+        impl Watches {
+            pub fn new() -> Self {
+                Watches { $( $field: Shared::new(), )* }
+            }
+
+            pub fn caches(&self) -> Caches {
+                Caches { $( $field: self.$field.store.clone(), )* }
+            }
+
+            /// Starts every watch (take subscriptions before). `namespace` is the operator's.
+            pub fn start(
+                &mut self,
+                client: &Client,
+                namespace: &str,
+                metrics: &Arc<Metrics>,
+                report: UnreadableReport,
+            ) {
+                $( {
+                    let (api, cfg) = $scope::<$ty>(client, namespace);
+                    self.$field.start(api, cfg, metrics.clone(), report.clone());
+                } )*
+            }
+        }
+
+        impl Caches {
+            /// Each cache, named, with a future that ends once it has listed.
+            pub fn listed(&self) -> Vec<(&'static str, futures::future::BoxFuture<'static, ()>)> {
+                vec![ $( {
+                    let store = self.$field.clone();
+                    ($name, Box::pin(async move { let _ = store.wait_until_ready().await; })
+                        as futures::future::BoxFuture<'static, ()>)
+                }, )* ]
+            }
+        }
+    };
+}
+
+watched! {
+    projects: Project = "projects", all;
+    customers: Customer = "customers", all;
+    memberships: ProjectMembership = "projectmemberships", all;
+    namespaces: Namespace = "namespaces", all;
+    role_bindings: RoleBinding = "rolebindings", managed;
+    roles: Role = "roles", managed;
+    quotas: ResourceQuota = "resourcequotas", managed;
+    limit_ranges: LimitRange = "limitranges", managed;
+    cluster_roles: ClusterRole = "clusterroles", managed;
+    cluster_role_bindings: ClusterRoleBinding = "clusterrolebindings", managed;
+    ledgers: ConfigMap = "configmaps (quota ledgers)", ledgers;
+}
+
+impl Default for Watches {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Caches {
+    /// Whether a namespace is a project's, or named like one: a Project of that name exists, or
+    /// the namespace was made by the operator for a project (the ServiceAccount rule).
+    pub fn is_project_namespace(&self, namespace: &str) -> bool {
+        self.projects.get(&ObjectRef::new(namespace)).is_some()
+            || self
+                .namespaces
+                .get(&ObjectRef::new(namespace))
+                .is_some_and(|n| crate::desired::namespace::namespace_belongs_to(&n, namespace))
+    }
+}
+
+/// A watch cache shared by several controllers.
+pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    writer: Option<reflector::store::Writer<K>>,
+    /// Subscribers to deletions: a shared reflector hands its subscribers only objects that are
+    /// still in the cache, so without these no owner would hear that a child was deleted.
+    deleted: Vec<futures::channel::mpsc::UnboundedSender<Arc<K>>>,
+}
+
+const SUBSCRIBE_BUFFER: usize = 4096;
+
+impl<K> Shared<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    fn new() -> Self {
+        let (store, writer) = reflector::store_shared(SUBSCRIBE_BUFFER);
+        Shared {
+            store,
+            writer: Some(writer),
+            deleted: Vec::new(),
+        }
+    }
+
+    /// Every change of the cache's objects, deletions included (a deleted object comes as it
+    /// last was, after the cache has dropped it).
+    pub fn subscribe(&mut self) -> Changes<K> {
+        let updated = self
+            .writer
+            .as_ref()
+            .expect("subscribe before start")
+            .subscribe()
+            .expect("a shared writer hands out subscriptions");
+        let (tx, deleted) = futures::channel::mpsc::unbounded();
+        self.deleted.push(tx);
+        futures::stream::select(updated, deleted).boxed()
+    }
+
+    /// Starts the watch feeding this cache. Objects that do not fit `K` never stop it: see
+    /// [`guard`]; each is reported once per version to `report`.
+    fn start(
+        &mut self,
+        api: Api<guard::Guarded<K>>,
+        cfg: watcher::Config,
+        metrics: Arc<Metrics>,
+        report: UnreadableReport,
+    ) {
+        let cfg = cfg.any_semantic();
+        let writer = self.writer.take().expect("started once");
+        let deleted = std::mem::take(&mut self.deleted);
+        let store = self.store.clone();
+        let unreadables = guard::Unreadables::default();
+        let metrics_kind = K::kind(&()).into_owned();
+        tokio::spawn(
+            watcher(api, cfg)
+                .default_backoff()
+                .filter_map(move |ev| {
+                    let ev = match ev {
+                        Ok(ev) => {
+                            let (ev, finding) = unreadables.pass(&store, ev);
+                            metrics.set_unreadable(&metrics_kind, unreadables.count());
+                            if let Some(u) = finding {
+                                let object = guard::Guarded::<K>(Err(u.clone())).object_ref(&());
+                                report(object, metrics_kind.clone(), u);
+                            }
+                            ev.map(Ok)
+                        }
+                        Err(e) => Some(Err(e)),
+                    };
+                    futures::future::ready(ev)
+                })
+                .reflect_shared(writer)
+                .for_each(move |ev| {
+                    match ev {
+                        Ok(watcher::Event::Delete(obj)) => {
+                            let obj = Arc::new(obj);
+                            for tx in &deleted {
+                                let _ = tx.unbounded_send(obj.clone());
+                            }
+                        }
+                        Err(e) => log_watch_error(&K::kind(&()), &e),
+                        Ok(_) => {}
+                    }
+                    futures::future::ready(())
+                }),
+        );
+    }
+}
+
+/// Logs a failed watch (it is retried with backoff). A resource version that expired is
+/// routine (etcd compaction, or a cached list older than the watch): the watch lists again.
+pub fn log_watch_error(kind: &str, e: &watcher::Error) {
+    match e {
+        watcher::Error::WatchError(status) if status.code == 410 => {
+            tracing::debug!(kind, error = %e, "watch expired; listing again")
+        }
+        _ => tracing::warn!(kind, error = %e, "watch failed; retrying"),
+    }
+}
