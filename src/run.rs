@@ -198,8 +198,10 @@ async fn shutdown_signal() {
 
 async fn run(args: RunArgs) -> Result<(), Error> {
     let prices =
-        desired::cost::Prices::parse(&args.prices, &args.currency).map_err(Error::Invalid)?;
-    let client = Client::try_default().await.map_err(Error::Kube)?;
+        desired::cost::Prices::parse(&args.prices, &args.currency).map_err(Error::Startup)?;
+    let client = Client::try_default()
+        .await
+        .map_err(|e| Error::Startup(format!("no cluster to talk to: {e}")))?;
     let metrics = Arc::new(metrics::Metrics::default());
 
     let mut w = Watches::new();
@@ -403,8 +405,8 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         _ = membership_ctrl => tracing::error!("membership controller stopped"),
         _ = customer_ctrl => tracing::error!("customer controller stopped"),
         _ = archive_ctrl => tracing::error!("archive controller stopped"),
-        r = server => return Err(Error::Invalid(format!("metrics server stopped: {r:?}"))),
-        r = webhook => return Err(Error::Invalid(format!("admission webhook stopped: {r:?}"))),
+        r = server => return Err(Error::Startup(format!("metrics server stopped: {r:?}"))),
+        r = webhook => return Err(Error::Startup(format!("admission webhook stopped: {r:?}"))),
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
@@ -438,7 +440,7 @@ async fn leadership(
         .build()
         .await
         .map_err(|e| {
-            Error::Invalid(format!(
+            Error::Startup(format!(
                 "leader election on Lease {namespace}/{}: {e}",
                 args.lease_name
             ))

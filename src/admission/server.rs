@@ -678,7 +678,10 @@ where
         .collect();
     api.patch(
         name,
-        &PatchParams::default(),
+        &PatchParams {
+            field_manager: Some(crate::desired::FIELD_MANAGER.to_string()),
+            ..Default::default()
+        },
         &Patch::Strategic(serde_json::json!({"webhooks": patch})),
     )
     .await?;
@@ -731,5 +734,59 @@ pub async fn serve(adm: Arc<Admission>, addr: SocketAddr, cert: ServingCert) -> 
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                     .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission(metrics: Arc<Metrics>) -> Admission {
+        let client = Client::try_from(kube::Config::new(
+            "http://127.0.0.1:9".parse().expect("a URL"),
+        ))
+        .expect("a client that is never used");
+        Admission {
+            client: client.clone(),
+            caches: crate::watch::Watches::new().caches(),
+            inventory: Arc::new(Inventory::default()),
+            ledger: Arc::new(Ledger::new(client, "tenancy-system".into())),
+            clock: Clock::default(),
+            metrics,
+            policy: Policy::default(),
+        }
+    }
+
+    fn project_create() -> AdmissionRequest<DynamicObject> {
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "1",
+                "kind": {"group": "tenancy.dev", "version": "v1alpha1", "kind": "Project"},
+                "resource": {"group": "tenancy.dev", "version": "v1alpha1", "resource": "projects"},
+                "operation": "CREATE",
+                "userInfo": {"username": "olga", "groups": ["system:authenticated"]},
+                "object": {"apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
+                    "metadata": {"name": "web"}, "spec": {"customer": "acme"}},
+                "dryRun": false,
+            }
+        }))
+        .expect("an AdmissionReview");
+        review.try_into().expect("a request")
+    }
+
+    #[tokio::test]
+    async fn the_webhook_decides_nothing_until_every_cache_has_listed() {
+        let metrics = Arc::new(Metrics::default());
+        let adm = admission(metrics.clone());
+        let resp = adm.validate(&project_create()).await;
+        assert!(!resp.allowed);
+        assert_eq!(resp.result.code, 503, "{:?}", resp.result);
+        assert!(resp.result.message.contains("caches syncing"));
+        // Once ready it decides (here: the customer does not exist in the empty caches, and the
+        // lookup of the API fails, so it answers an error, not 503).
+        metrics.set_ready();
+        let resp = adm.validate(&project_create()).await;
+        assert_ne!(resp.result.code, 503, "{:?}", resp.result);
     }
 }
