@@ -18,10 +18,10 @@ use kube::core::admission::Operation;
 use crate::api::{
     Customer, MembershipPhase, Project, ProjectMembership, ProjectRole, Subject, SubjectKind,
 };
+use crate::desired::NamespaceContents;
 use crate::desired::access::{self, Grant};
 use crate::desired::annotations;
 use crate::lifecycle::archive::Archive;
-use crate::watch::inventory::NamespaceContents;
 
 /// Who is asking.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -5,6 +5,7 @@ pub mod customer;
 pub mod membership;
 pub mod oecd;
 pub mod project;
+pub mod vocabulary;
 
 pub use common::{CustomerRoleHolder, GROUP, ResourceList, Subject, SubjectKind, VERSION};
 pub use customer::{Customer, CustomerQuota, CustomerSpec, CustomerStatus};

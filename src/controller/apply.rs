@@ -118,6 +118,22 @@ pub fn patch_params() -> PatchParams {
     }
 }
 
+/// Applies `desired` when there is one (see [`ensure`]), else removes `current`.
+pub async fn ensure_or_remove<K>(
+    ctx: &Context,
+    current: Option<Arc<K>>,
+    desired: Option<&K>,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    match (desired, current) {
+        (Some(d), current) => ensure(ctx, current, d).await.map(|_| ()),
+        (None, Some(c)) => remove(ctx, c.as_ref()).await,
+        (None, None) => Ok(()),
+    }
+}
+
 /// Like [`ensure`] for a RoleBinding, whose `roleRef` cannot change: when the role differs (a
 /// membership's role changed), the binding is deleted and made again.
 pub async fn ensure_role_binding(

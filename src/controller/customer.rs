@@ -13,12 +13,12 @@ use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
-use super::conditions::{Conditions, is_true};
 use super::queue::Queue;
 use super::{Changes, Context, Error, apply};
 use crate::api::customer::ProjectCounts;
 use crate::api::{Customer, CustomerStatus, Project};
 use crate::desired::access;
+use crate::desired::conditions::{Conditions, is_true};
 use crate::desired::labels;
 use crate::desired::quantity::Milli;
 use crate::lifecycle;

@@ -12,11 +12,11 @@ use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
-use super::conditions::Conditions;
 use super::queue::Queue;
 use super::{Changes, Context, Error, apply};
 use crate::api::{Project, ProjectMembership, ProjectMembershipStatus};
 use crate::desired::access::{self, Grant};
+use crate::desired::conditions::Conditions;
 use crate::desired::namespace::{Standing, standing};
 use crate::lifecycle;
 

@@ -5,7 +5,6 @@
 pub mod apply;
 pub mod archive;
 pub mod backoff;
-pub mod conditions;
 pub mod customer;
 pub mod expiry;
 pub mod membership;

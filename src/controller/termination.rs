@@ -14,11 +14,11 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
-use super::conditions::Conditions;
 use super::{Context, Error, apply};
 use crate::api::project::RecoveryRecord;
 use crate::api::{MembershipPhase, Project, ProjectMembership, ProjectMembershipStatus};
 use crate::desired::access::{self, Grant};
+use crate::desired::conditions::Conditions;
 use crate::desired::namespace::{self as ns_desired, Freeze, NamespaceState, Standing};
 use crate::desired::{FIELD_MANAGER, annotations};
 use crate::lifecycle::archive::Archive;

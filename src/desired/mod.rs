@@ -2,8 +2,10 @@
 //! hold. Nothing here talks to the cluster; everything here has unit tests.
 
 pub mod access;
+pub mod conditions;
 pub mod cost;
 pub mod namespace;
+pub mod project;
 pub mod quantity;
 pub mod quota;
 
@@ -17,49 +19,26 @@ use crate::api::{Customer, Project, ProjectMembership};
 /// Field manager for every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "tenancy-operator";
 
-/// Label keys and values the operator puts on what it creates.
-pub mod labels {
-    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-    pub const MANAGED_BY_VALUE: &str = "tenancy-operator";
-    /// On a namespace and every child: the project it belongs to.
-    pub const PROJECT: &str = "tenancy.dev/project";
-    /// On a namespace: the UID of the project incarnation it was created for or adopted by. A
-    /// namespace belongs to that one project: a later Project of the same name is not given it
-    /// unless staff say so (annotation `tenancy.dev/adopt-namespace`).
-    pub const PROJECT_UID: &str = "tenancy.dev/project-uid";
-    /// On a namespace: the customer its project belongs to.
-    pub const CUSTOMER: &str = "tenancy.dev/customer";
-    /// On a namespace: `active` or `terminated` (soft-deleted).
-    pub const STATE: &str = "tenancy.dev/state";
-    /// On a namespace: `true` once the project's end date has passed.
-    pub const FINISHED: &str = "tenancy.dev/finished";
-    /// On a child: which part of the project it implements (quota, limits, membership, owner,
-    /// support, access).
-    pub const PART: &str = "tenancy.dev/part";
-    /// On a membership's RoleBinding: the membership's name (or a token of it when too long).
-    pub const MEMBERSHIP: &str = "tenancy.dev/membership";
-    /// Selector of everything the operator manages.
-    pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=tenancy-operator";
+pub use crate::api::vocabulary::{annotations, labels};
+
+/// A namespace's contents, summed over the counted kinds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceContents {
+    /// Objects by kind label (`deployments.apps`); kinds with none are left out.
+    pub counts: BTreeMap<String, i64>,
+    pub cpu: quantity::Milli,
+    pub memory: quantity::Milli,
+    pub storage: quantity::Milli,
 }
 
-/// Annotation keys.
-pub mod annotations {
-    /// On a membership: who created it (recorded by the webhook).
-    pub const CREATED_BY: &str = "tenancy.dev/created-by";
-    /// On a project: who last changed its end date (recorded by the webhook).
-    pub const END_DATE_REQUESTED_BY: &str = "tenancy.dev/end-date-requested-by";
-    /// On a soft-deleted project's namespace: the archive record (JSON).
-    pub const ARCHIVE: &str = "tenancy.dev/archive";
-    /// On a membership: the invited subject accepts the invitation with `"true"`.
-    pub const ACCEPT: &str = "tenancy.dev/accept";
-    /// On a project being deleted: who deleted it (recorded by the webhook).
-    pub const DELETED_BY: &str = "tenancy.dev/deleted-by";
-    /// On a project, set by staff only: adopt a namespace that this project incarnation did not
-    /// create (an archive of another customer, or a namespace whose project vanished without its
-    /// soft delete).
-    pub const ADOPT_NAMESPACE: &str = "tenancy.dev/adopt-namespace";
-    /// The annotations only the webhook writes (tenants can neither set nor change them).
-    pub const AUDIT: [&str; 3] = [CREATED_BY, END_DATE_REQUESTED_BY, DELETED_BY];
+impl NamespaceContents {
+    pub fn total(&self) -> i64 {
+        self.counts.values().sum()
+    }
+
+    pub fn pods(&self) -> i64 {
+        self.counts.get("pods").copied().unwrap_or(0)
+    }
 }
 
 /// The ClusterRoles that project roles map to (names are configurable).

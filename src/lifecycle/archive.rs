@@ -8,8 +8,8 @@ use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
 use crate::api::project::ArchivedMember;
+use crate::api::vocabulary::{annotations, labels};
 use crate::api::{ProjectMembership, ProjectSpec};
-use crate::desired::{annotations, labels};
 
 /// What was kept of a soft-deleted project (the namespace annotation `tenancy.dev/archive`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

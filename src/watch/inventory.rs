@@ -37,25 +37,7 @@ pub struct Footprint {
     pub storage: Milli,
 }
 
-/// A namespace's contents, summed over the counted kinds.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NamespaceContents {
-    /// Objects by kind label (`deployments.apps`); kinds with none are left out.
-    pub counts: BTreeMap<String, i64>,
-    pub cpu: Milli,
-    pub memory: Milli,
-    pub storage: Milli,
-}
-
-impl NamespaceContents {
-    pub fn total(&self) -> i64 {
-        self.counts.values().sum()
-    }
-
-    pub fn pods(&self) -> i64 {
-        self.counts.get("pods").copied().unwrap_or(0)
-    }
-}
+pub use crate::desired::NamespaceContents;
 
 type ByName = HashMap<String, Footprint>;
 

@@ -1,0 +1,1203 @@
+//! The Project plan: from what the caches say about a project (a [`ProjectView`]), the
+//! configuration and the time, everything its reconcile does: at most one lifecycle [`Step`],
+//! the children it must hold, the bindings to revoke, the status to write and when to wake up.
+//! Pure: the reconciler reads, calls [`plan`], carries the plan out and reports.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use super::access::{self, Grant, ProjectAudience};
+use super::conditions::Conditions;
+use super::namespace::{self as ns, Freeze, NamespaceState, Standing};
+use super::{Config, annotations, labels};
+use crate::api::project::{CustomerSummary, MoveRecord, QuotaStatus, SuspensionRecord};
+use crate::api::{
+    Customer, ExpirationPolicy, MembershipPhase, Project, ProjectMembership, ProjectPhase,
+    ProjectStatus,
+};
+use crate::desired::NamespaceContents;
+use crate::lifecycle::archive::Archive;
+use crate::lifecycle::{self, Dates, Schedule};
+
+/// What the caches say about one project.
+pub struct ProjectView<'a> {
+    pub project: &'a Project,
+    pub customer: Option<&'a Customer>,
+    /// The namespace of the project's name, if there is one.
+    pub namespace: Option<&'a Namespace>,
+    /// The memberships in that namespace.
+    pub memberships: &'a [Arc<ProjectMembership>],
+    /// The operator's RoleBindings in that namespace.
+    pub role_bindings: &'a [Arc<RoleBinding>],
+    /// The namespace's ResourceQuota `tenancy-quota`, as the cluster has it.
+    pub quota: Option<&'a ResourceQuota>,
+    /// What the namespace holds.
+    pub contents: &'a NamespaceContents,
+    /// Which namespaces are projects' (the ServiceAccount rule).
+    pub is_project_namespace: &'a dyn Fn(&str) -> bool,
+}
+
+/// The one lifecycle step a reconcile carries out before the children.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// The namespace is not this project's: bind nothing, say why (the status is in the plan).
+    Conflict(String),
+    /// Adopt the archived namespace of a deleted project of this name; the record is stored
+    /// first, then the reconcile comes back.
+    Recover(Box<Archive>),
+    /// The expiration policy Suspend is due: list the workloads and store the sizes to restore
+    /// first, then come back.
+    PlanSuspension,
+    /// Scale to 0 and suspend what the stored plan names.
+    Suspend(SuspensionRecord),
+    /// The expiration policy Delete is due: delete the workloads.
+    DeleteWorkloads,
+    /// The end date moved later: restore what the stored plan names.
+    Resume(SuspensionRecord),
+}
+
+/// A move to another customer seen by this reconcile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Move {
+    pub record: MoveRecord,
+    /// Memberships to mark Revoked (the move does not preserve permissions).
+    pub revoke: Vec<String>,
+}
+
+/// Everything one reconcile of a project does.
+#[derive(Clone, Debug)]
+pub struct ProjectPlan {
+    /// At most one lifecycle step.
+    pub step: Option<Step>,
+    /// A move to record (ledger released from the previous customer, memberships revoked).
+    pub moved: Option<Move>,
+    /// The operator's RoleBindings that grant nothing any more (deleted memberships, customer
+    /// roles that ended): removed before anything else.
+    pub revoke: Vec<String>,
+    /// The per-project ClusterRoles and ClusterRoleBindings.
+    pub cluster_roles: Vec<ClusterRole>,
+    pub cluster_role_bindings: Vec<ClusterRoleBinding>,
+    pub namespace: Namespace,
+    /// The customer's owners and support in the namespace (once it exists).
+    pub customer_bindings: Vec<RoleBinding>,
+    /// `None`: the namespace holds none.
+    pub quota: Option<ResourceQuota>,
+    pub limits: Option<LimitRange>,
+    /// What is wrong with the spec (reported in `SpecValid`; failed writes are added).
+    pub spec_problems: Vec<String>,
+    /// The status to write (when the step and the children were carried out).
+    pub status: ProjectStatus,
+    /// When something changes next by time alone.
+    pub wake: Duration,
+}
+
+/// A customer's display fields, copied into its projects' status.
+pub fn customer_summary(c: &Customer) -> CustomerSummary {
+    CustomerSummary {
+        name: c.name_any(),
+        display_name: c.spec.display_name.clone(),
+        native_name: c.spec.native_name.clone(),
+        abbreviation: c.spec.abbreviation.clone(),
+        display_billing_info_in_projects: c.spec.display_billing_info_in_projects.unwrap_or(false),
+    }
+}
+
+/// Effective grace: the project's, else its customer's, else 0.
+pub fn effective_grace_days(p: &Project, c: Option<&Customer>) -> i32 {
+    p.spec
+        .grace_period_days
+        .or_else(|| c.and_then(|c| c.spec.grace_period_days))
+        .unwrap_or(0)
+}
+
+/// The project's dates with the effective grace.
+pub fn dates_of(p: &Project, grace: i32) -> Dates {
+    let parse = |d: &Option<String>| d.as_deref().and_then(|s| lifecycle::parse_date(s).ok());
+    Dates::resolve(parse(&p.spec.start_date), parse(&p.spec.end_date), grace)
+}
+
+/// The status fields that come from what the namespace holds.
+pub fn usage_of(contents: &NamespaceContents) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("cpu".to_string(), contents.cpu.to_string()),
+        ("memory".to_string(), contents.memory.to_string()),
+        ("storage".to_string(), contents.storage.to_string()),
+        ("pods".to_string(), contents.pods().to_string()),
+    ])
+}
+
+fn quota_status(rq: &ResourceQuota) -> Option<QuotaStatus> {
+    let st = rq.status.as_ref()?;
+    let strings =
+        |m: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
+            m.as_ref()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+                .unwrap_or_default()
+        };
+    Some(QuotaStatus {
+        hard: strings(&st.hard),
+        used: strings(&st.used),
+    })
+}
+
+/// Whether the quota controller has caught up with the quota's spec.
+fn quota_enforced(rq: &ResourceQuota) -> bool {
+    let want = rq.spec.as_ref().and_then(|s| s.hard.as_ref());
+    let have = rq.status.as_ref().and_then(|s| s.hard.as_ref());
+    match (want, have) {
+        (Some(w), Some(h)) => {
+            w.len() == h.len()
+                && w.iter().all(|(k, v)| {
+                    h.get(k)
+                        .is_some_and(|hv| super::quantity::same_quantity(&v.0, &hv.0))
+                })
+        }
+        (None, _) => true,
+        _ => false,
+    }
+}
+
+/// Why the namespace is not this project's to manage, if it is not.
+fn refusal(view: &ProjectView<'_>, archive: Option<&Archive>) -> Option<String> {
+    let p = view.project;
+    let name = p.name_any();
+    let adopt = p
+        .annotations()
+        .get(annotations::ADOPT_NAMESPACE)
+        .map(String::as_str)
+        == Some("true");
+    let adopt_note = format!("{}: \"true\"", annotations::ADOPT_NAMESPACE);
+    match view.namespace.map(|n| ns::standing(n, p))? {
+        Standing::Foreign => Some(format!(
+            "namespace {name} already exists and was not created for this project; nothing is bound in it. Choose another project name, or delete the namespace if it is unused"
+        )),
+        Standing::Orphaned { uid } if !adopt => Some(format!(
+            "namespace {name} was made for an earlier project {name} (uid {}) that is gone without its soft delete; nothing is bound in it. Adopting it, with its data and its old memberships, is a staff decision: staff set the annotation {adopt_note} on this project",
+            uid.as_deref().unwrap_or("unknown"),
+        )),
+        Standing::Archived => match archive {
+            None if !adopt => Some(format!(
+                "namespace {name} is marked as an archive but holds no readable archive record; nothing is bound in it. Staff may adopt it with the annotation {adopt_note}"
+            )),
+            Some(a) if a.customer != p.spec.customer && !adopt => Some(format!(
+                "namespace {name} is the archive of a project of customer {}; recovering it under customer {} is a move, which staff make with the annotation {adopt_note}",
+                a.customer, p.spec.customer,
+            )),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The status of a project in Conflict.
+fn conflict_status(
+    p: &Project,
+    previous: &ProjectStatus,
+    now: Timestamp,
+    msg: &str,
+) -> ProjectStatus {
+    let mut conds = Conditions::new(&previous.conditions, p.metadata.generation, now);
+    conds.set("NamespaceConflict", true, "NamespaceExists", msg);
+    conds.set("Ready", false, "NamespaceConflict", msg);
+    ProjectStatus {
+        observed_generation: p.metadata.generation,
+        phase: Some(ProjectPhase::Conflict),
+        conditions: conds.finish(),
+        ..Default::default()
+    }
+}
+
+/// The operator's bindings in the namespace that grant nothing any more: those of memberships
+/// that are gone or being deleted, and those of customer roles not in `wanted`.
+fn stale_bindings(view: &ProjectView<'_>, wanted: &[RoleBinding]) -> Vec<String> {
+    let name = view.project.name_any();
+    let member_bindings: BTreeSet<String> = view
+        .memberships
+        .iter()
+        .filter(|m| m.metadata.deletion_timestamp.is_none())
+        .map(|m| access::membership_binding_name(&m.name_any()))
+        .collect();
+    let wanted: BTreeSet<String> = wanted.iter().map(|b| b.name_any()).collect();
+    view.role_bindings
+        .iter()
+        .filter(|rb| {
+            rb.namespace().as_deref() == Some(name.as_str())
+                && rb.labels().get(labels::PROJECT) == Some(&name)
+        })
+        .filter(
+            |rb| match rb.labels().get(labels::PART).map(String::as_str) {
+                Some("membership") => !member_bindings.contains(&rb.name_any()),
+                Some("owner" | "support") => !wanted.contains(&rb.name_any()),
+                _ => false,
+            },
+        )
+        .map(|rb| rb.name_any())
+        .collect()
+}
+
+/// Plans one reconcile of a project that is not being deleted (the soft delete has its own
+/// sequence).
+pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectPlan {
+    let p = view.project;
+    let name = p.name_any();
+    let previous = p.status.clone().unwrap_or_default();
+    let generation = p.metadata.generation;
+    let customer = view.customer;
+    let is_pns = view.is_project_namespace;
+    let standing = view.namespace.map(|n| ns::standing(n, p));
+    let archive = view
+        .namespace
+        .filter(|_| standing == Some(Standing::Archived))
+        .and_then(Archive::of);
+
+    let wanted_bindings = customer
+        .map(|c| access::customer_bindings(p, c, &config.roles, now, is_pns))
+        .unwrap_or_default();
+    let grants = access::grants(view.memberships, true, now, is_pns);
+    let active: Vec<&ProjectMembership> = grants
+        .iter()
+        .filter(|(_, g)| *g == Grant::Active)
+        .map(|(m, _)| *m)
+        .collect();
+
+    // Conflict: the namespace is not ours; the customer's owners keep get and delete on the
+    // Project (to follow the advice), nobody gets anything through the namespace's memberships.
+    let conflict = refusal(view, archive.as_ref());
+    let audience = match &conflict {
+        Some(_) => ProjectAudience::of(&[], customer, now, is_pns),
+        None => ProjectAudience::of(&active, customer, now, is_pns),
+    };
+    let (cluster_roles, cluster_role_bindings) = access::project_access(p, &audience);
+
+    let grace = effective_grace_days(p, customer);
+    let dates = dates_of(p, grace);
+    let schedule = dates.schedule(now);
+    let policy = p.spec.expiration_policy.unwrap_or_default();
+    let frozen = schedule == Schedule::NotStarted
+        || (schedule == Schedule::Expired && policy != ExpirationPolicy::None);
+    let freeze = if frozen { Freeze::NoPods } else { Freeze::None };
+    let limits_of_customer = customer
+        .map(super::quota::customer_limits)
+        .unwrap_or_default();
+    let quota = ns::resource_quota_for(p, freeze, &limits_of_customer);
+
+    let mut plan = ProjectPlan {
+        step: None,
+        moved: None,
+        // In a namespace that is not the project's, no customer role is wanted either.
+        revoke: stale_bindings(
+            view,
+            if conflict.is_some() {
+                &[]
+            } else {
+                &wanted_bindings
+            },
+        ),
+        cluster_roles,
+        cluster_role_bindings,
+        namespace: ns::namespace_for(
+            p,
+            NamespaceState::Active,
+            matches!(schedule, Schedule::InGrace | Schedule::Expired),
+        ),
+        customer_bindings: if view.namespace.is_some() {
+            wanted_bindings
+        } else {
+            Vec::new()
+        },
+        quota,
+        limits: ns::limit_range_for(p),
+        spec_problems: Vec::new(),
+        status: previous.clone(),
+        wake: Duration::from_secs(3600),
+    };
+    if let Some(msg) = conflict {
+        plan.status = conflict_status(p, &previous, now, &msg);
+        plan.step = Some(Step::Conflict(msg));
+        return plan;
+    }
+
+    // Recovery: its record is stored before anything else changes.
+    if let Some(archive) = archive
+        && previous.recovery.as_ref().map(|r| &r.terminated_at) != Some(&archive.terminated_at)
+    {
+        plan.step = Some(Step::Recover(Box::new(archive)));
+        return plan;
+    }
+
+    // Move: the customer changed since the status was written.
+    let mut last_move = previous.last_move.clone();
+    if let Some(from) = previous.customer.as_ref().map(|c| c.name.clone())
+        && from != p.spec.customer
+    {
+        let preserve = p.spec.preserve_permissions_on_move.unwrap_or(true);
+        let record = MoveRecord {
+            time: Time(now),
+            from,
+            to: p.spec.customer.clone(),
+            preserved_permissions: preserve,
+        };
+        last_move = Some(record.clone());
+        plan.moved = Some(Move {
+            record,
+            revoke: if preserve {
+                Vec::new()
+            } else {
+                view.memberships
+                    .iter()
+                    .filter(|m| {
+                        m.status.as_ref().and_then(|s| s.phase) != Some(MembershipPhase::Revoked)
+                    })
+                    .map(|m| m.name_any())
+                    .collect()
+            },
+        });
+    }
+
+    // End date: the expiration policy runs once the grace period is over; an end date moved
+    // later undoes a suspension.
+    let mut suspension = previous.suspension.clone();
+    let condition = |reason: &str| {
+        previous
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Expired" && c.status == "True" && c.reason == reason)
+    };
+    let mut workloads_deleted = condition("WorkloadsDeleted");
+    if schedule == Schedule::Expired && view.namespace.is_some() {
+        match (policy, &suspension) {
+            (ExpirationPolicy::Suspend, None) => {
+                plan.step = Some(Step::PlanSuspension);
+                return plan;
+            }
+            (ExpirationPolicy::Suspend, Some(record)) if !condition("Suspended") => {
+                plan.step = Some(Step::Suspend(record.clone()));
+            }
+            (ExpirationPolicy::Delete, _) if !workloads_deleted => {
+                plan.step = Some(Step::DeleteWorkloads);
+                workloads_deleted = true;
+            }
+            _ => {}
+        }
+    } else if schedule != Schedule::Expired {
+        if let Some(record) = suspension.take() {
+            plan.step = Some(Step::Resume(record));
+        }
+        workloads_deleted = false;
+    }
+
+    // Status.
+    let namespace_active = view
+        .namespace
+        .is_some_and(|n| n.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Active"));
+    plan.spec_problems = ns::spec_problems(p);
+    let unbounded = super::quota::unbounded(
+        &p.spec
+            .quota
+            .as_ref()
+            .map(|q| q.hard.clone())
+            .unwrap_or_default(),
+        &limits_of_customer,
+    );
+    if !unbounded.is_empty() {
+        plan.spec_problems.push(format!(
+            "spec.quota.hard sets no {}, which customer {} limits: the namespace is held at 0 for it until spec.quota.hard sets it",
+            unbounded.join(", "),
+            p.spec.customer
+        ));
+    }
+    let mut conds = Conditions::new(&previous.conditions, generation, now);
+    conds.set(
+        "NamespaceConflict",
+        false,
+        "NamespaceOwned",
+        format!("namespace {name} belongs to this project"),
+    );
+    if namespace_active {
+        conds.set(
+            "NamespaceReady",
+            true,
+            "Active",
+            format!("namespace {name} is active"),
+        );
+    } else {
+        conds.set(
+            "NamespaceReady",
+            false,
+            "Creating",
+            format!("waiting for namespace {name}"),
+        );
+    }
+    match customer {
+        Some(_) => conds.set(
+            "AccessReady",
+            true,
+            "Bound",
+            format!("{} members and customer roles bound", audience.readers.len()),
+        ),
+        None => conds.set(
+            "AccessReady",
+            false,
+            "CustomerNotFound",
+            format!(
+                "customer {:?} does not exist: create it, or set spec.customer to an existing customer",
+                p.spec.customer
+            ),
+        ),
+    };
+    let quota_ready = match (&plan.quota, view.quota) {
+        (None, _) => true,
+        (Some(_), Some(q)) => quota_enforced(q),
+        (Some(_), None) => false,
+    };
+    set_spec_valid(&mut conds, &plan.spec_problems);
+    if quota_ready {
+        conds.set(
+            "QuotaReady",
+            true,
+            "Enforced",
+            "the namespace's quota is enforced",
+        );
+    } else {
+        conds.set(
+            "QuotaReady",
+            false,
+            "Waiting",
+            "waiting for the quota controller to enforce tenancy-quota",
+        );
+    }
+    match schedule {
+        Schedule::InGrace => conds.set(
+            "InGracePeriod",
+            true,
+            "EndDatePassed",
+            format!(
+                "end date passed; the {policy:?} policy runs after {}",
+                dates
+                    .effective_end_date
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
+            ),
+        ),
+        _ => conds.set(
+            "InGracePeriod",
+            false,
+            "NotInGrace",
+            "not between the end date and the end of the grace period",
+        ),
+    };
+    match (schedule, policy) {
+        (Schedule::Expired, ExpirationPolicy::Suspend) => conds.set("Expired", true, "Suspended", "end date plus grace passed: workloads suspended and pods: 0; move spec.endDate later to resume"),
+        (Schedule::Expired, ExpirationPolicy::Delete) if workloads_deleted => conds.set("Expired", true, "WorkloadsDeleted", "end date plus grace passed: workloads deleted and pods: 0"),
+        (Schedule::Expired, _) => conds.set("Expired", true, "NoAction", "end date plus grace passed; the expiration policy is None"),
+        _ => conds.set("Expired", false, "NotExpired", "the project has not expired"),
+    };
+    let ready = namespace_active && customer.is_some() && quota_ready;
+    let phase = if !ready {
+        ProjectPhase::Pending
+    } else {
+        match schedule {
+            Schedule::NotStarted => ProjectPhase::Scheduled,
+            Schedule::Running => ProjectPhase::Active,
+            Schedule::InGrace => ProjectPhase::Finished,
+            Schedule::Expired => ProjectPhase::Expired,
+        }
+    };
+    if ready {
+        conds.set(
+            "Ready",
+            true,
+            "Reconciled",
+            format!("project {name} is {phase:?}"),
+        );
+    } else {
+        let why = ["NamespaceReady", "AccessReady", "QuotaReady"]
+            .into_iter()
+            .filter(|t| !conds.is_true(t))
+            .collect::<Vec<_>>()
+            .join(", ");
+        conds.set("Ready", false, "Progressing", format!("waiting for {why}"));
+    }
+    let usage = usage_of(view.contents);
+    plan.status = ProjectStatus {
+        observed_generation: generation,
+        phase: Some(phase),
+        conditions: conds.finish(),
+        namespace: Some(name.clone()),
+        // Always names the customer this status was computed under (its display fields once it
+        // is in the cache): the next reconcile tells a move by it.
+        customer: Some(
+            customer
+                .map(customer_summary)
+                .unwrap_or_else(|| CustomerSummary {
+                    name: p.spec.customer.clone(),
+                    ..Default::default()
+                }),
+        ),
+        oecd_fos_2007_label: p.spec.oecd_fos_2007_code.map(|c| c.label().to_string()),
+        resources_count: Some(view.contents.total()),
+        resource_counts: view.contents.counts.clone(),
+        members: Some(access::member_counts(&grants)),
+        quota: view.quota.and_then(quota_status),
+        usage: usage.clone(),
+        cost: config.prices.as_ref().map(|prices| prices.estimate(&usage)),
+        effective_grace_period_days: Some(grace),
+        effective_end_date: dates.effective_end_date.map(|d| d.to_string()),
+        end_date_requested_by: p
+            .annotations()
+            .get(annotations::END_DATE_REQUESTED_BY)
+            .cloned(),
+        termination: previous.termination.clone(),
+        recovery: previous.recovery.clone(),
+        last_move,
+        suspension,
+    };
+
+    // Wake up exactly at the next instant something changes.
+    let member_expiries = view
+        .memberships
+        .iter()
+        .filter(|m| m.status.as_ref().and_then(|s| s.phase) != Some(MembershipPhase::Revoked))
+        .map(|m| m.spec.expiration_time.as_ref().map(|t| t.0));
+    let holder_expiries = customer
+        .iter()
+        .flat_map(|c| c.spec.owners.iter().chain(c.spec.support.iter()))
+        .map(|h| h.expiration_time.as_ref().map(|t| t.0));
+    let next = lifecycle::earliest_after(
+        now,
+        member_expiries
+            .chain(holder_expiries)
+            .chain([dates.next_boundary(now)]),
+    );
+    plan.wake = match next {
+        Some(at) => lifecycle::until(now, at).min(Duration::from_secs(3600)),
+        None => Duration::from_secs(3600),
+    };
+    plan
+}
+
+fn set_spec_valid(conds: &mut Conditions<'_>, problems: &[String]) {
+    if problems.is_empty() {
+        conds.set(
+            "SpecValid",
+            true,
+            "Valid",
+            "quota and container limits are valid",
+        );
+    } else {
+        conds.set(
+            "SpecValid",
+            false,
+            "Invalid",
+            format!(
+                "applied without what Kubernetes refuses: {}",
+                problems.join("; ")
+            ),
+        );
+    }
+}
+
+/// The planned status once writing the children failed for `failures` (each a sentence): said
+/// in `SpecValid` next to what is wrong with the spec.
+pub fn with_failures(
+    plan: &ProjectPlan,
+    previous: &ProjectStatus,
+    failures: &[String],
+    now: Timestamp,
+) -> ProjectStatus {
+    let mut status = plan.status.clone();
+    if failures.is_empty() {
+        return status;
+    }
+    let problems: Vec<String> = plan.spec_problems.iter().chain(failures).cloned().collect();
+    let mut conds = Conditions::new(&previous.conditions, status.observed_generation, now);
+    set_spec_valid(&mut conds, &problems);
+    let spec_valid = conds.finish().remove(0);
+    for c in status
+        .conditions
+        .iter_mut()
+        .filter(|c| c.type_ == "SpecValid")
+    {
+        *c = spec_valid.clone();
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const NOW: &str = "2027-03-15T12:00:00Z";
+
+    fn now() -> Timestamp {
+        NOW.parse().unwrap()
+    }
+
+    fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn project(spec: Value, status: Option<Value>, annotations: Value) -> Project {
+        let mut spec = spec;
+        if spec.get("customer").is_none() {
+            spec["customer"] = "acme".into();
+        }
+        let mut p: Project = obj(json!({
+            "apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
+            "metadata": {"name": "web", "uid": "uid-web", "generation": 2, "annotations": annotations},
+            "spec": spec,
+        }));
+        p.status = status.map(obj);
+        p
+    }
+
+    fn customer(spec: Value) -> Customer {
+        obj(
+            json!({"apiVersion": "tenancy.dev/v1alpha1", "kind": "Customer",
+            "metadata": {"name": "acme", "uid": "uid-acme"}, "spec": spec}),
+        )
+    }
+
+    fn namespace(labels: Value, annotations: Value) -> Namespace {
+        obj(
+            json!({"metadata": {"name": "web", "uid": "ns-uid", "labels": labels, "annotations": annotations},
+            "status": {"phase": "Active"}}),
+        )
+    }
+
+    fn ours() -> Value {
+        json!({"app.kubernetes.io/managed-by": "tenancy-operator", "tenancy.dev/project": "web",
+            "tenancy.dev/project-uid": "uid-web", "tenancy.dev/state": "active", "tenancy.dev/customer": "acme"})
+    }
+
+    fn membership(
+        name: &str,
+        who: &str,
+        role: &str,
+        expires: Option<&str>,
+        extra: Value,
+    ) -> Arc<ProjectMembership> {
+        let mut v = json!({"apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectMembership",
+            "metadata": {"name": name, "namespace": "web", "uid": format!("uid-{name}"),
+                "creationTimestamp": "2027-01-01T00:00:00Z"},
+            "spec": {"subject": {"kind": "User", "name": who}, "role": role}});
+        if let Some(e) = expires {
+            v["spec"]["expirationTime"] = e.into();
+        }
+        if let Some(m) = extra.as_object() {
+            for (k, val) in m {
+                v[k] = val.clone();
+            }
+        }
+        Arc::new(obj(v))
+    }
+
+    fn binding(name: &str, part: &str) -> Arc<RoleBinding> {
+        Arc::new(obj(
+            json!({"metadata": {"name": name, "namespace": "web", "labels": {
+            "app.kubernetes.io/managed-by": "tenancy-operator", "tenancy.dev/project": "web", "tenancy.dev/part": part}},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}}),
+        ))
+    }
+
+    fn enforced_quota(hard: Value) -> ResourceQuota {
+        obj(
+            json!({"metadata": {"name": "tenancy-quota", "namespace": "web"},
+            "spec": {"hard": hard}, "status": {"hard": hard, "used": {}}}),
+        )
+    }
+
+    /// One case: the world, and what the plan must say.
+    struct World {
+        project: Project,
+        customer: Option<Customer>,
+        namespace: Option<Namespace>,
+        memberships: Vec<Arc<ProjectMembership>>,
+        bindings: Vec<Arc<RoleBinding>>,
+        quota: Option<ResourceQuota>,
+    }
+
+    impl World {
+        fn new(project: Project) -> World {
+            World {
+                project,
+                customer: Some(customer(
+                    json!({"owners": [{"kind": "User", "name": "olga"}]}),
+                )),
+                namespace: Some(namespace(ours(), json!({}))),
+                memberships: vec![],
+                bindings: vec![],
+                quota: None,
+            }
+        }
+
+        fn plan(&self) -> ProjectPlan {
+            let contents = NamespaceContents::default();
+            let none = |_: &str| false;
+            let view = ProjectView {
+                project: &self.project,
+                customer: self.customer.as_ref(),
+                namespace: self.namespace.as_ref(),
+                memberships: &self.memberships,
+                role_bindings: &self.bindings,
+                quota: self.quota.as_ref(),
+                contents: &contents,
+                is_project_namespace: &none,
+            };
+            plan(&view, &Config::default(), now())
+        }
+    }
+
+    fn condition<'a>(s: &'a ProjectStatus, t: &str) -> (&'a str, &'a str, &'a str) {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
+            .unwrap_or(("", "", ""))
+    }
+
+    fn hard(plan: &ProjectPlan) -> BTreeMap<String, String> {
+        plan.quota
+            .as_ref()
+            .and_then(|q| q.spec.as_ref())
+            .and_then(|s| s.hard.as_ref())
+            .map(|h| h.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    fn step_name(plan: &ProjectPlan) -> &'static str {
+        match &plan.step {
+            None => "none",
+            Some(Step::Conflict(_)) => "conflict",
+            Some(Step::Recover(_)) => "recover",
+            Some(Step::PlanSuspension) => "plan-suspension",
+            Some(Step::Suspend(_)) => "suspend",
+            Some(Step::DeleteWorkloads) => "delete-workloads",
+            Some(Step::Resume(_)) => "resume",
+        }
+    }
+
+    fn archive_of(customer: &str) -> Value {
+        let a = Archive {
+            customer: customer.into(),
+            ..Archive::new(
+                obj(json!({"customer": customer})),
+                "2027-03-01T00:00:00Z".parse().unwrap(),
+                &[],
+            )
+        };
+        json!({"tenancy.dev/archive": a.to_annotation()})
+    }
+
+    fn archived_labels(uid: &str) -> Value {
+        let mut l = ours();
+        l["tenancy.dev/state"] = "terminated".into();
+        l["tenancy.dev/project-uid"] = uid.into();
+        l
+    }
+
+    #[test]
+    fn the_step_and_the_phase_follow_the_world() {
+        let suspended = json!({"suspension": {"time": "2027-03-14T00:00:00Z", "replicas": {"Deployment/web": 3}},
+            "conditions": [{"type": "Expired", "status": "True", "reason": "Suspended", "message": "",
+                "lastTransitionTime": "2027-03-14T00:00:00Z"}]});
+        let recorded = json!({"suspension": {"time": "2027-03-14T00:00:00Z", "replicas": {"Deployment/web": 3}}});
+        type Setup = Box<dyn Fn(&mut World)>;
+        let cases: Vec<(&str, Setup, &str, &str)> = vec![
+            ("running", Box::new(|_| {}), "none", "Active"),
+            (
+                "no namespace yet",
+                Box::new(|w| w.namespace = None),
+                "none",
+                "Pending",
+            ),
+            (
+                "customer missing",
+                Box::new(|w| w.customer = None),
+                "none",
+                "Pending",
+            ),
+            (
+                "before the start date",
+                Box::new(|w| {
+                    w.project = project(json!({"startDate": "2027-04-01"}), None, json!({}))
+                }),
+                "none",
+                "Scheduled",
+            ),
+            (
+                "end date passed, in grace",
+                Box::new(|w| {
+                    w.project = project(
+                        json!({"endDate": "2027-03-10", "gracePeriodDays": 30}),
+                        None,
+                        json!({}),
+                    )
+                }),
+                "none",
+                "Finished",
+            ),
+            (
+                "grace over, Suspend not planned",
+                Box::new(|w| {
+                    w.project = project(json!({"endDate": "2027-03-01"}), None, json!({}))
+                }),
+                "plan-suspension",
+                "",
+            ),
+            (
+                "grace over, Suspend planned",
+                Box::new(move |w| {
+                    w.project = project(
+                        json!({"endDate": "2027-03-01"}),
+                        Some(recorded.clone()),
+                        json!({}),
+                    )
+                }),
+                "suspend",
+                "Expired",
+            ),
+            (
+                "grace over, already suspended",
+                Box::new(move |w| {
+                    w.project = project(
+                        json!({"endDate": "2027-03-01"}),
+                        Some(suspended.clone()),
+                        json!({}),
+                    )
+                }),
+                "none",
+                "Expired",
+            ),
+            (
+                "grace over, Delete",
+                Box::new(|w| {
+                    w.project = project(
+                        json!({"endDate": "2027-03-01", "expirationPolicy": "Delete"}),
+                        None,
+                        json!({}),
+                    )
+                }),
+                "delete-workloads",
+                "Expired",
+            ),
+            (
+                "grace over, None",
+                Box::new(|w| {
+                    w.project = project(
+                        json!({"endDate": "2027-03-01", "expirationPolicy": "None"}),
+                        None,
+                        json!({}),
+                    )
+                }),
+                "none",
+                "Expired",
+            ),
+            (
+                "end date moved later after a suspension",
+                Box::new(|w| {
+                    w.project = project(
+                        json!({"endDate": "2027-12-31"}),
+                        Some(json!({"suspension": {"replicas": {"Deployment/web": 3}}})),
+                        json!({}),
+                    )
+                }),
+                "resume",
+                "Active",
+            ),
+            (
+                "someone else's namespace",
+                Box::new(|w| w.namespace = Some(namespace(json!({}), json!({})))),
+                "conflict",
+                "Conflict",
+            ),
+            (
+                "an earlier incarnation's namespace",
+                Box::new(|w| {
+                    let mut l = ours();
+                    l["tenancy.dev/project-uid"] = "uid-old".into();
+                    w.namespace = Some(namespace(l, json!({})));
+                }),
+                "conflict",
+                "Conflict",
+            ),
+            (
+                "an earlier incarnation's namespace, adopted by staff",
+                Box::new(|w| {
+                    let mut l = ours();
+                    l["tenancy.dev/project-uid"] = "uid-old".into();
+                    w.namespace = Some(namespace(l, json!({})));
+                    w.project = project(
+                        json!({}),
+                        None,
+                        json!({"tenancy.dev/adopt-namespace": "true"}),
+                    );
+                }),
+                "none",
+                "Active",
+            ),
+            (
+                "an archive of the same customer",
+                Box::new(|w| {
+                    w.namespace = Some(namespace(archived_labels("uid-old"), archive_of("acme")))
+                }),
+                "recover",
+                "",
+            ),
+            (
+                "an archive of another customer",
+                Box::new(|w| {
+                    w.namespace = Some(namespace(archived_labels("uid-old"), archive_of("globex")))
+                }),
+                "conflict",
+                "Conflict",
+            ),
+            (
+                "an archive of another customer, adopted by staff",
+                Box::new(|w| {
+                    w.namespace = Some(namespace(archived_labels("uid-old"), archive_of("globex")));
+                    w.project = project(
+                        json!({}),
+                        None,
+                        json!({"tenancy.dev/adopt-namespace": "true"}),
+                    );
+                }),
+                "recover",
+                "",
+            ),
+            (
+                "an archive already recovered",
+                Box::new(|w| {
+                    w.namespace = Some(namespace(archived_labels("uid-old"), archive_of("acme")));
+                    w.project = project(
+                        json!({}),
+                        Some(
+                            json!({"recovery": {"time": NOW, "terminatedAt": "2027-03-01T00:00:00Z", "previousCustomer": "acme"}}),
+                        ),
+                        json!({}),
+                    );
+                }),
+                "none",
+                "Active",
+            ),
+        ];
+        for (what, setup, step, phase) in cases {
+            let mut w = World::new(project(json!({}), None, json!({})));
+            w.quota = Some(enforced_quota(json!({})));
+            setup(&mut w);
+            let plan = w.plan();
+            assert_eq!(step_name(&plan), step, "{what}: step");
+            if !phase.is_empty() {
+                let got = plan
+                    .status
+                    .phase
+                    .map(|p| format!("{p:?}"))
+                    .unwrap_or_default();
+                assert_eq!(
+                    got, phase,
+                    "{what}: phase; conditions {:?}",
+                    plan.status.conditions
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn conflicts_bind_nothing_but_let_owners_get_and_delete_the_project() {
+        let mut w = World::new(project(json!({}), None, json!({})));
+        w.namespace = Some(namespace(json!({}), json!({})));
+        w.bindings = vec![binding("tenancy-owner-x", "owner")];
+        w.memberships = vec![membership("mia", "mia", "Manager", None, json!({}))];
+        let plan = w.plan();
+        assert!(
+            matches!(&plan.step, Some(Step::Conflict(m)) if m.contains("was not created for this project"))
+        );
+        assert_eq!(condition(&plan.status, "Ready").1, "NamespaceConflict");
+        assert_eq!(
+            plan.revoke,
+            ["tenancy-owner-x"],
+            "no customer role is wanted in it"
+        );
+        let subjects = |i: usize| -> Vec<String> {
+            plan.cluster_role_bindings[i]
+                .subjects
+                .iter()
+                .flatten()
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        assert_eq!(
+            subjects(1),
+            ["olga"],
+            "the owner manages it, the namespace's manager does not"
+        );
+    }
+
+    #[test]
+    fn access_follows_memberships_and_customer_roles() {
+        let mut w = World::new(project(json!({}), None, json!({})));
+        w.memberships = vec![
+            membership("ned", "ned", "Member", None, json!({})),
+            membership(
+                "gone",
+                "gone",
+                "Member",
+                Some("2027-03-01T00:00:00Z"),
+                json!({}),
+            ),
+            membership(
+                "bye",
+                "bye",
+                "Member",
+                None,
+                json!({"metadata": {"name": "bye", "namespace": "web", "deletionTimestamp": NOW, "finalizers": ["x"]}}),
+            ),
+        ];
+        w.bindings = vec![
+            binding("tenancy-member-ned", "membership"),
+            binding("tenancy-member-bye", "membership"),
+            binding("tenancy-member-deleted-long-ago", "membership"),
+            binding("tenancy-owner-someone-who-left", "owner"),
+        ];
+        let plan = w.plan();
+        let mut revoke = plan.revoke.clone();
+        revoke.sort();
+        assert_eq!(
+            revoke,
+            [
+                "tenancy-member-bye",
+                "tenancy-member-deleted-long-ago",
+                "tenancy-owner-someone-who-left"
+            ]
+        );
+        let members = plan.status.members.as_ref().unwrap();
+        assert_eq!(
+            (members.total, members.members),
+            (1, 1),
+            "the expired one is not counted"
+        );
+        assert_eq!(plan.customer_bindings.len(), 1, "olga's owner binding");
+        let readers: Vec<String> = plan.cluster_role_bindings[0]
+            .subjects
+            .iter()
+            .flatten()
+            .map(|s| s.name.clone())
+            .collect();
+        assert_eq!(readers, ["ned", "olga"]);
+    }
+
+    #[test]
+    fn a_move_is_recorded_and_revokes_only_when_permissions_are_not_preserved() {
+        let moved_from = json!({"customer": {"name": "globex"}});
+        for (preserve, want_revoked) in [(None, 0), (Some(false), 1)] {
+            let mut spec = json!({});
+            if let Some(p) = preserve {
+                spec["preservePermissionsOnMove"] = p.into();
+            }
+            let mut w = World::new(project(spec, Some(moved_from.clone()), json!({})));
+            w.memberships = vec![
+                membership("ned", "ned", "Member", None, json!({})),
+                membership(
+                    "old",
+                    "old",
+                    "Member",
+                    None,
+                    json!({"status": {"phase": "Revoked"}}),
+                ),
+            ];
+            let plan = w.plan();
+            let m = plan.moved.as_ref().expect("a move");
+            assert_eq!(
+                (m.record.from.as_str(), m.record.to.as_str()),
+                ("globex", "acme")
+            );
+            assert_eq!(m.revoke.len(), want_revoked, "{preserve:?}");
+            assert_eq!(plan.status.last_move.as_ref(), Some(&m.record));
+            assert_eq!(plan.status.customer.as_ref().unwrap().name, "acme");
+        }
+    }
+
+    #[test]
+    fn the_quota_freezes_when_due_and_bounds_what_the_customer_limits() {
+        let mut w = World::new(project(
+            json!({"endDate": "2027-03-01", "quota": {"hard": {"requests.cpu": "2", "foo": "1"}}}),
+            Some(json!({"suspension": {}})),
+            json!({}),
+        ));
+        w.customer = Some(customer(
+            json!({"quota": {"hard": {"requests.cpu": "8", "pods": "20"}}}),
+        ));
+        let plan = w.plan();
+        let h = hard(&plan);
+        assert_eq!(
+            h.get("pods").map(String::as_str),
+            Some("0"),
+            "frozen, and unbounded pods held at 0"
+        );
+        assert_eq!(h.get("requests.cpu").map(String::as_str), Some("2"));
+        assert!(
+            !h.contains_key("foo"),
+            "what a ResourceQuota refuses is left out"
+        );
+        let (status, _, message) = condition(&plan.status, "SpecValid");
+        assert_eq!(status, "False");
+        assert!(
+            message.contains("spec.quota.hard.foo") && message.contains("sets no pods"),
+            "{message}"
+        );
+        let failed = with_failures(
+            &plan,
+            &ProjectStatus::default(),
+            &["writing the namespace's quota failed: 403".into()],
+            now(),
+        );
+        assert!(
+            condition(&failed, "SpecValid")
+                .2
+                .contains("quota failed: 403")
+        );
+    }
+
+    #[test]
+    fn the_reconcile_wakes_at_the_next_instant_something_changes() {
+        let mut w = World::new(project(json!({"endDate": "2027-03-20"}), None, json!({})));
+        w.memberships = vec![membership(
+            "ned",
+            "ned",
+            "Member",
+            Some("2027-03-15T12:00:30Z"),
+            json!({}),
+        )];
+        assert_eq!(
+            w.plan().wake,
+            Duration::from_secs(30),
+            "the membership's expiry"
+        );
+        w.memberships.clear();
+        w.customer = Some(customer(
+            json!({"owners": [{"kind": "User", "name": "olga", "expirationTime": "2027-03-15T12:10:00Z"}]}),
+        ));
+        assert_eq!(
+            w.plan().wake,
+            Duration::from_secs(600),
+            "the owner's expiry"
+        );
+        w.customer = Some(customer(json!({})));
+        w.project = project(json!({"endDate": "2027-03-15"}), None, json!({}));
+        assert_eq!(
+            w.plan().wake,
+            Duration::from_secs(3600),
+            "the end of the end date is 12 h away: at most an hour"
+        );
+        w.project = project(json!({}), None, json!({}));
+        assert_eq!(w.plan().wake, Duration::from_secs(3600), "nothing: an hour");
+    }
+}
