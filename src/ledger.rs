@@ -99,6 +99,57 @@ pub fn fits(
     }
 }
 
+/// One correction of a ledger entry: set the project's reservation to `hard` (`None`: remove
+/// it), if the entry is still the one reserved at `reserved_at` (`None`: if there is none).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Correction {
+    pub project: String,
+    pub hard: Option<BTreeMap<String, String>>,
+    pub reserved_at: Option<Timestamp>,
+}
+
+/// What makes a ledger equal what the stored projects hold (`stored`: each project's allocation,
+/// see [`allocation`]): a reservation whose project never appeared (a create admitted, then
+/// refused or lost) goes, one that differs from its stored project (an admitted change that was
+/// never stored; a shrink, which admission never reserves) is set to it, and a stored project
+/// without one gets one. Entries reserved in the last [`SETTLE`] are left to their admissions
+/// (whose objects may still be on their way to storage); the returned instant is when the first
+/// of them settles.
+pub fn repairs(
+    entries: &Entries,
+    stored: &BTreeMap<String, BTreeMap<String, String>>,
+    now: Timestamp,
+) -> (Vec<Correction>, Option<Timestamp>) {
+    let mut out = Vec::new();
+    let mut next: Option<Timestamp> = None;
+    for (project, reservation) in entries {
+        let want = stored.get(project);
+        if want == Some(&reservation.hard) {
+            continue;
+        }
+        let settle = reservation.at.checked_add(SETTLE).unwrap_or(reservation.at);
+        if now < settle {
+            next = Some(next.map_or(settle, |n| n.min(settle)));
+            continue;
+        }
+        out.push(Correction {
+            project: project.clone(),
+            hard: want.cloned(),
+            reserved_at: Some(reservation.at),
+        });
+    }
+    for (project, hard) in stored {
+        if !entries.contains_key(project) {
+            out.push(Correction {
+                project: project.clone(),
+                hard: Some(hard.clone()),
+                reserved_at: None,
+            });
+        }
+    }
+    (out, next)
+}
+
 /// Why a reservation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -615,6 +666,58 @@ mod tests {
         assert!(plan.outcomes.iter().all(|o| o.is_ok()));
         let (entries, _) = plan.write.unwrap();
         assert_eq!(entries.keys().collect::<Vec<_>>(), ["b", "d"]);
+    }
+
+    #[test]
+    fn the_ledger_is_repaired_to_what_stored_projects_hold_once_admissions_settle() {
+        let now: Timestamp = "2027-01-01T00:10:00Z".parse().unwrap();
+        let at = |s: &str| -> Timestamp { s.parse().unwrap() };
+        let entry = |cpu: &str, when: &str| Reservation {
+            hard: BTreeMap::from([("requests.cpu".to_string(), cpu.to_string())]),
+            at: at(when),
+        };
+        let entries = Entries::from([
+            ("same".into(), entry("1", "2027-01-01T00:00:00Z")),
+            (
+                "grown-never-stored".into(),
+                entry("4", "2027-01-01T00:00:00Z"),
+            ),
+            ("lost-create".into(), entry("1", "2027-01-01T00:00:00Z")),
+            ("in-flight".into(), entry("2", "2027-01-01T00:09:50Z")),
+        ]);
+        let stored = BTreeMap::from([
+            ("same".to_string(), entries["same"].hard.clone()),
+            (
+                "grown-never-stored".to_string(),
+                entries["same"].hard.clone(),
+            ),
+            ("in-flight".to_string(), entries["same"].hard.clone()),
+            ("missing".to_string(), entries["same"].hard.clone()),
+        ]);
+        let (fixes, next) = repairs(&entries, &stored, now);
+        let got: Vec<(&str, Option<&str>, bool)> = fixes
+            .iter()
+            .map(|c| {
+                (
+                    c.project.as_str(),
+                    c.hard.as_ref().map(|h| h["requests.cpu"].as_str()),
+                    c.reserved_at.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("grown-never-stored", Some("1"), true),
+                ("lost-create", None, true),
+                ("missing", Some("1"), false),
+            ]
+        );
+        assert_eq!(
+            next,
+            Some(at("2027-01-01T00:10:20Z")),
+            "the in-flight entry settles then"
+        );
     }
 
     #[test]

@@ -1,9 +1,7 @@
 //! The Customer reconciler: access for owners and support to the Customer itself, and status
 //! aggregated over its projects.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::Future;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -11,17 +9,16 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::ResourceExt;
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
 use super::queue::Queue;
 use super::{Changes, Context, Error, apply};
-use crate::api::customer::ProjectCounts;
-use crate::api::{Customer, CustomerStatus, Project};
-use crate::desired::access;
-use crate::desired::conditions::{Conditions, is_true};
-use crate::desired::labels;
-use crate::desired::quantity::Milli;
+use crate::api::{Customer, Project};
+use crate::desired::customer::CustomerView;
+use crate::desired::{self, labels};
 use crate::lifecycle;
+use crate::lifecycle::archive::{Archive, is_archived as archived, purgeable};
 
 pub const CONTROLLER: &str = "customer";
 
@@ -84,31 +81,15 @@ pub fn controller(
     }
 }
 
-/// Days the customer keeps the namespaces of its deleted projects.
-pub fn retention_days(customer: &Customer) -> i32 {
-    customer
-        .spec
-        .terminated_project_retention_days
-        .unwrap_or(crate::lifecycle::archive::DEFAULT_RETENTION_DAYS)
-}
-
-/// The namespace of a deleted project, kept for recovery until `purge_at`.
-pub struct Kept {
-    pub namespace: Arc<Namespace>,
-    pub archive: crate::lifecycle::archive::Archive,
-    pub purge_at: jiff::Timestamp,
-}
-
-/// The customer's archived namespaces not taken back by a project, and not being deleted.
-pub fn kept_archives(caches: &super::Caches, customer: &Customer) -> Vec<Kept> {
-    let name = customer.name_any();
-    let retention = retention_days(customer);
+/// The customer's archived namespaces not taken back by a project, not being deleted, and
+/// archived by the operator itself, with their archive.
+fn kept_archives(caches: &crate::watch::Caches, name: &str) -> Vec<(Arc<Namespace>, Archive)> {
     caches
         .namespaces
         .state()
         .into_iter()
         .filter(|n| {
-            n.labels().get(labels::CUSTOMER) == Some(&name)
+            n.labels().get(labels::CUSTOMER).map(String::as_str) == Some(name)
                 && n.metadata.deletion_timestamp.is_none()
                 && caches
                     .projects
@@ -116,50 +97,10 @@ pub fn kept_archives(caches: &super::Caches, customer: &Customer) -> Vec<Kept> {
                     .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
         })
         .filter_map(|n| {
-            let archive = crate::lifecycle::archive::Archive::of(&n)?;
-            if !crate::lifecycle::archive::purgeable(&n, &archive) {
-                return None;
-            }
-            let purge_at = archive.purge_after(retention);
-            Some(Kept {
-                namespace: n,
-                archive,
-                purge_at,
-            })
+            let archive = Archive::of(&n).filter(|a| purgeable(&n, a))?;
+            Some((n, archive))
         })
         .collect()
-}
-
-/// Adds quantity maps key by key.
-pub fn sum_maps(
-    maps: impl IntoIterator<Item = BTreeMap<String, Milli>>,
-) -> BTreeMap<String, Milli> {
-    let mut out: BTreeMap<String, Milli> = BTreeMap::new();
-    for m in maps {
-        for (k, v) in m {
-            *out.entry(k).or_default() += v;
-        }
-    }
-    out
-}
-
-/// A project's `spec.quota.hard` as numbers (values that do not parse are left out; the
-/// schema refuses them anyway).
-pub fn allocation_of(p: &Project) -> BTreeMap<String, Milli> {
-    p.spec
-        .quota
-        .as_ref()
-        .map(|q| {
-            q.hard
-                .iter()
-                .filter_map(|(k, v)| Milli::parse(&v.0).ok().map(|m| (k.clone(), m)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn strings(m: BTreeMap<String, Milli>) -> BTreeMap<String, String> {
-    m.into_iter().map(|(k, v)| (k, v.to_string())).collect()
 }
 
 async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -172,238 +113,87 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
     }
     let now = ctx.clock.now();
     let caches = &ctx.caches;
-
-    let (roles, bindings) =
-        access::customer_access(&customer, now, &|n: &str| caches.is_project_namespace(n));
-    apply::ensure_cluster_rbac(&ctx, &roles, &bindings).await?;
-
-    // Repair the quota ledger so that it equals what the stored projects hold: a reservation
-    // whose project never appeared (a create admitted, then refused or lost) goes, one that
-    // differs from its stored project (an admitted change that was never stored; a shrink, which
-    // admission never reserves) is set to it, and a stored project without one gets one. Entries
-    // reserved in the last `SETTLE` are left to their admissions (whose objects may still be on
-    // their way to storage); the reconciler comes back when they settle. Each correction applies
-    // only if the entry is still the one read here.
-    let mut ledger_checks = Vec::new();
-    let ledger_ref =
-        ObjectRef::new(&crate::ledger::ledger_name(&name)).within(ctx.ledger.namespace());
-    if let Some(cm) = caches.ledgers.get(&ledger_ref) {
-        let entries = crate::ledger::decode(&cm);
-        let stored: BTreeMap<String, Arc<Project>> = caches
-            .projects
-            .state()
-            .into_iter()
-            .filter(|p| p.spec.customer == name && p.metadata.deletion_timestamp.is_none())
-            .map(|p| (p.name_any(), p))
-            .collect();
-        for (project, reservation) in &entries {
-            let settle = reservation
-                .at
-                .checked_add(crate::ledger::SETTLE)
-                .unwrap_or(reservation.at);
-            let want = stored.get(project).map(|p| crate::ledger::allocation(p));
-            if want.as_ref() == Some(&reservation.hard) {
-                continue;
-            }
-            if now < settle {
-                ledger_checks.push(Some(settle));
-                continue;
-            }
-            ctx.ledger
-                .correct(&name, project, want, now, Some(reservation.at))
-                .await?;
-            tracing::info!(
-                customer = name,
-                project,
-                "corrected a quota reservation to what the stored project holds"
-            );
-        }
-        for (project, p) in &stored {
-            if !entries.contains_key(project) {
-                let want = crate::ledger::allocation(p);
-                ctx.ledger
-                    .correct(&name, project, Some(want), now, None)
-                    .await?;
-            }
-        }
-    }
-
     let projects: Vec<Arc<Project>> = caches
         .projects
         .state()
         .into_iter()
         .filter(|p| p.spec.customer == name)
         .collect();
-    let active: Vec<&Arc<Project>> = projects
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect();
+    let archives = kept_archives(caches, &name);
     let terminated = caches
         .namespaces
         .state()
         .iter()
         .filter(|n| {
-            let l = n.labels();
-            l.get(labels::CUSTOMER) == Some(&name)
-                && l.get(labels::STATE).map(String::as_str) == Some("terminated")
-                && !active.iter().any(|p| p.name_any() == n.name_any())
+            n.labels().get(labels::CUSTOMER) == Some(&name)
+                && archived(n)
+                && !projects.iter().any(|p| {
+                    p.metadata.deletion_timestamp.is_none() && p.name_any() == n.name_any()
+                })
         })
         .count();
-    // Purge archived namespaces whose retention has run out: the only destructive step.
-    let retention = retention_days(&customer);
-    let mut purge_times = Vec::new();
-    for Kept {
-        namespace: n,
-        archive,
-        purge_at: at,
-    } in kept_archives(caches, &customer)
-    {
-        if now >= at {
-            apply::remove(&ctx, n.as_ref()).await?;
-            ctx.event(
-                customer.as_ref(),
-                kube::runtime::events::EventType::Normal,
-                "Purged",
-                format!("deleted namespace {} of project {} for good: it was deleted at {} and the retention is {retention} days", n.name_any(), n.name_any(), archive.terminated_at.0),
-            )
+    let is_project_namespace = |n: &str| caches.is_project_namespace(n);
+    let plan = desired::customer::plan(
+        &CustomerView {
+            customer: &customer,
+            projects: &projects,
+            archives: &archives,
+            terminated,
+            is_project_namespace: &is_project_namespace,
+        },
+        &ctx.config,
+        now,
+    );
+
+    apply::ensure_cluster_rbac(&ctx, &plan.cluster_roles, &plan.cluster_role_bindings).await?;
+    let ledger_settles = repair_ledger(&ctx, &name, &projects, now).await?;
+    for (n, note) in &plan.purge {
+        apply::remove(&ctx, n.as_ref()).await?;
+        ctx.event(customer.as_ref(), EventType::Normal, "Purged", note.clone())
             .await;
-        } else {
-            purge_times.push(Some(at));
-        }
     }
-
-    let allocated = sum_maps(active.iter().map(|p| allocation_of(p)));
-    let usage = sum_maps(active.iter().map(|p| {
-        p.status
-            .as_ref()
-            .map(|s| {
-                s.usage
-                    .iter()
-                    .filter_map(|(k, v)| Milli::parse(v).ok().map(|m| (k.clone(), m)))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }));
-    let resources: i64 = active
-        .iter()
-        .filter_map(|p| p.status.as_ref().and_then(|s| s.resources_count))
-        .sum();
-
-    let previous = customer.status.clone().unwrap_or_default();
-    let mut conds = Conditions::new(&previous.conditions, customer.metadata.generation, now);
-    let over: Vec<String> = customer
-        .spec
-        .quota
-        .as_ref()
-        .map(|q| {
-            let mut over: Vec<String> = q
-                .hard
-                .iter()
-                .filter_map(|(k, limit)| {
-                    let limit = Milli::parse(&limit.0).ok()?;
-                    let used = allocated.get(k).copied().unwrap_or_default();
-                    (used > limit).then(|| format!("{k}: {used} allocated of {limit}"))
-                })
-                .collect();
-            if let Some(max) = q.projects
-                && active.len() as i64 > i64::from(max)
-            {
-                over.push(format!("projects: {} of {max}", active.len()));
-            }
-            over
-        })
-        .unwrap_or_default();
-    if over.is_empty() {
-        conds.set(
-            "QuotaWithinLimits",
-            true,
-            "WithinLimits",
-            "the projects' quotas fit the customer's quota",
-        );
-    } else {
-        conds.set(
-            "QuotaWithinLimits",
-            false,
-            "Oversubscribed",
-            format!("allocated beyond the customer's quota: {}", over.join(", ")),
-        );
-    }
-    let not_ready: Vec<String> = active
-        .iter()
-        .filter(|p| {
-            !p.status
-                .as_ref()
-                .is_some_and(|s| is_true(&s.conditions, "Ready"))
-        })
-        .map(|p| p.name_any())
-        .collect();
-    if not_ready.is_empty() {
-        conds.set(
-            "Ready",
-            true,
-            "Reconciled",
-            format!("{} projects ready", active.len()),
-        );
-    } else {
-        conds.set(
-            "Ready",
-            false,
-            "ProjectsProgressing",
-            format!("projects not ready yet: {}", not_ready.join(", ")),
-        );
-    }
-    let usage = strings(usage);
-    let status = CustomerStatus {
-        observed_generation: customer.metadata.generation,
-        conditions: conds.finish(),
-        projects: Some(ProjectCounts {
-            active: active.len() as i32,
-            terminated: terminated as i32,
-        }),
-        resources_count: Some(resources),
-        allocated: strings(allocated),
-        cost: ctx.config.prices.as_ref().map(|p| p.estimate(&usage)),
-        usage,
-    };
-    apply::ensure_status(&ctx, customer.as_ref(), customer.status.as_ref(), &status).await?;
+    apply::ensure_status(
+        &ctx,
+        customer.as_ref(),
+        customer.status.as_ref(),
+        &plan.status,
+    )
+    .await?;
     ctx.succeeded(CONTROLLER, customer.as_ref());
-
-    let expiries = customer
-        .spec
-        .owners
-        .iter()
-        .chain(customer.spec.support.iter())
-        .map(|h| h.expiration_time.as_ref().map(|t| t.0))
-        .chain(purge_times)
-        .chain(ledger_checks);
-    Ok(match lifecycle::earliest_after(now, expiries) {
-        Some(at) => Action::requeue(lifecycle::until(now, at).min(Duration::from_secs(3600))),
-        None => Action::requeue(Duration::from_secs(3600)),
-    })
+    let wake = ledger_settles
+        .map(|at| lifecycle::until(now, at))
+        .map_or(plan.wake, |w| w.min(plan.wake));
+    Ok(Action::requeue(wake))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn allocations_add_up_by_resource() {
-        let m = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), Milli::parse(v).unwrap()))
-                .collect::<BTreeMap<_, _>>()
-        };
-        let total = sum_maps([
-            m(&[("requests.cpu", "2"), ("requests.memory", "1Gi")]),
-            m(&[("requests.cpu", "500m")]),
-        ]);
-        assert_eq!(
-            strings(total),
-            BTreeMap::from([
-                ("requests.cpu".into(), "2500m".into()),
-                ("requests.memory".into(), "1Gi".into())
-            ])
+/// Makes the customer's ledger equal what its stored projects hold (see
+/// [`crate::ledger::repairs`]); returns when an entry still settling is to be looked at again.
+async fn repair_ledger(
+    ctx: &Context,
+    name: &str,
+    projects: &[Arc<Project>],
+    now: jiff::Timestamp,
+) -> Result<Option<jiff::Timestamp>, Error> {
+    let ledger_ref =
+        ObjectRef::new(&crate::ledger::ledger_name(name)).within(ctx.ledger.namespace());
+    let Some(cm) = ctx.caches.ledgers.get(&ledger_ref) else {
+        return Ok(None);
+    };
+    let stored = projects
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| (p.name_any(), crate::ledger::allocation(p)))
+        .collect();
+    let (corrections, settles) = crate::ledger::repairs(&crate::ledger::decode(&cm), &stored, now);
+    for c in corrections {
+        ctx.ledger
+            .correct(name, &c.project, c.hard, now, c.reserved_at)
+            .await?;
+        tracing::info!(
+            customer = name,
+            project = c.project,
+            "corrected a quota reservation to what the stored project holds"
         );
     }
+    Ok(settles)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::Future;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
@@ -14,11 +14,9 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::queue::Queue;
 use super::{Changes, Context, Error, apply};
-use crate::api::{Project, ProjectMembership, ProjectMembershipStatus};
-use crate::desired::access::{self, Grant};
-use crate::desired::conditions::Conditions;
+use crate::api::{Project, ProjectMembership};
 use crate::desired::namespace::{Standing, standing};
-use crate::lifecycle;
+use crate::desired::{self, access};
 
 pub const CONTROLLER: &str = "membership";
 
@@ -105,149 +103,50 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
         &|n: &str| caches.is_project_namespace(n),
     );
 
+    let plan = desired::membership::plan(&m, &grant, &ctx.config.roles, now);
+
+    // Its RoleBinding, and while it is a pending invitation the Role and RoleBinding that let
+    // its subject accept it.
     let binding_name = access::membership_binding_name(&m.name_any());
-    let current = ctx
-        .caches
+    let current = caches
         .role_bindings
         .get(&ObjectRef::new(&binding_name).within(&ns));
-    if grant == Grant::Active {
-        apply::ensure_role_binding(
-            &ctx,
-            current,
-            &access::membership_binding(&m, &ctx.config.roles),
-        )
-        .await?;
-    } else if let Some(rb) = current {
-        apply::remove(&ctx, rb.as_ref()).await?;
+    match (&plan.binding, current) {
+        (Some(rb), current) => {
+            apply::ensure_role_binding(&ctx, current, rb).await?;
+        }
+        (None, Some(rb)) => apply::remove(&ctx, rb.as_ref()).await?,
+        (None, None) => {}
     }
-    // A pending invitation lets its subject accept it, and nothing else.
     let invitation = access::invitation_name(&m.name_any());
-    let current_role = ctx
-        .caches
-        .roles
-        .get(&ObjectRef::new(&invitation).within(&ns));
-    let current_rb = ctx
-        .caches
+    let current_role = caches.roles.get(&ObjectRef::new(&invitation).within(&ns));
+    let current_rb = caches
         .role_bindings
         .get(&ObjectRef::new(&invitation).within(&ns));
-    if grant == Grant::Pending {
-        let (role, rb) = access::invitation_access(&m);
-        apply::ensure(&ctx, current_role, &role).await?;
-        apply::ensure(&ctx, current_rb, &rb).await?;
-    } else {
-        if let Some(rb) = current_rb {
-            apply::remove(&ctx, rb.as_ref()).await?;
+    // The Role before its binding (RBAC checks the binder holds what the Role grants, and the
+    // operator holds no `bind`), the binding before its Role when they go.
+    match &plan.invitation {
+        Some((role, rb)) => {
+            apply::ensure(&ctx, current_role, role).await?;
+            apply::ensure(&ctx, current_rb, rb).await?;
         }
-        if let Some(role) = current_role {
-            apply::remove(&ctx, role.as_ref()).await?;
+        None => {
+            apply::ensure_or_remove::<RoleBinding>(&ctx, current_rb, None).await?;
+            apply::ensure_or_remove::<Role>(&ctx, current_role, None).await?;
         }
     }
 
-    // A membership being deleted keeps no access, whatever finalizers keep the object.
-    if grant == Grant::Deleting {
-        ctx.succeeded(CONTROLLER, m.as_ref());
-        return Ok(Action::await_change());
-    }
-    let previous = m.status.clone().unwrap_or_default();
-    let mut conds = Conditions::new(&previous.conditions, m.metadata.generation, now);
-    let who = format!("{} {}", m.spec.subject.kind.as_str(), m.spec.subject.name);
-    let role = m.spec.role.as_str();
-    match &grant {
-        Grant::Active => {
-            conds.set(
-                "Ready",
-                true,
-                "Bound",
-                format!("{who} holds {role} through RoleBinding {binding_name}"),
-            );
-            conds.set(
-                "Duplicate",
-                false,
-                "Unique",
-                "no other membership gives this subject this role",
-            );
-        }
-        Grant::Expired => {
-            conds.set(
-                "Ready",
-                false,
-                "Expired",
-                format!(
-                    "expired at {}; set spec.expirationTime later (or remove it) to restore",
-                    m.spec
-                        .expiration_time
-                        .as_ref()
-                        .map(|t| t.0.to_string())
-                        .unwrap_or_default()
-                ),
-            );
-        }
-        Grant::Revoked => {
-            conds.set(
-                "Ready",
-                false,
-                "Revoked",
-                "revoked when the project was deleted or moved; recover the project to restore it",
-            );
-        }
-        Grant::Pending => {
-            conds.set("Ready", false, "InvitationPending", format!("waiting for {who} to accept: they set the annotation tenancy.dev/accept: \"true\" on this membership"));
-        }
-        Grant::Duplicate(other) => {
-            conds.set(
-                "Ready",
-                false,
-                "Duplicate",
-                format!("{who} already holds {role} through membership {other}; delete this one"),
-            );
-            conds.set(
-                "Duplicate",
-                true,
-                "Duplicate",
-                format!("duplicate of membership {other}"),
-            );
-        }
-        Grant::Refused(why) => {
-            conds.set(
-                "Ready",
-                false,
-                "NotAllowed",
-                format!("nothing is bound: {why}"),
-            );
-        }
-        Grant::Deleting => unreachable!("returned above"),
-        Grant::NoProject => {
-            conds.set(
-                "Ready",
-                false,
-                "ProjectNotFound",
-                format!(
-                    "namespace {ns} is not the namespace of an active project; nothing is bound"
-                ),
-            );
-        }
-    }
-    let status = ProjectMembershipStatus {
-        observed_generation: m.metadata.generation,
-        phase: grant.phase().or(if matches!(grant, Grant::NoProject) {
-            previous.phase
-        } else {
-            None
-        }),
-        role_binding: (grant == Grant::Active).then_some(binding_name),
-        conditions: conds.finish(),
-    };
     // The phase is also written by the soft delete and the recovery (Revoked, Pending, Active):
     // a status computed from an older cached copy must not undo theirs. On a conflict the newer
     // membership is on its way through the watch; reconcile again with it.
-    match apply::ensure_status_of_version(&ctx, m.as_ref(), m.status.as_ref(), &status).await {
-        Err(e) if apply::is_conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
-        result => result?,
-    };
+    if let Some(status) = &plan.status {
+        match apply::ensure_status_of_version(&ctx, m.as_ref(), m.status.as_ref(), status).await {
+            Err(e) if apply::is_conflict(&e) => {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            result => result?,
+        };
+    }
     ctx.succeeded(CONTROLLER, m.as_ref());
-
-    Ok(match (&grant, m.spec.expiration_time.as_ref()) {
-        (Grant::Active, Some(t)) => Action::requeue(lifecycle::until(now, t.0)),
-        _ => Action::requeue(Duration::from_secs(3600)),
-    })
+    Ok(plan.wake.map_or(Action::await_change(), Action::requeue))
 }

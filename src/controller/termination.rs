@@ -168,7 +168,7 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
                     .caches
                     .customers
                     .get(&ObjectRef::new(&project.spec.customer))
-                    .map(|c| super::customer::retention_days(&c));
+                    .map(|c| crate::desired::customer::retention_days(&c));
                 archive.project_uid = project.uid();
                 archive.namespace_uid = namespace.as_ref().and_then(|n| n.uid());
                 archive.within_budget()

@@ -4,6 +4,8 @@
 pub mod access;
 pub mod conditions;
 pub mod cost;
+pub mod customer;
+pub mod membership;
 pub mod namespace;
 pub mod project;
 pub mod quantity;

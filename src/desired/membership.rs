@@ -1,0 +1,298 @@
+//! The ProjectMembership plan: from the membership, what it grants now and the time, its
+//! RoleBinding, its invitation Role and RoleBinding, its status and when to wake up. Pure.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::ResourceExt;
+
+use super::RoleNames;
+use super::access::{self, Grant};
+use super::conditions::Conditions;
+use crate::api::{ProjectMembership, ProjectMembershipStatus};
+use crate::lifecycle;
+
+/// Everything one reconcile of a membership does.
+#[derive(Clone, Debug)]
+pub struct MembershipPlan {
+    /// The RoleBinding it produces (`None`: there must be none).
+    pub binding: Option<RoleBinding>,
+    /// While it is a pending invitation: the Role and RoleBinding that let its subject accept.
+    pub invitation: Option<(Role, RoleBinding)>,
+    /// The status to write; `None` for a membership being deleted (its object is on its way
+    /// out, only its access goes).
+    pub status: Option<ProjectMembershipStatus>,
+    pub wake: Option<Duration>,
+}
+
+/// Plans one reconcile of `m`, which grants `grant` now.
+pub fn plan(
+    m: &ProjectMembership,
+    grant: &Grant,
+    roles: &RoleNames,
+    now: Timestamp,
+) -> MembershipPlan {
+    let binding_name = access::membership_binding_name(&m.name_any());
+    let binding = (*grant == Grant::Active).then(|| access::membership_binding(m, roles));
+    let invitation = (*grant == Grant::Pending).then(|| access::invitation_access(m));
+    if *grant == Grant::Deleting {
+        return MembershipPlan {
+            binding,
+            invitation,
+            status: None,
+            wake: None,
+        };
+    }
+    let previous = m.status.clone().unwrap_or_default();
+    let mut conds = Conditions::new(&previous.conditions, m.metadata.generation, now);
+    let who = format!("{} {}", m.spec.subject.kind.as_str(), m.spec.subject.name);
+    let role = m.spec.role.as_str();
+    let ns = m.namespace().unwrap_or_default();
+    match grant {
+        Grant::Active => {
+            conds.set(
+                "Ready",
+                true,
+                "Bound",
+                format!("{who} holds {role} through RoleBinding {binding_name}"),
+            );
+            conds.set(
+                "Duplicate",
+                false,
+                "Unique",
+                "no other membership gives this subject this role",
+            );
+        }
+        Grant::Expired => {
+            conds.set(
+                "Ready",
+                false,
+                "Expired",
+                format!(
+                    "expired at {}; set spec.expirationTime later (or remove it) to restore",
+                    m.spec
+                        .expiration_time
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                        .unwrap_or_default()
+                ),
+            );
+        }
+        Grant::Revoked => {
+            conds.set(
+                "Ready",
+                false,
+                "Revoked",
+                "revoked when the project was deleted or moved; recover the project to restore it",
+            );
+        }
+        Grant::Pending => {
+            conds.set("Ready", false, "InvitationPending", format!("waiting for {who} to accept: they set the annotation tenancy.dev/accept: \"true\" on this membership"));
+        }
+        Grant::Duplicate(other) => {
+            conds.set(
+                "Ready",
+                false,
+                "Duplicate",
+                format!("{who} already holds {role} through membership {other}; delete this one"),
+            );
+            conds.set(
+                "Duplicate",
+                true,
+                "Duplicate",
+                format!("duplicate of membership {other}"),
+            );
+        }
+        Grant::Refused(why) => {
+            conds.set(
+                "Ready",
+                false,
+                "NotAllowed",
+                format!("nothing is bound: {why}"),
+            );
+        }
+        Grant::NoProject | Grant::Deleting => {
+            conds.set(
+                "Ready",
+                false,
+                "ProjectNotFound",
+                format!(
+                    "namespace {ns} is not the namespace of an active project; nothing is bound"
+                ),
+            );
+        }
+    }
+    let status = ProjectMembershipStatus {
+        observed_generation: m.metadata.generation,
+        // Without a project the phase it had stays (Revoked by a soft delete, until recovery).
+        phase: grant.phase().or(if matches!(grant, Grant::NoProject) {
+            previous.phase
+        } else {
+            None
+        }),
+        role_binding: (*grant == Grant::Active).then_some(binding_name),
+        conditions: conds.finish(),
+    };
+    let wake = match (grant, m.spec.expiration_time.as_ref()) {
+        (Grant::Active, Some(t)) => lifecycle::until(now, t.0),
+        _ => Duration::from_secs(3600),
+    };
+    MembershipPlan {
+        binding,
+        invitation,
+        status: Some(status),
+        wake: Some(wake),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::MembershipPhase;
+
+    fn membership(expires: Option<&str>, phase: Option<&str>) -> ProjectMembership {
+        let mut v = serde_json::json!({
+            "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectMembership",
+            "metadata": {"name": "ned", "namespace": "web", "uid": "uid-ned", "generation": 3},
+            "spec": {"subject": {"kind": "User", "name": "ned"}, "role": "Administrator"},
+        });
+        if let Some(e) = expires {
+            v["spec"]["expirationTime"] = e.into();
+        }
+        if let Some(p) = phase {
+            v["status"] = serde_json::json!({"phase": p});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn each_grant_binds_invites_and_reports_what_it_should() {
+        let now: Timestamp = "2027-01-01T12:00:00Z".parse().unwrap();
+        let roles = RoleNames::default();
+        type Case = (
+            Grant,
+            Option<&'static str>,
+            bool,
+            bool,
+            Option<MembershipPhase>,
+            &'static str,
+        );
+        let cases: [Case; 8] = [
+            (
+                Grant::Active,
+                None,
+                true,
+                false,
+                Some(MembershipPhase::Active),
+                "Bound",
+            ),
+            (
+                Grant::Expired,
+                None,
+                false,
+                false,
+                Some(MembershipPhase::Expired),
+                "Expired",
+            ),
+            (
+                Grant::Revoked,
+                None,
+                false,
+                false,
+                Some(MembershipPhase::Revoked),
+                "Revoked",
+            ),
+            (
+                Grant::Pending,
+                None,
+                false,
+                true,
+                Some(MembershipPhase::Pending),
+                "InvitationPending",
+            ),
+            (
+                Grant::Duplicate("older".into()),
+                None,
+                false,
+                false,
+                None,
+                "Duplicate",
+            ),
+            (
+                Grant::Refused("SA rule".into()),
+                None,
+                false,
+                false,
+                None,
+                "NotAllowed",
+            ),
+            (
+                Grant::NoProject,
+                None,
+                false,
+                false,
+                None,
+                "ProjectNotFound",
+            ),
+            // Without a project, the phase a soft delete wrote stays.
+            (
+                Grant::NoProject,
+                Some("Revoked"),
+                false,
+                false,
+                Some(MembershipPhase::Revoked),
+                "ProjectNotFound",
+            ),
+        ];
+        for (grant, held, binds, invites, phase, reason) in cases {
+            let m = membership(None, held);
+            let plan = plan(&m, &grant, &roles, now);
+            assert_eq!(plan.binding.is_some(), binds, "{grant:?}");
+            assert_eq!(plan.invitation.is_some(), invites, "{grant:?}");
+            let status = plan.status.expect("a status");
+            assert_eq!(status.phase, phase, "{grant:?}");
+            assert_eq!(status.observed_generation, Some(3));
+            let ready = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .unwrap();
+            assert_eq!(ready.reason, reason, "{grant:?}");
+            assert_eq!(ready.status == "True", binds, "{grant:?}");
+            assert_eq!(status.role_binding.is_some(), binds);
+        }
+        let active = plan(&membership(None, None), &Grant::Active, &roles, now);
+        assert_eq!(
+            active.binding.unwrap().role_ref.name,
+            "tenancy:project-administrator"
+        );
+    }
+
+    #[test]
+    fn a_membership_being_deleted_keeps_no_access_and_writes_no_status() {
+        let now: Timestamp = "2027-01-01T12:00:00Z".parse().unwrap();
+        let plan = plan(
+            &membership(None, Some("Active")),
+            &Grant::Deleting,
+            &RoleNames::default(),
+            now,
+        );
+        assert!(plan.binding.is_none() && plan.invitation.is_none() && plan.status.is_none());
+    }
+
+    #[test]
+    fn an_active_membership_wakes_at_its_expiry_instant() {
+        let now: Timestamp = "2027-01-01T12:00:00Z".parse().unwrap();
+        let roles = RoleNames::default();
+        let m = membership(Some("2027-01-01T12:00:05Z"), None);
+        assert_eq!(
+            plan(&m, &Grant::Active, &roles, now).wake,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            plan(&m, &Grant::Expired, &roles, now).wake,
+            Some(Duration::from_secs(3600))
+        );
+    }
+}
