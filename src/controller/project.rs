@@ -166,89 +166,16 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     revoke(&ctx, &read, &plan.revoke).await?;
     apply::ensure_cluster_rbac(&ctx, &plan.cluster_roles, &plan.cluster_role_bindings).await?;
 
-    // The lifecycle step, the ones that come back once their record is stored first.
-    match &plan.step {
-        Some(Step::Conflict(msg)) => {
-            if previous.phase != Some(ProjectPhase::Conflict) {
-                let msg = msg.clone();
-                ctx.event(
-                    project.as_ref(),
-                    EventType::Warning,
-                    "NamespaceConflict",
-                    msg,
-                )
-                .await;
-            }
-            apply::ensure_status(
-                &ctx,
-                project.as_ref(),
-                project.status.as_ref(),
-                &plan.status,
-            )
-            .await?;
-            return Ok(Action::requeue(Duration::from_secs(3600)));
-        }
-        Some(Step::Recover(archive)) => {
-            let record = super::termination::recover(&ctx, &project, archive).await?;
-            let status = ProjectStatus {
-                recovery: Some(record),
-                ..previous
-            };
-            return persist_record_first(&ctx, &project, &status).await;
-        }
-        Some(Step::PlanSuspension) => {
-            let record = super::expiry::plan_suspension(&ctx, &project.name_any()).await?;
-            let status = ProjectStatus {
-                suspension: Some(record),
-                ..previous
-            };
-            return persist_record_first(&ctx, &project, &status).await;
-        }
-        _ => {}
+    // The lifecycle steps that end this reconcile (a Conflict; a record stored first).
+    if let Some(action) = carry_out_first_step(&ctx, &project, &plan, &previous).await? {
+        return Ok(action);
     }
     if let Some(moved) = &plan.moved {
         carry_out_move(&ctx, &project, &read, moved, now).await?;
     }
     carry_out_step(&ctx, &project, plan.step.as_ref()).await?;
 
-    // Children.
-    let name = project.name_any();
-    if apply::ensure(&ctx, read.namespace.clone(), &plan.namespace).await?
-        && read.namespace.is_none()
-    {
-        ctx.event(
-            project.as_ref(),
-            EventType::Normal,
-            "NamespaceCreated",
-            format!("created namespace {name}"),
-        )
-        .await;
-    }
-    for rb in &plan.customer_bindings {
-        let current = ctx
-            .caches
-            .role_bindings
-            .get(&ObjectRef::new(&rb.name_any()).within(&name));
-        apply::ensure_role_binding(&ctx, current, rb).await?;
-    }
-    // Quota and limits: a failure is reported and retried, and stops nothing above.
-    let mut failures = Vec::new();
-    let mut first_error = None;
-    for (what, result) in [
-        (
-            "quota",
-            apply::ensure_or_remove(&ctx, read.quota.clone(), plan.quota.as_ref()).await,
-        ),
-        (
-            "limits",
-            apply::ensure_or_remove(&ctx, read.limits.clone(), plan.limits.as_ref()).await,
-        ),
-    ] {
-        if let Err(e) = result {
-            failures.push(format!("writing the namespace's {what} failed: {e}"));
-            first_error.get_or_insert(e);
-        }
-    }
+    let (failures, first_error) = apply_children(&ctx, &project, &read, &plan).await?;
 
     // Status, only onto the version it was computed from: a stale cached copy must not drop
     // records (recovery, lastMove, suspension) a newer status holds.
@@ -264,6 +191,93 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     }
     ctx.succeeded(CONTROLLER, project.as_ref());
     Ok(Action::requeue(plan.wake))
+}
+
+/// Applies the namespace, the customer's bindings, the quota and the limits. The quota and
+/// limits are the ones a tenant's spec can make fail: their failures are returned (to report and
+/// retry) and stop nothing; any other failure is the reconcile's.
+async fn apply_children(
+    ctx: &Context,
+    project: &Project,
+    read: &Read,
+    plan: &desired::project::ProjectPlan,
+) -> Result<(Vec<String>, Option<Error>), Error> {
+    let name = project.name_any();
+    if apply::ensure(ctx, read.namespace.clone(), &plan.namespace).await?
+        && read.namespace.is_none()
+    {
+        ctx.event(
+            project,
+            EventType::Normal,
+            "NamespaceCreated",
+            format!("created namespace {name}"),
+        )
+        .await;
+    }
+    for rb in &plan.customer_bindings {
+        let current = ctx
+            .caches
+            .role_bindings
+            .get(&ObjectRef::new(&rb.name_any()).within(&name));
+        apply::ensure_role_binding(ctx, current, rb).await?;
+    }
+    let mut failures = Vec::new();
+    let mut first_error = None;
+    for (what, result) in [
+        (
+            "quota",
+            apply::ensure_or_remove(ctx, read.quota.clone(), plan.quota.as_ref()).await,
+        ),
+        (
+            "limits",
+            apply::ensure_or_remove(ctx, read.limits.clone(), plan.limits.as_ref()).await,
+        ),
+    ] {
+        if let Err(e) = result {
+            failures.push(format!("writing the namespace's {what} failed: {e}"));
+            first_error.get_or_insert(e);
+        }
+    }
+    Ok((failures, first_error))
+}
+
+/// Carries out a Conflict, a recovery or a suspension plan: each ends the reconcile (the last two
+/// come back once their record is stored). `None`: the reconcile goes on.
+async fn carry_out_first_step(
+    ctx: &Context,
+    project: &Project,
+    plan: &desired::project::ProjectPlan,
+    previous: &ProjectStatus,
+) -> Result<Option<Action>, Error> {
+    match &plan.step {
+        Some(Step::Conflict(msg)) => {
+            if previous.phase != Some(ProjectPhase::Conflict) {
+                let msg = msg.clone();
+                ctx.event(project, EventType::Warning, "NamespaceConflict", msg)
+                    .await;
+            }
+            apply::ensure_status(ctx, project, project.status.as_ref(), &plan.status).await?;
+            return Ok(Some(Action::requeue(Duration::from_secs(3600))));
+        }
+        Some(Step::Recover(archive)) => {
+            let record = super::termination::recover(ctx, project, archive).await?;
+            let status = ProjectStatus {
+                recovery: Some(record),
+                ..previous.clone()
+            };
+            return persist_record_first(ctx, project, &status).await.map(Some);
+        }
+        Some(Step::PlanSuspension) => {
+            let record = super::expiry::plan_suspension(ctx, &project.name_any()).await?;
+            let status = ProjectStatus {
+                suspension: Some(record),
+                ..previous.clone()
+            };
+            return persist_record_first(ctx, project, &status).await.map(Some);
+        }
+        _ => {}
+    }
+    Ok(None)
 }
 
 /// What one reconcile reads from the caches about a project.
