@@ -72,7 +72,20 @@ pub fn project_binds(caches: &super::Caches, namespace: &str) -> bool {
     let ns = caches.namespaces.get(&ObjectRef::new(namespace));
     match (project, ns) {
         (Some(p), Some(n)) => {
-            p.metadata.deletion_timestamp.is_none() && standing(&n, &p) == Standing::Owned
+            p.metadata.deletion_timestamp.is_none()
+                && match standing(&n, &p) {
+                    Standing::Owned => true,
+                    // The archive this very project has recorded recovering: it is adopting it
+                    // (its next reconcile relabels the namespace), so the team it restored or
+                    // invited is not reported as without a project meanwhile.
+                    Standing::Archived => {
+                        let recovered = p.status.as_ref().and_then(|s| s.recovery.as_ref());
+                        crate::lifecycle::archive::Archive::of(&n).is_some_and(|a| {
+                            recovered.is_some_and(|r| r.terminated_at == a.terminated_at)
+                        })
+                    }
+                    _ => false,
+                }
         }
         _ => false,
     }

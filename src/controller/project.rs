@@ -260,12 +260,9 @@ async fn carry_out_first_step(
             return Ok(Some(Action::requeue(Duration::from_secs(3600))));
         }
         Some(Step::Recover(archive)) => {
-            let record = super::termination::recover(ctx, project, archive).await?;
-            let status = ProjectStatus {
-                recovery: Some(record),
-                ..previous.clone()
-            };
-            return persist_record_first(ctx, project, &status).await.map(Some);
+            return super::termination::recover(ctx, project, archive, previous)
+                .await
+                .map(Some);
         }
         Some(Step::PlanSuspension) => {
             let record = super::expiry::plan_suspension(ctx, &project.name_any()).await?;

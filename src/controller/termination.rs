@@ -16,12 +16,15 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error, apply};
 use crate::api::project::RecoveryRecord;
-use crate::api::{MembershipPhase, Project, ProjectMembership, ProjectMembershipStatus};
+use crate::api::{
+    MembershipPhase, Project, ProjectMembership, ProjectMembershipStatus, ProjectStatus,
+};
 use crate::desired::access::{self, Grant};
 use crate::desired::conditions::Conditions;
 use crate::desired::namespace::{self as ns_desired, Freeze, NamespaceState, Standing};
 use crate::desired::{FIELD_MANAGER, annotations};
 use crate::lifecycle::archive::Archive;
+use kube::runtime::controller::Action;
 
 /// The finalizer that turns a delete into a soft delete.
 pub const FINALIZER: &str = "tenancy.dev/soft-delete";
@@ -286,13 +289,17 @@ async fn freeze(ctx: &Context, project: &Project) -> Result<(), Error> {
     Ok(())
 }
 
-/// When the project adopts an archived namespace: brings back the team as `spec.recovery`
-/// says and returns the record for `status.recovery`.
+/// When the project adopts an archived namespace: records what its recovery brings back (which
+/// previous members are restored, invited, or skipped as expired) in `status.recovery` first,
+/// so that from then on the project is known to be adopting that archive, then brings the team
+/// back as `spec.recovery` says, and comes back to carry on. A pass that fails midway is
+/// finished by the next (the plan sees a recorded member not yet restored or invited).
 pub async fn recover(
     ctx: &Context,
     project: &Project,
     archive: &Archive,
-) -> Result<RecoveryRecord, Error> {
+    previous: &ProjectStatus,
+) -> Result<Action, Error> {
     let name = project.name_any();
     let now = ctx.clock.now();
     let options = project.spec.recovery.clone().unwrap_or_default();
@@ -300,42 +307,59 @@ pub async fn recover(
     let invite = options
         .send_invitations_to_previous_members
         .unwrap_or(false);
-    let mut record = RecoveryRecord {
+    let recorded = previous
+        .recovery
+        .clone()
+        .filter(|r| r.terminated_at == archive.terminated_at);
+    let mut record = recorded.clone().unwrap_or(RecoveryRecord {
         time: Time(now),
         terminated_at: archive.terminated_at.clone(),
         previous_customer: archive.customer.clone(),
         restored: vec![],
         invited: vec![],
         skipped_expired: vec![],
-    };
-    // Idempotent: a recovery retried after a lost status write finds the members it already
-    // brought back and records them again.
-    for m in memberships_in(ctx, &name) {
-        let member = m.name_any();
-        if !archive.members.iter().any(|a| a.name == member) {
-            continue;
+    });
+    let memberships = memberships_in(ctx, &name);
+    if recorded.is_none() {
+        for m in &memberships {
+            let member = m.name_any();
+            if !archive.members.iter().any(|a| a.name == member) {
+                continue;
+            }
+            if access::expired(m.spec.expiration_time.as_ref(), now) {
+                record.skipped_expired.push(member);
+            } else if restore {
+                record.restored.push(member);
+            } else if invite {
+                record.invited.push(member);
+            }
         }
+        let status = ProjectStatus {
+            recovery: Some(record.clone()),
+            ..previous.clone()
+        };
+        match apply::ensure_status_of_version(ctx, project, project.status.as_ref(), &status).await
+        {
+            Err(e) if apply::is_conflict(&e) => {
+                return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+            }
+            other => other?,
+        };
+    }
+    for m in &memberships {
         let phase = m.status.as_ref().and_then(|s| s.phase);
-        if access::expired(m.spec.expiration_time.as_ref(), now) {
-            record.skipped_expired.push(member);
-        } else if restore && phase == Some(MembershipPhase::Active) {
-            record.restored.push(member);
-        } else if invite && phase == Some(MembershipPhase::Pending) {
-            record.invited.push(member);
-        } else if phase != Some(MembershipPhase::Revoked) {
-            continue;
-        } else if restore {
+        if record.restored.contains(&m.name_any()) && phase == Some(MembershipPhase::Revoked) {
             set_membership_phase(
                 ctx,
-                &m,
+                m,
                 Some(MembershipPhase::Active),
                 "Restored",
                 "restored on recovery",
                 now,
             )
             .await?;
-            record.restored.push(member);
-        } else if invite {
+        } else if record.invited.contains(&m.name_any()) && phase == Some(MembershipPhase::Revoked)
+        {
             let msg = format!(
                 "invited again on recovery: {} {} accepts by setting the annotation tenancy.dev/accept: \"true\" on this membership",
                 m.spec.subject.kind.as_str(),
@@ -343,28 +367,29 @@ pub async fn recover(
             );
             set_membership_phase(
                 ctx,
-                &m,
+                m,
                 Some(MembershipPhase::Pending),
                 "InvitationPending",
                 &msg,
                 now,
             )
             .await?;
-            record.invited.push(member);
         }
     }
-    ctx.event(
-        project,
-        EventType::Normal,
-        "Recovered",
-        format!(
-            "recovered the project deleted at {}: {} restored, {} invited, {} expired",
-            archive.terminated_at.0,
-            record.restored.len(),
-            record.invited.len(),
-            record.skipped_expired.len()
-        ),
-    )
-    .await;
-    Ok(record)
+    if recorded.is_none() {
+        ctx.event(
+            project,
+            EventType::Normal,
+            "Recovered",
+            format!(
+                "recovered the project deleted at {}: {} restored, {} invited, {} expired",
+                archive.terminated_at.0,
+                record.restored.len(),
+                record.invited.len(),
+                record.skipped_expired.len()
+            ),
+        )
+        .await;
+    }
+    Ok(Action::requeue(std::time::Duration::from_millis(100)))
 }

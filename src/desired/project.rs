@@ -324,9 +324,19 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         return plan;
     }
 
-    // Recovery: its record is stored before anything else changes.
+    // Recovery: its record is stored before anything else changes; a recorded member not yet
+    // restored or invited (a pass that failed midway) is brought back before the namespace is.
+    let unfinished = |r: &crate::api::project::RecoveryRecord| {
+        view.memberships.iter().any(|m| {
+            (r.restored.contains(&m.name_any()) || r.invited.contains(&m.name_any()))
+                && m.status.as_ref().and_then(|s| s.phase) == Some(MembershipPhase::Revoked)
+        })
+    };
     if let Some(archive) = archive
-        && previous.recovery.as_ref().map(|r| &r.terminated_at) != Some(&archive.terminated_at)
+        && previous
+            .recovery
+            .as_ref()
+            .is_none_or(|r| r.terminated_at != archive.terminated_at || unfinished(r))
     {
         plan.step = Some(Step::Recover(Box::new(archive)));
         return plan;
@@ -987,6 +997,29 @@ mod tests {
                 }),
                 "none",
                 "Active",
+            ),
+            (
+                "an archive recorded, a restored member still revoked",
+                Box::new(|w| {
+                    w.namespace = Some(namespace(archived_labels("uid-old"), archive_of("acme")));
+                    w.project = project(
+                        json!({}),
+                        Some(
+                            json!({"recovery": {"time": NOW, "terminatedAt": "2027-03-01T00:00:00Z",
+                            "previousCustomer": "acme", "restored": ["ned"]}}),
+                        ),
+                        json!({}),
+                    );
+                    w.memberships = vec![membership(
+                        "ned",
+                        "ned",
+                        "Member",
+                        None,
+                        json!({"status": {"phase": "Revoked"}}),
+                    )];
+                }),
+                "recover",
+                "",
             ),
         ];
         for (what, setup, step, phase) in cases {
