@@ -85,17 +85,11 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        self.publish(&ev, &obj.object_ref(&()), reason).await;
+        self.event_on(&obj.object_ref(&()), type_, reason, note)
+            .await;
     }
 
-    /// Publishes an Event on the object a reference names.
+    /// Publishes an Event on the object a reference names; failures are logged, never fatal.
     pub async fn event_on(
         &self,
         object: &ObjectReference,
@@ -110,11 +104,7 @@ impl Context {
             action: reason.into(),
             secondary: None,
         };
-        self.publish(&ev, object, reason).await;
-    }
-
-    async fn publish(&self, ev: &Event, object: &ObjectReference, reason: &str) {
-        if let Err(e) = self.recorder.publish(ev, object).await {
+        if let Err(e) = self.recorder.publish(&ev, object).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         } else {
             self.metrics.write("Event", "create");

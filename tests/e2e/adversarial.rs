@@ -15,18 +15,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, Patch, Preconditions};
 use kube::{Client, ResourceExt};
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tenancy_operator::api::{Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase};
 
-use crate::support::{Env, Failed, TestResult, Trial, trial, unique_name, wait_for};
+use crate::support::{
+    Env, Failed, TestResult, Trial, can_i_named, customer, from_json, merge, owners, patch_params,
+    pp, project, refusal, trial, unique_name, wait_for,
+};
 
 pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
     vec![
@@ -99,24 +98,6 @@ const MANAGER_ROLE: &str = "tenancy:project-manager";
 // ---------------------------------------------------------------------------------------------
 // Objects
 
-fn from_json<T: DeserializeOwned>(value: Value) -> T {
-    serde_json::from_value(value).expect("a test object deserializes")
-}
-
-fn customer(name: &str, spec: Value) -> Customer {
-    from_json(json!({
-        "apiVersion": "tenancy.dev/v1alpha1", "kind": "Customer",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-}
-
-fn project(name: &str, spec: Value) -> Project {
-    from_json(json!({
-        "apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-}
-
 /// A membership of `subject` (`{"kind": ..., "name": ...}`) with `role`.
 fn membership_of(ns: &str, name: &str, subject: Value, role: &str) -> ProjectMembership {
     from_json(json!({
@@ -132,15 +113,6 @@ fn membership(ns: &str, name: &str, user: &str, role: &str) -> ProjectMembership
 
 fn service_account(ns: &str, name: &str) -> Value {
     json!({"kind": "ServiceAccount", "name": name, "namespace": ns})
-}
-
-fn owners(users: &[&str]) -> Value {
-    Value::Array(
-        users
-            .iter()
-            .map(|u| json!({"kind": "User", "name": u}))
-            .collect(),
-    )
 }
 
 /// A RoleBinding `name` in `ns` to ClusterRole `role` for `subjects` (RBAC subjects).
@@ -175,20 +147,8 @@ fn sa_user(ns: &str, name: &str) -> (String, Vec<String>) {
     )
 }
 
-fn merge(value: Value) -> Patch<Value> {
-    Patch::Merge(value)
-}
-
 fn json_patch(ops: Value) -> Patch<Value> {
     Patch::Json(serde_json::from_value(ops).expect("a JSON patch"))
-}
-
-fn pp() -> PostParams {
-    PostParams::default()
-}
-
-fn patch_params() -> PatchParams {
-    PatchParams::default()
 }
 
 fn phase(p: &Project) -> Option<ProjectPhase> {
@@ -204,39 +164,6 @@ fn seconds_from_now(secs: i64) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // Waiting and access checks
-
-/// Whether `user` (no groups) may `verb` the object `name` of `resource` in `namespace`.
-async fn can_i_named(
-    env: &Env,
-    user: &str,
-    verb: &str,
-    resource: &str,
-    name: &str,
-    namespace: Option<&str>,
-) -> bool {
-    let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.to_string()),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some(group.to_string()),
-                resource: Some(resource.to_string()),
-                verb: Some(verb.to_string()),
-                name: Some(name.to_string()),
-                namespace: namespace.map(str::to_string),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let api: Api<SubjectAccessReview> = Api::all(env.client().await);
-    api.create(&pp(), &review)
-        .await
-        .expect("SubjectAccessReview is always served")
-        .status
-        .is_some_and(|s| s.allowed)
-}
 
 /// Waits until `user` in `groups` may (`want`) or may not `verb` `resource` in `namespace`.
 async fn wait_access_as(
@@ -359,14 +286,6 @@ async fn wait_project_gone(client: &Client, name: &str) -> TestResult {
         || async { matches!(projects.get_opt(name).await, Ok(None)).then_some(()) },
     )
     .await
-}
-
-/// The HTTP code and message of an apiserver refusal, or the error's text.
-fn refusal(error: &kube::Error) -> (u16, String) {
-    match error {
-        kube::Error::Api(s) => (s.code, s.message.clone()),
-        other => (0, other.to_string()),
-    }
 }
 
 /// Why a wait failed (empty if it did not).

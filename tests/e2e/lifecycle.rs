@@ -17,18 +17,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tenancy_operator::api::{Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase};
 
-use crate::support::{Env, Failed, TestResult, Trial, trial, unique_name, wait_for};
+use crate::support::{
+    Env, Failed, TestResult, Trial, can_i_named, customer, deployment, from_json, merge, owners,
+    patch_params, pp, project, refusal, trial, unique_name, wait_for,
+};
 
 pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
     vec![
@@ -107,24 +106,6 @@ const DENIED_BY_WEBHOOK: &str = "admission webhook \"validate.tenancy.dev\" deni
 // ---------------------------------------------------------------------------------------------
 // Objects
 
-fn from_json<T: DeserializeOwned>(value: Value) -> T {
-    serde_json::from_value(value).expect("a test object deserializes")
-}
-
-fn customer(name: &str, spec: Value) -> Customer {
-    from_json(json!({
-        "apiVersion": "tenancy.dev/v1alpha1", "kind": "Customer",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-}
-
-fn project(name: &str, spec: Value) -> Project {
-    from_json(json!({
-        "apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-}
-
 fn membership(ns: &str, name: &str, user: &str, role: &str) -> ProjectMembership {
     membership_until(ns, name, user, role, None)
 }
@@ -146,83 +127,12 @@ fn membership_until(
     }))
 }
 
-fn owners(users: &[&str]) -> Value {
-    Value::Array(
-        users
-            .iter()
-            .map(|u| json!({"kind": "User", "name": u}))
-            .collect(),
-    )
-}
-
-fn merge(value: Value) -> Patch<Value> {
-    Patch::Merge(value)
-}
-
-fn pp() -> PostParams {
-    PostParams::default()
-}
-
-fn patch_params() -> PatchParams {
-    PatchParams::default()
-}
-
-/// A Deployment that never runs (no kubelet, no deployment controller): it only has to exist.
-fn deployment(name: &str) -> Deployment {
-    from_json(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
-            },
-        },
-    }))
-}
-
 fn phase_of(m: &ProjectMembership) -> Option<MembershipPhase> {
     m.status.as_ref().and_then(|s| s.phase)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Waiting and access checks
-
-/// Whether `user` (no groups) may `verb` the object `name` of `resource` (`projects.tenancy.dev`)
-/// in `namespace`, as the apiserver's authorizer answers a SubjectAccessReview. Like
-/// [`Env::can_i`], but for rules limited to resource names.
-async fn can_i_named(
-    env: &Env,
-    user: &str,
-    verb: &str,
-    resource: &str,
-    name: &str,
-    namespace: Option<&str>,
-) -> bool {
-    let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.to_string()),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some(group.to_string()),
-                resource: Some(resource.to_string()),
-                verb: Some(verb.to_string()),
-                name: Some(name.to_string()),
-                namespace: namespace.map(str::to_string),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let api: Api<SubjectAccessReview> = Api::all(env.client().await);
-    api.create(&pp(), &review)
-        .await
-        .expect("SubjectAccessReview is always served")
-        .status
-        .is_some_and(|s| s.allowed)
-}
 
 /// Waits until `user` may (`want`) or may not `verb` `resource` in `namespace`.
 async fn wait_access(
@@ -427,14 +337,6 @@ async fn wait_team_phases(
         },
     )
     .await
-}
-
-/// The HTTP code and message of an apiserver refusal, or the error's text.
-fn refusal(error: &kube::Error) -> (u16, String) {
-    match error {
-        kube::Error::Api(s) => (s.code, s.message.clone()),
-        other => (0, other.to_string()),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

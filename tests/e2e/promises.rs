@@ -27,7 +27,10 @@ use serde_json::{Value, json};
 use tenancy_operator::api::{Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase};
 use tenancy_operator::desired::quantity::same_quantity;
 
-use crate::support::{Env, Failed, TestResult, Trial, trial, unique_name, wait_for};
+use crate::support::{
+    Env, Failed, TestResult, Trial, from_json, owners, pp, refusal, status_text, trial,
+    unique_name, wait_for,
+};
 
 pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
     vec![
@@ -113,10 +116,6 @@ const ARGOCD_MANAGER: &str = "argocd-controller";
 // ---------------------------------------------------------------------------------------------
 // Objects
 
-fn from_json<T: DeserializeOwned>(value: Value) -> T {
-    serde_json::from_value(value).expect("a test object deserializes")
-}
-
 fn customer_obj(name: &str, spec: Value) -> Customer {
     from_json(json!({
         "apiVersion": "tenancy.dev/v1alpha1", "kind": "Customer",
@@ -139,29 +138,8 @@ fn membership_obj(ns: &str, name: &str, user: &str, role: &str) -> ProjectMember
     }))
 }
 
-fn owners(users: &[&str]) -> Value {
-    Value::Array(
-        users
-            .iter()
-            .map(|u| json!({"kind": "User", "name": u}))
-            .collect(),
-    )
-}
-
-fn pp() -> PostParams {
-    PostParams::default()
-}
-
 fn spec_patch(spec: Value) -> Patch<Value> {
     Patch::Merge(json!({ "spec": spec }))
-}
-
-/// The HTTP code and message of an apiserver refusal, or the error's text.
-fn refusal(error: &kube::Error) -> (u16, String) {
-    match error {
-        kube::Error::Api(s) => (s.code, s.message.clone()),
-        other => (0, other.to_string()),
-    }
 }
 
 fn outcome<T>(result: &Result<T, kube::Error>) -> String {
@@ -229,10 +207,6 @@ fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions
         .iter()
         .any(|c| c.type_ == type_ && c.status == "True")
-}
-
-fn status_text<T: Serialize>(status: &Option<T>) -> String {
-    serde_json::to_string(status).unwrap_or_default()
 }
 
 /// The last lines of the operator's log, for failure messages.

@@ -26,7 +26,9 @@ use serde_json::{Value, json};
 use tenancy_operator::api::{Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase};
 use tenancy_operator::desired::quantity::same_quantity;
 
-use crate::support::{Env, FIELD_MANAGER, Failed, TestResult, Trial, trial, unique_name};
+use crate::support::{
+    Env, FIELD_MANAGER, Failed, TestResult, Trial, deployment, status_text, trial, unique_name,
+};
 
 /// The custom resource kind the suite's operator counts (`--count-extra-kind`).
 pub const WIDGETS: &str = "widgets.e2e.tenancy.dev";
@@ -259,10 +261,6 @@ fn is_true(conditions: &[Condition], type_: &str) -> bool {
     condition(conditions, type_).is_some_and(|c| c.status == "True")
 }
 
-fn status_text<T: Serialize>(status: &Option<T>) -> String {
-    serde_json::to_string(status).unwrap_or_default()
-}
-
 /// Waits until the project satisfies `check`, returning it.
 async fn project_where(
     env: &Env,
@@ -339,20 +337,6 @@ fn code_of<T>(result: &Result<T, kube::Error>) -> u16 {
         Err(kube::Error::Api(s)) => s.code,
         _ => 0,
     }
-}
-
-fn deployment(name: &str) -> Deployment {
-    from_json(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
-            },
-        },
-    }))
 }
 
 fn pod(name: &str, requests: Option<(&str, &str)>) -> Pod {

@@ -12,12 +12,17 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use kube::api::{DynamicObject, PostParams};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 pub use libtest_mimic::{Failed, Trial};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tenancy_operator::api::{Customer, Project};
 use tenancy_operator::devcluster::apply::{self, ApplyError};
 use tenancy_operator::devcluster::install::{LocalOperator, install};
 use tenancy_operator::devcluster::process::ManagedProcess;
@@ -516,4 +521,108 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((status, body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects, requests and access checks shared by the test modules
+
+/// Whether `user` (no groups) may `verb` the object `name` of `resource` (`projects.tenancy.dev`)
+/// in `namespace`, as the apiserver's authorizer answers a SubjectAccessReview. Like
+/// [`Env::can_i`], but for rules limited to resource names.
+pub async fn can_i_named(
+    env: &Env,
+    user: &str,
+    verb: &str,
+    resource: &str,
+    name: &str,
+    namespace: Option<&str>,
+) -> bool {
+    let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_string()),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(group.to_string()),
+                resource: Some(resource.to_string()),
+                verb: Some(verb.to_string()),
+                name: Some(name.to_string()),
+                namespace: namespace.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SubjectAccessReview> = Api::all(env.client().await);
+    api.create(&pp(), &review)
+        .await
+        .expect("SubjectAccessReview is always served")
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+pub fn customer(name: &str, spec: Value) -> Customer {
+    from_json(json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "Customer",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+}
+
+/// A Deployment that never runs (no kubelet, no deployment controller): it only has to exist.
+pub fn deployment(name: &str) -> Deployment {
+    from_json(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
+            },
+        },
+    }))
+}
+
+pub fn from_json<T: DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).expect("a test object deserializes")
+}
+
+pub fn merge(value: Value) -> Patch<Value> {
+    Patch::Merge(value)
+}
+
+pub fn owners(users: &[&str]) -> Value {
+    Value::Array(
+        users
+            .iter()
+            .map(|u| json!({"kind": "User", "name": u}))
+            .collect(),
+    )
+}
+
+pub fn patch_params() -> PatchParams {
+    PatchParams::default()
+}
+
+pub fn pp() -> PostParams {
+    PostParams::default()
+}
+
+pub fn project(name: &str, spec: Value) -> Project {
+    from_json(json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+}
+
+/// The HTTP code and message of an apiserver refusal, or the error's text.
+pub fn refusal(error: &kube::Error) -> (u16, String) {
+    match error {
+        kube::Error::Api(s) => (s.code, s.message.clone()),
+        other => (0, other.to_string()),
+    }
+}
+
+pub fn status_text<T: Serialize>(status: &Option<T>) -> String {
+    serde_json::to_string(status).unwrap_or_default()
 }
