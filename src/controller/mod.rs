@@ -1,6 +1,6 @@
 //! The reconcilers: shared watch caches (`crate::watch`) feed the Project, ProjectMembership,
 //! Customer and archive controllers; each reconcile reads caches, computes the desired children
-//! with `crate::desired`, applies only the difference and writes status. `crate::run` wires them.
+//! with the plans of `desired`, applies only the difference and writes status. The `run` module wires them.
 
 pub mod apply;
 pub mod archive;
