@@ -24,7 +24,8 @@ use tenancy_operator::api::{Customer, MembershipPhase, Project, ProjectMembershi
 
 use crate::support::{
     Env, Failed, TestResult, Trial, can_i_named, customer, from_json, merge, owners, patch_params,
-    pp, project, refusal, trial, unique_name, wait_for,
+    pp, project, refusal, trial, unique_name, wait_access_named, wait_finalizer, wait_for,
+    wait_project, wait_project_gone,
 };
 
 pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
@@ -197,61 +198,6 @@ async fn wait_access(
     wait_access_as(env, user, &[], verb, resource, namespace, want).await
 }
 
-/// Waits until `user` may (`want`) or may not `verb` the object `name` of `resource`.
-async fn wait_access_named(
-    env: &Env,
-    user: &str,
-    verb: &str,
-    resource: &str,
-    name: &str,
-    namespace: Option<&str>,
-    want: bool,
-) -> TestResult {
-    let what = format!(
-        "{user} to be {} {verb} {resource} {name}",
-        if want { "allowed to" } else { "refused to" },
-    );
-    wait_for(&what, ACCESS_TIMEOUT, || async {
-        (can_i_named(env, user, verb, resource, name, namespace).await == want).then_some(())
-    })
-    .await
-}
-
-/// Waits until the project satisfies `check`; on timeout, says what its status looked like.
-async fn wait_project<T>(
-    client: &Client,
-    name: &str,
-    what: &str,
-    check: impl Fn(&Project) -> Option<T>,
-) -> Result<T, Failed> {
-    let projects = &Api::<Project>::all(client.clone());
-    let check = &check;
-    let waited = wait_for(
-        &format!("project {name}: {what}"),
-        RECONCILE_TIMEOUT,
-        || async move {
-            let p = projects.get_opt(name).await.ok().flatten()?;
-            check(&p)
-        },
-    )
-    .await;
-    if let Err(e) = &waited {
-        let status = projects
-            .get_opt(name)
-            .await
-            .ok()
-            .flatten()
-            .map(|p| serde_json::to_string(&p.status).unwrap_or_default())
-            .unwrap_or_else(|| "(no project)".into());
-        return Err(format!(
-            "{}; the project's status: {status}",
-            e.message().unwrap_or_default()
-        )
-        .into());
-    }
-    waited
-}
-
 async fn wait_project_active(client: &Client, name: &str) -> TestResult {
     wait_project(client, name, "phase Active", |p| {
         (phase(p) == Some(ProjectPhase::Active)).then_some(())
@@ -265,26 +211,6 @@ async fn wait_observed(client: &Client, name: &str) -> Result<Project, Failed> {
         let observed = p.status.as_ref()?.observed_generation?;
         (Some(observed) == p.metadata.generation).then(|| p.clone())
     })
-    .await
-}
-
-async fn wait_finalizer(client: &Client, name: &str) -> TestResult {
-    wait_project(client, name, "soft-delete finalizer added", |p| {
-        p.finalizers()
-            .iter()
-            .any(|f| f == "tenancy.dev/soft-delete")
-            .then_some(())
-    })
-    .await
-}
-
-async fn wait_project_gone(client: &Client, name: &str) -> TestResult {
-    let projects: Api<Project> = Api::all(client.clone());
-    wait_for(
-        &format!("project {name} to be gone"),
-        RECONCILE_TIMEOUT,
-        || async { matches!(projects.get_opt(name).await, Ok(None)).then_some(()) },
-    )
     .await
 }
 

@@ -25,8 +25,9 @@ use serde_json::{Value, json};
 use tenancy_operator::api::{Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase};
 
 use crate::support::{
-    Env, Failed, TestResult, Trial, can_i_named, customer, deployment, from_json, merge, owners,
-    patch_params, pp, project, refusal, trial, unique_name, wait_for,
+    Env, Failed, RECONCILE_TIMEOUT, TestResult, Trial, can_i_named, customer, deployment,
+    from_json, merge, owners, patch_params, pp, project, refusal, trial, unique_name, wait_access,
+    wait_access_named, wait_finalizer, wait_for, wait_project, wait_project_gone,
 };
 
 pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
@@ -95,11 +96,6 @@ pub fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
     ]
 }
 
-/// How long RBAC changes made by the operator may take to reach the apiserver's authorizer.
-const ACCESS_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the operator may take to reconcile a change.
-const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// What the webhook's denials start with (the apiserver's wording).
 const DENIED_BY_WEBHOOK: &str = "admission webhook \"validate.tenancy.dev\" denied the request";
 
@@ -134,46 +130,6 @@ fn phase_of(m: &ProjectMembership) -> Option<MembershipPhase> {
 // ---------------------------------------------------------------------------------------------
 // Waiting and access checks
 
-/// Waits until `user` may (`want`) or may not `verb` `resource` in `namespace`.
-async fn wait_access(
-    env: &Env,
-    user: &str,
-    verb: &str,
-    resource: &str,
-    namespace: Option<&str>,
-    want: bool,
-) -> TestResult {
-    let what = format!(
-        "{user} to be {} {verb} {resource} in {}",
-        if want { "allowed to" } else { "refused to" },
-        namespace.unwrap_or("the cluster scope")
-    );
-    wait_for(&what, ACCESS_TIMEOUT, || async {
-        (env.can_i(user, &[], verb, resource, namespace).await == want).then_some(())
-    })
-    .await
-}
-
-/// Waits until `user` may (`want`) or may not `verb` the object `name` of `resource`.
-async fn wait_access_named(
-    env: &Env,
-    user: &str,
-    verb: &str,
-    resource: &str,
-    name: &str,
-    namespace: Option<&str>,
-    want: bool,
-) -> TestResult {
-    let what = format!(
-        "{user} to be {} {verb} {resource} {name}",
-        if want { "allowed to" } else { "refused to" },
-    );
-    wait_for(&what, ACCESS_TIMEOUT, || async {
-        (can_i_named(env, user, verb, resource, name, namespace).await == want).then_some(())
-    })
-    .await
-}
-
 /// Waits until the project's namespace exists, is Active and carries `tenancy.dev/state=active`.
 async fn wait_namespace_active(client: &Client, name: &str) -> Result<Namespace, Failed> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -188,70 +144,6 @@ async fn wait_namespace_active(client: &Client, name: &str) -> Result<Namespace,
             .then_some(ns)
         },
     )
-    .await
-}
-
-/// Waits until the Project is gone (its soft delete finished and released it).
-async fn wait_project_gone(client: &Client, name: &str) -> TestResult {
-    let projects: Api<Project> = Api::all(client.clone());
-    wait_for(
-        &format!("project {name} to be gone"),
-        RECONCILE_TIMEOUT,
-        || async { matches!(projects.get_opt(name).await, Ok(None)).then_some(()) },
-    )
-    .await
-}
-
-/// Waits until the project's status satisfies `check`; on timeout, says what the project and
-/// its namespace looked like last.
-async fn wait_project<T>(
-    client: &Client,
-    name: &str,
-    what: &str,
-    check: impl Fn(&Project) -> Option<T>,
-) -> Result<T, Failed> {
-    let projects = &Api::<Project>::all(client.clone());
-    let check = &check;
-    let waited = wait_for(
-        &format!("project {name}: {what}"),
-        RECONCILE_TIMEOUT,
-        || async move {
-            let p = projects.get_opt(name).await.ok().flatten()?;
-            check(&p)
-        },
-    )
-    .await;
-    if let Err(e) = &waited {
-        let project = projects.get_opt(name).await.ok().flatten();
-        let ns = Api::<Namespace>::all(client.clone())
-            .get_opt(name)
-            .await
-            .ok()
-            .flatten();
-        return Err(format!(
-            "{}; the project's status: {}; its namespace's labels: {:?}, archive annotation: {}",
-            e.message().unwrap_or_default(),
-            project
-                .map(|p| serde_json::to_string(&p.status).unwrap_or_default())
-                .unwrap_or_else(|| "(no project)".into()),
-            ns.as_ref().map(|n| n.labels().clone()),
-            ns.as_ref()
-                .map(|n| n.annotations().contains_key("tenancy.dev/archive"))
-                .unwrap_or(false),
-        )
-        .into());
-    }
-    waited
-}
-
-/// Waits until the project has the soft-delete finalizer (so deleting it archives it).
-async fn wait_finalizer(client: &Client, name: &str) -> TestResult {
-    wait_project(client, name, "soft-delete finalizer added", |p| {
-        p.finalizers()
-            .iter()
-            .any(|f| f == "tenancy.dev/soft-delete")
-            .then_some(())
-    })
     .await
 }
 

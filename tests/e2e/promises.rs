@@ -29,7 +29,7 @@ use tenancy_operator::desired::quantity::same_quantity;
 
 use crate::support::{
     Env, Failed, TestResult, Trial, from_json, owners, pp, refusal, status_text, trial,
-    unique_name, wait_for,
+    unique_name, wait_access, wait_for, wait_project_gone,
 };
 
 pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
@@ -284,26 +284,6 @@ async fn can_i_named(env: &Env, user: &str, verb: &str, resource: &str, name: &s
         .is_some_and(|s| s.allowed)
 }
 
-/// Waits until `user` may (`want`) or may not `verb` `resource` in `namespace`.
-async fn wait_access(
-    env: &Env,
-    user: &str,
-    verb: &str,
-    resource: &str,
-    namespace: Option<&str>,
-    want: bool,
-) -> TestResult {
-    let what = format!(
-        "{user} to be {} {verb} {resource} in {}",
-        if want { "allowed to" } else { "refused to" },
-        namespace.unwrap_or("the cluster scope")
-    );
-    wait_for(&what, ACCESS_TIMEOUT, || async {
-        (env.can_i(user, &[], verb, resource, namespace).await == want).then_some(())
-    })
-    .await
-}
-
 /// Waits until `user` may `verb` the cluster-scoped object `name` of `resource`.
 async fn wait_access_named(
     env: &Env,
@@ -398,17 +378,6 @@ async fn wait_finalizer(client: &Client, name: &str) -> TestResult {
     })
     .await
     .map(|_| ())
-}
-
-/// Waits until the Project is gone (its soft delete finished and released it).
-async fn wait_project_gone(client: &Client, name: &str) -> TestResult {
-    let projects: Api<Project> = Api::all(client.clone());
-    wait_for(
-        &format!("project {name} to be gone"),
-        RECONCILE_TIMEOUT,
-        || async { matches!(projects.get_opt(name).await, Ok(None)).then_some(()) },
-    )
-    .await
 }
 
 /// Waits until the membership is Active for its generation, with its RoleBinding.

@@ -16,6 +16,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 pub use libtest_mimic::{Failed, Trial};
@@ -625,4 +627,114 @@ pub fn refusal(error: &kube::Error) -> (u16, String) {
 
 pub fn status_text<T: Serialize>(status: &Option<T>) -> String {
     serde_json::to_string(status).unwrap_or_default()
+}
+
+/// How long the suite waits for access to be granted or taken away. Generous on purpose (CI is a
+/// loaded 2-core machine); how fast it really happens is measured and printed, not asserted.
+pub const ACCESS_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the suite waits for the operator to reconcile a change (same reasoning).
+pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits until `user` may (`want`) or may not `verb` `resource` in `namespace`.
+pub async fn wait_access(
+    env: &Env,
+    user: &str,
+    verb: &str,
+    resource: &str,
+    namespace: Option<&str>,
+    want: bool,
+) -> TestResult {
+    let what = format!(
+        "{user} to be {} {verb} {resource} in {}",
+        if want { "allowed to" } else { "refused to" },
+        namespace.unwrap_or("the cluster scope")
+    );
+    wait_for(&what, ACCESS_TIMEOUT, || async {
+        (env.can_i(user, &[], verb, resource, namespace).await == want).then_some(())
+    })
+    .await
+}
+
+/// Waits until `user` may (`want`) or may not `verb` the object `name` of `resource`.
+pub async fn wait_access_named(
+    env: &Env,
+    user: &str,
+    verb: &str,
+    resource: &str,
+    name: &str,
+    namespace: Option<&str>,
+    want: bool,
+) -> TestResult {
+    let what = format!(
+        "{user} to be {} {verb} {resource} {name}",
+        if want { "allowed to" } else { "refused to" },
+    );
+    wait_for(&what, ACCESS_TIMEOUT, || async {
+        (can_i_named(env, user, verb, resource, name, namespace).await == want).then_some(())
+    })
+    .await
+}
+
+/// Waits until the project has the soft-delete finalizer (so deleting it archives it).
+pub async fn wait_finalizer(client: &Client, name: &str) -> TestResult {
+    wait_project(client, name, "soft-delete finalizer added", |p| {
+        p.finalizers()
+            .iter()
+            .any(|f| f == "tenancy.dev/soft-delete")
+            .then_some(())
+    })
+    .await
+}
+
+/// Waits until the Project is gone (its soft delete finished and released it).
+pub async fn wait_project_gone(client: &Client, name: &str) -> TestResult {
+    let projects: Api<Project> = Api::all(client.clone());
+    wait_for(
+        &format!("project {name} to be gone"),
+        RECONCILE_TIMEOUT,
+        || async { matches!(projects.get_opt(name).await, Ok(None)).then_some(()) },
+    )
+    .await
+}
+
+/// Waits until the project's status satisfies `check`; on timeout, says what the project and
+/// its namespace looked like last.
+pub async fn wait_project<T>(
+    client: &Client,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Project) -> Option<T>,
+) -> Result<T, Failed> {
+    let projects = &Api::<Project>::all(client.clone());
+    let check = &check;
+    let waited = wait_for(
+        &format!("project {name}: {what}"),
+        RECONCILE_TIMEOUT,
+        || async move {
+            let p = projects.get_opt(name).await.ok().flatten()?;
+            check(&p)
+        },
+    )
+    .await;
+    if let Err(e) = &waited {
+        let project = projects.get_opt(name).await.ok().flatten();
+        let ns = Api::<Namespace>::all(client.clone())
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten();
+        return Err(format!(
+            "{}; the project's status: {}; its namespace's labels: {:?}, archive annotation: {}",
+            e.message().unwrap_or_default(),
+            project
+                .map(|p| serde_json::to_string(&p.status).unwrap_or_default())
+                .unwrap_or_else(|| "(no project)".into()),
+            ns.as_ref().map(|n| n.labels().clone()),
+            ns.as_ref()
+                .map(|n| n.annotations().contains_key("tenancy.dev/archive"))
+                .unwrap_or(false),
+        )
+        .into());
+    }
+    waited
 }
