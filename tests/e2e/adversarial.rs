@@ -23,9 +23,9 @@ use serde_json::{Value, json};
 use tenancy_operator::api::{Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase};
 
 use crate::support::{
-    Env, Failed, TestResult, Trial, can_i_named, customer, from_json, merge, owners, patch_params,
-    pp, project, refusal, trial, unique_name, wait_access_named, wait_finalizer, wait_for,
-    wait_project, wait_project_gone,
+    Env, Failed, RECONCILE_TIMEOUT, TestResult, Trial, can_i_named, customer, from_json, merge,
+    owners, patch_params, pp, project, refusal, trial, unique_name, wait_access_as,
+    wait_access_named, wait_finalizer, wait_for, wait_project, wait_project_gone,
 };
 
 pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
@@ -82,11 +82,6 @@ pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
         ),
     ]
 }
-
-/// How long RBAC changes made by the operator may take to reach the apiserver's authorizer.
-const ACCESS_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the operator may take to reconcile a change.
-const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the tenancy objects' webhook's denials start with (the apiserver's wording).
 const VALIDATE: &str = "admission webhook \"validate.tenancy.dev\" denied the request";
@@ -165,27 +160,6 @@ fn seconds_from_now(secs: i64) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // Waiting and access checks
-
-/// Waits until `user` in `groups` may (`want`) or may not `verb` `resource` in `namespace`.
-async fn wait_access_as(
-    env: &Env,
-    user: &str,
-    groups: &[&str],
-    verb: &str,
-    resource: &str,
-    namespace: Option<&str>,
-    want: bool,
-) -> TestResult {
-    let what = format!(
-        "{user} to be {} {verb} {resource} in {}",
-        if want { "allowed to" } else { "refused to" },
-        namespace.unwrap_or("the cluster scope")
-    );
-    wait_for(&what, ACCESS_TIMEOUT, || async {
-        (env.can_i(user, groups, verb, resource, namespace).await == want).then_some(())
-    })
-    .await
-}
 
 async fn wait_access(
     env: &Env,

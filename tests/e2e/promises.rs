@@ -12,7 +12,7 @@
 //! The trial of [`exclusive_trials`] reads a gauge over every project of the cluster, so it runs
 //! alone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1528,49 +1528,7 @@ async fn health_readiness_and_metrics_endpoints_answer(env: Arc<Env>) -> TestRes
 // ---------------------------------------------------------------------------------------------
 // 6. Metric values
 
-/// One sample of a Prometheus text exposition: its labels and value.
-struct Sample {
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// The samples of `metric` (exact name) in a Prometheus text exposition.
-fn samples(text: &str, metric: &str) -> Vec<Sample> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some(i) = line.find(['{', ' ']) else {
-            continue;
-        };
-        let (name, rest) = line.split_at(i);
-        if name != metric {
-            continue;
-        }
-        let (labels, value) = match rest.strip_prefix('{') {
-            Some(r) => match r.rfind('}') {
-                Some(end) => (parse_labels(&r[..end]), &r[end + 1..]),
-                None => continue,
-            },
-            None => (BTreeMap::new(), rest),
-        };
-        if let Some(value) = value.split_whitespace().next().and_then(|v| v.parse().ok()) {
-            out.push(Sample { labels, value });
-        }
-    }
-    out
-}
-
-/// Labels of a sample (`a="x",b="y"`); the suite's label values hold no quotes or commas.
-fn parse_labels(text: &str) -> BTreeMap<String, String> {
-    text.split(',')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            Some((k.trim().to_string(), v.trim().trim_matches('"').to_string()))
-        })
-        .collect()
-}
+use crate::reconcile::samples;
 
 /// The sum of `metric`'s samples whose labels include every pair of `want`.
 fn metric_value(text: &str, metric: &str, want: &[(&str, &str)]) -> f64 {

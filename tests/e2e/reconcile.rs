@@ -391,13 +391,13 @@ fn operator_clock_offset(env: &Env) -> SignedDuration {
 
 /// One sample of a Prometheus text exposition: its labels and value.
 #[derive(Debug, Clone)]
-struct Sample {
-    labels: BTreeMap<String, String>,
-    value: f64,
+pub(crate) struct Sample {
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) value: f64,
 }
 
 /// The samples of `metric` (exact name) in a Prometheus text exposition.
-fn samples(text: &str, metric: &str) -> Vec<Sample> {
+pub(crate) fn samples(text: &str, metric: &str) -> Vec<Sample> {
     let mut out = Vec::new();
     for line in text.lines() {
         if line.starts_with('#') {

@@ -644,13 +644,26 @@ pub async fn wait_access(
     namespace: Option<&str>,
     want: bool,
 ) -> TestResult {
+    wait_access_as(env, user, &[], verb, resource, namespace, want).await
+}
+
+/// Waits until `user` in `groups` may (`want`) or may not `verb` `resource` in `namespace`.
+pub async fn wait_access_as(
+    env: &Env,
+    user: &str,
+    groups: &[&str],
+    verb: &str,
+    resource: &str,
+    namespace: Option<&str>,
+    want: bool,
+) -> TestResult {
     let what = format!(
         "{user} to be {} {verb} {resource} in {}",
         if want { "allowed to" } else { "refused to" },
         namespace.unwrap_or("the cluster scope")
     );
     wait_for(&what, ACCESS_TIMEOUT, || async {
-        (env.can_i(user, &[], verb, resource, namespace).await == want).then_some(())
+        (env.can_i(user, groups, verb, resource, namespace).await == want).then_some(())
     })
     .await
 }
