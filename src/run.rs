@@ -129,6 +129,13 @@ pub struct RunArgs {
     /// keeps equal to its generated CA.
     #[arg(long, env = "TENANCY_WEBHOOK_CONFIG_NAME")]
     pub webhook_config_name: Option<String>,
+    /// Do not serve the `views.tenancy.dev` read API (myprojects, members).
+    #[arg(long, env = "TENANCY_NO_VIEWS")]
+    pub no_views: bool,
+    /// The APIService of the read API (`v1alpha1.views.tenancy.dev`) whose caBundle the operator
+    /// keeps equal to its generated CA.
+    #[arg(long, env = "TENANCY_APISERVICE_NAME")]
+    pub apiservice_name: Option<String>,
     /// Elect a leader among replicas through a Lease; only the leader reconciles, every
     /// replica serves the webhook.
     #[arg(long, env = "TENANCY_LEADER_ELECTION")]
@@ -295,6 +302,25 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         args.concurrency,
     );
 
+    // What the views index rebuilds on: every change of a project, customer, membership or
+    // namespace, as its resourceVersion.
+    let view_changes = {
+        fn rv<K: kube::Resource>(o: &K) -> u64 {
+            o.meta()
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        }
+        use futures::StreamExt;
+        futures::stream::select_all([
+            w.projects.subscribe().map(|o| rv(o.as_ref())).boxed(),
+            w.customers.subscribe().map(|o| rv(o.as_ref())).boxed(),
+            w.memberships.subscribe().map(|o| rv(o.as_ref())).boxed(),
+            w.namespaces.subscribe().map(|o| rv(o.as_ref())).boxed(),
+        ])
+    };
+
     let report: UnreadableReport = {
         let ctx = ctx.clone();
         Arc::new(move |object, kind, u| controller::report_unreadable(&ctx, object, kind, u))
@@ -329,10 +355,20 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             roles: ctx.config.roles.clone(),
         },
     });
-    let webhook = {
-        let (args, client) = (args.clone(), client.clone());
+    // One HTTPS server: the admission webhook and the views.tenancy.dev read API.
+    let views = crate::views::server::Views::new(
+        client.clone(),
+        ctx.clock.clone(),
+        args.staff_groups.clone(),
+    );
+    if !args.no_views {
+        tokio::spawn(views.clone().maintain(caches.clone(), view_changes));
+        tokio::spawn(views.clone().follow_front_proxy());
+    }
+    let https = {
+        let (args, client, views) = (args.clone(), client.clone(), views.clone());
         async move {
-            if args.no_webhook {
+            if args.no_webhook && args.no_views {
                 return std::future::pending::<Result<(), String>>().await;
             }
             let opts = crate::admission::server::WebhookOptions {
@@ -344,14 +380,26 @@ async fn run(args: RunArgs) -> Result<(), Error> {
                 config_name: args.webhook_config_name.clone(),
             };
             let cert = crate::admission::server::serving_cert(&client, &opts).await?;
-            if let (Some(name), Some(ca)) = (&opts.config_name, &cert.ca_pem) {
+            if let Some(ca) = &cert.ca_pem {
                 tokio::spawn(crate::admission::server::keep_ca_bundle(
                     client.clone(),
-                    name.clone(),
+                    opts.config_name.clone().filter(|_| !args.no_webhook),
+                    args.apiservice_name.clone().filter(|_| !args.no_views),
                     ca.clone(),
                 ));
             }
-            crate::admission::server::serve(admission, opts.addr, cert).await
+            let mut router = axum::Router::new();
+            if !args.no_webhook {
+                router = router.merge(crate::admission::server::routes(admission));
+            }
+            if !args.no_views {
+                router = router.merge(crate::views::server::routes(views.clone()));
+            }
+            let identity = crate::https::Identity {
+                cert_pem: cert.cert_pem,
+                key_pem: cert.key_pem,
+            };
+            crate::https::serve(router, opts.addr, identity, views.client_ca.subscribe()).await
         }
     };
 
@@ -406,7 +454,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         _ = customer_ctrl => tracing::error!("customer controller stopped"),
         _ = archive_ctrl => tracing::error!("archive controller stopped"),
         r = server => return Err(Error::Startup(format!("metrics server stopped: {r:?}"))),
-        r = webhook => return Err(Error::Startup(format!("admission webhook stopped: {r:?}"))),
+        r = https => return Err(Error::Startup(format!("HTTPS server (webhook, views) stopped: {r:?}"))),
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())

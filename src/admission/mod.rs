@@ -15,30 +15,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::core::admission::Operation;
 
-use crate::api::{
-    Customer, MembershipPhase, Project, ProjectMembership, ProjectRole, Subject, SubjectKind,
-};
+use crate::api::{Customer, MembershipPhase, Project, ProjectMembership, ProjectRole};
 use crate::desired::NamespaceContents;
 use crate::desired::access::{self, Grant};
 use crate::desired::annotations;
 use crate::lifecycle::archive::Archive;
 
-/// Who is asking.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Requester {
-    pub username: String,
-    pub groups: Vec<String>,
-}
-
-impl Requester {
-    /// Whether this requester is (or is in) the subject.
-    pub fn is(&self, subject: &Subject) -> bool {
-        match subject.kind {
-            SubjectKind::User | SubjectKind::ServiceAccount => self.username == subject.username(),
-            SubjectKind::Group => self.groups.contains(&subject.name),
-        }
-    }
-}
+pub use crate::desired::access::Requester;
 
 /// Project names no one may create by default: the cluster's own namespaces and those of
 /// common platform components (a project named like one, made before the component is installed,

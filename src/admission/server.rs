@@ -636,13 +636,25 @@ pub async fn serving_cert(client: &Client, opts: &WebhookOptions) -> Result<Serv
     Err("could not agree on a webhook certificate with the other replicas".into())
 }
 
-/// Keeps the CA bundle of the webhook configurations equal to ours (checks every 30 s; writes
-/// only when it differs).
-pub async fn keep_ca_bundle(client: Client, name: String, ca_pem: String) {
+/// Keeps the CA bundle of the webhook configurations (`config`) and of the read API's
+/// APIService (`apiservice`) equal to ours (checks every 30 s; writes only when one differs).
+pub async fn keep_ca_bundle(
+    client: Client,
+    config: Option<String>,
+    apiservice: Option<String>,
+    ca_pem: String,
+) {
     let ca = ByteString(ca_pem.into_bytes());
     loop {
-        if let Err(e) = inject_ca_bundle(&client, &name, &ca).await {
+        if let Some(name) = &config
+            && let Err(e) = inject_ca_bundle(&client, name, &ca).await
+        {
             tracing::warn!(error = %e, config = name, "cannot set the webhook configurations' caBundle; retrying");
+        }
+        if let Some(name) = &apiservice
+            && let Err(e) = inject_into_apiservice(&client, name, &ca).await
+        {
+            tracing::warn!(error = %e, apiservice = name, "cannot set the APIService's caBundle; retrying");
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
@@ -651,6 +663,33 @@ pub async fn keep_ca_bundle(client: Client, name: String, ca_pem: String) {
 async fn inject_ca_bundle(client: &Client, name: &str, ca: &ByteString) -> Result<(), kube::Error> {
     inject_into::<ValidatingWebhookConfiguration>(client, name, ca).await?;
     inject_into::<MutatingWebhookConfiguration>(client, name, ca).await
+}
+
+/// Sets the APIService's caBundle if it differs.
+async fn inject_into_apiservice(
+    client: &Client,
+    name: &str,
+    ca: &ByteString,
+) -> Result<(), kube::Error> {
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+    let api: Api<APIService> = Api::all(client.clone());
+    let Some(svc) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    if svc.spec.as_ref().and_then(|s| s.ca_bundle.as_ref()) == Some(ca) {
+        return Ok(());
+    }
+    api.patch(
+        name,
+        &PatchParams {
+            field_manager: Some(crate::desired::FIELD_MANAGER.to_string()),
+            ..Default::default()
+        },
+        &Patch::Merge(serde_json::json!({"spec": {"caBundle": ca}})),
+    )
+    .await?;
+    tracing::info!(apiservice = name, "set the caBundle of the APIService");
+    Ok(())
 }
 
 /// Sets the caBundle of every webhook of one configuration, if any differs.
@@ -689,52 +728,12 @@ where
     Ok(())
 }
 
-/// Serves /validate and /mutate over TLS until the process ends.
-pub async fn serve(adm: Arc<Admission>, addr: SocketAddr, cert: ServingCert) -> Result<(), String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("webhook certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes())
-        .map_err(|e| format!("webhook key: {e}"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("webhook certificate: {e}"))?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let app = Router::new()
+/// The webhook's routes: /validate and /mutate.
+pub fn routes(adm: Arc<Admission>) -> Router {
+    Router::new()
         .route("/validate", post(validate_handler))
         .route("/mutate", post(mutate_handler))
-        .with_state(adm);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    tracing::info!(%addr, "admission webhook listening");
-    loop {
-        let (tcp, _) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "webhook accept failed");
-                continue;
-            }
-        };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
-        tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
-        });
-    }
+        .with_state(adm)
 }
 
 #[cfg(test)]

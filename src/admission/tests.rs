@@ -1,5 +1,6 @@
 use super::*;
 use crate::api::{CustomerSpec, ProjectMembershipSpec, ProjectSpec};
+use crate::api::{Subject, SubjectKind};
 use json_patch::PatchOperation;
 
 const NOW: &str = "2027-01-01T12:00:00Z";

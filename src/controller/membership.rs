@@ -15,7 +15,6 @@ use kube::runtime::reflector::ObjectRef;
 use super::queue::Queue;
 use super::{Changes, Context, Error, apply};
 use crate::api::{Project, ProjectMembership};
-use crate::desired::namespace::{Standing, standing};
 use crate::desired::{self, access};
 
 pub const CONTROLLER: &str = "membership";
@@ -68,25 +67,11 @@ pub fn controller(
 /// it) and is in use: only then does a membership bind anything. A membership in `kube-system`,
 /// or in the namespace an earlier project of the same name left behind, binds nothing.
 pub fn project_binds(caches: &super::Caches, namespace: &str) -> bool {
-    let project = caches.projects.get(&ObjectRef::new(namespace));
-    let ns = caches.namespaces.get(&ObjectRef::new(namespace));
-    match (project, ns) {
-        (Some(p), Some(n)) => {
-            p.metadata.deletion_timestamp.is_none()
-                && match standing(&n, &p) {
-                    Standing::Owned => true,
-                    // The archive this very project has recorded recovering: it is adopting it
-                    // (its next reconcile relabels the namespace), so the team it restored or
-                    // invited is not reported as without a project meanwhile.
-                    Standing::Archived => {
-                        let recovered = p.status.as_ref().and_then(|s| s.recovery.as_ref());
-                        crate::lifecycle::archive::Archive::of(&n).is_some_and(|a| {
-                            recovered.is_some_and(|r| r.terminated_at == a.terminated_at)
-                        })
-                    }
-                    _ => false,
-                }
-        }
+    match (
+        caches.projects.get(&ObjectRef::new(namespace)),
+        caches.namespaces.get(&ObjectRef::new(namespace)),
+    ) {
+        (Some(p), Some(n)) => crate::desired::namespace::binds(&p, &n),
         _ => false,
     }
 }

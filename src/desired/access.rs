@@ -46,6 +46,23 @@ fn role_ref(cluster_role: &str) -> RoleRef {
     }
 }
 
+/// Who is asking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Requester {
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+impl Requester {
+    /// Whether this requester is (or is in) the subject.
+    pub fn is(&self, subject: &Subject) -> bool {
+        match subject.kind {
+            SubjectKind::User | SubjectKind::ServiceAccount => self.username == subject.username(),
+            SubjectKind::Group => self.groups.contains(&subject.name),
+        }
+    }
+}
+
 /// Whether a point in time has been reached (`None` never expires).
 pub fn expired(
     expiration: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,

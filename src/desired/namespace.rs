@@ -118,6 +118,24 @@ pub fn standing(namespace: &Namespace, project: &Project) -> Standing {
     }
 }
 
+/// Whether memberships of this project bind anything in this namespace: the project is not
+/// being deleted and owns the namespace (this very incarnation of it), or is adopting the archive
+/// it has recorded recovering (its next reconcile relabels the namespace; the team it restored or
+/// invited is not reported as without a project meanwhile). The RoleBindings of memberships and
+/// the `views.tenancy.dev` read API both decide by it.
+pub fn binds(project: &Project, namespace: &Namespace) -> bool {
+    project.metadata.deletion_timestamp.is_none()
+        && match standing(namespace, project) {
+            Standing::Owned => true,
+            Standing::Archived => {
+                let recovered = project.status.as_ref().and_then(|s| s.recovery.as_ref());
+                crate::lifecycle::archive::Archive::of(namespace)
+                    .is_some_and(|a| recovered.is_some_and(|r| r.terminated_at == a.terminated_at))
+            }
+            _ => false,
+        }
+}
+
 /// Why the namespace must not run pods right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Freeze {

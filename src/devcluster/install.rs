@@ -43,10 +43,86 @@ impl LocalOperator {
         vec![
             format!("--namespace={}", self.namespace),
             format!("--webhook-addr=127.0.0.1:{}", self.webhook_port),
-            "--webhook-hosts=127.0.0.1,localhost".into(),
+            format!(
+                "--webhook-hosts=127.0.0.1,localhost,{}",
+                self.service_host()
+            ),
             format!("--webhook-config-name={}", self.config_name),
+            format!("--apiservice-name={APISERVICE}"),
         ]
     }
+
+    /// The chart's Service name as the aggregator checks it in the serving certificate
+    /// (`<service>.<namespace>.svc`; the release is named like the chart, so the Service is too).
+    pub fn service_host(&self) -> String {
+        format!("{}.{}.svc", self.config_name, self.namespace)
+    }
+}
+
+/// The read API's APIService.
+pub const APISERVICE: &str = "v1alpha1.views.tenancy.dev";
+
+/// `helm template` of one of the chart's templates, as release `name` in `namespace`.
+fn render(
+    helm: &std::path::Path,
+    name: &str,
+    namespace: &str,
+    template: &str,
+) -> Result<String, String> {
+    let out = std::process::Command::new(helm)
+        .args(["template", name])
+        .arg(chart_dir())
+        .args(["--namespace", namespace, "--show-only", template])
+        .output()
+        .map_err(|e| format!("running {}: {e}", helm.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "helm template of the chart's {template} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The chart's read API objects (`templates/views.yaml`: the APIService, the ClusterRole that
+/// lets everyone read the views and its binding), with the APIService reaching a local operator:
+/// its Service is replaced by one of `type: ExternalName` to `localhost` on `port` (the
+/// aggregator then dials `localhost:port`; Endpoints cannot hold loopback addresses). The
+/// caBundle is left for the operator to fill in.
+pub fn views_objects(
+    helm: &std::path::Path,
+    name: &str,
+    namespace: &str,
+    port: u16,
+) -> Result<Vec<serde_json::Value>, String> {
+    let text = render(helm, name, namespace, "templates/views.yaml")?;
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut value = serde_json::Value::deserialize(doc).map_err(|e| e.to_string())?;
+        if value.is_null() {
+            continue;
+        }
+        if value["kind"] == "APIService" {
+            let service = value["spec"]["service"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if service != name {
+                return Err(format!(
+                    "the chart's APIService names Service {service:?}, not {name:?}"
+                ));
+            }
+            value["spec"]["service"]["port"] = serde_json::json!(port);
+            out.push(serde_json::json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": service, "namespace": namespace},
+                "spec": {"type": "ExternalName", "externalName": "localhost",
+                         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]},
+            }));
+        }
+        out.push(value);
+    }
+    Ok(out)
 }
 
 /// The chart this repository ships (its webhook configurations are the ones every local install
@@ -65,24 +141,7 @@ pub fn webhook_configurations(
     namespace: &str,
     base_url: &str,
 ) -> Result<(ValidatingWebhookConfiguration, MutatingWebhookConfiguration), String> {
-    let out = std::process::Command::new(helm)
-        .args(["template", name])
-        .arg(chart_dir())
-        .args([
-            "--namespace",
-            namespace,
-            "--show-only",
-            "templates/webhooks.yaml",
-        ])
-        .output()
-        .map_err(|e| format!("running {}: {e}", helm.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "helm template of the chart's webhooks failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = render(helm, name, namespace, "templates/webhooks.yaml")?;
     let point = |c: &mut WebhookClientConfig| {
         let path = c.service.take().and_then(|s| s.path).unwrap_or_default();
         c.url = Some(format!("{base_url}{path}"));
@@ -177,5 +236,17 @@ pub async fn install(client: &Client, local: &LocalOperator) -> Result<(), Apply
     .map_err(ApplyError::Chart)?;
     apply(client, &validating).await?;
     apply(client, &mutating).await?;
+    for object in views_objects(
+        &helm,
+        &local.config_name,
+        &local.namespace,
+        local.webhook_port,
+    )
+    .map_err(ApplyError::Chart)?
+    {
+        let object: kube::core::DynamicObject = serde_json::from_value(object)
+            .map_err(|e| ApplyError::Chart(format!("the chart's views.yaml: {e}")))?;
+        super::apply::apply_object(client, &object, "tenancy-devcluster").await?;
+    }
     Ok(())
 }

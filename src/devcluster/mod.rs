@@ -169,6 +169,10 @@ pub fn find_helm(bin_dir: &Path) -> Option<PathBuf> {
         .find(|p| is_executable(p))
 }
 
+/// The common name of kube-apiserver's front-proxy client certificate (the one name aggregated
+/// API servers accept `X-Remote-*` headers from).
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
+
 /// How to start a [`ControlPlane`].
 #[derive(Clone, Debug)]
 pub struct ControlPlaneOptions {
@@ -330,6 +334,26 @@ impl ControlPlane {
         let (sa_private, sa_public) = certs::service_account_key_pair()?;
         let sa_key = write_file(&pki_dir.join("sa.key"), &sa_private, true)?;
         let sa_pub = write_file(&pki_dir.join("sa.pub"), &sa_public, false)?;
+        // The aggregation layer: a CA of its own for the front proxy (kube-apiserver presents
+        // its client certificate to aggregated API servers, which trust the X-Remote-* headers
+        // only from it), as kubeadm sets it up.
+        let front_proxy = Pki::named("tenancy-devcluster-front-proxy-ca")?;
+        let front_proxy_ca = write_file(
+            &pki_dir.join("front-proxy-ca.crt"),
+            front_proxy.ca_pem(),
+            false,
+        )?;
+        let proxy_client = front_proxy.client_cert(FRONT_PROXY_CLIENT, &[])?;
+        let proxy_cert = write_file(
+            &pki_dir.join("front-proxy-client.crt"),
+            &proxy_client.cert_pem,
+            false,
+        )?;
+        let proxy_key = write_file(
+            &pki_dir.join("front-proxy-client.key"),
+            &proxy_client.key_pem,
+            true,
+        )?;
 
         let mut etcd_client = FreePort::pick().context(|| "picking a port".into())?;
         let mut etcd_peer = FreePort::pick().context(|| "picking a port".into())?;
@@ -388,6 +412,16 @@ impl ControlPlane {
             .arg(format!("--service-account-signing-key-file={}", sa_key.display()))
             .arg("--service-cluster-ip-range=10.0.0.0/24")
             .arg("--allow-privileged=true")
+            .arg(format!(
+                "--requestheader-client-ca-file={}",
+                front_proxy_ca.display()
+            ))
+            .arg(format!("--requestheader-allowed-names={FRONT_PROXY_CLIENT}"))
+            .arg("--requestheader-username-headers=X-Remote-User")
+            .arg("--requestheader-group-headers=X-Remote-Group")
+            .arg("--requestheader-extra-headers-prefix=X-Remote-Extra-")
+            .arg(format!("--proxy-client-cert-file={}", proxy_cert.display()))
+            .arg(format!("--proxy-client-key-file={}", proxy_key.display()))
             // The defaults already include most of these; listing them makes the intent plain.
             .arg(
                 "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultTolerationSeconds,\

@@ -7,6 +7,7 @@ pub mod guard;
 pub mod inventory;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -105,7 +106,7 @@ macro_rules! watched {
             pub fn listed(&self) -> Vec<(&'static str, futures::future::BoxFuture<'static, ()>)> {
                 vec![ $( {
                     let store = self.$field.clone();
-                    ($name, Box::pin(async move { let _ = store.wait_until_ready().await; })
+                    ($name, Box::pin(async move { listed(&store).await })
                         as futures::future::BoxFuture<'static, ()>)
                 }, )* ]
             }
@@ -125,6 +126,16 @@ watched! {
     cluster_roles: ClusterRole = "clusterroles", managed;
     cluster_role_bindings: ClusterRoleBinding = "clusterrolebindings", managed;
     ledgers: ConfigMap = "configmaps (quota ledgers)", ledgers;
+}
+
+/// Ends once the store has listed. A store's own wait wakes only the last of several tasks
+/// waiting on it at once (its readiness is a oneshot channel holding one waker), so each wait is
+/// retried every 250 ms.
+async fn listed<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) {
+    while tokio::time::timeout(Duration::from_millis(250), store.wait_until_ready())
+        .await
+        .is_err()
+    {}
 }
 
 impl Default for Watches {

@@ -62,6 +62,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s.%s.svc,%s.%s.svc.cluster.local,%s" $svc .Release.Namespace $svc .Release.Namespace $svc }}
 {{- end }}
 
+{{/* The APIService of the aggregated read API (views.tenancy.dev): <version>.<group>, the only
+name the API server accepts for it, so one per cluster. */}}
+{{- define "tenancy-operator.apiServiceName" -}}
+v1alpha1.views.tenancy.dev
+{{- end }}
+
 {{- define "tenancy-operator.leaseName" -}}
 {{- default (include "tenancy-operator.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}
