@@ -11,7 +11,7 @@ START := $(shell date +%s)
 banner = @printf '\n==> %s\n' "$(1)"
 
 .NOTPARALLEL:
-.PHONY: build crds control-plane dev test fmt-check clippy unit crd-check e2e
+.PHONY: build crds control-plane dev test fmt-check clippy unit crd-check e2e bench-views
 
 ## build: compile the operator.
 build:
@@ -57,3 +57,10 @@ e2e:
 	@command -v kubectl >/dev/null || { echo "error: the end-to-end tests need kubectl on PATH" >&2; exit 1; }
 	$(call banner,6/6 end-to-end: cargo test --test e2e (a fresh control plane))
 	$(CARGO) test --test e2e
+
+## bench-views: what `kubectl get myprojects` costs with BENCH_PROJECTS (default 10000) projects:
+## the index in process, then p50/p99 through kube-apiserver with the release operator, and its
+## memory with the views on and off (not part of `make test`; ~15 minutes on 2 cores).
+bench-views:
+	bash tests/control-plane/build.sh >/dev/null
+	$(CARGO) bench --bench views
