@@ -71,9 +71,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn in_process(n: usize) -> Value {
     let customers: Vec<Arc<Customer>> = (0..CUSTOMERS)
         .map(|i| {
-            Arc::new(obj(json!({"apiVersion": "tenancy.dev/v1alpha1", "kind": "Customer",
+            Arc::new(obj(
+                json!({"apiVersion": "tenancy.dev/v1alpha1", "kind": "Customer",
                 "metadata": {"name": customer_name(i), "resourceVersion": "1"},
-                "spec": {"owners": [{"kind": "User", "name": format!("owner-{i}")}]}})))
+                "spec": {"owners": [{"kind": "User", "name": format!("owner-{i}")}]}}),
+            ))
         })
         .collect();
     let projects: Vec<Arc<Project>> = (0..n)
@@ -125,9 +127,11 @@ fn in_process(n: usize) -> Value {
     let full = t.elapsed();
     let bytes = HELD.load(Ordering::Relaxed) - before;
     let mut changed = projects.clone();
-    changed[n / 2] = Arc::new(obj(json!({"apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
+    changed[n / 2] = Arc::new(obj(
+        json!({"apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
         "metadata": {"name": project_name(n / 2), "uid": "x", "resourceVersion": "9"},
-        "spec": {"customer": customer_name(n / 2)}, "status": {"phase": "Finished"}})));
+        "spec": {"customer": customer_name(n / 2)}, "status": {"phase": "Finished"}}),
+    ));
     let before_rebuild = HELD.load(Ordering::Relaxed);
     let t = Instant::now();
     let rebuilt = Index::build(
@@ -179,16 +183,20 @@ fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
 
 async fn list(client: &kube::Client, query: &str, table: bool) -> Result<Value, String> {
-    let mut req = http::Request::get(format!("/apis/views.tenancy.dev/v1alpha1/myprojects{query}"));
+    let mut req = http::Request::get(format!(
+        "/apis/views.tenancy.dev/v1alpha1/myprojects{query}"
+    ));
     if table {
         req = req.header(
             "Accept",
@@ -210,12 +218,20 @@ fn count(v: &Value) -> usize {
         .unwrap_or(0)
 }
 
-async fn timed(client: &kube::Client, query: &str, table: bool, rounds: usize) -> (f64, f64, usize) {
+async fn timed(
+    client: &kube::Client,
+    query: &str,
+    table: bool,
+    rounds: usize,
+) -> (f64, f64, usize) {
     let mut times = Vec::with_capacity(rounds);
     let mut seen = 0;
     for _ in 0..rounds {
         let t = Instant::now();
-        seen = list(client, query, table).await.map(|v| count(&v)).unwrap_or(0);
+        seen = list(client, query, table)
+            .await
+            .map(|v| count(&v))
+            .unwrap_or(0);
         times.push(t.elapsed());
     }
     times.sort();
@@ -235,7 +251,10 @@ fn through_apiserver(n: usize) -> Result<Value, String> {
         let customers: Api<Customer> = Api::all(admin.clone());
         for i in 0..CUSTOMERS {
             customers
-                .create(&PostParams::default(), &support::customer(&customer_name(i), json!({})))
+                .create(
+                    &PostParams::default(),
+                    &support::customer(&customer_name(i), json!({})),
+                )
                 .await
                 .map_err(|e| format!("customer {i}: {e}"))?;
         }
@@ -244,7 +263,8 @@ fn through_apiserver(n: usize) -> Result<Value, String> {
             .map(|i| {
                 let projects = projects.clone();
                 async move {
-                    let p = support::project(&project_name(i), json!({"customer": customer_name(i)}));
+                    let p =
+                        support::project(&project_name(i), json!({"customer": customer_name(i)}));
                     for _ in 0..20 {
                         match projects.create(&PostParams::default(), &p).await {
                             Ok(_) => return Ok(()),
@@ -262,7 +282,10 @@ fn through_apiserver(n: usize) -> Result<Value, String> {
         Ok::<(), String>(())
     })?;
     let created = started.elapsed();
-    eprintln!("[bench] {n} projects created in {:.1}s", created.as_secs_f64());
+    eprintln!(
+        "[bench] {n} projects created in {:.1}s",
+        created.as_secs_f64()
+    );
     // The user's 5 projects.
     env.block_on(async {
         for k in 0..5 {
@@ -272,16 +295,20 @@ fn through_apiserver(n: usize) -> Result<Value, String> {
                 "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectMembership",
                 "metadata": {"name": "bench-user"},
                 "spec": {"subject": {"kind": "User", "name": "bench-user"}, "role": "Member"}}));
-            support::wait_for(&format!("membership in {p}"), Duration::from_secs(1800), || {
-                let (api, m) = (api.clone(), m.clone());
-                async move {
-                    match api.create(&PostParams::default(), &m).await {
-                        Ok(_) => Some(()),
-                        Err(kube::Error::Api(e)) if e.code == 409 => Some(()),
-                        Err(_) => None,
+            support::wait_for(
+                &format!("membership in {p}"),
+                Duration::from_secs(1800),
+                || {
+                    let (api, m) = (api.clone(), m.clone());
+                    async move {
+                        match api.create(&PostParams::default(), &m).await {
+                            Ok(_) => Some(()),
+                            Err(kube::Error::Api(e)) if e.code == 409 => Some(()),
+                            Err(_) => None,
+                        }
                     }
-                }
-            })
+                },
+            )
             .await
             .map_err(|e| format!("{e:?}"))?;
         }
@@ -305,7 +332,9 @@ fn through_apiserver(n: usize) -> Result<Value, String> {
         || {
             let (admin, user) = (admin.clone(), user.clone());
             async move {
-                let all = list(&admin, "?fieldSelector=status.phase%3DActive", false).await.ok()?;
+                let all = list(&admin, "?fieldSelector=status.phase%3DActive", false)
+                    .await
+                    .ok()?;
                 let mine = list(&user, "", false).await.ok()?;
                 (count(&all) >= n && count(&mine) == 5).then_some(())
             }
@@ -372,13 +401,19 @@ fn main() {
     let report = json!({"in_process": pure, "through_kube_apiserver": served});
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join("views.json"), serde_json::to_string_pretty(&report).unwrap_or_default());
+    let _ = std::fs::write(
+        dir.join("views.json"),
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
     println!("\nviews.tenancy.dev, {n} projects (release build)\n");
     println!("| measure | value |\n|---|---|");
     for part in ["in_process", "through_kube_apiserver"] {
         if let Some(map) = report[part].as_object() {
             for (k, v) in map {
-                let v = v.as_f64().map(|f| format!("{f:.2}")).unwrap_or_else(|| v.to_string());
+                let v = v
+                    .as_f64()
+                    .map(|f| format!("{f:.2}"))
+                    .unwrap_or_else(|| v.to_string());
                 println!("| {part}.{k} | {v} |");
             }
         }

@@ -164,6 +164,7 @@ impl Items {
 /// compaction).
 pub const CONTINUE_TTL: Duration = Duration::from_secs(300);
 const MAX_SNAPSHOTS: usize = 1024;
+const SNAPSHOTS_PER_REQUESTER: usize = 8;
 /// How many recent indexes a watch can resume from.
 const HISTORY: usize = 64;
 const AUTHZ_TTL: Duration = Duration::from_secs(10);
@@ -537,6 +538,18 @@ impl Views {
         let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut s = self.snapshots.lock().expect("snapshots lock");
         s.retain(|_, v| v.made.elapsed() < CONTINUE_TTL);
+        // Each requester keeps at most a few lists open (one requester cannot fill the memory
+        // by starting lists it never finishes), and all together at most MAX_SNAPSHOTS.
+        let theirs = s.values().filter(|v| v.user == user).count();
+        if theirs >= SNAPSHOTS_PER_REQUESTER
+            && let Some(oldest) = s
+                .iter()
+                .filter(|(_, v)| v.user == user)
+                .min_by_key(|(_, v)| v.made)
+                .map(|(k, _)| k.clone())
+        {
+            s.remove(&oldest);
+        }
         if s.len() >= MAX_SNAPSHOTS
             && let Some(oldest) = s.iter().min_by_key(|(_, v)| v.made).map(|(k, _)| k.clone())
         {
@@ -772,7 +785,12 @@ async fn collection(
     let (viewer, index) = admit(&views, &peer, &headers, &method, &resource, verb, "").await?;
     let table_as = table_as(&headers, &params)?;
     let now = views.clock.now();
-    let user = viewer.requester.username.clone();
+    // Pages belong to who asked, groups included.
+    let user = format!(
+        "{}\u{0}{}",
+        viewer.requester.username,
+        viewer.requester.groups.join("\u{1}")
+    );
 
     // A next page: from the snapshot the first page was cut from.
     let token = params.get("continue");

@@ -199,3 +199,30 @@ fn a_watch_sends_what_changed_for_its_viewer() {
         "true"
     );
 }
+
+fn views() -> Arc<Views> {
+    let client = Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+        .expect("a client that is never used");
+    Views::new(client, Clock::default(), vec!["tenancy:staff".into()])
+}
+
+#[tokio::test]
+async fn pages_belong_to_who_asked_and_nobody_holds_more_than_a_few() {
+    let v = views();
+    let items = Arc::new(Items::Projects(Vec::new()));
+    let ids: Vec<String> = (0..10)
+        .map(|_| v.remember("ann", items.clone(), 1))
+        .collect();
+    let kept = ids
+        .iter()
+        .filter(|id| v.recall("ann", id).is_some())
+        .count();
+    assert_eq!(kept, SNAPSHOTS_PER_REQUESTER);
+    assert!(v.recall("ann", &ids[9]).is_some(), "the newest is kept");
+    assert!(v.recall("ann", &ids[0]).is_none(), "the oldest went first");
+    assert!(
+        v.recall("bob", &ids[9]).is_none(),
+        "another requester's token is not theirs"
+    );
+    assert!(v.recall("ann", "made-up").is_none());
+}
