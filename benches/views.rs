@@ -12,7 +12,7 @@
 //! to `target/bench/views.json`.
 
 #[path = "../tests/e2e/support.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -45,6 +45,13 @@ pub struct PhaseLabel {
     pub phase: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViewLabels {
+    pub resource: String,
+    pub verb: String,
+    pub code: String,
+}
+
 /// Every metric the operator exports.
 pub struct Metrics {
     pub registry: Registry,
@@ -61,6 +68,9 @@ pub struct Metrics {
     writes: Family<WriteLabels, Counter>,
     pub projects: Family<PhaseLabel, Gauge>,
     admissions: Family<AdmissionLabels, Counter>,
+    view_requests: Family<ViewLabels, Counter>,
+    view_index_build: Histogram,
+    view_watches: Gauge,
     ready: AtomicBool,
 }
 
@@ -130,6 +140,24 @@ impl Default for Metrics {
             writes.clone(),
         );
         registry.register("projects", "Projects by phase", projects.clone());
+        let view_requests = Family::<ViewLabels, Counter>::default();
+        let view_index_build = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let view_watches = Gauge::default();
+        registry.register(
+            "views_requests",
+            "views.tenancy.dev requests answered, by resource, verb and HTTP code",
+            view_requests.clone(),
+        );
+        registry.register(
+            "views_index_build_seconds",
+            "How long building the views index takes (after each burst of changes)",
+            view_index_build.clone(),
+        );
+        registry.register(
+            "views_watches",
+            "views.tenancy.dev watches open now",
+            view_watches.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -143,6 +171,9 @@ impl Default for Metrics {
             writes,
             projects,
             admissions,
+            view_requests,
+            view_index_build,
+            view_watches,
             ready: AtomicBool::new(false),
         }
     }
@@ -263,6 +294,25 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    pub fn view_request(&self, resource: &str, verb: &str, code: u16) {
+        self.view_requests
+            .get_or_create(&ViewLabels {
+                resource: resource.into(),
+                verb: verb.into(),
+                code: code.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn view_index_built(&self, seconds: f64) {
+        self.view_index_build.observe(seconds);
+    }
+
+    /// One more watch open (`+1`) or one fewer (`-1`).
+    pub fn view_watches(&self, delta: i64) {
+        self.view_watches.inc_by(delta);
     }
 
     pub fn set_ready(&self) {

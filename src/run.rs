@@ -360,6 +360,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         client.clone(),
         ctx.clock.clone(),
         args.staff_groups.clone(),
+        metrics.clone(),
     );
     if !args.no_views {
         tokio::spawn(views.clone().maintain(caches.clone(), view_changes));

@@ -182,8 +182,7 @@ pub struct Views {
     pub client_ca: watch::Sender<Option<String>>,
     snapshots: Mutex<HashMap<String, Snapshot>>,
     decisions: Mutex<HashMap<String, (bool, Instant)>>,
-    /// Time spent building the index the last time, for the metrics.
-    pub last_build: Mutex<Duration>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A request refused, answered as a `Status`.
@@ -269,7 +268,12 @@ enum Selection {
 }
 
 impl Views {
-    pub fn new(client: Client, clock: Clock, staff_groups: Vec<String>) -> Arc<Self> {
+    pub fn new(
+        client: Client,
+        clock: Clock,
+        staff_groups: Vec<String>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Views {
             client,
             clock,
@@ -280,7 +284,7 @@ impl Views {
             client_ca: watch::channel(None).0,
             snapshots: Mutex::new(HashMap::new()),
             decisions: Mutex::new(HashMap::new()),
-            last_build: Mutex::new(Duration::ZERO),
+            metrics,
         })
     }
 
@@ -322,7 +326,8 @@ impl Views {
             self.clock.now(),
             previous,
         );
-        *self.last_build.lock().expect("build lock") = started.elapsed();
+        self.metrics
+            .view_index_built(started.elapsed().as_secs_f64());
         index
     }
 
@@ -647,10 +652,7 @@ fn table_as(headers: &HeaderMap, params: &Params) -> Result<Option<IncludeObject
 
 /// The routes of `views.tenancy.dev`.
 pub fn routes(views: Arc<Views>) -> Router {
-    Router::new()
-        .route("/apis", get(discovery))
-        .route("/apis/views.tenancy.dev", get(discovery))
-        .route("/apis/views.tenancy.dev/v1alpha1", get(discovery))
+    let resources = Router::new()
         .route(
             "/apis/views.tenancy.dev/v1alpha1/{resource}",
             any(collection),
@@ -659,7 +661,44 @@ pub fn routes(views: Arc<Views>) -> Router {
             "/apis/views.tenancy.dev/v1alpha1/{resource}/{name}",
             any(object),
         )
+        .route_layer(axum::middleware::from_fn_with_state(views.clone(), counted));
+    Router::new()
+        .route("/apis", get(discovery))
+        .route("/apis/views.tenancy.dev", get(discovery))
+        .route("/apis/views.tenancy.dev/v1alpha1", get(discovery))
+        .merge(resources)
         .with_state(views)
+}
+
+/// Counts each request by resource, verb and answer (`tenancy_views_requests_total`).
+async fn counted(
+    State(views): State<Arc<Views>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let parts: Vec<String> = req.uri().path().split('/').map(str::to_string).collect();
+    let watching = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
+    let resource = parts.get(4).cloned().unwrap_or_default();
+    let verb = match (parts.len(), watching) {
+        (n, _) if n > 5 => "get",
+        (_, true) => "watch",
+        _ => "list",
+    };
+    let resource = if ["myprojects", "members"].contains(&resource.as_str()) {
+        resource
+    } else {
+        "unknown".into()
+    };
+    let response = next.run(req).await;
+    views
+        .metrics
+        .view_request(&resource, verb, response.status().as_u16());
+    response
 }
 
 async fn discovery(
@@ -985,6 +1024,15 @@ fn diff(
     out
 }
 
+/// Counts a watch as open until dropped.
+struct OpenWatch(Arc<crate::metrics::Metrics>);
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        self.0.view_watches(-1);
+    }
+}
+
 /// Where a watch starts.
 enum Start {
     /// The client knows nothing: every item comes as ADDED (then, with sendInitialEvents, a
@@ -1072,6 +1120,8 @@ async fn watch_response(
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
     tokio::spawn(async move {
+        views.metrics.view_watches(1);
+        let _open = OpenWatch(views.metrics.clone());
         let mut updates = views.index.subscribe();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
         let (mut sent, end_bookmark) = match start {

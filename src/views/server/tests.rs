@@ -203,7 +203,12 @@ fn a_watch_sends_what_changed_for_its_viewer() {
 fn views() -> Arc<Views> {
     let client = Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
         .expect("a client that is never used");
-    Views::new(client, Clock::default(), vec!["tenancy:staff".into()])
+    Views::new(
+        client,
+        Clock::default(),
+        vec!["tenancy:staff".into()],
+        Arc::new(crate::metrics::Metrics::default()),
+    )
 }
 
 #[tokio::test]
