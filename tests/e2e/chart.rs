@@ -23,6 +23,8 @@ use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -30,6 +32,7 @@ use serde_json::{Value, json};
 use tenancy_operator::desired::RoleNames;
 use tenancy_operator::desired::access::role_cluster_roles;
 use tenancy_operator::devcluster::apply::parse_documents;
+use tenancy_operator::devcluster::install::APISERVICE;
 
 use crate::support::{Env, Failed, TestResult, Trial, trial, unique_name};
 
@@ -418,7 +421,61 @@ async fn cluster_scoped_of(client: &Client, selector: &str) -> Result<BTreeSet<S
     for n in names_labelled::<MutatingWebhookConfiguration>(client, selector).await? {
         out.insert(format!("MutatingWebhookConfiguration/{n}"));
     }
+    for n in names_labelled::<APIService>(client, selector).await? {
+        out.insert(format!("APIService/{n}"));
+    }
+    // Not cluster-scoped, but outside the release namespace: the read API's auth-reader binding.
+    for rb in Api::<RoleBinding>::namespaced(client.clone(), "kube-system")
+        .list(&ListParams::default().labels(selector))
+        .await?
+    {
+        out.insert(format!("RoleBinding/kube-system/{}", rb.name_any()));
+    }
     Ok(out)
+}
+
+/// The suite's read API is as its local install made it, whatever a test installed: the
+/// APIService names the suite's Service (the ExternalName one to the local operator) and is
+/// Available, and it and `tenancy:views-reader` carry the suite's release label, not another's.
+async fn suite_views_intact(env: &Env, client: &Client) -> TestResult {
+    let local = env.local();
+    let service = json!({
+        "name": local.config_name, "namespace": local.namespace, "port": local.webhook_port,
+    });
+    let ours = |object: &Value| {
+        object["metadata"]["labels"]["app.kubernetes.io/instance"] == json!(local.config_name)
+            && object["metadata"]["annotations"]["meta.helm.sh/release-name"].is_null()
+    };
+    eventually(
+        "the suite's APIService and tenancy:views-reader to be its own, the APIService Available",
+        Duration::from_secs(30),
+        || async {
+            let api_service = Api::<APIService>::all(client.clone())
+                .get(APISERVICE)
+                .await
+                .map_err(|e| e.to_string())?;
+            let api_service = serde_json::to_value(&api_service).map_err(|e| e.to_string())?;
+            let reader = Api::<ClusterRole>::all(client.clone())
+                .get("tenancy:views-reader")
+                .await
+                .map_err(|e| e.to_string())?;
+            let reader = serde_json::to_value(&reader).map_err(|e| e.to_string())?;
+            let available = condition(&api_service, "Available").is_some_and(|(s, _)| s == "True");
+            if api_service["spec"]["service"] == service
+                && available
+                && ours(&api_service)
+                && ours(&reader)
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "APIService {api_service}; ClusterRole {}",
+                    reader["metadata"]
+                ))
+            }
+        },
+    )
+    .await
 }
 
 async fn create_namespace(client: &Client, name: &str) -> Result<(), Failed> {
@@ -442,10 +499,16 @@ async fn delete_namespace(client: &Client, name: &str) {
 // ---------------------------------------------------------------------------------------------
 
 /// `helm lint --strict` with the default values and with each switch flipped; `helm template`
-/// renders every kind the chart promises; every environment variable the Deployment sets is one
-/// that `tenancy-operator run` reads (a misnamed one would be silently ignored in production),
-/// with the webhook's certificate names and the operator's own identity as trusted user; and
-/// the RBAC has no wildcards, no cluster-wide Secrets and `bind` only on the three roles.
+/// renders every kind the chart promises; every environment variable the Deployment sets (with
+/// the defaults, and with the read API, the webhook or cert-manager switched) is one that
+/// `tenancy-operator run` reads (a misnamed one would be silently ignored in production), with
+/// the webhook's certificate names, the operator's own identity as trusted user, and the read
+/// API's APIService (`TENANCY_NO_VIEWS` without it); the RBAC has no wildcards, no cluster-wide
+/// Secrets, `bind` only on the three roles, the APIService only by name, and the read API's
+/// built-in grants only with the read API. The cluster-wide singletons: `tenancy:staff` is bound
+/// to exactly the staff groups but system:masters, `tenancy:views-reader` to every authenticated
+/// user (unless views.everyone=false), and the APIService points at the chart's Service on 443
+/// with no caBundle key (the operator or cert-manager's cainjector fills it in).
 async fn helm_lint_and_template_pass_and_every_env_var_is_a_run_flag(env: Arc<Env>) -> TestResult {
     let helm = Helm::new(&env)?;
     let chart = chart_dir();
@@ -454,6 +517,10 @@ async fn helm_lint_and_template_pass_and_every_env_var_is_a_run_flag(env: Arc<En
         None,
         Some("certManager.enabled=true"),
         Some("webhook.enabled=false"),
+        Some("views.enabled=false"),
+        Some("views.everyone=false"),
+        Some("staffRole.create=false"),
+        Some("views.enabled=false,staffRole.create=false,certManager.enabled=true"),
         Some("replicaCount=1,leaderElection.enabled=false"),
         Some("serviceMonitor.enabled=true,podDisruptionBudget.enabled=false"),
         Some("prometheusRule.enabled=true,prometheusRule.queueDepthThreshold=20"),
@@ -470,13 +537,16 @@ async fn helm_lint_and_template_pass_and_every_env_var_is_a_run_flag(env: Arc<En
     }
 
     let ns = "tenancy-e2e";
+    let render = |extra: &[&str]| -> Result<Vec<Value>, Failed> {
+        rendered_objects(&helm.template("tenancy-operator", ns, extra)?)
+    };
     let pricing = [
         "--set",
         "pricing.currency=EUR",
         "--set-string",
         "pricing.monthly.cpu=20,pricing.monthly.memory=4.5",
     ];
-    let objects = rendered_objects(&helm.template("tenancy-operator", ns, &pricing)?)?;
+    let objects = render(&pricing)?;
     let kinds: BTreeSet<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
     for kind in [
         "ServiceAccount",
@@ -489,11 +559,18 @@ async fn helm_lint_and_template_pass_and_every_env_var_is_a_run_flag(env: Arc<En
         "PodDisruptionBudget",
         "ValidatingWebhookConfiguration",
         "MutatingWebhookConfiguration",
+        "APIService",
     ] {
         if !kinds.contains(kind) {
             return Err(format!("helm template rendered no {kind}; it rendered {kinds:?}").into());
         }
     }
+    let no_views = render(&["--set", "views.enabled=false"])?;
+    let cert_manager = render(&["--set", "certManager.enabled=true"])?;
+    let no_webhook = render(&[
+        "--set",
+        "webhook.enabled=false,replicaCount=1,leaderElection.enabled=false",
+    ])?;
 
     // The Deployment: hardened, two replicas, probes, and only environment variables that the
     // operator reads.
@@ -524,22 +601,22 @@ async fn helm_lint_and_template_pass_and_every_env_var_is_a_run_flag(env: Arc<En
     if container.liveness_probe.is_none() || container.readiness_probe.is_none() {
         return Err("the operator container needs liveness and readiness probes".into());
     }
-    let env_vars: BTreeMap<String, String> = container
-        .env
-        .iter()
-        .flatten()
-        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-        .collect();
     let help = Command::new(env!("CARGO_BIN_EXE_tenancy-operator"))
         .args(["run", "--help"])
         .output()?;
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
-    let mut unknown = Vec::new();
-    for name in env_vars.keys() {
-        // POD_NAME names the leader-election identity and events' reporting instance;
-        // RUST_LOG is the log filter; the rest must be flags of `run`.
-        if name != "POD_NAME" && name != "RUST_LOG" && !help.contains(&format!("[env: {name}=")) {
-            unknown.push(name.clone());
+    let env_vars = container_env(&objects)?;
+    let mut unknown = BTreeSet::new();
+    // Some variables are set only with a switch flipped (TENANCY_NO_VIEWS without the read API,
+    // TENANCY_WEBHOOK_CERT_DIR with cert-manager): every variant's are checked.
+    for variant in [&objects, &no_views, &cert_manager, &no_webhook] {
+        for name in container_env(variant)?.into_keys() {
+            // POD_NAME names the leader-election identity and events' reporting instance;
+            // RUST_LOG is the log filter; the rest must be flags of `run`.
+            if name != "POD_NAME" && name != "RUST_LOG" && !help.contains(&format!("[env: {name}="))
+            {
+                unknown.insert(name);
+            }
         }
     }
     if !unknown.is_empty() {
@@ -568,48 +645,96 @@ async fn helm_lint_and_template_pass_and_every_env_var_is_a_run_flag(env: Arc<En
         ("TENANCY_PRICES", "cpu=20,memory=4.5".into()),
         ("TENANCY_CURRENCY", "EUR".into()),
         ("TENANCY_LEASE_NAME", "tenancy-operator".into()),
+        ("TENANCY_APISERVICE_NAME", APISERVICE.into()),
     ] {
         if env_vars.get(name) != Some(&want) {
             return Err(format!("{name} is {:?}, want {want:?}", env_vars.get(name)).into());
         }
     }
+    // The read API switched off: the operator does not serve it and patches no APIService.
+    let no_views_env = container_env(&no_views)?;
+    if env_vars.contains_key("TENANCY_NO_VIEWS")
+        || no_views_env.get("TENANCY_NO_VIEWS").map(String::as_str) != Some("true")
+        || no_views_env.contains_key("TENANCY_APISERVICE_NAME")
+    {
+        return Err(format!(
+            "TENANCY_NO_VIEWS / TENANCY_APISERVICE_NAME: with the read API {:?} / {:?}, without {:?} / {:?}; want unset / {APISERVICE:?}, \"true\" / unset",
+            env_vars.get("TENANCY_NO_VIEWS"),
+            env_vars.get("TENANCY_APISERVICE_NAME"),
+            no_views_env.get("TENANCY_NO_VIEWS"),
+            no_views_env.get("TENANCY_APISERVICE_NAME"),
+        )
+        .into());
+    }
 
-    // RBAC hygiene.
-    let cluster_role: ClusterRole = typed(find(&objects, "ClusterRole", "tenancy-operator")?)?;
+    // RBAC hygiene: the operator's ClusterRole, and the two the chart gives people.
     let roles = RoleNames::default();
     let role_names: BTreeSet<String> = [roles.manager, roles.administrator, roles.member].into();
-    for rule in cluster_role.rules.iter().flatten() {
-        let all: Vec<&String> = rule
-            .verbs
-            .iter()
-            .chain(rule.resources.iter().flatten())
-            .chain(rule.api_groups.iter().flatten())
-            .collect();
-        if all.iter().any(|s| s.contains('*')) {
-            return Err(format!("a wildcard in the operator's ClusterRole: {rule:?}").into());
-        }
-        let resources = rule.resources.clone().unwrap_or_default();
-        if resources.iter().any(|r| r == "secrets") {
-            return Err(format!("the ClusterRole grants Secrets cluster-wide: {rule:?}").into());
-        }
-        if rule
-            .verbs
-            .iter()
-            .any(|v| v == "bind" || v == "escalate" || v == "impersonate")
-        {
-            let names: BTreeSet<String> = rule
-                .resource_names
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
+    for name in ["tenancy-operator", "tenancy:staff", "tenancy:views-reader"] {
+        let cluster_role: ClusterRole = typed(find(&objects, "ClusterRole", name)?)?;
+        for rule in cluster_role.rules.iter().flatten() {
+            let all: Vec<&String> = rule
+                .verbs
+                .iter()
+                .chain(rule.resources.iter().flatten())
+                .chain(rule.api_groups.iter().flatten())
                 .collect();
-            if rule.verbs != ["bind"] || names != role_names {
+            if all.iter().any(|s| s.contains('*')) {
+                return Err(format!("a wildcard in ClusterRole {name}: {rule:?}").into());
+            }
+            let resources = rule.resources.clone().unwrap_or_default();
+            if resources.iter().any(|r| r == "secrets") {
+                return Err(
+                    format!("ClusterRole {name} grants Secrets cluster-wide: {rule:?}").into(),
+                );
+            }
+            if rule
+                .verbs
+                .iter()
+                .any(|v| v == "bind" || v == "escalate" || v == "impersonate")
+            {
+                let names: BTreeSet<String> = rule
+                    .resource_names
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                if name != "tenancy-operator" || rule.verbs != ["bind"] || names != role_names {
+                    return Err(format!(
+                        "bind must be granted (to the operator) on exactly the three role ClusterRoles, and escalate and impersonate never: {name}: {rule:?}"
+                    )
+                    .into());
+                }
+            }
+            if resources.iter().any(|r| r == "apiservices")
+                && (rule.verbs != ["get", "patch"]
+                    || rule.resource_names.as_deref() != Some(&[APISERVICE.to_string()][..]))
+            {
                 return Err(format!(
-                    "bind must be granted on exactly the three role ClusterRoles, and escalate and impersonate never: {rule:?}"
+                    "APIServices must be granted get and patch on {APISERVICE} only: {name}: {rule:?}"
                 )
                 .into());
             }
         }
+    }
+    let patches_apiservice = |objects: &[Value]| -> Result<bool, Failed> {
+        let cluster_role: ClusterRole = typed(find(objects, "ClusterRole", "tenancy-operator")?)?;
+        Ok(cluster_role
+            .rules
+            .iter()
+            .flatten()
+            .any(|r| r.resources.iter().flatten().any(|x| x == "apiservices")))
+    };
+    // The generated CA goes into the APIService by the operator's hand; cert-manager's
+    // cainjector fills it in itself; without the read API there is nothing to patch.
+    if !patches_apiservice(&objects)?
+        || patches_apiservice(&cert_manager)?
+        || patches_apiservice(&no_views)?
+    {
+        return Err(
+            "the operator may patch the APIService when the read API is on and cert-manager off only"
+                .into(),
+        );
     }
     let role: Role = typed(find(&objects, "Role", "tenancy-operator")?)?;
     for rule in role.rules.iter().flatten() {
@@ -618,42 +743,312 @@ async fn helm_lint_and_template_pass_and_every_env_var_is_a_run_flag(env: Arc<En
             return Err(format!("Secrets must be granted by name only: {rule:?}").into());
         }
     }
+    // The read API's two built-in grants, to the operator's ServiceAccount alone: delegated
+    // authentication and authorization (system:auth-delegator), and the front proxy's CA in
+    // kube-system (extension-apiserver-authentication-reader, one ConfigMap by name).
+    let sa_subject =
+        json!([{"kind": "ServiceAccount", "name": "tenancy-operator", "namespace": ns}]);
+    let delegator = find(
+        &objects,
+        "ClusterRoleBinding",
+        "tenancy-operator:auth-delegator",
+    )?;
+    let reader = objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "RoleBinding"
+                && o["metadata"]["name"] == "tenancy-operator:auth-reader"
+                && o["metadata"]["namespace"] == "kube-system"
+        })
+        .ok_or("the rendered chart has no RoleBinding kube-system/tenancy-operator:auth-reader")?;
+    for (binding, kind, role) in [
+        (delegator, "ClusterRole", "system:auth-delegator"),
+        (reader, "Role", "extension-apiserver-authentication-reader"),
+    ] {
+        let want_ref = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role});
+        if binding["roleRef"] != want_ref || binding["subjects"] != sa_subject {
+            return Err(format!(
+                "{} {} binds {} to {}, want {want_ref} to {sa_subject}",
+                binding["kind"],
+                binding["metadata"]["name"],
+                binding["roleRef"],
+                binding["subjects"]
+            )
+            .into());
+        }
+    }
+
+    // The read API's APIService, with the defaults: the chart's own Service on 443 (the
+    // webhook's port, so the same server and certificate) and no caBundle key, so that
+    // `helm upgrade` and GitOps tools never reset what the operator patched in.
+    let api_service = find(&objects, "APIService", APISERVICE)?;
+    let want_service = json!({"name": "tenancy-operator", "namespace": ns, "port": 443});
+    let spec = &api_service["spec"];
+    if spec["service"] != want_service
+        || spec["group"] != "views.tenancy.dev"
+        || spec["version"] != "v1alpha1"
+        || spec["insecureSkipTLSVerify"] != json!(false)
+        || spec.get("caBundle").is_some()
+        || api_service["metadata"].get("annotations").is_some()
+    {
+        return Err(format!(
+            "the APIService with the default values: {api_service}; want service {want_service}, TLS verified, no caBundle key and no annotations"
+        )
+        .into());
+    }
+    let service: Service = typed(find(&objects, "Service", "tenancy-operator")?)?;
+    let webhook_port = service
+        .spec
+        .iter()
+        .flat_map(|s| s.ports.iter().flatten())
+        .find(|p| p.port == 443);
+    let container_port = container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("webhook"))
+        .map(|p| p.container_port);
+    match (
+        webhook_port.and_then(|p| p.target_port.as_ref()),
+        container_port,
+    ) {
+        (Some(IntOrString::String(target)), Some(port))
+            if target == "webhook"
+                && env_vars.get("TENANCY_WEBHOOK_ADDR") == Some(&format!("0.0.0.0:{port}")) => {}
+        other => {
+            return Err(format!(
+                "the Service's port 443 does not reach the operator's HTTPS server (target, container port): {other:?}"
+            )
+            .into());
+        }
+    }
+    // With cert-manager: cainjector fills caBundle from the serving Certificate; still no key.
+    let injected = find(&cert_manager, "APIService", APISERVICE)?;
+    find(&cert_manager, "Certificate", "tenancy-operator-webhook")?;
+    if injected["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        != json!(format!("{ns}/tenancy-operator-webhook"))
+        || injected["spec"].get("caBundle").is_some()
+    {
+        return Err(format!("the APIService with cert-manager: {injected}").into());
+    }
+    // Without the read API: no APIService, no views-reader, no grants for it.
+    let views_objects: Vec<String> = no_views
+        .iter()
+        .filter(|o| {
+            o["kind"] == "APIService"
+                || o["metadata"]["name"] == "tenancy:views-reader"
+                || o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with(":auth-delegator") || n.ends_with(":auth-reader"))
+        })
+        .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"]))
+        .collect();
+    let staff_reads_views = |objects: &[Value]| -> Result<bool, Failed> {
+        let staff: ClusterRole = typed(find(objects, "ClusterRole", "tenancy:staff")?)?;
+        Ok(staff.rules.iter().flatten().any(|r| {
+            r.api_groups
+                .iter()
+                .flatten()
+                .any(|g| g == "views.tenancy.dev")
+        }))
+    };
+    if !views_objects.is_empty() || staff_reads_views(&no_views)? || !staff_reads_views(&objects)? {
+        return Err(format!(
+            "views.enabled=false still renders {views_objects:?} (or tenancy:staff's rule for the views: {})",
+            staff_reads_views(&no_views)?
+        )
+        .into());
+    }
+
+    // tenancy:views-reader: bound to every authenticated user, unless views.everyone=false.
+    let readers = find(&objects, "ClusterRoleBinding", "tenancy:views-reader")?;
+    let want_readers = json!([{
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated",
+    }]);
+    if readers["subjects"] != want_readers || readers["roleRef"]["name"] != "tenancy:views-reader" {
+        return Err(format!("ClusterRoleBinding tenancy:views-reader: {readers}").into());
+    }
+    let private = render(&["--set", "views.everyone=false"])?;
+    find(&private, "ClusterRole", "tenancy:views-reader")?;
+    if find(&private, "ClusterRoleBinding", "tenancy:views-reader").is_ok() {
+        return Err("views.everyone=false still binds tenancy:views-reader".into());
+    }
+
+    // tenancy:staff: bound to exactly the staff groups but system:masters (whose members pass
+    // every check anyway), in their order; the webhook recognises all of them.
+    let groups_of = |groups: &[&str]| json!(groups).to_string();
+    for (staff_groups, bound) in [
+        (None, vec!["tenancy:staff"]),
+        (
+            Some(groups_of(&[
+                "platform-ops",
+                "system:masters",
+                "tenancy:staff",
+            ])),
+            vec!["platform-ops", "tenancy:staff"],
+        ),
+        (Some(groups_of(&["system:masters"])), vec![]),
+    ] {
+        let objects = match &staff_groups {
+            None => objects.clone(),
+            Some(groups) => render(&["--set-json", &format!("staffGroups={groups}")])?,
+        };
+        let all = container_env(&objects)?
+            .get("TENANCY_STAFF_GROUPS")
+            .cloned()
+            .unwrap_or_default();
+        find(&objects, "ClusterRole", "tenancy:staff")?;
+        let binding = objects.iter().find(|o| {
+            o["kind"] == "ClusterRoleBinding" && o["metadata"]["name"] == "tenancy:staff"
+        });
+        let got: Option<Vec<String>> = binding.map(|b| {
+            b["subjects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    if s["kind"] == "Group" && s["apiGroup"] == "rbac.authorization.k8s.io" {
+                        s["name"].as_str().unwrap_or_default().to_string()
+                    } else {
+                        format!("not a group: {s}")
+                    }
+                })
+                .collect()
+        });
+        let want = (!bound.is_empty()).then(|| bound.iter().map(|g| g.to_string()).collect());
+        let role_ref = binding.map(|b| b["roleRef"].clone());
+        let staff_ref = json!({
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "tenancy:staff",
+        });
+        if got != want || role_ref.is_some_and(|r| r != staff_ref) {
+            return Err(format!(
+                "with staffGroups {staff_groups:?} (TENANCY_STAFF_GROUPS={all}) tenancy:staff is bound to {got:?}, want {want:?}: {binding:?}"
+            )
+            .into());
+        }
+    }
+    let no_staff = render(&["--set", "staffRole.create=false"])?;
+    if let Some(o) = no_staff
+        .iter()
+        .find(|o| o["metadata"]["name"] == "tenancy:staff")
+    {
+        return Err(format!("staffRole.create=false still renders {}", o["kind"]).into());
+    }
     Ok(())
 }
 
-/// The chart as `helm template --include-crds` renders it is accepted by the apiserver in a
-/// server-side dry run: every object validates against its schema (and the CRDs, applied next to
-/// the installed ones, conflict in no field). Dry run only: the rendered webhook configurations
-/// would otherwise send every tenancy request to a Service no pod backs.
+/// The operator container's environment variables (those from a fieldRef with an empty value).
+/// Read as JSON: with cert-manager the Deployment has a volume's `defaultMode: 0440`, an octal
+/// number to Kubernetes' YAML 1.1 and a string to this YAML parser.
+fn container_env(objects: &[Value]) -> Result<BTreeMap<String, String>, Failed> {
+    let deployment = find(objects, "Deployment", "tenancy-operator")?;
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .ok_or("a Deployment without a container's env")?;
+    Ok(env
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_string(),
+                e["value"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
+/// The ClusterRoles the chart names once per cluster, not per release: the read API's and
+/// staff's (the APIService, named `<version>.<group>`, is the other singleton).
+const SINGLETON_ROLES: [&str; 2] = ["tenancy:views-reader", "tenancy:staff"];
+
+/// Whether a rendered object is one of the chart's cluster-wide singletons (fixed names: the
+/// APIService, and the ClusterRoles and ClusterRoleBindings `tenancy:views-reader` and
+/// `tenancy:staff`).
+fn is_singleton(object: &Value) -> bool {
+    object["kind"] == "APIService"
+        || (matches!(
+            object["kind"].as_str(),
+            Some("ClusterRole" | "ClusterRoleBinding")
+        ) && SINGLETON_ROLES
+            .iter()
+            .any(|n| object["metadata"]["name"] == *n))
+}
+
+/// The chart as `helm template --include-crds` renders it, with the defaults (read API and staff
+/// role included), is accepted by the apiserver in a server-side dry run: every object validates
+/// against its schema (and the CRDs, applied next to the installed ones, conflict in no field).
+/// Dry run only: the rendered webhook configurations would otherwise send every tenancy request
+/// to a Service no pod backs, and the APIService would replace the suite's. The cluster-wide
+/// singletons (APIService, `tenancy:views-reader`, `tenancy:staff`) have fixed names, and the
+/// suite's local install holds the APIService and `tenancy:views-reader` with its own Service
+/// and release label: they are dry-run apart, with `--force-conflicts` (a dry run takes nothing
+/// over); the rest must apply without. Afterwards the suite's APIService is as it was.
 async fn the_rendered_chart_applies_with_a_server_side_dry_run(env: Arc<Env>) -> TestResult {
     let client = env.client().await;
     let helm = Helm::new(&env)?;
     let ns = unique_name("chart-dry-run");
     create_namespace(&client, &ns).await?;
     let release = "dry";
+    let api_services = Api::<APIService>::all(client.clone());
+    // Its spec but the caBundle (which the suite's operator may be patching in just now).
+    let spec_of = |s: APIService| -> Result<Value, Failed> {
+        let mut spec = serde_json::to_value(&s.spec)?;
+        if let Some(spec) = spec.as_object_mut() {
+            spec.remove("caBundle");
+        }
+        Ok(spec)
+    };
+    let suite_api_service = spec_of(api_services.get(APISERVICE).await?)?;
     let result = async {
         let rendered = helm.template(release, &ns, &["--include-crds"])?;
         let count = rendered_objects(&rendered)?.len();
-        let out = env.kubectl_with_input(
-            &[
+        // Split as helm printed it (the text, not re-serialized objects: kubectl reads the YAML
+        // as an apiserver client would).
+        let (mut names, mut singletons, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        for document in rendered.split("\n---\n") {
+            let objects = rendered_objects(document)?;
+            if !objects.iter().any(is_singleton) {
+                rest.push(document);
+                continue;
+            }
+            if !objects.iter().all(is_singleton) {
+                return Err(format!("a document mixes singletons and others:\n{document}").into());
+            }
+            names.extend(
+                objects
+                    .iter()
+                    .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"])),
+            );
+            singletons.push(document);
+        }
+        // The APIService, two ClusterRoles and their bindings.
+        if names.len() != 5 {
+            return Err(format!("the defaults render these singletons, want 5: {names:?}").into());
+        }
+        let mut applied = 0;
+        let mut printed = String::new();
+        for (part, force) in [(rest, false), (singletons, true)] {
+            let documents = part.join("\n---\n");
+            let mut args = vec![
                 "apply",
                 "--server-side",
                 "--dry-run=server",
                 "--field-manager=helm-e2e",
-                "-f",
-                "-",
-            ],
-            Some(&rendered),
-        );
-        let stdout =
-            crate::support::stdout_of(&out, "kubectl apply --server-side --dry-run=server")?;
-        let applied = stdout
-            .lines()
-            .filter(|l| l.contains("(server dry run)"))
-            .count();
+            ];
+            if force {
+                args.push("--force-conflicts");
+            }
+            args.extend(["-f", "-"]);
+            let out = env.kubectl_with_input(&args, Some(&documents));
+            let stdout = crate::support::stdout_of(&out, &format!("kubectl {}", args.join(" ")))?;
+            applied += stdout
+                .lines()
+                .filter(|l| l.contains("(server dry run)"))
+                .count();
+            printed.push_str(&stdout);
+        }
         if applied != count {
             return Err(format!(
-                "the dry run applied {applied} of the {count} rendered objects:\n{stdout}"
+                "the dry run applied {applied} of the {count} rendered objects:\n{printed}"
             )
             .into());
         }
@@ -669,6 +1064,13 @@ async fn the_rendered_chart_applies_with_a_server_side_dry_run(env: Arc<Env>) ->
                 .is_some()
         {
             return Err("a server-side dry run persisted objects".into());
+        }
+        let now = spec_of(api_services.get(APISERVICE).await?)?;
+        if now != suite_api_service {
+            return Err(format!(
+                "the suite's APIService changed in a dry run: {suite_api_service} -> {now}"
+            )
+            .into());
         }
         Ok(())
     }
@@ -749,11 +1151,16 @@ async fn a_values_file_with_wrong_types_is_refused_with_the_schema_message(
 }
 
 /// `helm install` into the control plane, with its own names for everything cluster-scoped (so
-/// it does not collide with what the suite installed) and without webhook configurations (no
-/// pod ever runs here, so they would have no endpoints and fail every tenancy request). Every
-/// object is there, the role ClusterRoles aggregate admin/edit/view plus the membership rules;
-/// `helm uninstall` then leaves nothing cluster-scoped with the release's label behind, and the
-/// CRDs stay.
+/// it does not collide with what the suite installed), without webhook configurations (no pod
+/// ever runs here, so they would have no endpoints and fail every tenancy request) and without
+/// the cluster-wide singletons (`views.enabled=false`, `staffRole.create=false`, as the chart
+/// says for a second release): the suite's APIService `v1alpha1.views.tenancy.dev` and
+/// `tenancy:views-reader` already exist under those fixed names, and an APIService pointing at
+/// this release's pod-less Service would be Unavailable, failing discovery and so every
+/// namespace deletion in the shared cluster. Every object is there, the role ClusterRoles
+/// aggregate admin/edit/view plus the membership rules; `helm uninstall` then leaves nothing
+/// cluster-scoped (or in kube-system) with the release's label behind, the CRDs stay, and the
+/// suite's read API is untouched throughout.
 async fn helm_install_succeeds_and_uninstall_leaves_no_cluster_scoped_objects_but_the_crds(
     env: Arc<Env>,
 ) -> TestResult {
@@ -771,7 +1178,7 @@ async fn helm_install_succeeds_and_uninstall_leaves_no_cluster_scoped_objects_bu
     std::fs::write(
         &values,
         format!(
-            "fullnameOverride: {release}\nroles:\n  manager: \"{release}:manager\"\n  administrator: \"{release}:administrator\"\n  member: \"{release}:member\"\nwebhook:\n  enabled: false\n"
+            "fullnameOverride: {release}\nroles:\n  manager: \"{release}:manager\"\n  administrator: \"{release}:administrator\"\n  member: \"{release}:member\"\nwebhook:\n  enabled: false\nviews:\n  enabled: false\nstaffRole:\n  create: false\n"
         ),
     )?;
     let values = values.to_str().expect("a UTF-8 path").to_string();
@@ -797,6 +1204,10 @@ async fn helm_install_succeeds_and_uninstall_leaves_no_cluster_scoped_objects_bu
         return Err(format!("helm install printed:\n{out}").into());
     }
 
+    suite_views_intact(&env, &client).await?;
+
+    // No APIService, no tenancy:views-reader or tenancy:staff, and no auth-delegator or
+    // kube-system auth-reader binding: those come only with the read API and the staff role.
     let installed = cluster_scoped_of(&client, &selector).await?;
     let want: BTreeSet<String> = [
         format!("ClusterRole/{release}"),
@@ -905,6 +1316,7 @@ async fn helm_install_succeeds_and_uninstall_leaves_no_cluster_scoped_objects_bu
     if sa.get_opt(&release).await?.is_some() {
         return Err("helm uninstall left the ServiceAccount".into());
     }
+    suite_views_intact(&env, &client).await?;
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
     for crd in [
         "customers.tenancy.dev",
@@ -920,8 +1332,10 @@ async fn helm_install_succeeds_and_uninstall_leaves_no_cluster_scoped_objects_bu
 }
 
 /// The local install (dev, e2e) mirrors the chart for a loopback operator: the chart's role
-/// ClusterRoles are exactly `role_cluster_roles`, and the webhook configurations the suite runs
-/// with are the chart's own, rules, policies, timeouts and selectors included.
+/// ClusterRoles are exactly `role_cluster_roles`, the webhook configurations the suite runs
+/// with are the chart's own, rules, policies, timeouts and selectors included, and so are its
+/// read API's APIService (but for the Service it reaches) and `tenancy:views-reader` with its
+/// binding.
 async fn the_chart_ships_the_roles_and_webhook_rules_of_the_local_install(
     env: Arc<Env>,
 ) -> TestResult {
@@ -998,6 +1412,55 @@ async fn the_chart_ships_the_roles_and_webhook_rules_of_the_local_install(
             )
             .into());
         }
+    }
+
+    // The read API: the APIService's spec but where it sends requests (the suite's
+    // ExternalName Service on the loopback port instead of the chart's on 443) and the CA the
+    // operator fills in; the ClusterRole's rules and the binding's subjects.
+    let local = env.local();
+    let mut chart = find(&objects, "APIService", APISERVICE)?["spec"].clone();
+    chart["service"]["port"] = json!(local.webhook_port);
+    // The apiserver leaves out a false insecureSkipTLSVerify (the chart spells it out).
+    if chart["insecureSkipTLSVerify"] == json!(false)
+        && let Some(spec) = chart.as_object_mut()
+    {
+        spec.remove("insecureSkipTLSVerify");
+    }
+    let mut installed = serde_json::to_value(
+        Api::<APIService>::all(client.clone())
+            .get(APISERVICE)
+            .await?
+            .spec,
+    )?;
+    if let Some(spec) = installed.as_object_mut() {
+        spec.remove("caBundle");
+    }
+    if chart != installed {
+        return Err(format!(
+            "the APIService serving the suite is not the chart's:\nchart:     {chart}\ninstalled: {installed}"
+        )
+        .into());
+    }
+    let reader = serde_json::to_value(
+        Api::<ClusterRole>::all(client.clone())
+            .get("tenancy:views-reader")
+            .await?,
+    )?;
+    let readers = serde_json::to_value(
+        Api::<ClusterRoleBinding>::all(client.clone())
+            .get("tenancy:views-reader")
+            .await?,
+    )?;
+    let chart_reader = find(&objects, "ClusterRole", "tenancy:views-reader")?;
+    let chart_readers = find(&objects, "ClusterRoleBinding", "tenancy:views-reader")?;
+    if reader["rules"] != chart_reader["rules"]
+        || readers["subjects"] != chart_readers["subjects"]
+        || readers["roleRef"] != chart_readers["roleRef"]
+    {
+        return Err(format!(
+            "tenancy:views-reader serving the suite is not the chart's:\nchart:     {chart_reader} {chart_readers}\ninstalled: {reader} {readers}"
+        )
+        .into());
     }
     Ok(())
 }

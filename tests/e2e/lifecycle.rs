@@ -314,8 +314,10 @@ async fn authorization_table_of_impersonated_requests(env: Arc<Env>) -> TestResu
             &customer(&globex, json!({"owners": owners(&[&other_owner])})),
         )
         .await?;
-    // Staff: a user in group tenancy:staff, given cluster-admin by RBAC (the chart leaves
-    // staff's RBAC to the cluster admin; the webhook recognises the group).
+    // Staff: a user in group tenancy:staff (the webhook recognises the group), given
+    // cluster-admin by RBAC. The chart binds that group to its ClusterRole tenancy:staff
+    // (templates/staff.yaml, staffRole.create), but the suite's local install does not apply
+    // staff.yaml, so this test grants staff's RBAC itself.
     let crbs: Api<ClusterRoleBinding> = Api::all(admin.clone());
     let staff_binding = format!("{tag}-staff");
     crbs.create(

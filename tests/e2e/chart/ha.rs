@@ -61,10 +61,18 @@ fn holds(identity: &Option<String>, operator: &OperatorProcess) -> bool {
 }
 
 /// The suite's operator is stopped; operators A and B run with `--leader-election` on a fresh
-/// Lease of 10 s, each with its own metrics and webhook port (the webhook configurations point
-/// at B's). A starts first and leads: a project becomes Ready, A's reconcile count grows and
-/// B's stays 0. A gets SIGKILL; a project created right after becomes Ready through B within
-/// 30 s of its creation, B holds the Lease and reconciles. Prints the measured times.
+/// Lease of 10 s, each with its own metrics and webhook port (the webhook configurations and the
+/// suite's APIService point at B's). A starts first and leads: a project becomes Ready, A's
+/// reconcile count grows and B's stays 0. A gets SIGKILL; a project created right after becomes
+/// Ready through B within 30 s of its creation, B holds the Lease and reconciles. Prints the
+/// measured times.
+///
+/// The read API: both serve it (on their webhook ports), B where the suite's APIService sends
+/// its requests, so the APIService stays Available while B runs (an Unavailable one fails
+/// discovery and holds every namespace deletion). Neither gets `--apiservice-name`, so neither
+/// touches the APIService's caBundle; and both serve the certificate in the suite's Secret
+/// tenancy-system/tenancy-operator-webhook-tls (its CA is the one the caBundle holds), since the
+/// certificate is generated only when that Secret is missing.
 async fn a_killed_leader_is_replaced_and_a_new_project_is_ready_within_30s(
     env: Arc<Env>,
 ) -> TestResult {

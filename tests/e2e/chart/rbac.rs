@@ -1,7 +1,8 @@
 //! The chart's RBAC is sufficient and minimal: the operator binary, authenticated with a token
 //! of the chart's own ServiceAccount (so it holds exactly the chart's permissions, nothing of
-//! the admin's), runs the core scenario with leader election; its log shows no request refused.
-//! SubjectAccessReviews then show what that account cannot do.
+//! the admin's), runs the core scenario with leader election and serves the read API
+//! views.tenancy.dev; its log shows no request refused. SubjectAccessReviews then show what that
+//! account cannot do.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +15,12 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
+use tenancy_operator::devcluster::install::APISERVICE;
 
 use super::{
     Helm, apply_json, customer_json, delete_project_and_wait, delete_tenancy, eventually, get_json,
@@ -161,19 +165,23 @@ async fn operator_bindings(client: &Client, ns: &str) -> Result<Vec<String>, Fai
         .collect())
 }
 
-/// The chart's ServiceAccount and RBAC (rendered by `helm template` for a release named
-/// `tenancy-operator` in the suite's operator namespace, so the names it grants by name are the
-/// suite's: webhook Secret and configurations, leader Lease) are applied; the suite's operator is
-/// stopped and the operator binary runs with a token of that ServiceAccount and leader
-/// election, serving the suite's webhook. As the admin: a customer with a quota (the ledger),
-/// a project with a Manager, a Member and a membership expiring in seconds: bindings appear and
-/// grant; the expiring one expires. Another project's end date passes: its Deployment is scaled
+/// The chart's ServiceAccount and RBAC (rendered by `helm template` with the defaults for a
+/// release named `tenancy-operator` in the suite's operator namespace, so the names it grants by
+/// name are the suite's: webhook Secret and configurations, APIService, leader Lease; and with
+/// the read API's grants: system:auth-delegator and the kube-system
+/// extension-apiserver-authentication-reader) are applied; the suite's operator is stopped and
+/// the operator binary runs with a token of that ServiceAccount and leader election, serving the
+/// suite's webhook and read API (the suite's flags, `--apiservice-name` included). As the admin:
+/// a customer with a quota (the ledger), a project with a Manager, a Member and a membership
+/// expiring in seconds: bindings appear and grant, the manager lists the project through the
+/// read API; the expiring one expires. Another project's end date passes: its Deployment is scaled
 /// to 0 and its CronJob suspended, and restored when the end date moves later. Soft delete (the
 /// finalizer is released; the namespace frozen and archived; bindings gone; memberships
 /// Revoked), recovery with restoreTeamMembers (members back, the expired one skipped), and
 /// recovery with invitations (an invitation Role the invited user accepts with). The operator's
-/// log has no "forbidden". Then SubjectAccessReviews: no Secrets outside its namespace, no
-/// binding or escalating to cluster-admin, no impersonation.
+/// log has no "forbidden", and the suite's APIService still has the suite's caBundle. Then
+/// SubjectAccessReviews: no Secrets outside its namespace, no binding or escalating to
+/// cluster-admin, no impersonation, no other APIService or kube-system ConfigMap.
 async fn the_operator_runs_the_core_scenario_on_exactly_the_charts_rbac(
     env: Arc<Env>,
 ) -> TestResult {
@@ -205,6 +213,29 @@ async fn the_operator_runs_the_core_scenario_on_exactly_the_charts_rbac(
         .apply_yaml(&rendered)
         .await
         .map_err(|e| format!("applying the chart's RBAC: {e}"))?;
+    // The read API's built-in grants come with rbac.yaml (views.enabled is the default); the
+    // operator below serves the read API and fails on their absence.
+    for (kind, namespace, name) in [
+        (
+            "ClusterRoleBinding",
+            None,
+            "tenancy-operator:auth-delegator",
+        ),
+        (
+            "RoleBinding",
+            Some("kube-system"),
+            "tenancy-operator:auth-reader",
+        ),
+    ] {
+        if !rbac_objects.iter().any(|o| {
+            o.types.as_ref().is_some_and(|t| t.kind == kind)
+                && o.metadata.namespace.as_deref() == namespace
+                && o.name_any() == name
+        }) {
+            env.delete_objects(&rbac_objects).await?;
+            return Err(format!("the chart's rbac.yaml has no {kind} {name}").into());
+        }
+    }
     if local.config_name != "tenancy-operator" {
         return Err(format!(
             "the suite's webhook configurations are named {}, the chart's RBAC grants tenancy-operator",
@@ -219,6 +250,25 @@ async fn the_operator_runs_the_core_scenario_on_exactly_the_charts_rbac(
         return Err(format!("the token is not the ServiceAccount's: {whoami}").into());
     }
 
+    // The suite's APIService (its read API) trusts the suite's generated CA. The operator below
+    // runs with the suite's flags, `--apiservice-name` included, so it keeps that APIService's
+    // caBundle equal to its own CA, and would re-point it (breaking the read API for the rest of
+    // the suite) if it had generated another one. It does not: a certificate is generated only
+    // when the Secret tenancy-system/tenancy-operator-webhook-tls is missing, and this one
+    // serves the certificate the suite's operator keeps there (the chart's Role lets it read
+    // that Secret, by name), so the CA is the same and it patches nothing. Checked below while
+    // it runs (and the manager's myprojects request passes the aggregator's check of its
+    // serving certificate against that caBundle).
+    let api_services = Api::<APIService>::all(client.clone());
+    let suite_ca = api_services
+        .get(APISERVICE)
+        .await?
+        .spec
+        .and_then(|s| s.ca_bundle);
+    if suite_ca.is_none() {
+        env.delete_objects(&rbac_objects).await?;
+        return Err(format!("the suite's APIService {APISERVICE} has no caBundle").into());
+    }
     let outcome = {
         let _paused = SuiteOperatorPaused::new(&env)?;
         let mut args = local.run_args();
@@ -228,6 +278,15 @@ async fn the_operator_runs_the_core_scenario_on_exactly_the_charts_rbac(
         let operator = start_operator_as(env.cluster(), "operator-chart-rbac", &kubeconfig, &args)
             .map_err(|e| format!("the operator did not start with the chart's RBAC: {e}"))?;
         let scenario = core_scenario(&env, &client).await;
+        let scenario = match api_services.get(APISERVICE).await {
+            Ok(s) if s.spec.as_ref().and_then(|s| s.ca_bundle.as_ref()) == suite_ca.as_ref() => {
+                scenario
+            }
+            Ok(_) => scenario.and(Err(
+                "the operator re-pointed the suite's APIService at another CA".into(),
+            )),
+            Err(e) => scenario.and(Err(e.into())),
+        };
         let refused = refusals(&operator);
         let log = operator.log_path().display().to_string();
         drop(operator);
@@ -356,6 +415,56 @@ async fn the_operator_runs_the_core_scenario_on_exactly_the_charts_rbac(
             Some("tenancy-operator"),
             true,
         ),
+        // The read API: its own APIService's caBundle, the front proxy's CA, delegated
+        // authorization; nothing more of the aggregation layer or of kube-system.
+        (
+            "patch",
+            "apiregistration.k8s.io",
+            "apiservices",
+            None,
+            Some(APISERVICE),
+            true,
+        ),
+        (
+            "patch",
+            "apiregistration.k8s.io",
+            "apiservices",
+            None,
+            Some("v1beta1.metrics.k8s.io"),
+            false,
+        ),
+        (
+            "create",
+            "apiregistration.k8s.io",
+            "apiservices",
+            None,
+            None,
+            false,
+        ),
+        (
+            "get",
+            "",
+            "configmaps",
+            Some("kube-system"),
+            Some("extension-apiserver-authentication"),
+            true,
+        ),
+        (
+            "get",
+            "",
+            "configmaps",
+            Some("kube-system"),
+            Some("kube-root-ca.crt"),
+            false,
+        ),
+        (
+            "create",
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            None,
+            None,
+            true,
+        ),
     ] {
         if sar(verb, group, resource, namespace, name).await? != want {
             wrong.push(format!(
@@ -475,6 +584,34 @@ async fn core_scenario(env: &Env, client: &Client) -> TestResult {
         {
             return Err("the membership RoleBindings do not grant what their roles say".into());
         }
+        // The read API as this operator serves it with the chart's grants, through
+        // kube-apiserver: the front proxy's CA read from kube-system (the auth-reader binding),
+        // the request authorized by a SubjectAccessReview (system:auth-delegator), the
+        // manager's own project listed. Without the client's retries, which would wait out a
+        // 503 (the read API's answer when it cannot authorize) for many minutes.
+        let mut as_manager = env.cluster().client_config();
+        as_manager.auth_info.impersonate = Some(manager.clone());
+        as_manager.default_retry = false;
+        let myprojects = Api::<DynamicObject>::all_with(
+            Client::try_from(as_manager)?,
+            &ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("views.tenancy.dev", "v1alpha1", "MyProject"),
+                "myprojects",
+            ),
+        );
+        eventually("the manager's myprojects to list the project", Duration::from_secs(30), || async {
+            let listed = myprojects
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let names: Vec<String> = listed.items.iter().map(|p| p.name_any()).collect();
+            if names.contains(&project) {
+                Ok(())
+            } else {
+                Err(format!("it lists {names:?}"))
+            }
+        })
+        .await?;
         eventually("the visitor to be granted access", Duration::from_secs(60), || async {
             if can(visitor.clone(), "list", "pods").await {
                 Ok(())
