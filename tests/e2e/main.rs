@@ -16,6 +16,7 @@ mod lifecycle;
 mod promises;
 mod reconcile;
 mod support;
+mod views;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ fn all_trials(env: &Arc<Env>) -> Vec<Trial> {
     trials.extend(chart::trials(env));
     trials.extend(adversarial::trials(env));
     trials.extend(promises::trials(env));
+    trials.extend(views::trials(env));
     trials
 }
 
