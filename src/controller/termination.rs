@@ -88,12 +88,20 @@ pub(crate) async fn set_membership_phase(
 ) -> Result<(), Error> {
     let previous = m.status.clone().unwrap_or_default();
     let mut conds = Conditions::new(&previous.conditions, m.metadata.generation, now);
+    // Active and Revoked are what was asked for (Ready); a pending invitation waits for its
+    // subject (Reconciling), as the membership controller says.
     conds.set(
         "Ready",
-        phase == Some(MembershipPhase::Active),
+        matches!(
+            phase,
+            Some(MembershipPhase::Active | MembershipPhase::Revoked)
+        ),
         reason,
         message,
     );
+    if phase == Some(MembershipPhase::Pending) {
+        conds.set("Reconciling", true, reason, message);
+    }
     let status = ProjectMembershipStatus {
         observed_generation: m.metadata.generation,
         phase,

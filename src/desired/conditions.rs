@@ -67,6 +67,23 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
         .any(|c| c.type_ == type_ && c.status == "True")
 }
 
+/// What kstatus (sigs.k8s.io/cli-utils, read by Flux) makes of a status whose generation was
+/// observed: `Failed` with Stalled=True, `InProgress` with Reconciling=True or Ready=False, else
+/// `Current`. For unit tests of the conditions each plan writes; the e2e suite asks the library
+/// itself.
+pub fn kstatus(conditions: &[Condition]) -> &'static str {
+    let has = |t: &str, s: &str| conditions.iter().any(|c| c.type_ == t && c.status == s);
+    if has("Reconciling", "True") {
+        "InProgress"
+    } else if has("Stalled", "True") {
+        "Failed"
+    } else if has("Ready", "False") {
+        "InProgress"
+    } else {
+        "Current"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,6 +125,8 @@ pub fn plan(view: &CustomerView<'_>, config: &Config, now: Timestamp) -> Custome
             format!("allocated beyond the customer's quota: {}", over.join(", ")),
         );
     }
+    // Each object's health is its own: a project that is not ready shows on the project; the
+    // customer counts it in its message.
     let not_ready: Vec<String> = active
         .iter()
         .filter(|p| {
@@ -134,20 +136,22 @@ pub fn plan(view: &CustomerView<'_>, config: &Config, now: Timestamp) -> Custome
         })
         .map(|p| p.name_any())
         .collect();
-    if not_ready.is_empty() {
-        conds.set(
-            "Ready",
-            true,
-            "Reconciled",
-            format!("{} projects ready", active.len()),
-        );
+    let counted = if not_ready.is_empty() {
+        format!("{} projects ready", active.len())
     } else {
-        conds.set(
-            "Ready",
-            false,
-            "ProjectsProgressing",
-            format!("projects not ready yet: {}", not_ready.join(", ")),
-        );
+        format!(
+            "{} projects, not ready: {}",
+            active.len(),
+            not_ready.join(", ")
+        )
+    };
+    if over.is_empty() {
+        conds.set("Ready", true, "Reconciled", counted);
+    } else {
+        // Waiting does not bring allocations back under the quota: someone must act.
+        let msg = format!("allocated beyond the customer's quota: {}", over.join(", "));
+        conds.set("Ready", false, "Oversubscribed", msg.clone());
+        conds.set("Stalled", true, "Oversubscribed", msg);
     }
     let usage = strings(usage);
     let status = CustomerStatus {
@@ -261,11 +265,14 @@ mod tests {
             "{}",
             quota.message
         );
+        // Oversubscribed: no waiting fixes it (Stalled); a project that is not ready shows on the
+        // project, never on its customer.
         let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(
-            (ready.status.as_str(), ready.message.as_str()),
-            ("False", "projects not ready yet: b")
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "Oversubscribed")
         );
+        assert_eq!(crate::desired::conditions::kstatus(&s.conditions), "Failed");
     }
 
     #[test]

@@ -65,9 +65,10 @@ pub fn plan(
             );
         }
         Grant::Expired => {
+            // What the spec asks for: kstatus (Flux) reads it as done, not as waiting.
             conds.set(
                 "Ready",
-                false,
+                true,
                 "Expired",
                 format!(
                     "expired at {}; set spec.expirationTime later (or remove it) to restore",
@@ -82,13 +83,17 @@ pub fn plan(
         Grant::Revoked => {
             conds.set(
                 "Ready",
-                false,
+                true,
                 "Revoked",
                 "revoked when the project was deleted or moved; recover the project to restore it",
             );
         }
         Grant::Pending => {
-            conds.set("Ready", false, "InvitationPending", format!("waiting for {who} to accept: they set the annotation tenancy.dev/accept: \"true\" on this membership"));
+            let msg = format!(
+                "waiting for {who} to accept: they set the annotation tenancy.dev/accept: \"true\" on this membership"
+            );
+            conds.set("Ready", false, "InvitationPending", msg.clone());
+            conds.set("Reconciling", true, "InvitationPending", msg);
         }
         Grant::Duplicate(other) => {
             conds.set(
@@ -103,6 +108,12 @@ pub fn plan(
                 "Duplicate",
                 format!("duplicate of membership {other}"),
             );
+            conds.set(
+                "Stalled",
+                true,
+                "Duplicate",
+                format!("{who} already holds {role} through membership {other}; delete this one"),
+            );
         }
         Grant::Refused(why) => {
             conds.set(
@@ -111,16 +122,29 @@ pub fn plan(
                 "NotAllowed",
                 format!("nothing is bound: {why}"),
             );
+            conds.set(
+                "Stalled",
+                true,
+                "NotAllowed",
+                format!("nothing is bound: {why}"),
+            );
         }
-        Grant::NoProject | Grant::Deleting => {
+        // Revoked by the soft delete of its project: what deleting the project asked for, until
+        // a recovery brings it back.
+        Grant::NoProject if previous.phase == Some(crate::api::MembershipPhase::Revoked) => {
             conds.set(
                 "Ready",
-                false,
-                "ProjectNotFound",
-                format!(
-                    "namespace {ns} is not the namespace of an active project; nothing is bound"
-                ),
+                true,
+                "Revoked",
+                format!("revoked when project {ns} was deleted; recover the project to restore it"),
             );
+        }
+        Grant::NoProject | Grant::Deleting => {
+            let msg = format!(
+                "namespace {ns} is not the namespace of an active project; nothing is bound"
+            );
+            conds.set("Ready", false, "ProjectNotFound", msg.clone());
+            conds.set("Stalled", true, "ProjectNotFound", msg);
         }
     }
     let status = ProjectMembershipStatus {
@@ -170,12 +194,16 @@ mod tests {
     fn each_grant_binds_invites_and_reports_what_it_should() {
         let now: Timestamp = "2027-01-01T12:00:00Z".parse().unwrap();
         let roles = RoleNames::default();
+        use MembershipPhase::*;
+        // grant, phase held, binds, invites, phase, Ready's reason, and what kstatus (Flux) makes
+        // of it: Current (Ready=True), InProgress (Reconciling=True) or Failed (Stalled=True).
         type Case = (
             Grant,
             Option<&'static str>,
             bool,
             bool,
             Option<MembershipPhase>,
+            &'static str,
             &'static str,
         );
         let cases: [Case; 8] = [
@@ -184,32 +212,37 @@ mod tests {
                 None,
                 true,
                 false,
-                Some(MembershipPhase::Active),
+                Some(Active),
                 "Bound",
+                "Current",
             ),
+            // Expired and revoked are what was asked for: done, not waiting.
             (
                 Grant::Expired,
                 None,
                 false,
                 false,
-                Some(MembershipPhase::Expired),
+                Some(Expired),
                 "Expired",
+                "Current",
             ),
             (
                 Grant::Revoked,
                 None,
                 false,
                 false,
-                Some(MembershipPhase::Revoked),
+                Some(Revoked),
                 "Revoked",
+                "Current",
             ),
             (
                 Grant::Pending,
                 None,
                 false,
                 true,
-                Some(MembershipPhase::Pending),
+                Some(Pending),
                 "InvitationPending",
+                "InProgress",
             ),
             (
                 Grant::Duplicate("older".into()),
@@ -218,6 +251,7 @@ mod tests {
                 false,
                 None,
                 "Duplicate",
+                "Failed",
             ),
             (
                 Grant::Refused("SA rule".into()),
@@ -226,6 +260,7 @@ mod tests {
                 false,
                 None,
                 "NotAllowed",
+                "Failed",
             ),
             (
                 Grant::NoProject,
@@ -234,6 +269,7 @@ mod tests {
                 false,
                 None,
                 "ProjectNotFound",
+                "Failed",
             ),
             // Without a project, the phase a soft delete wrote stays.
             (
@@ -241,11 +277,12 @@ mod tests {
                 Some("Revoked"),
                 false,
                 false,
-                Some(MembershipPhase::Revoked),
-                "ProjectNotFound",
+                Some(Revoked),
+                "Revoked",
+                "Current",
             ),
         ];
-        for (grant, held, binds, invites, phase, reason) in cases {
+        for (grant, held, binds, invites, phase, reason, health) in cases {
             let m = membership(None, held);
             let plan = plan(&m, &grant, &roles, now);
             assert_eq!(plan.binding.is_some(), binds, "{grant:?}");
@@ -259,7 +296,11 @@ mod tests {
                 .find(|c| c.type_ == "Ready")
                 .unwrap();
             assert_eq!(ready.reason, reason, "{grant:?}");
-            assert_eq!(ready.status == "True", binds, "{grant:?}");
+            assert_eq!(
+                crate::desired::conditions::kstatus(&status.conditions),
+                health,
+                "{grant:?}"
+            );
             assert_eq!(status.role_binding.is_some(), binds);
         }
         let active = plan(&membership(None, None), &Grant::Active, &roles, now);

@@ -206,6 +206,7 @@ fn conflict_status(
     let mut conds = Conditions::new(&previous.conditions, p.metadata.generation, now);
     conds.set("NamespaceConflict", true, "NamespaceExists", msg);
     conds.set("Ready", false, "NamespaceConflict", msg);
+    conds.set("Stalled", true, "NamespaceConflict", msg);
     ProjectStatus {
         observed_generation: p.metadata.generation,
         phase: Some(ProjectPhase::Conflict),
@@ -527,6 +528,14 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
             "Reconciled",
             format!("project {name} is {phase:?}"),
         );
+    } else if customer.is_none() {
+        // No waiting fixes a customer that does not exist: kstatus reads Stalled as Failed.
+        let msg = format!(
+            "customer {:?} does not exist: create it, or set spec.customer to an existing customer",
+            p.spec.customer
+        );
+        conds.set("Ready", false, "CustomerNotFound", msg.clone());
+        conds.set("Stalled", true, "CustomerNotFound", msg);
     } else {
         let why = ["NamespaceReady", "AccessReady", "QuotaReady"]
             .into_iter()
@@ -534,6 +543,12 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
             .collect::<Vec<_>>()
             .join(", ");
         conds.set("Ready", false, "Progressing", format!("waiting for {why}"));
+        conds.set(
+            "Reconciling",
+            true,
+            "Progressing",
+            format!("waiting for {why}"),
+        );
     }
     let usage = usage_of(view.contents);
     plan.status = ProjectStatus {
@@ -1040,6 +1055,75 @@ mod tests {
                     plan.status.conditions
                 );
             }
+        }
+    }
+
+    #[test]
+    fn each_state_reads_as_flux_and_argo_cd_should_read_it() {
+        use crate::desired::conditions::kstatus;
+        type Setup = Box<dyn Fn(&mut World)>;
+        let cases: Vec<(&str, Setup, &str, &str)> = vec![
+            ("active", Box::new(|_| {}), "Active", "Current"),
+            (
+                "finished, in its grace period",
+                Box::new(|w| {
+                    w.project = project(
+                        json!({"endDate": "2027-02-20", "gracePeriodDays": 30}),
+                        None,
+                        json!({}),
+                    )
+                }),
+                "Finished",
+                "Current",
+            ),
+            (
+                "expired, its policy carried out",
+                Box::new(|w| {
+                    w.project = project(
+                        json!({"endDate": "2026-01-01", "expirationPolicy": "None"}),
+                        None,
+                        json!({}),
+                    )
+                }),
+                "Expired",
+                "Current",
+            ),
+            (
+                "its namespace not made yet",
+                Box::new(|w| w.namespace = None),
+                "Pending",
+                "InProgress",
+            ),
+            (
+                "its customer missing",
+                Box::new(|w| w.customer = None),
+                "Pending",
+                "Failed",
+            ),
+            (
+                "named like a namespace it does not own",
+                Box::new(|w| w.namespace = Some(namespace(json!({}), json!({})))),
+                "Conflict",
+                "Failed",
+            ),
+        ];
+        for (what, setup, phase, health) in cases {
+            let mut w = World::new(project(json!({}), None, json!({})));
+            w.quota = Some(enforced_quota(json!({})));
+            setup(&mut w);
+            let plan = w.plan();
+            let got = plan
+                .status
+                .phase
+                .map(|p| format!("{p:?}"))
+                .unwrap_or_default();
+            assert_eq!(got, phase, "{what}: {:?}", plan.status.conditions);
+            assert_eq!(
+                kstatus(&plan.status.conditions),
+                health,
+                "{what}: {:?}",
+                plan.status.conditions
+            );
         }
     }
 

@@ -44,6 +44,9 @@ build etcd etcd go.etcd.io/etcd/server/v3
 build kube-apiserver kubernetes k8s.io/kubernetes/cmd/kube-apiserver "$version_flags"
 build kube-controller-manager kubernetes k8s.io/kubernetes/cmd/kube-controller-manager "$version_flags"
 build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$helm_version"
+# The health library Flux and kubectl-based tools use (sigs.k8s.io/cli-utils kstatus), for the
+# tests that compare its answers with the Argo CD health script's.
+build kstatus-v0.37.2 kstatus tenancy.dev/kstatus
 
 log "ready: $bin"
 echo "$bin"
