@@ -263,6 +263,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         &ctx,
         project::Streams {
             projects: w.projects.subscribe(),
+            checklists: w.checklists.subscribe(),
             customers: w.customers.subscribe(),
             memberships: w.memberships.subscribe(),
             namespaces: w.namespaces.subscribe(),
@@ -295,6 +296,8 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         },
         args.concurrency,
     );
+    let checklist_ctrl =
+        crate::controller::checklist::controller(&ctx, w.checklists.subscribe(), args.concurrency);
     let archive_ctrl = archive::controller(
         &ctx,
         w.namespaces.subscribe(),
@@ -454,6 +457,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         _ = membership_ctrl => tracing::error!("membership controller stopped"),
         _ = customer_ctrl => tracing::error!("customer controller stopped"),
         _ = archive_ctrl => tracing::error!("archive controller stopped"),
+        _ = checklist_ctrl => tracing::error!("checklist controller stopped"),
         r = server => return Err(Error::Startup(format!("metrics server stopped: {r:?}"))),
         r = https => return Err(Error::Startup(format!("HTTPS server (webhook, views) stopped: {r:?}"))),
         _ = shutdown_signal() => tracing::info!("shutting down"),

@@ -241,6 +241,8 @@ pub struct ProjectSnapshot {
     /// Of the namespaces the request's subjects name, those that are projects' (the
     /// ServiceAccount rule).
     pub project_namespaces: BTreeSet<String>,
+    /// The checklist the customer names, if it exists.
+    pub checklist: Option<crate::api::Checklist>,
 }
 
 fn who(r: &Requester) -> String {
@@ -320,6 +322,11 @@ fn staff_only_changes(old: Option<&Project>, new: &Project) -> Vec<&'static str>
     let o = old.map(|p| &p.spec);
     let n = &new.spec;
     let mut out = Vec::new();
+    if o.map(|o| &o.checklist_review) != Some(&n.checklist_review)
+        && (old.is_some() || n.checklist_review.is_some())
+    {
+        out.push("spec.checklistReview");
+    }
     if o.map(|o| &o.staff_notes) != Some(&n.staff_notes)
         && (old.is_some() || n.staff_notes.is_some())
     {
@@ -345,6 +352,91 @@ fn staff_only_changes(old: Option<&Project>, new: &Project) -> Vec<&'static str>
         out.push("spec.recovery.restoreTeamMembers");
     }
     out
+}
+
+/// Whether a create, or an update that changes the answers or the customer, fits the customer's
+/// checklist (other updates, e.g. a finalizer or an end date, are not held to a checklist
+/// attached after the project was made). For everyone, staff included: the checklist is the
+/// customer's policy.
+fn checklist_verdict(
+    old: Option<&Project>,
+    new: &Project,
+    snap: &ProjectSnapshot,
+) -> Option<Verdict> {
+    let changed = old.is_none_or(|o| {
+        o.spec.checklist_answers != new.spec.checklist_answers
+            || o.spec.customer != new.spec.customer
+    });
+    if !changed || new.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let wanted = snap
+        .customer
+        .as_ref()
+        .and_then(|c| c.spec.project_checklist.clone());
+    match (wanted, &snap.checklist) {
+        (None, _) if new.spec.checklist_answers.is_empty() => None,
+        (None, _) => Some(Verdict::invalid(format!(
+            "spec.checklistAnswers: customer {:?} asks no checklist; remove the answers",
+            new.spec.customer
+        ))),
+        (Some(name), None) => Some(Verdict::invalid(format!(
+            "spec.checklistAnswers: customer {:?} requires checklist {name:?}, which does not exist; staff must create it (or remove spec.projectChecklist from the customer)",
+            new.spec.customer
+        ))),
+        (Some(_), Some(c)) => {
+            let e = crate::desired::checklist::evaluate(&c.spec, &new.spec.checklist_answers);
+            (!e.problems.is_empty()).then(|| {
+                Verdict::invalid(format!(
+                    "the answers to checklist {} do not fit: {}",
+                    c.name_any(),
+                    e.problems.join("; ")
+                ))
+            })
+        }
+    }
+}
+
+/// The guidance of the customer's checklist that applies to a project's answers, as admission
+/// warnings (kubectl prints them).
+pub fn checklist_warnings(new: &Project, snap: &ProjectSnapshot) -> Vec<String> {
+    let wanted = snap
+        .customer
+        .as_ref()
+        .and_then(|c| c.spec.project_checklist.as_deref());
+    match (&snap.checklist, wanted) {
+        (Some(c), Some(name)) if c.name_any() == name => {
+            crate::desired::checklist::evaluate(&c.spec, &new.spec.checklist_answers).guidance
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Decides a request on a Checklist: staff only; one that cannot work is refused naming the
+/// field.
+pub fn decide_checklist(
+    op: &Operation,
+    r: &Requester,
+    new: Option<&crate::api::Checklist>,
+    policy: &Policy,
+) -> Verdict {
+    if !policy.is_staff(r) {
+        return Verdict::forbidden(format!(
+            "{} may not create, change or delete checklists: only staff may",
+            who(r)
+        ));
+    }
+    match (op, new) {
+        (Operation::Create | Operation::Update, Some(c)) => {
+            let problems = crate::desired::checklist::spec_problems(&c.spec);
+            if problems.is_empty() {
+                Verdict::Allow
+            } else {
+                Verdict::invalid(problems.join("; "))
+            }
+        }
+        _ => Verdict::Allow,
+    }
 }
 
 /// Decides a request on a Project.
@@ -413,6 +505,9 @@ pub fn decide_project(
                 ));
             }
             let old_for_update = if *op == Operation::Update { old } else { None };
+            if let Some(v) = checklist_verdict(old_for_update, new, snap) {
+                return v;
+            }
             if let Some(v) = quota_verdict(old_for_update, new, snap.customer.as_ref()) {
                 return v;
             }
@@ -929,6 +1024,7 @@ pub fn mutate_project(
     old: Option<&Project>,
     new: &Project,
     policy: &Policy,
+    now: Timestamp,
 ) -> Vec<PatchOperation> {
     let old = if *op == Operation::Update { old } else { None };
     let was = |key: &str| old.and_then(|o| o.annotations().get(key).cloned());
@@ -949,6 +1045,29 @@ pub fn mutate_project(
     }
     if !staff {
         changes.push((annotations::DELETED_BY, was(annotations::DELETED_BY)));
+    }
+    // A review by staff covers the answers it saw: who, when, and their digest.
+    let reviewed = staff
+        && new.spec.checklist_review.is_some()
+        && old.is_none_or(|o| {
+            o.spec.checklist_review != new.spec.checklist_review
+                || o.spec.checklist_answers != new.spec.checklist_answers
+        });
+    for key in [
+        annotations::CHECKLIST_REVIEWED_BY,
+        annotations::CHECKLIST_REVIEWED_AT,
+        annotations::CHECKLIST_REVIEWED_ANSWERS,
+    ] {
+        if reviewed {
+            let value = match key {
+                annotations::CHECKLIST_REVIEWED_BY => r.username.clone(),
+                annotations::CHECKLIST_REVIEWED_AT => now.to_string(),
+                _ => crate::desired::checklist::digest(&new.spec.checklist_answers),
+            };
+            changes.push((key, Some(value)));
+        } else if !staff {
+            changes.push((key, was(key)));
+        }
     }
     annotation_ops(new.metadata.annotations.as_ref(), &changes)
 }

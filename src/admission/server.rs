@@ -151,7 +151,14 @@ impl Admission {
                 .and_then(|n| Archive::of(&n)),
             namespace_not_owned: self.namespace_not_owned(Some(project), name),
             project_namespaces: BTreeSet::new(),
+            checklist: None,
         };
+        snap.checklist = snap
+            .customer
+            .as_ref()
+            .and_then(|c| c.spec.project_checklist.as_deref())
+            .and_then(|n| caches.checklists.get(&ObjectRef::new(n)))
+            .map(|c| c.as_ref().clone());
         snap.project_namespaces = self.subject_namespaces(&snap);
         snap
     }
@@ -198,15 +205,9 @@ impl Admission {
             return Ok(Verdict::Allow);
         };
         let mut snap = self.project_snapshot(subject);
-        // The cache sees a Customer a moment after it is created; a Customer and its Project
+        // The cache sees a Customer (or its Checklist) a moment after it is created; objects
         // applied together must not fail on that, so a miss is asked of the API.
-        if snap.customer.is_none() {
-            snap.customer = Api::<Customer>::all(self.client.clone())
-                .get_opt(&subject.spec.customer)
-                .await
-                .map_err(|e| format!("reading customer {:?}: {e}", subject.spec.customer))?;
-            snap.project_namespaces = self.subject_namespaces(&snap);
-        }
+        self.complete_snapshot(&mut snap, subject).await?;
         let now = self.clock.now();
         let verdict = super::decide_project(
             &req.operation,
@@ -444,6 +445,15 @@ impl Admission {
             "Project" => self.validate_project(req).await,
             "ProjectMembership" => self.validate_membership(req).await,
             "Customer" => self.validate_customer(req).await,
+            "Checklist" => Ok(match self.objects::<crate::api::Checklist>(req) {
+                Ok((_, new)) => super::decide_checklist(
+                    &req.operation,
+                    &Self::requester(req),
+                    new.as_ref(),
+                    &self.policy,
+                ),
+                Err(verdict) => verdict,
+            }),
             "RoleBinding" => Ok(self.validate_role_binding(req)),
             other => Ok(Verdict::invalid(format!(
                 "tenancy-operator does not validate {other}"
@@ -456,7 +466,56 @@ impl Admission {
         });
         self.metrics
             .admission(&req.kind.kind, verdict_label(&verdict));
-        respond(req, verdict)
+        let mut resp = respond(req, verdict);
+        if resp.allowed
+            && req.kind.kind == "Project"
+            && matches!(req.operation, Operation::Create | Operation::Update)
+        {
+            let warnings = self.project_warnings(req).await;
+            if !warnings.is_empty() {
+                resp.warnings = Some(warnings);
+            }
+        }
+        resp
+    }
+
+    /// The checklist guidance that applies to a project's answers (kubectl prints it).
+    async fn project_warnings(&self, req: &AdmissionRequest<DynamicObject>) -> Vec<String> {
+        let Some(new) = typed::<Project>(&req.object) else {
+            return Vec::new();
+        };
+        let mut snap = self.project_snapshot(&new);
+        self.complete_snapshot(&mut snap, &new).await.ok();
+        super::checklist_warnings(&new, &snap)
+    }
+
+    /// Reads from the API what the caches have not seen yet: a Customer, and its Checklist,
+    /// created together with the Project (GitOps applies them at once).
+    async fn complete_snapshot(
+        &self,
+        snap: &mut ProjectSnapshot,
+        subject: &Project,
+    ) -> Result<(), String> {
+        if snap.customer.is_none() {
+            snap.customer = Api::<Customer>::all(self.client.clone())
+                .get_opt(&subject.spec.customer)
+                .await
+                .map_err(|e| format!("reading customer {:?}: {e}", subject.spec.customer))?;
+            snap.project_namespaces = self.subject_namespaces(snap);
+        }
+        let wanted = snap
+            .customer
+            .as_ref()
+            .and_then(|c| c.spec.project_checklist.clone());
+        if let Some(name) = wanted
+            && snap.checklist.is_none()
+        {
+            snap.checklist = Api::<crate::api::Checklist>::all(self.client.clone())
+                .get_opt(&name)
+                .await
+                .map_err(|e| format!("reading checklist {name:?}: {e}"))?;
+        }
+        Ok(())
     }
 
     pub fn mutate(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
@@ -469,6 +528,7 @@ impl Admission {
                     typed::<Project>(&req.old_object).as_ref(),
                     &new,
                     &self.policy,
+                    self.clock.now(),
                 ),
                 None => Vec::new(),
             },

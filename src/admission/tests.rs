@@ -643,14 +643,25 @@ fn mutations_record_who_created_and_who_moved_the_end_date() {
             &user("olga"),
             Some(&old),
             &new,
-            &pol
+            &pol,
+            now()
         )),
         [
             ("add".into(), "/metadata/annotations".into(), None),
             ("add".into(), requested_by.into(), Some("olga".into())),
         ]
     );
-    assert!(mutate_project(&Operation::Update, &user("olga"), Some(&old), &old, &pol).is_empty());
+    assert!(
+        mutate_project(
+            &Operation::Update,
+            &user("olga"),
+            Some(&old),
+            &old,
+            &pol,
+            now()
+        )
+        .is_empty()
+    );
     // Audit annotations set without the change they record are taken out.
     let mut forged = old.clone();
     forged
@@ -665,7 +676,8 @@ fn mutations_record_who_created_and_who_moved_the_end_date() {
             &user("mia"),
             Some(&old),
             &forged,
-            &pol
+            &pol,
+            now()
         )),
         [
             ("remove".into(), requested_by.into(), None),

@@ -68,6 +68,10 @@ pub struct CustomerSpec {
     /// Aggregate limits over all the customer's projects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<CustomerQuota>,
+    /// A Checklist every new project of this customer answers (staff only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub project_checklist: Option<String>,
 }
 
 /// Aggregate limits over all of a customer's projects.

@@ -1,5 +1,6 @@
 //! The CRD types of `tenancy.dev/v1alpha1`. Nothing here talks to the cluster.
 
+pub mod checklist;
 pub mod common;
 pub mod customer;
 pub mod membership;
@@ -7,6 +8,7 @@ pub mod oecd;
 pub mod project;
 pub mod vocabulary;
 
+pub use checklist::{Checklist, ChecklistSpec, ChecklistStatus, Question, QuestionType};
 pub use common::{CustomerRoleHolder, GROUP, ResourceList, Subject, SubjectKind, VERSION};
 pub use customer::{Customer, CustomerQuota, CustomerSpec, CustomerStatus};
 pub use membership::{
@@ -20,7 +22,12 @@ use kube::CustomResourceExt;
 
 /// Every CRD this operator serves, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Customer::crd(), Project::crd(), ProjectMembership::crd()]
+    vec![
+        Checklist::crd(),
+        Customer::crd(),
+        Project::crd(),
+        ProjectMembership::crd(),
+    ]
 }
 
 /// The file name under `crds/` for a CRD, e.g. `tenancy.dev_projects.yaml`.

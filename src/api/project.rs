@@ -142,6 +142,70 @@ pub struct ProjectSpec {
     /// How to bring back the team when this Project recovers a soft-deleted one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryOptions>,
+
+    /// Answers to the customer's checklist (`Customer.spec.projectChecklist`), by question id:
+    /// `true`/`false` (Boolean), a number (Number), a string (Text, TextArea, Date `YYYY-MM-DD`),
+    /// an option id (SingleSelect), a list of option ids (MultiSelect), a file reference
+    /// `{name, url | secretKeyRef | configMapKeyRef, mimeType, sizeMB}` (File) or a list of them
+    /// (MultipleFiles).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "answers_schema")]
+    pub checklist_answers: BTreeMap<String, serde_json::Value>,
+
+    /// Staff's decision on answers that need a review. Staff only; the webhook records who and
+    /// when (annotations `tenancy.dev/checklist-reviewed-by`, `-at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checklist_review: Option<ChecklistReview>,
+}
+
+fn answers_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {"x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
+/// Staff's decision on a project's checklist answers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChecklistReview {
+    pub decision: ReviewDecision,
+    /// Why, shown in the project's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2000))]
+    pub comment: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ReviewDecision {
+    Approved,
+    Rejected,
+}
+
+/// Where a project stands with its customer's checklist.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChecklistState {
+    /// The checklist's name.
+    pub name: String,
+    /// Visible questions answered.
+    pub answered: i32,
+    /// Visible required questions.
+    pub required: i32,
+    /// The questions asked, given the answers.
+    #[serde(default)]
+    pub visible: Vec<String>,
+    /// The answers that need a review by staff.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_review: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<ReviewDecision>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_at: Option<String>,
 }
 
 /// What sort of project this is.
@@ -278,6 +342,9 @@ pub struct ProjectStatus {
     /// Workloads the Suspend policy scaled down, with the replicas to restore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspension: Option<SuspensionRecord>,
+    /// The customer's checklist: answered and required counts, visible questions, review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checklist: Option<ChecklistState>,
 }
 
 /// Where a project is in its life.
@@ -297,6 +364,10 @@ pub enum ProjectPhase {
     Conflict,
     /// Being soft-deleted.
     Terminating,
+    /// Checklist answers wait for a review by staff: no namespace, no access yet.
+    PendingReview,
+    /// Staff rejected the checklist answers: no namespace, no access.
+    Rejected,
 }
 
 /// A customer's display fields, copied into each of its projects.

@@ -42,6 +42,18 @@ pub mod annotations {
     /// create (an archive of another customer, or a namespace whose project vanished without its
     /// soft delete).
     pub const ADOPT_NAMESPACE: &str = "tenancy.dev/adopt-namespace";
+    /// On a project: who set spec.checklistReview, when, and a digest of the answers it covered
+    /// (recorded by the webhook).
+    pub const CHECKLIST_REVIEWED_BY: &str = "tenancy.dev/checklist-reviewed-by";
+    pub const CHECKLIST_REVIEWED_AT: &str = "tenancy.dev/checklist-reviewed-at";
+    pub const CHECKLIST_REVIEWED_ANSWERS: &str = "tenancy.dev/checklist-reviewed-answers";
     /// The annotations only the webhook writes (tenants can neither set nor change them).
-    pub const AUDIT: [&str; 3] = [CREATED_BY, END_DATE_REQUESTED_BY, DELETED_BY];
+    pub const AUDIT: [&str; 6] = [
+        CREATED_BY,
+        END_DATE_REQUESTED_BY,
+        DELETED_BY,
+        CHECKLIST_REVIEWED_BY,
+        CHECKLIST_REVIEWED_AT,
+        CHECKLIST_REVIEWED_ANSWERS,
+    ];
 }

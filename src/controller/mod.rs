@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod archive;
 pub mod backoff;
+pub mod checklist;
 pub mod customer;
 pub mod expiry;
 pub mod membership;

@@ -30,6 +30,7 @@ pub const CONTROLLER: &str = "project";
 /// The shared streams the Project controller is triggered by.
 pub struct Streams {
     pub projects: Changes<Project>,
+    pub checklists: Changes<crate::api::Checklist>,
     pub customers: Changes<Customer>,
     pub memberships: Changes<ProjectMembership>,
     pub namespaces: Changes<Namespace>,
@@ -62,6 +63,22 @@ pub fn controller(
             .map(|p| ObjectRef::from_obj(p.as_ref()))
             .collect::<Vec<_>>()
     };
+    let (projects, customers) = (ctx.caches.projects.clone(), ctx.caches.customers.clone());
+    let by_checklist = move |c: Arc<crate::api::Checklist>| {
+        let name = c.name_any();
+        let using: Vec<String> = customers
+            .state()
+            .into_iter()
+            .filter(|cu| cu.spec.project_checklist.as_deref() == Some(name.as_str()))
+            .map(|cu| cu.name_any())
+            .collect();
+        projects
+            .state()
+            .into_iter()
+            .filter(|p| using.contains(&p.spec.customer))
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect::<Vec<_>>()
+    };
     let project_label = |obj: &dyn LabelSource| obj.project_label().map(|p| project_ref(&p));
     let queue = Queue::<Project>::new(ctx.metrics.clone(), CONTROLLER);
     let store = ctx.caches.projects.clone();
@@ -71,6 +88,10 @@ pub fn controller(
         .watches_shared_stream(
             super::queue::spec_changes(s.customers, ctx.caches.customers.clone()),
             queue.mapped(by_customer),
+        )
+        .watches_shared_stream(
+            super::queue::spec_changes(s.checklists, ctx.caches.checklists.clone()),
+            queue.mapped(by_checklist),
         )
         .watches_shared_stream(
             s.memberships,
@@ -259,6 +280,19 @@ async fn carry_out_first_step(
             apply::ensure_status(ctx, project, project.status.as_ref(), &plan.status).await?;
             return Ok(Some(Action::requeue(Duration::from_secs(3600))));
         }
+        Some(Step::Hold(msg)) => {
+            let phase = plan.status.phase;
+            if previous.phase != phase {
+                let (kind, reason) = if phase == Some(ProjectPhase::Rejected) {
+                    (EventType::Warning, "ChecklistRejected")
+                } else {
+                    (EventType::Normal, "ChecklistReviewPending")
+                };
+                ctx.event(project, kind, reason, msg.clone()).await;
+            }
+            apply::ensure_status(ctx, project, project.status.as_ref(), &plan.status).await?;
+            return Ok(Some(Action::requeue(Duration::from_secs(3600))));
+        }
         Some(Step::Recover(archive)) => {
             return super::termination::recover(ctx, project, archive, previous)
                 .await
@@ -280,6 +314,7 @@ async fn carry_out_first_step(
 /// What one reconcile reads from the caches about a project.
 struct Read {
     customer: Option<Arc<Customer>>,
+    checklist: Option<Arc<crate::api::Checklist>>,
     namespace: Option<Arc<Namespace>>,
     memberships: Vec<Arc<ProjectMembership>>,
     role_bindings: Vec<Arc<RoleBinding>>,
@@ -293,10 +328,15 @@ impl Read {
         let name = project.name_any();
         let caches = &ctx.caches;
         let in_namespace = |ns: Option<String>| ns.as_deref() == Some(name.as_str());
+        let customer = caches
+            .customers
+            .get(&ObjectRef::new(&project.spec.customer));
         Read {
-            customer: caches
-                .customers
-                .get(&ObjectRef::new(&project.spec.customer)),
+            checklist: customer
+                .as_ref()
+                .and_then(|c| c.spec.project_checklist.as_deref())
+                .and_then(|name| caches.checklists.get(&ObjectRef::new(name))),
+            customer,
             namespace: caches.namespaces.get(&ObjectRef::new(&name)),
             memberships: caches
                 .memberships
@@ -334,6 +374,7 @@ impl Read {
             quota: self.quota.as_deref(),
             contents: &self.contents,
             is_project_namespace,
+            checklist: self.checklist.as_deref(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! hold. Nothing here talks to the cluster; everything here has unit tests.
 
 pub mod access;
+pub mod checklist;
 pub mod conditions;
 pub mod cost;
 pub mod customer;

@@ -14,10 +14,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::access::{self, Grant, ProjectAudience};
+use super::checklist::Review;
 use super::conditions::Conditions;
 use super::namespace::{self as ns, Freeze, NamespaceState, Standing};
 use super::{Config, annotations, labels};
-use crate::api::project::{CustomerSummary, MoveRecord, QuotaStatus, SuspensionRecord};
+use crate::api::project::{
+    ChecklistState, CustomerSummary, MoveRecord, QuotaStatus, SuspensionRecord,
+};
 use crate::api::{
     Customer, ExpirationPolicy, MembershipPhase, Project, ProjectMembership, ProjectPhase,
     ProjectStatus,
@@ -42,6 +45,8 @@ pub struct ProjectView<'a> {
     pub contents: &'a NamespaceContents,
     /// Which namespaces are projects' (the ServiceAccount rule).
     pub is_project_namespace: &'a dyn Fn(&str) -> bool,
+    /// The checklist the customer names (`spec.projectChecklist`), if it exists.
+    pub checklist: Option<&'a crate::api::Checklist>,
 }
 
 /// The one lifecycle step a reconcile carries out before the children.
@@ -49,6 +54,9 @@ pub struct ProjectView<'a> {
 pub enum Step {
     /// The namespace is not this project's: bind nothing, say why (the status is in the plan).
     Conflict(String),
+    /// The checklist answers wait for staff's review, or were rejected: no namespace, no
+    /// access; say why (the status is in the plan).
+    Hold(String),
     /// Adopt the archived namespace of a deleted project of this name; the record is stored
     /// first, then the reconcile comes back.
     Recover(Box<Archive>),
@@ -196,6 +204,99 @@ fn refusal(view: &ProjectView<'_>, archive: Option<&Archive>) -> Option<String> 
     }
 }
 
+/// Why the checklist holds a project back, if it does.
+fn hold_message(state: &ChecklistState, review: &Review) -> Option<String> {
+    match review {
+        Review::Pending(ids) => Some(format!(
+            "checklist {} answers {} need a review by staff (spec.checklistReview); the namespace is created once they approve",
+            state.name,
+            ids.join(", ")
+        )),
+        Review::Rejected(ids) => Some(format!(
+            "staff rejected the answers {} to checklist {}{}; change them and ask for another review",
+            ids.join(", "),
+            state.name,
+            state
+                .comment
+                .as_ref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default()
+        )),
+        Review::NotNeeded | Review::Approved => None,
+    }
+}
+
+fn set_checklist_approved(conds: &mut Conditions<'_>, state: &ChecklistState, review: &Review) {
+    match review {
+        Review::NotNeeded => conds.set(
+            "ChecklistApproved",
+            true,
+            "NoReviewNeeded",
+            format!("no answer to checklist {} needs a review", state.name),
+        ),
+        Review::Approved => conds.set(
+            "ChecklistApproved",
+            true,
+            "Approved",
+            format!(
+                "staff ({}) approved the answers to checklist {}",
+                state.reviewed_by.as_deref().unwrap_or("unknown"),
+                state.name
+            ),
+        ),
+        Review::Pending(_) | Review::Rejected(_) => conds.set(
+            "ChecklistApproved",
+            false,
+            if matches!(review, Review::Rejected(_)) {
+                "Rejected"
+            } else {
+                "ReviewPending"
+            },
+            hold_message(state, review).unwrap_or_default(),
+        ),
+    };
+}
+
+/// The status of a project the checklist holds back: PendingReview waits for staff
+/// (Reconciling), Rejected waits for new answers (Stalled).
+fn hold_status(
+    p: &Project,
+    customer: Option<&Customer>,
+    previous: &ProjectStatus,
+    now: Timestamp,
+    state: &ChecklistState,
+    review: &Review,
+    msg: &str,
+) -> ProjectStatus {
+    let mut conds = Conditions::new(&previous.conditions, p.metadata.generation, now);
+    set_checklist_approved(&mut conds, state, review);
+    let rejected = matches!(review, Review::Rejected(_));
+    let reason = if rejected {
+        "Rejected"
+    } else {
+        "ReviewPending"
+    };
+    conds.set("Ready", false, reason, msg);
+    conds.set(
+        if rejected { "Stalled" } else { "Reconciling" },
+        true,
+        reason,
+        msg,
+    );
+    ProjectStatus {
+        observed_generation: p.metadata.generation,
+        phase: Some(if rejected {
+            ProjectPhase::Rejected
+        } else {
+            ProjectPhase::PendingReview
+        }),
+        conditions: conds.finish(),
+        customer: customer.map(customer_summary),
+        checklist: Some(state.clone()),
+        ..Default::default()
+    }
+}
+
 /// The status of a project in Conflict.
 fn conflict_status(
     p: &Project,
@@ -322,6 +423,18 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
     if let Some(msg) = conflict {
         plan.status = conflict_status(p, &previous, now, &msg);
         plan.step = Some(Step::Conflict(msg));
+        return plan;
+    }
+
+    // The checklist: answers that need a review hold a project that has no namespace yet; one
+    // whose namespace exists keeps it (the condition says a review is due).
+    let checklist = view.checklist.map(|c| super::checklist::review(p, c));
+    if let Some((state, review)) = &checklist
+        && view.namespace.is_none()
+        && let Some(msg) = hold_message(state, review)
+    {
+        plan.status = hold_status(p, customer, &previous, now, state, review, &msg);
+        plan.step = Some(Step::Hold(msg));
         return plan;
     }
 
@@ -510,6 +623,9 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         (Schedule::Expired, _) => conds.set("Expired", true, "NoAction", "end date plus grace passed; the expiration policy is None"),
         _ => conds.set("Expired", false, "NotExpired", "the project has not expired"),
     };
+    if let Some((state, review)) = &checklist {
+        set_checklist_approved(&mut conds, state, review);
+    }
     let ready = namespace_active && customer.is_some() && quota_ready;
     let phase = if !ready {
         ProjectPhase::Pending
@@ -583,6 +699,7 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         recovery: previous.recovery.clone(),
         last_move,
         suspension,
+        checklist: checklist.map(|(state, _)| state),
     };
 
     // Wake up exactly at the next instant something changes.
@@ -776,6 +893,7 @@ mod tests {
                 quota: self.quota.as_ref(),
                 contents: &contents,
                 is_project_namespace: &none,
+                checklist: None,
             };
             plan(&view, &Config::default(), now())
         }
@@ -802,6 +920,7 @@ mod tests {
         match &plan.step {
             None => "none",
             Some(Step::Conflict(_)) => "conflict",
+            Some(Step::Hold(_)) => "hold",
             Some(Step::Recover(_)) => "recover",
             Some(Step::PlanSuspension) => "plan-suspension",
             Some(Step::Suspend(_)) => "suspend",

@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::api::{Customer, Project, ProjectMembership};
+use crate::api::{Checklist, Customer, Project, ProjectMembership};
 use crate::desired::labels;
 use crate::metrics::Metrics;
 
@@ -117,6 +117,7 @@ macro_rules! watched {
 watched! {
     projects: Project = "projects", all;
     customers: Customer = "customers", all;
+    checklists: Checklist = "checklists", all;
     memberships: ProjectMembership = "projectmemberships", all;
     namespaces: Namespace = "namespaces", all;
     role_bindings: RoleBinding = "rolebindings", managed;
