@@ -1253,3 +1253,245 @@ fn objects_the_types_cannot_read_are_refused_by_field_and_only_staff_may_repair_
     let (old, new) = read(Some(&readable), Some(&readable), &user("ann")).expect("readable");
     assert!(old.is_some() && new.is_some());
 }
+
+fn checklist_snap() -> ProjectSnapshot {
+    let mut c = customer("acme", &["olga"]);
+    c.spec.project_checklist = Some("dp".into());
+    ProjectSnapshot {
+        customer: Some(c),
+        checklist: Some(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "tenancy.dev/v1alpha1", "kind": "Checklist", "metadata": {"name": "dp"},
+                "spec": {"questions": [
+                    {"id": "personal", "description": "Personal data?", "type": "Boolean", "required": true},
+                    {"id": "export", "description": "Export-controlled?", "type": "Boolean",
+                     "userGuidance": "Ask the export office.", "guidanceAnswerValue": true}
+                ]}}))
+            .unwrap(),
+        ),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn answers_must_fit_the_customers_checklist_for_everyone() {
+    let pol = Policy::default();
+    let snap = checklist_snap();
+    let with = |answers: serde_json::Value| {
+        project(
+            "web",
+            serde_json::json!({"customer": "acme", "checklistAnswers": answers}),
+        )
+    };
+    let cases: Vec<(&str, Requester, serde_json::Value, u16, &str)> = vec![
+        (
+            "all answered",
+            user("olga"),
+            serde_json::json!({"personal": false}),
+            200,
+            "",
+        ),
+        (
+            "required missing",
+            user("olga"),
+            serde_json::json!({}),
+            422,
+            "spec.checklistAnswers.personal: question personal (\"Personal data?\") is required",
+        ),
+        (
+            "staff too",
+            staff(),
+            serde_json::json!({}),
+            422,
+            "is required",
+        ),
+        (
+            "unknown question",
+            user("olga"),
+            serde_json::json!({"personal": true, "colour": 1}),
+            422,
+            "no question \"colour\"",
+        ),
+        (
+            "wrong type",
+            user("olga"),
+            serde_json::json!({"personal": "yes"}),
+            422,
+            "must be true or false",
+        ),
+    ];
+    for (what, r, answers, want, msg) in cases {
+        let v = decide_project(
+            &Operation::Create,
+            &r,
+            None,
+            Some(&with(answers)),
+            &snap,
+            &pol,
+            now(),
+        );
+        assert_eq!(code(&v), want, "{what}: {}", message(&v));
+        assert!(message(&v).contains(msg), "{what}: {}", message(&v));
+    }
+    // An update that leaves the answers alone is not held to a checklist attached later.
+    let legacy = project("web", serde_json::json!({"customer": "acme"}));
+    let mut later = legacy.clone();
+    later.spec.end_date = Some("2027-06-30".into());
+    let v = decide_project(
+        &Operation::Update,
+        &user("olga"),
+        Some(&legacy),
+        Some(&later),
+        &snap,
+        &pol,
+        now(),
+    );
+    assert_eq!(code(&v), 200, "{}", message(&v));
+    // A customer without a checklist takes no answers; a checklist that does not exist refuses.
+    let plain = psnap(&["olga"], vec![]);
+    let v = decide_project(
+        &Operation::Create,
+        &user("olga"),
+        None,
+        Some(&with(serde_json::json!({"personal": true}))),
+        &plain,
+        &pol,
+        now(),
+    );
+    assert!(message(&v).contains("asks no checklist"), "{}", message(&v));
+    let mut missing = checklist_snap();
+    missing.checklist = None;
+    let v = decide_project(
+        &Operation::Create,
+        &user("olga"),
+        None,
+        Some(&with(serde_json::json!({"personal": true}))),
+        &missing,
+        &pol,
+        now(),
+    );
+    assert!(
+        message(&v).contains("requires checklist \"dp\", which does not exist"),
+        "{}",
+        message(&v)
+    );
+    // Guidance that applies comes back as warnings.
+    assert_eq!(
+        checklist_warnings(
+            &with(serde_json::json!({"personal": false, "export": true})),
+            &snap
+        ),
+        ["export: Ask the export office."]
+    );
+    assert!(
+        checklist_warnings(
+            &with(serde_json::json!({"personal": false, "export": false})),
+            &snap
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn only_staff_review_and_the_webhook_records_who_when_and_what() {
+    let pol = Policy::default();
+    let snap = checklist_snap();
+    let old = project(
+        "web",
+        serde_json::json!({"customer": "acme", "checklistAnswers": {"personal": true}}),
+    );
+    let mut approved = old.clone();
+    approved.spec.checklist_review =
+        Some(serde_json::from_value(serde_json::json!({"decision": "Approved"})).unwrap());
+    let v = decide_project(
+        &Operation::Update,
+        &user("olga"),
+        Some(&old),
+        Some(&approved),
+        &snap,
+        &pol,
+        now(),
+    );
+    assert_eq!(code(&v), 403);
+    assert!(
+        message(&v).contains("spec.checklistReview"),
+        "{}",
+        message(&v)
+    );
+    assert!(
+        decide_project(
+            &Operation::Update,
+            &staff(),
+            Some(&old),
+            Some(&approved),
+            &snap,
+            &pol,
+            now()
+        )
+        .is_allowed()
+    );
+    let ops = annotation_patch(&mutate_project(
+        &Operation::Update,
+        &staff(),
+        Some(&old),
+        &approved,
+        &pol,
+        now(),
+    ));
+    let value = |key: &str| {
+        ops.iter()
+            .find(|(_, path, _)| path.ends_with(&key.replace('/', "~1")))
+            .and_then(|(_, _, v)| v.clone())
+    };
+    assert_eq!(
+        value(annotations::CHECKLIST_REVIEWED_BY).as_deref(),
+        Some("sam")
+    );
+    assert_eq!(
+        value(annotations::CHECKLIST_REVIEWED_AT).as_deref(),
+        Some(NOW)
+    );
+    assert_eq!(
+        value(annotations::CHECKLIST_REVIEWED_ANSWERS),
+        Some(crate::desired::checklist::digest(
+            &old.spec.checklist_answers
+        ))
+    );
+    // A tenant cannot forge a review record.
+    let mut forged = old.clone();
+    forged
+        .annotations_mut()
+        .insert(annotations::CHECKLIST_REVIEWED_ANSWERS.into(), "x".into());
+    let ops = annotation_patch(&mutate_project(
+        &Operation::Update,
+        &user("olga"),
+        Some(&old),
+        &forged,
+        &pol,
+        now(),
+    ));
+    assert!(
+        ops.iter()
+            .any(|(op, path, _)| op == "remove" && path.contains("checklist-reviewed-answers")),
+        "{ops:?}"
+    );
+    // Checklists are staff business; one with a cycle is refused naming the field.
+    let cyclic: crate::api::Checklist = serde_json::from_value(serde_json::json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "Checklist", "metadata": {"name": "c"},
+        "spec": {"questions": [
+            {"id": "a", "description": "A", "type": "Boolean", "dependencies": [{"question": "b", "operator": "Equals", "value": true}]},
+            {"id": "b", "description": "B", "type": "Boolean", "dependencies": [{"question": "a", "operator": "Equals", "value": true}]}]}}))
+    .unwrap();
+    assert_eq!(
+        code(&decide_checklist(
+            &Operation::Create,
+            &user("olga"),
+            Some(&cyclic),
+            &pol
+        )),
+        403
+    );
+    let v = decide_checklist(&Operation::Create, &staff(), Some(&cyclic), &pol);
+    assert_eq!(code(&v), 422);
+    assert!(message(&v).contains("dependency cycle"), "{}", message(&v));
+}

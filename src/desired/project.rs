@@ -882,6 +882,10 @@ mod tests {
         }
 
         fn plan(&self) -> ProjectPlan {
+            self.plan_with(None)
+        }
+
+        fn plan_with(&self, checklist: Option<&crate::api::Checklist>) -> ProjectPlan {
             let contents = NamespaceContents::default();
             let none = |_: &str| false;
             let view = ProjectView {
@@ -893,7 +897,7 @@ mod tests {
                 quota: self.quota.as_ref(),
                 contents: &contents,
                 is_project_namespace: &none,
-                checklist: None,
+                checklist,
             };
             plan(&view, &Config::default(), now())
         }
@@ -1243,6 +1247,157 @@ mod tests {
                 "{what}: {:?}",
                 plan.status.conditions
             );
+        }
+    }
+
+    #[test]
+    fn answers_that_need_a_review_hold_a_project_without_a_namespace() {
+        use crate::desired::conditions::kstatus;
+        let checklist: crate::api::Checklist = obj(json!({
+            "apiVersion": "tenancy.dev/v1alpha1", "kind": "Checklist", "metadata": {"name": "dp"},
+            "spec": {"questions": [{"id": "health", "description": "Health data?", "type": "Boolean",
+                "required": true, "reviewAnswerValue": true}]}}));
+        let digest =
+            |v: bool| crate::desired::checklist::digest(&[("health".to_string(), json!(v))].into());
+        let reviewed = |decision: &str, answers: &str| {
+            json!({"tenancy.dev/checklist-reviewed-by": "sam",
+                   "tenancy.dev/checklist-reviewed-answers": answers, "x": decision})
+        };
+        // answer, review decision, annotations, namespace exists → phase, step, health,
+        // ChecklistApproved
+        type Case = (
+            &'static str,
+            bool,
+            Option<&'static str>,
+            Value,
+            bool,
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "no review needed",
+                false,
+                None,
+                json!({}),
+                false,
+                "Active",
+                "none",
+                "Current",
+                "True",
+            ),
+            (
+                "waiting for staff",
+                true,
+                None,
+                json!({}),
+                false,
+                "PendingReview",
+                "hold",
+                "InProgress",
+                "False",
+            ),
+            (
+                "approved",
+                true,
+                Some("Approved"),
+                reviewed("a", &digest(true)),
+                false,
+                "Active",
+                "none",
+                "Current",
+                "True",
+            ),
+            (
+                "rejected",
+                true,
+                Some("Rejected"),
+                reviewed("r", &digest(true)),
+                false,
+                "Rejected",
+                "hold",
+                "Failed",
+                "False",
+            ),
+            (
+                "approved other answers",
+                true,
+                Some("Approved"),
+                reviewed("a", &digest(false)),
+                false,
+                "PendingReview",
+                "hold",
+                "InProgress",
+                "False",
+            ),
+            (
+                "changed after approval, namespace kept",
+                true,
+                Some("Approved"),
+                reviewed("a", &digest(false)),
+                true,
+                "Active",
+                "none",
+                "Current",
+                "False",
+            ),
+        ];
+        for (what, answer, decision, annotations, ns, phase, step, health, approved) in cases {
+            let mut spec = json!({"checklistAnswers": {"health": answer}});
+            if let Some(d) = decision {
+                spec["checklistReview"] = json!({"decision": d, "comment": "see the policy"});
+            }
+            let mut w = World::new(project(spec, None, annotations));
+            w.customer = Some(customer(
+                json!({"projectChecklist": "dp", "owners": [{"kind": "User", "name": "olga"}]}),
+            ));
+            w.quota = Some(enforced_quota(json!({})));
+            if !ns {
+                w.namespace = None;
+            }
+            let plan = w.plan_with(Some(&checklist));
+            let got = plan
+                .status
+                .phase
+                .map(|p| format!("{p:?}"))
+                .unwrap_or_default();
+            let phase = if !ns && phase == "Active" {
+                "Pending"
+            } else {
+                phase
+            };
+            assert_eq!(got, phase, "{what}: {:?}", plan.status.conditions);
+            assert_eq!(step_name(&plan), step, "{what}");
+            if step == "hold" || ns {
+                assert_eq!(
+                    kstatus(&plan.status.conditions),
+                    health,
+                    "{what}: {:?}",
+                    plan.status.conditions
+                );
+            }
+            assert_eq!(
+                condition(&plan.status, "ChecklistApproved").0,
+                approved,
+                "{what}"
+            );
+            let state = plan.status.checklist.as_ref().expect("a checklist status");
+            assert_eq!(
+                state.needs_review,
+                if answer { vec!["health"] } else { vec![] },
+                "{what}"
+            );
+            if decision == Some("Rejected") {
+                assert_eq!(state.comment.as_deref(), Some("see the policy"));
+                assert!(
+                    condition(&plan.status, "Stalled")
+                        .2
+                        .contains("see the policy"),
+                    "{what}"
+                );
+            }
         }
     }
 
