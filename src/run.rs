@@ -364,6 +364,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         ctx.clock.clone(),
         args.staff_groups.clone(),
         metrics.clone(),
+        caches.checklists.clone(),
     );
     if !args.no_views {
         tokio::spawn(views.clone().maintain(caches.clone(), view_changes));

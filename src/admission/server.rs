@@ -467,9 +467,19 @@ impl Admission {
         self.metrics
             .admission(&req.kind.kind, verdict_label(&verdict));
         let mut resp = respond(req, verdict);
+        // Guidance when answers are given (not on every later change of the project).
+        let answered = match (
+            typed::<Project>(&req.old_object),
+            typed::<Project>(&req.object),
+        ) {
+            (Some(old), Some(new)) => old.spec.checklist_answers != new.spec.checklist_answers,
+            (None, Some(_)) => true,
+            _ => false,
+        };
         if resp.allowed
             && req.kind.kind == "Project"
             && matches!(req.operation, Operation::Create | Operation::Update)
+            && answered
         {
             let warnings = self.project_warnings(req).await;
             if !warnings.is_empty() {

@@ -32,7 +32,7 @@ pub struct ChecklistSpec {
     #[schemars(length(max = 2000))]
     pub description: Option<String>,
     /// The questions, in the order they are asked.
-    #[schemars(length(min = 1, max = 200))]
+    #[schemars(length(min = 1, max = 100))]
     pub questions: Vec<Question>,
 }
 
@@ -76,9 +76,11 @@ pub struct Question {
     pub max_value: Option<f64>,
     /// File name endings accepted, e.g. `.pdf` (File, MultipleFiles).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
     pub allowed_file_types: Vec<String>,
     /// MIME types accepted, e.g. `application/pdf` (File, MultipleFiles).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
     pub allowed_mime_types: Vec<String>,
     /// The largest file accepted, in MB.
     #[serde(
@@ -112,7 +114,7 @@ pub struct Question {
     pub always_show_guidance: bool,
     /// Conditions on earlier answers for this question to be asked; none: always asked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20))]
+    #[schemars(length(max = 10))]
     pub dependencies: Vec<Dependency>,
     /// And (default): every dependency must hold; Or: one is enough.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +172,7 @@ pub enum LogicOperator {
 #[serde(rename_all = "camelCase")]
 pub struct Dependency {
     /// The id of the question whose answer decides.
+    #[schemars(length(min = 1, max = 63))]
     pub question: String,
     pub operator: Operator,
     #[schemars(schema_with = "any_value_schema")]

@@ -173,6 +173,8 @@ const AUTHZ_TTL: Duration = Duration::from_secs(10);
 /// cached authorization decisions.
 pub struct Views {
     client: Client,
+    /// The checklists, for `checklistevaluations`.
+    checklists: kube::runtime::reflector::Store<crate::api::Checklist>,
     clock: Clock,
     staff_groups: Vec<String>,
     index: watch::Sender<Option<Arc<Index>>>,
@@ -234,6 +236,8 @@ fn resource_list() -> Value {
              "kind": "MyProject", "verbs": ["get", "list", "watch"], "shortNames": ["myp"]},
             {"name": "members", "singularName": "member", "namespaced": false,
              "kind": "Member", "verbs": ["list", "watch"]},
+            {"name": "checklistevaluations", "singularName": "checklistevaluation",
+             "namespaced": false, "kind": "ChecklistEvaluation", "verbs": ["create"]},
         ]
     })
 }
@@ -273,9 +277,11 @@ impl Views {
         clock: Clock,
         staff_groups: Vec<String>,
         metrics: Arc<crate::metrics::Metrics>,
+        checklists: kube::runtime::reflector::Store<crate::api::Checklist>,
     ) -> Arc<Self> {
         Arc::new(Views {
             client,
+            checklists,
             clock,
             staff_groups,
             index: watch::channel(None).0,
@@ -654,6 +660,10 @@ fn table_as(headers: &HeaderMap, params: &Params) -> Result<Option<IncludeObject
 pub fn routes(views: Arc<Views>) -> Router {
     let resources = Router::new()
         .route(
+            "/apis/views.tenancy.dev/v1alpha1/checklistevaluations",
+            any(evaluate_checklist),
+        )
+        .route(
             "/apis/views.tenancy.dev/v1alpha1/{resource}",
             any(collection),
         )
@@ -689,7 +699,13 @@ async fn counted(
         (_, true) => "watch",
         _ => "list",
     };
-    let resource = if ["myprojects", "members"].contains(&resource.as_str()) {
+    let verb = if resource == "checklistevaluations" {
+        "create"
+    } else {
+        verb
+    };
+    let resource = if ["myprojects", "members", "checklistevaluations"].contains(&resource.as_str())
+    {
         resource
     } else {
         "unknown".into()
@@ -772,6 +788,84 @@ async fn admit(
         )
     })?;
     Ok((views.viewer(&who), index))
+}
+
+/// `checklistevaluations` (create, like a SelfSubjectAccessReview): given a checklist's name
+/// and answers so far, the questions asked, the guidance that applies, what does not fit yet and
+/// what would need a review. Nothing is stored. `kubectl create -f evaluation.yaml -o yaml`.
+async fn evaluate_checklist(
+    State(views): State<Arc<Views>>,
+    axum::Extension(peer): axum::Extension<Peer>,
+    method: Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Failure> {
+    let who = views.authenticate(&peer, &headers)?.ok_or_else(|| {
+        status(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "the front proxy named no user",
+        )
+    })?;
+    if method != Method::POST {
+        return Err(status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "checklistevaluations.{GROUP} is create only: POST a ChecklistEvaluation with spec.checklist and spec.answers"
+            ),
+        ));
+    }
+    views
+        .authorize(&who, "create", "checklistevaluations", "")
+        .await?;
+    let bad = |m: String| status(StatusCode::BAD_REQUEST, "BadRequest", m);
+    let mut request: Value = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("the body is not a JSON ChecklistEvaluation: {e}")))?;
+    let name = request["spec"]["checklist"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| bad("spec.checklist: name the Checklist to evaluate".into()))?
+        .to_string();
+    let answers: crate::desired::checklist::Answers = match &request["spec"]["answers"] {
+        Value::Null => Default::default(),
+        v => serde_json::from_value(v.clone()).map_err(|_| {
+            bad("spec.answers: a map of question id to answer, e.g. {personal-data: true}".into())
+        })?,
+    };
+    let checklist = views
+        .checklists
+        .get(&kube::runtime::reflector::ObjectRef::new(&name))
+        .ok_or_else(|| {
+            status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("checklists.tenancy.dev {name:?} not found"),
+            )
+        })?;
+    let e = crate::desired::checklist::evaluate(&checklist.spec, &answers);
+    let visible: Vec<&crate::api::Question> = checklist
+        .spec
+        .questions
+        .iter()
+        .filter(|q| e.visible.contains(&q.id))
+        .collect();
+    request["apiVersion"] = json!(API_VERSION);
+    request["kind"] = json!("ChecklistEvaluation");
+    request["status"] = json!({
+        "visibleQuestions": visible,
+        "guidance": e.guidance,
+        "problems": e.problems,
+        "needsReview": e.needs_review,
+        "answered": e.answered,
+        "required": e.required,
+    });
+    Ok((
+        StatusCode::CREATED,
+        [("content-type", "application/json")],
+        request.to_string(),
+    )
+        .into_response())
 }
 
 async fn object(

@@ -208,6 +208,7 @@ fn views() -> Arc<Views> {
         Clock::default(),
         vec!["tenancy:staff".into()],
         Arc::new(crate::metrics::Metrics::default()),
+        crate::watch::Watches::new().caches().checklists,
     )
 }
 
