@@ -81,7 +81,104 @@ pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
             "views::kube_apiserver_rbac_lets_every_authenticated_user_read_and_nobody_write",
             kube_apiserver_rbac_lets_every_authenticated_user_read_and_nobody_write,
         ),
+        trial(
+            env,
+            "views::checklist_evaluations_show_the_questions_asked_given_answers",
+            checklist_evaluations_show_the_questions_asked_given_answers,
+        ),
     ]
+}
+
+/// `kubectl create` of a ChecklistEvaluation as any user: the questions asked given the
+/// answers so far (a follow-up appears for either of two answers), the guidance, what does not
+/// fit, what would need a review; nothing is stored; an unknown checklist is NotFound.
+async fn checklist_evaluations_show_the_questions_asked_given_answers(env: Arc<Env>) -> TestResult {
+    let name = unique_name("e2e-eval");
+    let checklist = serde_json::json!({
+    "apiVersion": "tenancy.dev/v1alpha1", "kind": "Checklist", "metadata": {"name": name},
+    "spec": {"questions": [
+        {"id": "export", "description": "Export-controlled?", "type": "SingleSelect", "required": true,
+         "options": [{"id": "no", "label": "No"}, {"id": "dual-use", "label": "Dual use"}, {"id": "military", "label": "Military"}],
+         "userGuidance": "Ask the export office.", "guidanceAnswerValue": ["dual-use", "military"], "guidanceOperator": "In"},
+        {"id": "licence", "description": "Licence number", "type": "Text", "required": true,
+         "alwaysRequiresReview": true, "dependencyLogicOperator": "Or",
+         "dependencies": [{"question": "export", "operator": "Equals", "value": "dual-use"},
+                          {"question": "export", "operator": "Equals", "value": "military"}]}
+    ]}});
+    env.apply_yaml(&serde_json::to_string(&checklist)?).await?;
+    let user = format!("{name}-someone");
+    let evaluate = |checklist: &str, answers: serde_json::Value| {
+        let body = serde_json::json!({"apiVersion": "views.tenancy.dev/v1alpha1", "kind": "ChecklistEvaluation",
+            "spec": {"checklist": checklist, "answers": answers}});
+        env.kubectl_with_input(
+            &["create", "-f", "-", "-o", "json", "--as", &user],
+            Some(&body.to_string()),
+        )
+    };
+    let ids = |v: &Value, key: &str| -> Vec<String> {
+        v["status"][key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|q| {
+                        q["id"]
+                            .as_str()
+                            .or(q.as_str())
+                            .unwrap_or_default()
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut rows = Vec::new();
+    for (answers, visible, review, guided) in [
+        (serde_json::json!({}), vec!["export"], vec![], 0),
+        (
+            serde_json::json!({"export": "no"}),
+            vec!["export"],
+            vec![],
+            0,
+        ),
+        (
+            serde_json::json!({"export": "dual-use"}),
+            vec!["export", "licence"],
+            vec![],
+            1,
+        ),
+        (
+            serde_json::json!({"export": "military", "licence": "L-7"}),
+            vec!["export", "licence"],
+            vec!["licence"],
+            1,
+        ),
+    ] {
+        let out = evaluate(&name, answers.clone());
+        let v: Value =
+            serde_json::from_str(&stdout_of(&out, "kubectl create ChecklistEvaluation")?)?;
+        if ids(&v, "visibleQuestions") != visible
+            || ids(&v, "needsReview") != review
+            || v["status"]["guidance"].as_array().map(Vec::len) != Some(guided)
+        {
+            return Err(format!("{answers}: got {}", v["status"]).into());
+        }
+        rows.push(v);
+    }
+    // What does not fit yet names the question.
+    let missing = &rows[2]["status"]["problems"];
+    if !missing
+        .to_string()
+        .contains("spec.checklistAnswers.licence")
+    {
+        return Err(format!("the missing licence is not named: {missing}").into());
+    }
+    let out = evaluate(&format!("{name}-nope"), serde_json::json!({}));
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || !err.contains("NotFound") && !err.contains("not found") {
+        return Err(format!("an unknown checklist: {err}").into());
+    }
+    let _ = env.kubectl(&["delete", "checklist", &name]);
+    Ok(())
 }
 
 const GROUP_VERSION: &str = "/apis/views.tenancy.dev/v1alpha1";
@@ -3070,6 +3167,7 @@ async fn kube_apiserver_rbac_lets_every_authenticated_user_read_and_nobody_write
         "kubectl api-resources --api-group=views.tenancy.dev",
         found,
         BTreeMap::from([
+            ("checklistevaluations".to_string(), "create".to_string()),
             ("members".to_string(), "list,watch".to_string()),
             ("myprojects".to_string(), "get,list,watch".to_string()),
         ]),
