@@ -207,6 +207,16 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         Err(e) if apply::is_conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
         other => other?,
     };
+    // Answers changed after a review, on a project that keeps its namespace: say so once.
+    if let Some(msg) = desired::project::review_due(&previous, &status) {
+        ctx.event(
+            project.as_ref(),
+            EventType::Warning,
+            "ChecklistReviewPending",
+            msg,
+        )
+        .await;
+    }
     if let Some(e) = first_error {
         return Err(e);
     }

@@ -204,6 +204,21 @@ fn refusal(view: &ProjectView<'_>, archive: Option<&Archive>) -> Option<String> 
     }
 }
 
+/// The message of a review that became due on a project running in its namespace (its answers
+/// changed after staff approved them), once: when `ChecklistApproved` turns False.
+pub fn review_due(previous: &ProjectStatus, next: &ProjectStatus) -> Option<String> {
+    let approved = |s: &ProjectStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "ChecklistApproved")
+            .map(|c| (c.status == "True", c.message.clone()))
+    };
+    match (approved(previous), approved(next)) {
+        (Some((true, _)), Some((false, msg))) => Some(msg),
+        _ => None,
+    }
+}
+
 /// Why the checklist holds a project back, if it does.
 fn hold_message(state: &ChecklistState, review: &Review) -> Option<String> {
     match review {
