@@ -228,7 +228,7 @@ where
                                 let object = guard::Guarded::<K>(Err(u.clone())).object_ref(&());
                                 report(object, metrics_kind.clone(), u);
                             }
-                            ev.map(Ok)
+                            ev.map(|ev| Ok(ev.modify(slim)))
                         }
                         Err(e) => Some(Err(e)),
                     };
@@ -252,6 +252,27 @@ where
     }
 }
 
+/// What the caches keep of an object's `managedFields`: only the latest time anyone wrote it
+/// (the read API's last-modified time). The entries themselves (who owns which field, often
+/// half an object's size) are read by nothing here, and every cached object carried them.
+pub fn slim<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    if let Some(fields) = meta.managed_fields.take() {
+        let latest = fields
+            .into_iter()
+            .filter_map(|f| f.time)
+            .max_by_key(|t| t.0);
+        meta.managed_fields = latest.map(|time| {
+            vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                    time: Some(time),
+                    ..Default::default()
+                },
+            ]
+        });
+    }
+}
+
 /// Logs a failed watch (it is retried with backoff). A resource version that expired is
 /// routine (etcd compaction, or a cached list older than the watch): the watch lists again.
 pub fn log_watch_error(kind: &str, e: &watcher::Error) {
@@ -260,5 +281,37 @@ pub fn log_watch_error(kind: &str, e: &watcher::Error) {
             tracing::debug!(kind, error = %e, "watch expired; listing again")
         }
         _ => tracing::warn!(kind, error = %e, "watch failed; retrying"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_objects_keep_only_the_time_they_were_last_written() {
+        let mut p: Project = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
+            "metadata": {"name": "web", "managedFields": [
+                {"manager": "kubectl", "operation": "Apply", "time": "2027-01-01T00:00:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:customer": {}}}},
+                {"manager": "tenancy-operator", "operation": "Apply", "time": "2027-01-02T00:00:00Z",
+                 "subresource": "status", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}]},
+            "spec": {"customer": "acme"}}))
+        .unwrap();
+        slim(&mut p);
+        let kept = p.metadata.managed_fields.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            kept[0].time.as_ref().unwrap().0.to_string(),
+            "2027-01-02T00:00:00Z"
+        );
+        assert!(kept[0].fields_v1.is_none() && kept[0].manager.is_none());
+        let mut bare: Project = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
+            "metadata": {"name": "web"}, "spec": {"customer": "acme"}}))
+        .unwrap();
+        slim(&mut bare);
+        assert!(bare.metadata.managed_fields.is_none());
     }
 }
