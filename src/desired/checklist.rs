@@ -25,7 +25,8 @@ fn as_number(v: &Value) -> Option<f64> {
 }
 
 /// Whether `answer` compares to `value` as `op` says. `Contains` on a list (MultiSelect) means
-/// the list holds the value; on a text, the text holds it. `In`/`NotIn` take a list of values.
+/// the list holds the value; on a text, the text holds it. `In`/`NotIn` take a list of values;
+/// on a list answer, `In` means any chosen option is among them and `NotIn` that none is.
 /// `LessThan`/`GreaterThan` compare numbers, or texts (dates `YYYY-MM-DD` compare as texts).
 pub fn compare(op: Operator, answer: &Value, value: &Value) -> bool {
     let equal = |a: &Value, b: &Value| match (as_number(a), as_number(b)) {
@@ -40,12 +41,19 @@ pub fn compare(op: Operator, answer: &Value, value: &Value) -> bool {
             (Value::String(a), Value::String(v)) => a.contains(v.as_str()),
             _ => false,
         },
-        Operator::In => value
-            .as_array()
-            .is_some_and(|vs| vs.iter().any(|v| equal(answer, v))),
-        Operator::NotIn => value
-            .as_array()
-            .is_some_and(|vs| !vs.iter().any(|v| equal(answer, v))),
+        // On a list (MultiSelect): In holds when any chosen option is among the values, NotIn
+        // when none is.
+        Operator::In | Operator::NotIn => {
+            let Some(vs) = value.as_array() else {
+                return false;
+            };
+            let among = |a: &Value| vs.iter().any(|v| equal(a, v));
+            let any = match answer {
+                Value::Array(items) => items.iter().any(among),
+                a => among(a),
+            };
+            any == (op == Operator::In)
+        }
         Operator::LessThan | Operator::GreaterThan => {
             let ord = match (as_number(answer), as_number(value)) {
                 (Some(a), Some(v)) if answer.is_number() => a.partial_cmp(&v),
@@ -160,6 +168,42 @@ pub fn spec_problems(spec: &ChecklistSpec) -> Vec<String> {
                     out.push(format!(
                         "spec.questions[{i}].dependencies[{j}].value: {bad} is not an option of question {:?}",
                         other.id
+                    ));
+                }
+            }
+        }
+        for (field, value, op) in [
+            (
+                "reviewAnswerValue",
+                &q.review_answer_value,
+                q.operator.unwrap_or(Operator::Equals),
+            ),
+            (
+                "guidanceAnswerValue",
+                &q.guidance_answer_value,
+                q.guidance_operator.unwrap_or(Operator::Equals),
+            ),
+        ] {
+            let Some(value) = value else { continue };
+            if matches!(op, Operator::In | Operator::NotIn) && !value.is_array() {
+                out.push(format!(
+                    "spec.questions[{i}].{field}: {op:?} needs a list of values"
+                ));
+            }
+            if matches!(
+                q.type_,
+                QuestionType::SingleSelect | QuestionType::MultiSelect
+            ) {
+                let values: Vec<&Value> = match value {
+                    Value::Array(vs) => vs.iter().collect(),
+                    v => vec![v],
+                };
+                if let Some(bad) = values.into_iter().find(|v| {
+                    !v.as_str()
+                        .is_some_and(|s| q.options.iter().any(|o| o.id == s))
+                }) {
+                    out.push(format!(
+                        "spec.questions[{i}].{field}: {bad} is not an option of this question; it would never match"
                     ));
                 }
             }

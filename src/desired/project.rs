@@ -241,7 +241,12 @@ fn hold_message(state: &ChecklistState, review: &Review) -> Option<String> {
     }
 }
 
-fn set_checklist_approved(conds: &mut Conditions<'_>, state: &ChecklistState, review: &Review) {
+fn set_checklist_approved(
+    conds: &mut Conditions<'_>,
+    state: &ChecklistState,
+    review: &Review,
+    running: bool,
+) {
     match review {
         Review::NotNeeded => conds.set(
             "ChecklistApproved",
@@ -267,7 +272,15 @@ fn set_checklist_approved(conds: &mut Conditions<'_>, state: &ChecklistState, re
             } else {
                 "ReviewPending"
             },
-            hold_message(state, review).unwrap_or_default(),
+            match review {
+                // The project runs in its namespace: it keeps running while staff look again.
+                Review::Pending(ids) if running => format!(
+                    "answers {} to checklist {} changed since staff reviewed them: a review by staff is due (spec.checklistReview); the namespace stays meanwhile",
+                    ids.join(", "),
+                    state.name
+                ),
+                _ => hold_message(state, review).unwrap_or_default(),
+            },
         ),
     };
 }
@@ -284,7 +297,7 @@ fn hold_status(
     msg: &str,
 ) -> ProjectStatus {
     let mut conds = Conditions::new(&previous.conditions, p.metadata.generation, now);
-    set_checklist_approved(&mut conds, state, review);
+    set_checklist_approved(&mut conds, state, review, false);
     let rejected = matches!(review, Review::Rejected(_));
     let reason = if rejected {
         "Rejected"
@@ -639,7 +652,7 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         _ => conds.set("Expired", false, "NotExpired", "the project has not expired"),
     };
     if let Some((state, review)) = &checklist {
-        set_checklist_approved(&mut conds, state, review);
+        set_checklist_approved(&mut conds, state, review, view.namespace.is_some());
     }
     let ready = namespace_active && customer.is_some() && quota_ready;
     let phase = if !ready {

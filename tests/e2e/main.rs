@@ -11,6 +11,7 @@
 
 mod adversarial;
 mod chart;
+mod checklists;
 mod foundation;
 mod lifecycle;
 mod promises;
@@ -39,6 +40,7 @@ fn all_trials(env: &Arc<Env>) -> Vec<Trial> {
     trials.extend(adversarial::trials(env));
     trials.extend(promises::trials(env));
     trials.extend(views::trials(env));
+    trials.extend(checklists::trials(env));
     trials
 }
 

@@ -47,6 +47,26 @@ fn operators_compare_as_documented() {
         (In, json!("dual-use"), json!(["dual-use", "military"]), true),
         (In, json!("no"), json!(["dual-use", "military"]), false),
         (NotIn, json!("no"), json!(["dual-use"]), true),
+        // On a MultiSelect answer: any chosen option among the values / none of them.
+        (
+            In,
+            json!(["contact", "genetic"]),
+            json!(["health", "genetic"]),
+            true,
+        ),
+        (In, json!(["contact"]), json!(["health", "genetic"]), false),
+        (
+            NotIn,
+            json!(["contact"]),
+            json!(["health", "genetic"]),
+            true,
+        ),
+        (
+            NotIn,
+            json!(["contact", "health"]),
+            json!(["health", "genetic"]),
+            false,
+        ),
         (LessThan, json!(5), json!(10), true),
         (LessThan, json!(10), json!(10), false),
         (GreaterThan, json!(1001), json!(1000), true),
