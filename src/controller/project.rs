@@ -245,25 +245,23 @@ async fn apply_children(
         )
         .await;
     }
-    for rb in &plan.customer_bindings {
+    // The rest of the namespace's children at once: one round trip for the reconcile to wait.
+    let bindings = futures::future::try_join_all(plan.customer_bindings.iter().map(|rb| {
         let current = ctx
             .caches
             .role_bindings
             .get(&ObjectRef::new(&rb.name_any()).within(&name));
-        apply::ensure_role_binding(ctx, current, rb).await?;
-    }
+        apply::ensure_role_binding(ctx, current, rb)
+    }));
+    let (bindings, quota, limits) = futures::join!(
+        bindings,
+        apply::ensure_or_remove(ctx, read.quota.clone(), plan.quota.as_ref()),
+        apply::ensure_or_remove(ctx, read.limits.clone(), plan.limits.as_ref()),
+    );
+    bindings?;
     let mut failures = Vec::new();
     let mut first_error = None;
-    for (what, result) in [
-        (
-            "quota",
-            apply::ensure_or_remove(ctx, read.quota.clone(), plan.quota.as_ref()).await,
-        ),
-        (
-            "limits",
-            apply::ensure_or_remove(ctx, read.limits.clone(), plan.limits.as_ref()).await,
-        ),
-    ] {
+    for (what, result) in [("quota", quota), ("limits", limits)] {
         if let Err(e) = result {
             failures.push(format!("writing the namespace's {what} failed: {e}"));
             first_error.get_or_insert(e);
