@@ -11,7 +11,7 @@ START := $(shell date +%s)
 banner = @printf '\n==> %s\n' "$(1)"
 
 .NOTPARALLEL:
-.PHONY: build crds control-plane dev test fmt-check clippy unit crd-check e2e bench-views
+.PHONY: build crds control-plane dev test fmt-check clippy unit crd-check e2e bench bench-views
 
 ## build: compile the operator.
 build:
@@ -57,6 +57,17 @@ e2e:
 	@command -v kubectl >/dev/null || { echo "error: the end-to-end tests need kubectl on PATH" >&2; exit 1; }
 	$(call banner,6/6 end-to-end: cargo test --test e2e (a fresh control plane))
 	$(CARGO) test --test e2e
+
+## bench: the release operator next to writing the same objects yourself, on a fresh control
+## plane: BENCH_PROJECTS projects (default 200) with 3 memberships each, BENCH_IN_FLIGHT (default
+## 20) at a time, (a) as plain objects and (b) through the operator to all Ready; prints the ratio,
+## webhook p50/p99, writes and reconciles per project, RSS, CPU and quiet-window writes as one
+## table and writes target/bench/operator.json (not part of `make test`).
+BENCH_PROJECTS ?= 200
+BENCH_IN_FLIGHT ?= 20
+bench:
+	bash tests/control-plane/build.sh >/dev/null
+	BENCH_PROJECTS=$(BENCH_PROJECTS) BENCH_IN_FLIGHT=$(BENCH_IN_FLIGHT) $(CARGO) bench --bench operator
 
 ## bench-views: what `kubectl get myprojects` costs with BENCH_PROJECTS (default 10000) projects:
 ## the index in process, then p50/p99 through kube-apiserver with the release operator, and its

@@ -181,7 +181,12 @@ fn start_operator(
     cmd.arg("run")
         .arg(format!("--metrics-addr=127.0.0.1:{metrics}"))
         .args(local.run_args())
-        .env("KUBECONFIG", cluster.kubeconfig())
+        .env(
+            "KUBECONFIG",
+            cluster
+                .kubeconfig_for(super::install::OPERATOR_USER, &["system:masters"])
+                .map_err(|e| format!("the operator's kubeconfig: {e}"))?,
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut process = cluster.spawn("operator", cmd).map_err(|e| e.to_string())?;

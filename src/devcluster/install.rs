@@ -59,6 +59,12 @@ impl LocalOperator {
     }
 }
 
+/// The user a local operator authenticates as (with a client certificate, in group
+/// `system:masters`): the chart's ServiceAccount's name for release `tenancy-operator` in
+/// `tenancy-system` ([`LocalOperator::new`]), so that the chart's webhook configurations, which
+/// skip the operator's own requests, treat it as they treat the installed operator.
+pub const OPERATOR_USER: &str = "system:serviceaccount:tenancy-system:tenancy-operator";
+
 /// The read API's APIService.
 pub const APISERVICE: &str = "v1alpha1.views.tenancy.dev";
 

@@ -428,7 +428,13 @@ pub fn start_operator(
     cluster: &ControlPlane,
     extra_args: &[&str],
 ) -> Result<OperatorProcess, String> {
-    start_operator_as(cluster, "operator", cluster.kubeconfig(), extra_args)
+    let kubeconfig = cluster
+        .kubeconfig_for(
+            tenancy_operator::devcluster::install::OPERATOR_USER,
+            &["system:masters"],
+        )
+        .map_err(|e| format!("the operator's kubeconfig: {e}"))?;
+    start_operator_as(cluster, "operator", &kubeconfig, extra_args)
 }
 
 /// Like [`start_operator`], but with its own `kubeconfig` (whose credentials it acts with) and
