@@ -369,8 +369,9 @@ impl Views {
         tracing::info!(revision, "views index built");
         while let Some(first) = changes.next().await {
             revision = revision.max(first);
-            // Gather the rest of a burst (50 ms) into one build.
-            let until = tokio::time::Instant::now() + Duration::from_millis(50);
+            // Gather the rest of a burst (250 ms) into one build: under a stream of changes the
+            // index is built at most four times a second.
+            let until = tokio::time::Instant::now() + Duration::from_millis(250);
             while let Ok(Some(rv)) = tokio::time::timeout_at(until, changes.next()).await {
                 revision = revision.max(rv);
             }
