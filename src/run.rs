@@ -71,8 +71,10 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub count_extra_kinds: Vec<String>,
-    /// How many reconciles of each kind may run at once.
-    #[arg(long, env = "TENANCY_CONCURRENCY", default_value_t = 8)]
+    /// How many reconciles of each kind may run at once. A reconcile mostly waits for the
+    /// apiserver, so more than the cores: at 8, new projects waited seconds for their namespace
+    /// behind the re-reconciles of others (`make bench`).
+    #[arg(long, env = "TENANCY_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
     /// Groups whose members are staff (may move projects, set staff-only fields, manage
     /// customers).
