@@ -1430,6 +1430,39 @@ mod tests {
     }
 
     #[test]
+    fn a_review_falling_due_is_told_once() {
+        let with = |status: Option<&str>| ProjectStatus {
+            conditions: status
+                .map(|s| {
+                    vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                        type_: "ChecklistApproved".into(),
+                        status: s.into(),
+                        reason: "r".into(),
+                        message: format!("approved {s}"),
+                        observed_generation: None,
+                        last_transition_time: Time(now()),
+                    }]
+                })
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        let cases = [
+            (Some("True"), Some("False"), Some("approved False")),
+            (Some("False"), Some("False"), None),
+            (None, Some("False"), None),
+            (Some("True"), Some("True"), None),
+            (Some("False"), Some("True"), None),
+        ];
+        for (before, after, want) in cases {
+            assert_eq!(
+                review_due(&with(before), &with(after)).as_deref(),
+                want,
+                "{before:?} -> {after:?}"
+            );
+        }
+    }
+
+    #[test]
     fn conflicts_bind_nothing_but_let_owners_get_and_delete_the_project() {
         let mut w = World::new(project(json!({}), None, json!({})));
         w.namespace = Some(namespace(json!({}), json!({})));
