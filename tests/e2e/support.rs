@@ -230,8 +230,33 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("starting the tokio runtime: {e}"))
 }
 
-/// Runs `kubectl` from PATH with this kubeconfig. Panics if there is no kubectl.
+/// What kube-apiserver answers for an aggregated API (`views.tenancy.dev`) between a failed and
+/// the next passing availability check of its APIService (on a loaded machine a check can time
+/// out). A user runs the command again; so does [`kubectl_with`].
+const AGGREGATED_API_UNAVAILABLE: &str = "the server is currently unable to handle the request";
+
+/// Runs `kubectl` from PATH with this kubeconfig, again (up to 20 times, a second apart) while
+/// kube-apiserver says an aggregated API is momentarily unavailable. Panics if there is no
+/// kubectl.
 pub fn kubectl_with(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Output {
+    let mut out = kubectl_once(kubeconfig, args, input);
+    for _ in 0..20 {
+        if out.status.success()
+            || !String::from_utf8_lossy(&out.stderr).contains(AGGREGATED_API_UNAVAILABLE)
+        {
+            break;
+        }
+        eprintln!(
+            "[e2e] kubectl {}: an aggregated API was unavailable for a moment (503); again",
+            args.join(" ")
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        out = kubectl_once(kubeconfig, args, input);
+    }
+    out
+}
+
+fn kubectl_once(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Output {
     use std::io::Write;
     let mut child = Command::new("kubectl")
         .args(args)

@@ -3123,25 +3123,10 @@ async fn kube_apiserver_rbac_lets_every_authenticated_user_read_and_nobody_write
         text,
     );
     // …and one RBAC lets through (system:masters) is refused by the operator: it is read-only.
-    // (On a loaded machine kube-apiserver's availability check of the APIService can time out
-    // once; it then answers 503 "unable to handle the request" until the next check passes. A
-    // client retries that; so does this check, for up to 30 s, and says when it had to.)
-    let mut out = env.kubectl_with_input(
+    let out = env.kubectl_with_input(
         &["create", "--raw", &raw, "-f", "-"],
         Some(r#"{"apiVersion":"views.tenancy.dev/v1alpha1","kind":"MyProject","metadata":{"name":"x"}}"#),
     );
-    for _ in 0..15 {
-        let text = String::from_utf8_lossy(&out.stderr).to_string();
-        if !text.contains("the server is currently unable to handle the request") {
-            break;
-        }
-        eprintln!("[e2e] views: the APIService was unavailable for a moment (503); retrying");
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        out = env.kubectl_with_input(
-            &["create", "--raw", &raw, "-f", "-"],
-            Some(r#"{"apiVersion":"views.tenancy.dev/v1alpha1","kind":"MyProject","metadata":{"name":"x"}}"#),
-        );
-    }
     let text = String::from_utf8_lossy(&out.stderr).to_string();
     t.check(
         "kubectl create --raw myprojects as the admin: MethodNotAllowed, read-only",
