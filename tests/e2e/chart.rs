@@ -272,6 +272,7 @@ async fn get_json(
     let kind = match plural {
         "projects" => "Project",
         "customers" => "Customer",
+        "checklists" => "Checklist",
         _ => "ProjectMembership",
     };
     let ar = kube::core::ApiResource::from_gvk_with_plural(
@@ -353,6 +354,7 @@ async fn delete_tenancy(
     let kind = match plural {
         "projects" => "Project",
         "customers" => "Customer",
+        "checklists" => "Checklist",
         _ => "ProjectMembership",
     };
     let object: DynamicObject = serde_json::from_value(json!({

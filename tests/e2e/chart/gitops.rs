@@ -474,6 +474,76 @@ async fn the_argocd_health_check_reads_real_statuses(env: Arc<Env>) -> TestResul
         .await?;
         table.add("a finished project in its grace period", &finished_obj, "Current", "Healthy")?;
 
+        // Checklist answers waiting for staff (PendingReview), then rejected (Rejected).
+        let checklist = format!("{customer}-checklist");
+        apply_json(
+            &client,
+            json!({"apiVersion": "tenancy.dev/v1alpha1", "kind": "Checklist",
+                "metadata": {"name": checklist},
+                "spec": {"questions": [{"id": "health", "description": "Health data?",
+                    "type": "Boolean", "required": true, "reviewAnswerValue": true}]}}),
+        )
+        .await?;
+        let reviewed = format!("{customer}-reviewed");
+        apply_json(
+            &client,
+            customer_json(&reviewed, json!({"projectChecklist": checklist})),
+        )
+        .await?;
+        customers.push(reviewed.clone());
+        let held = format!("{customer}-held");
+        apply_json(
+            &client,
+            project_json(
+                &held,
+                json!({"customer": reviewed, "checklistAnswers": {"health": true}}),
+            ),
+        )
+        .await?;
+        projects.push(held.clone());
+        let in_phase = |phase: &'static str| {
+            move |p: &Value| {
+                if p["status"]["phase"] == phase
+                    && p["status"]["observedGeneration"] == p["metadata"]["generation"]
+                {
+                    Ok(())
+                } else {
+                    Err(format!("status is {}", p["status"]))
+                }
+            }
+        };
+        let pending = object_where(
+            &client,
+            "projects",
+            None,
+            &held,
+            "phase PendingReview",
+            Duration::from_secs(30),
+            in_phase("PendingReview"),
+        )
+        .await?;
+        table.add("a project whose answers wait for staff's review", &pending, "InProgress", "Progressing")?;
+        apply_json(
+            &client,
+            project_json(
+                &held,
+                json!({"customer": reviewed, "checklistAnswers": {"health": true},
+                    "checklistReview": {"decision": "Rejected", "comment": "no DPIA"}}),
+            ),
+        )
+        .await?;
+        let rejected = object_where(
+            &client,
+            "projects",
+            None,
+            &held,
+            "phase Rejected",
+            Duration::from_secs(30),
+            in_phase("Rejected"),
+        )
+        .await?;
+        table.add("a project whose answers staff rejected", &rejected, "Failed", "Degraded")?;
+
         // (An oversubscribed customer, Stalled, cannot be made through the webhook, which
         // refuses every quota below what is allocated; unit `desired::customer` pins it.)
 
@@ -503,6 +573,13 @@ async fn the_argocd_health_check_reads_real_statuses(env: Arc<Env>) -> TestResul
     for c in &customers {
         let _ = delete_tenancy(&client, "customers", None, c).await;
     }
+    let _ = delete_tenancy(
+        &client,
+        "checklists",
+        None,
+        &format!("{customer}-checklist"),
+    )
+    .await;
     result
 }
 
