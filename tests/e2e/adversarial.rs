@@ -23,9 +23,9 @@ use serde_json::{Value, json};
 use tenancy_operator::api::{Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase};
 
 use crate::support::{
-    Env, Failed, RECONCILE_TIMEOUT, TestResult, Trial, can_i_named, customer, from_json, merge,
-    owners, patch_params, pp, project, refusal, trial, unique_name, wait_access_as,
-    wait_access_named, wait_finalizer, wait_for, wait_project, wait_project_gone,
+    Checks, Env, Expectation, Failed, RECONCILE_TIMEOUT, TestResult, Trial, can_i_named, customer,
+    from_json, merge, owners, patch_params, pp, project, refusal, trial, unique_name,
+    wait_access_as, wait_access_named, wait_finalizer, wait_for, wait_project, wait_project_gone,
 };
 
 pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
@@ -240,23 +240,11 @@ enum Expect {
     Refused(u16),
 }
 
-/// Rows of requests with what each should come to; failures are collected, not fatal, so one
-/// run reports every misbehaving row.
-#[derive(Default)]
-struct Checks {
-    rows: Vec<String>,
-    problems: Vec<String>,
-}
-
-impl Checks {
-    fn row<T>(&mut self, what: &str, expect: Expect, result: Result<T, kube::Error>) -> bool {
-        let (code, message) = match &result {
-            Ok(_) => (200, String::new()),
-            Err(e) => refusal(e),
-        };
+impl Expectation for Expect {
+    fn met(&self, code: u16, message: &str) -> bool {
         let by_webhook = message.contains("admission webhook");
-        let ok = match expect {
-            Expect::Allowed => result.is_ok(),
+        match *self {
+            Expect::Allowed => code == 200,
             Expect::Hook(hook, want, text) => {
                 code == want && message.contains(hook) && message.contains(text)
             }
@@ -264,55 +252,6 @@ impl Checks {
                 code == want && !by_webhook && texts.iter().all(|t| message.contains(t))
             }
             Expect::Refused(want) => code == want,
-        };
-        let outcome = match &result {
-            Ok(_) => "allowed".to_string(),
-            Err(_) => format!("HTTP {code}: {message}"),
-        };
-        self.rows.push(format!(
-            "{} {what} -> {outcome}",
-            if ok { "ok  " } else { "FAIL" }
-        ));
-        if !ok {
-            self.problems
-                .push(format!("{what}: expected {expect:?}, got {outcome}"));
-        }
-        ok
-    }
-
-    /// A fact about stored state or access, checked after the operator processed the change.
-    fn fact(&mut self, what: &str, ok: bool, detail: impl Into<String>) {
-        let detail = detail.into();
-        self.rows.push(format!(
-            "{} {what}{}",
-            if ok { "ok  " } else { "FAIL" },
-            if detail.is_empty() {
-                String::new()
-            } else {
-                format!(" ({detail})")
-            }
-        ));
-        if !ok {
-            self.problems.push(format!("{what}: {detail}"));
-        }
-    }
-
-    fn finish(self, title: &str) -> TestResult {
-        eprintln!(
-            "[e2e] {title} ({} rows):\n  {}",
-            self.rows.len(),
-            self.rows.join("\n  ")
-        );
-        if self.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{title}: {} of {} rows misbehaved:\n{}",
-                self.problems.len(),
-                self.rows.len(),
-                self.problems.join("\n")
-            )
-            .into())
         }
     }
 }

@@ -25,9 +25,9 @@ use tenancy_operator::desired::checklist::{Answers, digest};
 use tenancy_operator::devcluster::apply::parse_documents;
 
 use crate::support::{
-    Env, Failed, RECONCILE_TIMEOUT, TestResult, Trial, customer, examples_dir, from_json, merge,
-    patch_params, pp, project, refusal, trial, unique_name, wait_access, wait_for, wait_project,
-    wait_project_gone,
+    Checks, Env, Expectation, Failed, RECONCILE_TIMEOUT, TestResult, Trial, customer, examples_dir,
+    from_json, merge, patch_params, pp, project, refusal, trial, unique_name, wait_access,
+    wait_for, wait_project, wait_project_gone,
 };
 
 pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
@@ -130,24 +130,10 @@ fn invalid_answer(q: (&str, &str)) -> Expect {
     )
 }
 
-fn texts(t: &[&str]) -> Vec<String> {
-    t.iter().map(|s| s.to_string()).collect()
-}
-
-#[derive(Default)]
-struct Checks {
-    rows: Vec<String>,
-    problems: Vec<String>,
-}
-
-impl Checks {
-    fn row<T>(&mut self, what: &str, expect: Expect, result: Result<T, kube::Error>) -> bool {
-        let (code, message) = match &result {
-            Ok(_) => (200, String::new()),
-            Err(e) => refusal(e),
-        };
-        let ok = match &expect {
-            Expect::Allowed => result.is_ok(),
+impl Expectation for Expect {
+    fn met(&self, code: u16, message: &str) -> bool {
+        match self {
+            Expect::Allowed => code == 200,
             Expect::Refused(want, texts) => {
                 code == *want && texts.iter().all(|t| message.contains(t.as_str()))
             }
@@ -156,81 +142,12 @@ impl Checks {
                     && message.contains(VALIDATE)
                     && texts.iter().all(|t| message.contains(t.as_str()))
             }
-        };
-        let outcome = match &result {
-            Ok(_) => "allowed".to_string(),
-            Err(_) => format!("HTTP {code}: {message}"),
-        };
-        self.rows.push(format!(
-            "{} {what} -> {outcome}",
-            if ok { "ok  " } else { "FAIL" }
-        ));
-        if !ok {
-            self.problems
-                .push(format!("{what}: expected {expect:?}, got {outcome}"));
         }
-        ok
     }
+}
 
-    /// A fact about stored state, warnings or access.
-    fn fact(&mut self, what: &str, ok: bool, detail: impl Into<String>) {
-        let detail = detail.into();
-        self.rows.push(format!(
-            "{} {what}{}",
-            if ok { "ok  " } else { "FAIL" },
-            if detail.is_empty() {
-                String::new()
-            } else {
-                format!(" ({detail})")
-            }
-        ));
-        if !ok {
-            self.problems.push(format!("{what}: {detail}"));
-        }
-    }
-
-    /// A wait whose failure does not stop the trial: its value or why it failed.
-    fn outcome<T: std::fmt::Debug>(&mut self, what: &str, result: Result<T, Failed>) {
-        match result {
-            Ok(v) => self.fact(what, true, format!("{v:?}")),
-            Err(e) => self.fact(what, false, e.message().unwrap_or_default().to_string()),
-        }
-    }
-
-    /// A wait that must succeed for the rows after it to mean anything.
-    fn waited<T>(&mut self, what: &str, result: Result<T, Failed>) -> Result<T, Failed> {
-        match result {
-            Ok(v) => {
-                self.rows.push(format!("ok   {what}"));
-                Ok(v)
-            }
-            Err(e) => {
-                let why = e.message().unwrap_or_default().to_string();
-                self.rows.push(format!("FAIL {what} ({why})"));
-                self.problems.push(format!("{what}: {why}"));
-                Err(format!("{what}: {why}\nrows so far:\n  {}", self.rows.join("\n  ")).into())
-            }
-        }
-    }
-
-    fn finish(self, title: &str) -> TestResult {
-        eprintln!(
-            "[e2e] {title} ({} rows):\n  {}",
-            self.rows.len(),
-            self.rows.join("\n  ")
-        );
-        if self.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{title}: {} of {} rows misbehaved:\n{}",
-                self.problems.len(),
-                self.rows.len(),
-                self.problems.join("\n")
-            )
-            .into())
-        }
-    }
+fn texts(t: &[&str]) -> Vec<String> {
+    t.iter().map(|s| s.to_string()).collect()
 }
 
 // ---------------------------------------------------------------------------------------------

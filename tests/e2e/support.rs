@@ -782,3 +782,122 @@ pub async fn wait_project<T>(
     }
     waited
 }
+
+/// What a request should come to, for [`Checks::row`]: each module names its own (the webhook
+/// that refuses, the texts the message holds).
+pub trait Expectation: std::fmt::Debug {
+    /// Whether an answer with this HTTP code (200: allowed) and message meets it.
+    fn met(&self, code: u16, message: &str) -> bool;
+}
+
+/// Checks collected rather than fatal, so one run reports every misbehaving row.
+#[derive(Default)]
+pub struct Checks {
+    pub rows: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+impl Checks {
+    fn record(&mut self, ok: bool, line: String, problem: String) -> bool {
+        self.rows
+            .push(format!("{} {line}", if ok { "ok  " } else { "FAIL" }));
+        if !ok {
+            self.problems.push(problem);
+        }
+        ok
+    }
+
+    /// A request and what it should come to.
+    pub fn row<T>(
+        &mut self,
+        what: &str,
+        expect: impl Expectation,
+        result: Result<T, kube::Error>,
+    ) -> bool {
+        let (code, message) = match &result {
+            Ok(_) => (200, String::new()),
+            Err(e) => refusal(e),
+        };
+        let ok = expect.met(code, &message);
+        let outcome = match &result {
+            Ok(_) => "allowed".to_string(),
+            Err(_) => format!("HTTP {code}: {message}"),
+        };
+        self.record(
+            ok,
+            format!("{what} -> {outcome}"),
+            format!("{what}: expected {expect:?}, got {outcome}"),
+        )
+    }
+
+    /// A fact about stored state, warnings or access; its detail is shown either way.
+    pub fn fact(&mut self, what: &str, ok: bool, detail: impl Into<String>) {
+        let detail = detail.into();
+        let shown = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        };
+        self.record(ok, format!("{what}{shown}"), format!("{what}: {detail}"));
+    }
+
+    /// A check whose detail says what went wrong, shown only when it did.
+    pub fn check(&mut self, what: &str, ok: bool, detail: impl Into<String>) {
+        let detail = detail.into();
+        let shown = if ok || detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        };
+        self.record(ok, format!("{what}{shown}"), format!("{what}: {detail}"));
+    }
+
+    pub fn equal<T: PartialEq + std::fmt::Debug>(&mut self, what: &str, got: T, want: T) {
+        let ok = got == want;
+        self.check(what, ok, format!("expected {want:?}, got {got:?}"));
+    }
+
+    /// A wait whose failure does not stop the trial: its value or why it failed.
+    pub fn outcome<T: std::fmt::Debug>(&mut self, what: &str, result: Result<T, Failed>) {
+        match result {
+            Ok(v) => self.fact(what, true, format!("{v:?}")),
+            Err(e) => self.fact(what, false, e.message().unwrap_or_default().to_string()),
+        }
+    }
+
+    /// A wait that must succeed for the rows after it to mean anything.
+    pub fn waited<T>(&mut self, what: &str, result: Result<T, Failed>) -> Result<T, Failed> {
+        match result {
+            Ok(v) => {
+                self.rows.push(format!("ok   {what}"));
+                Ok(v)
+            }
+            Err(e) => {
+                let why = e.message().unwrap_or_default().to_string();
+                self.rows.push(format!("FAIL {what} ({why})"));
+                self.problems.push(format!("{what}: {why}"));
+                Err(format!("{what}: {why}\nrows so far:\n  {}", self.rows.join("\n  ")).into())
+            }
+        }
+    }
+
+    /// Prints every row; fails naming those that misbehaved.
+    pub fn finish(self, title: &str) -> TestResult {
+        eprintln!(
+            "[e2e] {title} ({} rows):\n  {}",
+            self.rows.len(),
+            self.rows.join("\n  ")
+        );
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{title}: {} of {} rows misbehaved:\n{}",
+                self.problems.len(),
+                self.rows.len(),
+                self.problems.join("\n")
+            )
+            .into())
+        }
+    }
+}

@@ -29,8 +29,8 @@ use tenancy_operator::api::{
 };
 
 use crate::support::{
-    ACCESS_TIMEOUT, Env, Failed, TestResult, Trial, customer, from_json, pp, project, refusal,
-    stdout_of, trial, unique_name, wait_access_named, wait_finalizer, wait_project,
+    ACCESS_TIMEOUT, Checks, Env, Failed, TestResult, Trial, customer, from_json, pp, project,
+    refusal, stdout_of, trial, unique_name, wait_access_named, wait_finalizer, wait_project,
     wait_project_gone,
 };
 
@@ -579,69 +579,21 @@ fn rows(items: &[&str]) -> BTreeSet<String> {
 // ---------------------------------------------------------------------------------------------
 // Checks collected, so one run reports every wrong answer
 
-#[derive(Default)]
-struct Checks {
-    rows: Vec<String>,
-    problems: Vec<String>,
-}
-
-impl Checks {
-    fn check(&mut self, what: &str, ok: bool, detail: impl Into<String>) {
-        let detail = detail.into();
-        self.rows.push(format!(
-            "{} {what}{}",
-            if ok { "ok  " } else { "FAIL" },
-            if ok || detail.is_empty() {
-                String::new()
-            } else {
-                format!(": {detail}")
-            }
-        ));
-        if !ok {
-            self.problems.push(format!("{what}: {detail}"));
-        }
-    }
-
-    fn equal<T: PartialEq + std::fmt::Debug>(&mut self, what: &str, got: T, want: T) {
-        let ok = got == want;
-        self.check(what, ok, format!("expected {want:?}, got {got:?}"));
-    }
-
-    /// A refusal with this code whose message holds every one of `texts`.
-    fn refused(
-        &mut self,
-        what: &str,
-        result: &Result<Value, kube::Error>,
-        code: u16,
-        texts: &[&str],
-    ) {
-        let (got, message) = outcome(result);
-        let ok = got == code && texts.iter().all(|t| message.contains(t));
-        self.check(
-            what,
-            ok,
-            format!("expected HTTP {code} naming {texts:?}, got HTTP {got}: {message}"),
-        );
-    }
-
-    fn finish(self, title: &str) -> TestResult {
-        eprintln!(
-            "[e2e] {title} ({} checks):\n  {}",
-            self.rows.len(),
-            self.rows.join("\n  ")
-        );
-        if self.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{title}: {} of {} checks failed:\n{}",
-                self.problems.len(),
-                self.rows.len(),
-                self.problems.join("\n")
-            )
-            .into())
-        }
-    }
+/// A refusal with this code whose message holds every one of `texts`.
+fn refused(
+    checks: &mut Checks,
+    what: &str,
+    result: &Result<Value, kube::Error>,
+    code: u16,
+    texts: &[&str],
+) {
+    let (got, message) = outcome(result);
+    let ok = got == code && texts.iter().all(|t| message.contains(t));
+    checks.check(
+        what,
+        ok,
+        format!("expected HTTP {code} naming {texts:?}, got HTTP {got}: {message}"),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1124,7 +1076,8 @@ async fn filters_orders_and_kubectl_tables(env: Arc<Env>) -> TestResult {
         oldest_first.map_err(|e| e.to_string()),
         Ok(reversed),
     );
-    t.refused(
+    refused(
+        &mut t,
         "orderBy=size",
         &get(&client, &by("size")).await,
         400,
@@ -1138,19 +1091,22 @@ async fn filters_orders_and_kubectl_tables(env: Arc<Env>) -> TestResult {
     let mut supported =
         vec!["field selector \"owner\" is not supported for myprojects; supported:"];
     supported.extend(PROJECT_FIELDS);
-    t.refused(
+    refused(
+        &mut t,
         "fieldSelector owner=olga",
         &get(&client, &fields("owner=olga")).await,
         400,
         &supported,
     );
-    t.refused(
+    refused(
+        &mut t,
         "fieldSelector access.canManage=yes",
         &get(&client, &fields("access.canManage=yes")).await,
         400,
         &["\"yes\" is not true or false"],
     );
-    t.refused(
+    refused(
+        &mut t,
         "fieldSelector createdAfter=yesterday",
         &get(&client, &fields("createdAfter=yesterday")).await,
         400,
@@ -1399,20 +1355,23 @@ async fn pages_come_from_one_moment_and_foreign_or_made_up_tokens_are_gone(
     );
 
     // Tokens that are not the caller's: made up, or another user's.
-    t.refused(
+    refused(
+        &mut t,
         "a made-up continue token",
         &get(&staff, &next("0123456789abcdef0123456789abcdef:2")).await,
         410,
         &["continue token has expired or is not yours"],
     );
-    t.refused(
+    refused(
+        &mut t,
         "a malformed continue token",
         &get(&staff, &next("garbage")).await,
         410,
         &["list again from the start"],
     );
     let as_owner = env.client_as(&owner, &[]).await;
-    t.refused(
+    refused(
+        &mut t,
         "staff's continue token used by the owner",
         &get(&as_owner, &next(&token)).await,
         410,
@@ -2079,7 +2038,8 @@ async fn a_watch_sends_initial_events_then_a_bookmark_and_410_when_too_old(
         ),
     )
     .await;
-    t.refused(
+    refused(
+        &mut t,
         "sendInitialEvents=true without allowWatchBookmarks",
         &bad,
         400,
@@ -2344,7 +2304,8 @@ async fn terminated_projects_are_listed_for_owners_support_and_staff_only(
     // The former manager holds no customer role: terminated projects are refused outright.
     let forbidden = "terminated projects are listed only for staff and for the owners and support of their customer";
     for selector in ["includeTerminated=true", "status.phase=Terminated"] {
-        t.refused(
+        refused(
+            &mut t,
             &format!("former manager: {selector}"),
             &get(&as_mgr, &path("myprojects", &[("fieldSelector", selector)])).await,
             403,
@@ -2789,7 +2750,8 @@ async fn members_lists_the_role_holders_a_user_may_see_with_their_phases(
     );
     let mut supported = vec!["field selector \"owner\" is not supported for members; supported:"];
     supported.extend(MEMBER_FIELDS);
-    t.refused(
+    refused(
+        &mut t,
         "members: an unknown field selector",
         &get(&as_owner, &field("owner=olga")).await,
         400,
@@ -2954,7 +2916,8 @@ async fn identity_headers_are_trusted_only_from_the_front_proxy_certificate(
     // The operator authorizes too (a SubjectAccessReview): a user RBAC gives nothing to (no
     // system:authenticated) is refused, even from the front proxy.
     let nobody = format!("{tag}-nobody");
-    t.refused(
+    refused(
+        &mut t,
         "the front proxy's certificate, a user without groups: 403 from the operator",
         &get_with_headers(&proxy, &everything, &nobody, &[]).await,
         403,
@@ -2969,7 +2932,8 @@ async fn identity_headers_are_trusted_only_from_the_front_proxy_certificate(
         .request_text(request)
         .await
         .and_then(|t| serde_json::from_str::<Value>(&t).map_err(kube::Error::SerdeError));
-    t.refused(
+    refused(
+        &mut t,
         "the front proxy's certificate naming no user",
         &unnamed,
         401,
@@ -2990,21 +2954,29 @@ async fn identity_headers_are_trusted_only_from_the_front_proxy_certificate(
     // Forged: no client certificate.
     let bare = direct_client(&env, ClientCert::None).await?;
     let forged = get_with_headers(&bare, &everything, "admin", &["system:masters"]).await;
-    t.refused(
+    refused(
+        &mut t,
         "no client certificate, X-Remote-User admin, X-Remote-Group system:masters",
         &forged,
         401,
         &["no client certificate from the front proxy"],
     );
     let forged = get_with_headers(&bare, &everything, &member, &["system:authenticated"]).await;
-    t.refused(
+    refused(
+        &mut t,
         "no client certificate, X-Remote-User <member>",
         &forged,
         401,
         &["no client certificate"],
     );
     let forged = get_with_headers(&bare, GROUP_VERSION, "admin", &["system:masters"]).await;
-    t.refused("no client certificate: discovery", &forged, 401, &[]);
+    refused(
+        &mut t,
+        "no client certificate: discovery",
+        &forged,
+        401,
+        &[],
+    );
 
     // Forged: a certificate of the cluster CA (the admin's, and one named like the front proxy).
     let not_believed = |result: &Result<Value, kube::Error>| -> (bool, String) {
