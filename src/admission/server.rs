@@ -193,9 +193,12 @@ impl Admission {
         )
     }
 
+    /// Decides a request on a Project; `warnings` gets the checklist guidance that applies to
+    /// answers it gives (kubectl prints it).
     async fn validate_project(
         &self,
         req: &AdmissionRequest<DynamicObject>,
+        warnings: &mut Vec<String>,
     ) -> Result<Verdict, String> {
         let (old, new) = match self.objects::<Project>(req) {
             Ok(objects) => objects,
@@ -220,6 +223,14 @@ impl Admission {
         );
         if !verdict.is_allowed() {
             return Ok(verdict);
+        }
+        // Guidance when answers are given (not on every later change of the project).
+        if let Some(new) = &new
+            && old
+                .as_ref()
+                .is_none_or(|o| o.spec.checklist_answers != new.spec.checklist_answers)
+        {
+            *warnings = super::checklist_warnings(new, &snap);
         }
         if req.operation == Operation::Delete
             && !req.dry_run
@@ -441,8 +452,9 @@ impl Admission {
                 },
             );
         }
+        let mut warnings = Vec::new();
         let result = match req.kind.kind.as_str() {
-            "Project" => self.validate_project(req).await,
+            "Project" => self.validate_project(req, &mut warnings).await,
             "ProjectMembership" => self.validate_membership(req).await,
             "Customer" => self.validate_customer(req).await,
             "Checklist" => Ok(match self.objects::<crate::api::Checklist>(req) {
@@ -467,36 +479,10 @@ impl Admission {
         self.metrics
             .admission(&req.kind.kind, verdict_label(&verdict));
         let mut resp = respond(req, verdict);
-        // Guidance when answers are given (not on every later change of the project).
-        let answered = match (
-            typed::<Project>(&req.old_object),
-            typed::<Project>(&req.object),
-        ) {
-            (Some(old), Some(new)) => old.spec.checklist_answers != new.spec.checklist_answers,
-            (None, Some(_)) => true,
-            _ => false,
-        };
-        if resp.allowed
-            && req.kind.kind == "Project"
-            && matches!(req.operation, Operation::Create | Operation::Update)
-            && answered
-        {
-            let warnings = self.project_warnings(req).await;
-            if !warnings.is_empty() {
-                resp.warnings = Some(warnings);
-            }
+        if !warnings.is_empty() && resp.allowed {
+            resp.warnings = Some(warnings);
         }
         resp
-    }
-
-    /// The checklist guidance that applies to a project's answers (kubectl prints it).
-    async fn project_warnings(&self, req: &AdmissionRequest<DynamicObject>) -> Vec<String> {
-        let Some(new) = typed::<Project>(&req.object) else {
-            return Vec::new();
-        };
-        let mut snap = self.project_snapshot(&new);
-        self.complete_snapshot(&mut snap, &new).await.ok();
-        super::checklist_warnings(&new, &snap)
     }
 
     /// Reads from the API what the caches have not seen yet: a Customer, and its Checklist,

@@ -71,6 +71,7 @@ pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
 /// observed: `Failed` with Stalled=True, `InProgress` with Reconciling=True or Ready=False, else
 /// `Current`. For unit tests of the conditions each plan writes; the e2e suite asks the library
 /// itself.
+#[cfg(test)]
 pub fn kstatus(conditions: &[Condition]) -> &'static str {
     let has = |t: &str, s: &str| conditions.iter().any(|c| c.type_ == t && c.status == s);
     if has("Reconciling", "True") {

@@ -123,6 +123,22 @@ pub struct ProjectFields {
     pub image: Option<String>,
 }
 
+impl ProjectFields {
+    fn of(spec: &crate::api::ProjectSpec) -> Self {
+        ProjectFields {
+            display_name: spec.display_name.clone(),
+            description: spec.description.clone(),
+            project_type: spec.project_type.clone(),
+            kind: spec.kind,
+            backend_id: spec.backend_id.clone(),
+            start_date: spec.start_date.clone(),
+            end_date: spec.end_date.clone(),
+            is_industry: spec.is_industry,
+            image: spec.image.clone(),
+        }
+    }
+}
+
 /// The customer's display fields.
 #[derive(Serialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -513,17 +529,7 @@ fn live_entry(
             rv_max(p, customer, namespace, memberships),
             &spec.customer,
         ),
-        spec: ProjectFields {
-            display_name: spec.display_name.clone(),
-            description: spec.description.clone(),
-            project_type: spec.project_type.clone(),
-            kind: spec.kind,
-            backend_id: spec.backend_id.clone(),
-            start_date: spec.start_date.clone(),
-            end_date: spec.end_date.clone(),
-            is_industry: spec.is_industry,
-            image: spec.image.clone(),
-        },
+        spec: ProjectFields::of(spec),
         customer: customer_fields(&spec.customer, customer),
         status: ViewStatus {
             phase: phase
@@ -587,17 +593,7 @@ fn terminated_entry(
             revision,
             &archive.customer,
         ),
-        spec: ProjectFields {
-            display_name: spec.display_name.clone(),
-            description: spec.description.clone(),
-            project_type: spec.project_type.clone(),
-            kind: spec.kind,
-            backend_id: spec.backend_id.clone(),
-            start_date: spec.start_date.clone(),
-            end_date: spec.end_date.clone(),
-            is_industry: spec.is_industry,
-            image: spec.image.clone(),
-        },
+        spec: ProjectFields::of(spec),
         customer: customer_fields(&archive.customer, customer),
         status: ViewStatus {
             phase: TERMINATED.into(),
