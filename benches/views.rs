@@ -118,6 +118,7 @@ fn in_process(n: usize) -> Value {
         customers: &customers,
         memberships: &memberships,
         namespaces: &namespaces,
+        usages: &[],
         is_project_namespace: &no,
     };
     let now = Timestamp::now();

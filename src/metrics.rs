@@ -52,6 +52,15 @@ pub struct ViewLabels {
     pub code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BillingLabels {
+    pub project: String,
+    pub customer: String,
+    pub currency: String,
+}
+
+type Amount = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// Every metric the operator exports.
 pub struct Metrics {
     pub registry: Registry,
@@ -71,6 +80,10 @@ pub struct Metrics {
     view_requests: Family<ViewLabels, Counter>,
     view_index_build: Histogram,
     view_watches: Gauge,
+    /// Per project, with `--usage-metrics` only.
+    pub project_cost: Family<BillingLabels, Amount>,
+    pub project_credit_remaining: Family<BillingLabels, Amount>,
+    pub project_credit_amount: Family<BillingLabels, Amount>,
     ready: AtomicBool,
 }
 
@@ -158,8 +171,29 @@ impl Default for Metrics {
             "views.tenancy.dev watches open now",
             view_watches.clone(),
         );
+        let project_cost = Family::<BillingLabels, Amount>::default();
+        let project_credit_remaining = Family::<BillingLabels, Amount>::default();
+        let project_credit_amount = Family::<BillingLabels, Amount>::default();
+        registry.register(
+            "project_cost_month_to_date",
+            "The current month's cost of each project so far, in its currency (--usage-metrics)",
+            project_cost.clone(),
+        );
+        registry.register(
+            "project_credit_remaining",
+            "Credit each project has left now, in its currency (--usage-metrics)",
+            project_credit_remaining.clone(),
+        );
+        registry.register(
+            "project_credit_amount",
+            "Each project's spec.credit, in its currency (--usage-metrics)",
+            project_credit_amount.clone(),
+        );
         Metrics {
             registry,
+            project_cost,
+            project_credit_remaining,
+            project_credit_amount,
             reconciles,
             errors,
             duration,

@@ -34,6 +34,15 @@ pub struct RunArgs {
     /// The currency of --price (e.g. EUR); required with it.
     #[arg(long, env = "TENANCY_CURRENCY", default_value = "")]
     pub currency: String,
+    /// `CreditLow` turns True (with a Warning Event under the Notify and Suspend policies) when
+    /// this percentage of a project's credit or less remains.
+    #[arg(long, env = "TENANCY_CREDIT_LOW_PERCENT", default_value_t = 20, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub credit_low_percent: u8,
+    /// Export month-to-date cost and credit remaining per project as metrics
+    /// (`tenancy_project_cost_month_to_date`, `tenancy_project_credit_remaining`,
+    /// `tenancy_project_credit_amount`): one series per project, so off by default.
+    #[arg(long, env = "TENANCY_USAGE_METRICS")]
+    pub usage_metrics: bool,
     /// ClusterRole that the Manager role maps to.
     #[arg(
         long,
@@ -246,6 +255,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
                 member: args.member_role.clone(),
             },
             prices,
+            credit_low_percent: args.credit_low_percent,
         },
         clock: args
             .clock_offset_file
@@ -300,6 +310,12 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     );
     let checklist_ctrl =
         crate::controller::checklist::controller(&ctx, w.checklists.subscribe(), args.concurrency);
+    let usage_ctrl = crate::controller::usage::controller(
+        &ctx,
+        w.usages.subscribe(),
+        w.projects.subscribe(),
+        args.concurrency,
+    );
     let archive_ctrl = archive::controller(
         &ctx,
         w.namespaces.subscribe(),
@@ -323,6 +339,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             w.customers.subscribe().map(|o| rv(o.as_ref())).boxed(),
             w.memberships.subscribe().map(|o| rv(o.as_ref())).boxed(),
             w.namespaces.subscribe().map(|o| rv(o.as_ref())).boxed(),
+            w.usages.subscribe().map(|o| rv(o.as_ref())).boxed(),
         ])
     };
 
@@ -334,8 +351,25 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     inventory::start(client.clone(), inventory.clone(), &kinds, changed_tx);
 
     let refresh: Arc<dyn Fn() + Send + Sync> = {
-        let (projects, metrics) = (caches.projects.clone(), metrics.clone());
-        Arc::new(move || project::record_phases(&projects, &metrics))
+        let (caches, metrics, clock) = (caches.clone(), metrics.clone(), ctx.clock.clone());
+        let billing = ctx
+            .config
+            .prices
+            .clone()
+            .filter(|_| args.usage_metrics)
+            .map(|p| (p, ctx.config.credit_low_percent));
+        Arc::new(move || {
+            project::record_phases(&caches.projects, &metrics);
+            if let Some((prices, low)) = &billing {
+                crate::controller::usage::record_metrics(
+                    &caches,
+                    &metrics,
+                    prices,
+                    *low,
+                    clock.now(),
+                );
+            }
+        })
     };
     let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), refresh));
 
@@ -367,6 +401,10 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         args.staff_groups.clone(),
         metrics.clone(),
         caches.checklists.clone(),
+        crate::views::usage::Billing {
+            prices: ctx.config.prices.clone(),
+            credit_low_percent: ctx.config.credit_low_percent,
+        },
     );
     if !args.no_views {
         tokio::spawn(views.clone().maintain(caches.clone(), view_changes));
@@ -461,6 +499,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         _ = customer_ctrl => tracing::error!("customer controller stopped"),
         _ = archive_ctrl => tracing::error!("archive controller stopped"),
         _ = checklist_ctrl => tracing::error!("checklist controller stopped"),
+        _ = usage_ctrl => tracing::error!("usage controller stopped"),
         r = server => return Err(Error::Startup(format!("metrics server stopped: {r:?}"))),
         r = https => return Err(Error::Startup(format!("HTTPS server (webhook, views) stopped: {r:?}"))),
         _ = shutdown_signal() => tracing::info!("shutting down"),

@@ -588,6 +588,19 @@ pub fn decide_project(
                 }
                 return Verdict::Allow;
             }
+            // Credit is money the customer grants: its owners and staff decide it, not the
+            // project's managers.
+            let credit_changed = old.is_some_and(|o| {
+                o.spec.credit != new.spec.credit
+                    || o.spec.credit_exhausted_policy != new.spec.credit_exhausted_policy
+            });
+            if !owner && credit_changed {
+                return Verdict::forbidden(format!(
+                    "{} may not change spec.credit or spec.creditExhaustedPolicy of project {name:?}: only owners of customer {:?} and staff may",
+                    who(r),
+                    new.spec.customer
+                ));
+            }
             if owner || is_manager(&snap.memberships, r, now, !snap.namespace_not_owned, pns) {
                 return Verdict::Allow;
             }

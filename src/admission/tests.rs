@@ -266,6 +266,54 @@ fn managers_change_ordinary_fields_members_do_not() {
 }
 
 #[test]
+fn credit_is_the_owners_and_staffs_not_the_managers() {
+    let old = project(
+        "web",
+        serde_json::json!({"customer": "acme", "credit": 10.0}),
+    );
+    let team = vec![membership("m", "mia", ProjectRole::Manager)];
+    let snap = psnap(&["olga"], team);
+    for (change, field) in [
+        (
+            serde_json::json!({"customer": "acme", "credit": 1000.0}),
+            "spec.credit",
+        ),
+        (serde_json::json!({"customer": "acme"}), "spec.credit"),
+        (
+            serde_json::json!({"customer": "acme", "credit": 10.0, "creditExhaustedPolicy": "None"}),
+            "spec.creditExhaustedPolicy",
+        ),
+    ] {
+        let new = project("web", change);
+        let ask = |who: &str| {
+            decide_project(
+                &Operation::Update,
+                &user(who),
+                Some(&old),
+                Some(&new),
+                &snap,
+                &Policy::default(),
+                now(),
+            )
+        };
+        let v = ask("mia");
+        assert_eq!(code(&v), 403, "{field}");
+        assert!(message(&v).contains(field), "{}", message(&v));
+        assert!(ask("olga").is_allowed(), "the customer's owner: {field}");
+        let staff = decide_project(
+            &Operation::Update,
+            &staff(),
+            Some(&old),
+            Some(&new),
+            &snap,
+            &Policy::default(),
+            now(),
+        );
+        assert!(staff.is_allowed(), "staff: {field}");
+    }
+}
+
+#[test]
 fn delete_is_refused_with_409_while_resources_are_active() {
     let p = project("web", serde_json::json!({"customer": "acme"}));
     let mut snap = psnap(&["olga"], vec![]);

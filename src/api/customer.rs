@@ -112,7 +112,9 @@ pub struct CustomerStatus {
     /// Sum of the active projects' usage.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub usage: BTreeMap<String, String>,
-    /// The monthly cost of that usage, when the operator has a price list.
+    /// The monthly cost of that usage, when the operator has a price list and
+    /// `displayBillingInfoInProjects` is true (project members may read their customer);
+    /// `kubectl get usage --field-selector customer=...` shows it to owners and staff always.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<super::project::CostStatus>,
 }

@@ -6,6 +6,7 @@ pub mod customer;
 pub mod membership;
 pub mod oecd;
 pub mod project;
+pub mod usage;
 pub mod vocabulary;
 
 pub use checklist::{Checklist, ChecklistSpec, ChecklistStatus, Question, QuestionType};
@@ -16,6 +17,7 @@ pub use membership::{
 };
 pub use oecd::OecdFos2007Code;
 pub use project::{ExpirationPolicy, Project, ProjectPhase, ProjectSpec, ProjectStatus};
+pub use usage::{CreditExhaustedPolicy, ProjectUsage, ProjectUsageSpec, UsageState};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -27,6 +29,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Customer::crd(),
         Project::crd(),
         ProjectMembership::crd(),
+        ProjectUsage::crd(),
     ]
 }
 

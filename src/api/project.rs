@@ -116,10 +116,18 @@ pub struct ProjectSpec {
     #[schemars(range(min = 0, max = 3650))]
     pub grace_period_days: Option<i32>,
 
-    /// Credit granted to the project, in the customer's billing currency (seed: project_credit).
+    /// Credit granted to the project, in the price list's currency (seed: project_credit): a
+    /// balance the project's accrued cost consumes over its whole life (it does not renew each
+    /// month); raising it adds to what remains. Owners of the customer and staff only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0))]
     pub credit: Option<f64>,
+
+    /// What happens when the credit runs out: None (conditions only), Notify (default: also
+    /// Warning Events) or Suspend (also suspended as at the end date, until more credit resumes
+    /// it). Owners of the customer and staff only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_exhausted_policy: Option<super::usage::CreditExhaustedPolicy>,
 
     /// Resource quota of the project's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -318,9 +326,15 @@ pub struct ProjectStatus {
     /// What the namespace's workloads request: cpu, memory, storage, pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub usage: BTreeMap<String, String>,
-    /// The monthly cost of that usage, when the operator has a price list.
+    /// The monthly cost of that usage, when the operator has a price list and the customer
+    /// shows billing in its projects (`displayBillingInfoInProjects`); `kubectl get usage`
+    /// shows it to owners and staff always.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostStatus>,
+    /// The credit (`spec.credit`): consumed and remaining at `asOf`, when it falls low and runs
+    /// out at the rate in force. Shown where `cost` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit: Option<super::usage::CreditStatus>,
     /// Grace period in force: spec.gracePeriodDays, else the customer's, else 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_grace_period_days: Option<i32>,

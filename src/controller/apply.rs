@@ -303,6 +303,33 @@ where
     Ok(true)
 }
 
+/// Writes usage records in order: a record with a resourceVersion replaces exactly that version
+/// (another writer's newer accrual answers 409 and nothing is counted twice), one without is
+/// created (409 if it exists already). Returns false on a conflict: the caller tries again from
+/// fresher caches.
+pub async fn write_usage(
+    ctx: &Context,
+    records: &[crate::api::ProjectUsage],
+) -> Result<bool, Error> {
+    let api: Api<crate::api::ProjectUsage> = Api::all(ctx.client.clone());
+    let pp = kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    };
+    for r in records {
+        let result = match r.metadata.resource_version {
+            Some(_) => api.replace(&r.name_any(), &pp, r).await.map(|_| "update"),
+            None => api.create(&pp, r).await.map(|_| "create"),
+        };
+        match result {
+            Ok(verb) => ctx.metrics.write("ProjectUsage", verb),
+            Err(kube::Error::Api(e)) if e.code == 409 => return Ok(false),
+            Err(e) => return Err(Error::Kube(e)),
+        }
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ pub mod membership;
 pub mod project;
 pub mod queue;
 pub mod termination;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;

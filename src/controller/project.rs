@@ -187,6 +187,11 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     revoke(&ctx, &read, &plan.revoke).await?;
     apply::ensure_cluster_rbac(&ctx, &plan.cluster_roles, &plan.cluster_role_bindings).await?;
 
+    // Usage is accrued before anything that may fail: a month closed, a change of rate recorded.
+    if !apply::write_usage(&ctx, &plan.usage).await? {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+
     // The lifecycle steps that end this reconcile (a Conflict; a record stored first).
     if let Some(action) = carry_out_first_step(&ctx, &project, &plan, &previous).await? {
         return Ok(action);
@@ -207,6 +212,14 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         Err(e) if apply::is_conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
         other => other?,
     };
+    for (reason, msg) in desired::project::credit_events(
+        &previous,
+        &status,
+        project.spec.credit_exhausted_policy.unwrap_or_default(),
+    ) {
+        ctx.event(project.as_ref(), EventType::Warning, reason, msg)
+            .await;
+    }
     // Answers changed after a review, on a project that keeps its namespace: say so once.
     if let Some(msg) = desired::project::review_due(&previous, &status) {
         ctx.event(
@@ -329,6 +342,7 @@ struct Read {
     quota: Option<Arc<ResourceQuota>>,
     limits: Option<Arc<LimitRange>>,
     contents: desired::NamespaceContents,
+    usage: Option<Arc<crate::api::ProjectUsage>>,
 }
 
 impl Read {
@@ -365,6 +379,7 @@ impl Read {
                 .limit_ranges
                 .get(&ObjectRef::new(ns_desired::LIMITS_NAME).within(&name)),
             contents: ctx.inventory.contents(&name),
+            usage: caches.latest_usage(&name, ctx.clock.now()),
         }
     }
 
@@ -383,6 +398,7 @@ impl Read {
             contents: &self.contents,
             is_project_namespace,
             checklist: self.checklist.as_deref(),
+            usage: self.usage.as_deref(),
         }
     }
 }

@@ -16,7 +16,7 @@ pub const PRICED: &[(&str, &str)] = &[
 ];
 
 /// Millionths of the currency unit.
-type Micros = i128;
+pub type Micros = i128;
 
 /// The price list: monthly price of one unit of each priced resource.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -26,7 +26,7 @@ pub struct Prices {
 }
 
 /// Parses a decimal amount (`20`, `4.5`, `0.000001`) into millionths.
-fn parse_amount(s: &str) -> Option<Micros> {
+pub fn parse_amount(s: &str) -> Option<Micros> {
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     if int.is_empty() && frac.is_empty()
         || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
@@ -40,7 +40,7 @@ fn parse_amount(s: &str) -> Option<Micros> {
 }
 
 /// Formats millionths as an amount with two decimals, rounded half up.
-fn format_amount(micros: Micros) -> String {
+pub fn format_amount(micros: Micros) -> String {
     let cents = (micros + 5_000).div_euclid(10_000);
     format!("{}.{:02}", cents.div_euclid(100), cents.rem_euclid(100))
 }
@@ -89,6 +89,22 @@ impl Prices {
             currency: currency.to_string(),
             monthly,
         }))
+    }
+
+    /// The monthly price of one unit of each priced resource, in millionths.
+    pub fn monthly(&self) -> &BTreeMap<String, Micros> {
+        &self.monthly
+    }
+
+    /// A price list from stored prices (`cpu: "20"`), as a usage record keeps them.
+    pub fn from_stored(currency: &str, prices: &BTreeMap<String, String>) -> Prices {
+        Prices {
+            currency: currency.to_string(),
+            monthly: prices
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), parse_amount(v)?)))
+                .collect(),
+        }
     }
 
     /// The monthly cost of `usage` (quantities by resource, as `status.usage` holds them).

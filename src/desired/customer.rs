@@ -163,7 +163,12 @@ pub fn plan(view: &CustomerView<'_>, config: &Config, now: Timestamp) -> Custome
         }),
         resources_count: Some(resources),
         allocated: strings(allocated),
-        cost: config.prices.as_ref().map(|p| p.estimate(&usage)),
+        // Members may read their customer: billing only where it is shown to them.
+        cost: config
+            .prices
+            .as_ref()
+            .filter(|_| super::project::billing_shown(Some(customer)))
+            .map(|p| p.estimate(&usage)),
         usage,
     };
 

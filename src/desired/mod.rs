@@ -11,6 +11,7 @@ pub mod namespace;
 pub mod project;
 pub mod quantity;
 pub mod quota;
+pub mod usage;
 
 use std::collections::BTreeMap;
 
@@ -73,11 +74,23 @@ impl RoleNames {
 }
 
 /// What the pure builders need to know about the operator's configuration.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub roles: RoleNames,
     /// The price list for cost estimates (none: no costs in status).
     pub prices: Option<cost::Prices>,
+    /// `CreditLow` turns True when this percentage of a credit or less remains.
+    pub credit_low_percent: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            roles: RoleNames::default(),
+            prices: None,
+            credit_low_percent: 20,
+        }
+    }
 }
 
 /// Labels every child of a project carries.

@@ -17,13 +17,14 @@ use super::access::{self, Grant, ProjectAudience};
 use super::checklist::Review;
 use super::conditions::Conditions;
 use super::namespace::{self as ns, Freeze, NamespaceState, Standing};
-use super::{Config, annotations, labels};
+use super::{Config, annotations, labels, usage};
 use crate::api::project::{
     ChecklistState, CustomerSummary, MoveRecord, QuotaStatus, SuspensionRecord,
 };
+use crate::api::usage::CreditStatus;
 use crate::api::{
-    Customer, ExpirationPolicy, MembershipPhase, Project, ProjectMembership, ProjectPhase,
-    ProjectStatus,
+    CreditExhaustedPolicy, Customer, ExpirationPolicy, MembershipPhase, Project, ProjectMembership,
+    ProjectPhase, ProjectStatus,
 };
 use crate::desired::NamespaceContents;
 use crate::lifecycle::archive::Archive;
@@ -47,6 +48,8 @@ pub struct ProjectView<'a> {
     pub is_project_namespace: &'a dyn Fn(&str) -> bool,
     /// The checklist the customer names (`spec.projectChecklist`), if it exists.
     pub checklist: Option<&'a crate::api::Checklist>,
+    /// The project's latest usage record (by month), if any.
+    pub usage: Option<&'a crate::api::ProjectUsage>,
 }
 
 /// The one lifecycle step a reconcile carries out before the children.
@@ -82,6 +85,9 @@ pub struct Move {
 /// Everything one reconcile of a project does.
 #[derive(Clone, Debug)]
 pub struct ProjectPlan {
+    /// Usage records to write first, in order (a month closed, the current month opened or its
+    /// rate changed); empty while the rate holds.
+    pub usage: Vec<crate::api::ProjectUsage>,
     /// At most one lifecycle step.
     pub step: Option<Step>,
     /// A move to record (ledger released from the previous customer, memberships revoked).
@@ -387,6 +393,53 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         .filter(|_| standing == Some(Standing::Archived))
         .and_then(Archive::of);
 
+    // Usage accrues from what the workloads of the project's own namespace request.
+    let rate = if standing == Some(Standing::Owned) {
+        usage::Rate::of(view.contents)
+    } else {
+        usage::Rate::default()
+    };
+    let credit_amount = p.spec.credit.map(usage::credit_micros);
+    let usage_writes = usage::advance(&usage::UsageInput {
+        project: &name,
+        customer: &p.spec.customer,
+        latest: view.usage,
+        rate,
+        now,
+        prices: config.prices.as_ref(),
+        credit: credit_amount,
+    });
+    let latest_usage = usage_writes.last().or(view.usage);
+    let created = p
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or(now);
+    let credit = match (credit_amount, config.prices.as_ref()) {
+        (Some(amount), Some(prices)) => Some(usage::credit_status(
+            latest_usage,
+            amount,
+            prices,
+            config.credit_low_percent,
+            created,
+        )),
+        _ => None,
+    };
+    let credit_state = credit
+        .as_ref()
+        .map(|c| usage::credit_state(c, config.credit_low_percent, now));
+    let credit_policy = p.spec.credit_exhausted_policy.unwrap_or_default();
+    let credit_suspends = credit_state == Some(usage::CreditState::Exhausted)
+        && credit_policy == CreditExhaustedPolicy::Suspend;
+    let usage_wake = [
+        usage::next_close(latest_usage),
+        credit.as_ref().and_then(|c| c.low_at.as_ref().map(|t| t.0)),
+        credit
+            .as_ref()
+            .and_then(|c| c.runs_out_at.as_ref().map(|t| t.0)),
+    ];
+
     let wanted_bindings = customer
         .map(|c| access::customer_bindings(p, c, &config.roles, now, is_pns))
         .unwrap_or_default();
@@ -411,7 +464,8 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
     let schedule = dates.schedule(now);
     let policy = p.spec.expiration_policy.unwrap_or_default();
     let frozen = schedule == Schedule::NotStarted
-        || (schedule == Schedule::Expired && policy != ExpirationPolicy::None);
+        || (schedule == Schedule::Expired && policy != ExpirationPolicy::None)
+        || credit_suspends;
     let freeze = if frozen { Freeze::NoPods } else { Freeze::None };
     let limits_of_customer = customer
         .map(super::quota::customer_limits)
@@ -419,6 +473,7 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
     let quota = ns::resource_quota_for(p, freeze, &limits_of_customer);
 
     let mut plan = ProjectPlan {
+        usage: usage_writes,
         step: None,
         moved: None,
         // In a namespace that is not the project's, no customer role is wanted either.
@@ -523,26 +578,38 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
             .any(|c| c.type_ == "Expired" && c.status == "True" && c.reason == reason)
     };
     let mut workloads_deleted = condition("WorkloadsDeleted");
-    if schedule == Schedule::Expired && view.namespace.is_some() {
-        match (policy, &suspension) {
-            (ExpirationPolicy::Suspend, None) => {
+    let suspended = condition("Suspended")
+        || previous
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "CreditExhausted" && c.status == "True" && c.reason == "Suspended");
+    let end_suspends = schedule == Schedule::Expired && policy == ExpirationPolicy::Suspend;
+    if schedule == Schedule::Expired
+        && view.namespace.is_some()
+        && policy == ExpirationPolicy::Delete
+        && !workloads_deleted
+    {
+        plan.step = Some(Step::DeleteWorkloads);
+        workloads_deleted = true;
+    } else if (end_suspends || credit_suspends) && view.namespace.is_some() {
+        match &suspension {
+            None => {
                 plan.step = Some(Step::PlanSuspension);
                 return plan;
             }
-            (ExpirationPolicy::Suspend, Some(record)) if !condition("Suspended") => {
+            Some(record) if !suspended => {
                 plan.step = Some(Step::Suspend(record.clone()));
-            }
-            (ExpirationPolicy::Delete, _) if !workloads_deleted => {
-                plan.step = Some(Step::DeleteWorkloads);
-                workloads_deleted = true;
             }
             _ => {}
         }
-    } else if schedule != Schedule::Expired {
+    } else if !end_suspends {
+        // The end date moved later, more credit came, or the policy no longer suspends.
         if let Some(record) = suspension.take() {
             plan.step = Some(Step::Resume(record));
         }
-        workloads_deleted = false;
+        if schedule != Schedule::Expired {
+            workloads_deleted = false;
+        }
     }
 
     // Status.
@@ -651,6 +718,15 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         (Schedule::Expired, _) => conds.set("Expired", true, "NoAction", "end date plus grace passed; the expiration policy is None"),
         _ => conds.set("Expired", false, "NotExpired", "the project has not expired"),
     };
+    if let Some(c) = &credit {
+        set_credit_conditions(
+            &mut conds,
+            c,
+            credit_state,
+            credit_policy,
+            billing_shown(customer),
+        );
+    }
     if let Some((state, review)) = &checklist {
         set_checklist_approved(&mut conds, state, review, view.namespace.is_some());
     }
@@ -716,7 +792,13 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         members: Some(access::member_counts(&grants)),
         quota: view.quota.and_then(quota_status),
         usage: usage.clone(),
-        cost: config.prices.as_ref().map(|prices| prices.estimate(&usage)),
+        // Billing is shown in the project only where the customer says so.
+        cost: config
+            .prices
+            .as_ref()
+            .filter(|_| billing_shown(customer))
+            .map(|prices| prices.estimate(&usage)),
+        credit: credit.filter(|_| billing_shown(customer)),
         effective_grace_period_days: Some(grace),
         effective_end_date: dates.effective_end_date.map(|d| d.to_string()),
         end_date_requested_by: p
@@ -744,13 +826,109 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         now,
         member_expiries
             .chain(holder_expiries)
-            .chain([dates.next_boundary(now)]),
+            .chain([dates.next_boundary(now)])
+            .chain(usage_wake),
     );
     plan.wake = match next {
         Some(at) => lifecycle::until(now, at).min(Duration::from_secs(3600)),
         None => Duration::from_secs(3600),
     };
     plan
+}
+
+/// Whether the customer shows billing (cost, credit) to its projects' members.
+pub fn billing_shown(customer: Option<&Customer>) -> bool {
+    customer.and_then(|c| c.spec.display_billing_info_in_projects) == Some(true)
+}
+
+/// `CreditLow` and `CreditExhausted`; amounts only where billing is shown to members.
+fn set_credit_conditions(
+    conds: &mut Conditions<'_>,
+    credit: &CreditStatus,
+    state: Option<usage::CreditState>,
+    policy: CreditExhaustedPolicy,
+    amounts: bool,
+) {
+    let left = if amounts {
+        format!(
+            " ({} {} of {} left)",
+            credit.remaining, credit.currency, credit.amount
+        )
+    } else {
+        String::new()
+    };
+    let low = matches!(
+        state,
+        Some(usage::CreditState::Low | usage::CreditState::Exhausted)
+    );
+    if low {
+        conds.set(
+            "CreditLow",
+            true,
+            "BelowThreshold",
+            format!("the project's credit is running low{left}; ask an owner of the customer or staff to raise spec.credit"),
+        );
+    } else {
+        conds.set(
+            "CreditLow",
+            false,
+            "Enough",
+            format!("the project's credit is above its low threshold{left}"),
+        );
+    }
+    if state == Some(usage::CreditState::Exhausted) {
+        let (reason, what) = match policy {
+            CreditExhaustedPolicy::Suspend => (
+                "Suspended",
+                "workloads suspended and pods: 0 until spec.credit is raised",
+            ),
+            CreditExhaustedPolicy::Notify => {
+                ("Notified", "the policy is Notify: nothing is stopped")
+            }
+            CreditExhaustedPolicy::None => ("NoAction", "the policy is None: nothing is stopped"),
+        };
+        conds.set(
+            "CreditExhausted",
+            true,
+            reason,
+            format!("the project's credit is used up: {what}"),
+        );
+    } else {
+        conds.set(
+            "CreditExhausted",
+            false,
+            "CreditLeft",
+            format!("the project has credit left{left}"),
+        );
+    }
+}
+
+/// The Warning Events a status change calls for under a credit policy: `CreditLow` and
+/// `CreditExhausted` when they turn True (never under the policy None).
+pub fn credit_events(
+    previous: &ProjectStatus,
+    next: &ProjectStatus,
+    policy: CreditExhaustedPolicy,
+) -> Vec<(&'static str, String)> {
+    if policy == CreditExhaustedPolicy::None {
+        return Vec::new();
+    }
+    let turned = |t: &str| {
+        super::conditions::is_true(&next.conditions, t)
+            && !super::conditions::is_true(&previous.conditions, t)
+    };
+    let message = |t: &str| {
+        next.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| c.message.clone())
+            .unwrap_or_default()
+    };
+    ["CreditLow", "CreditExhausted"]
+        .into_iter()
+        .filter(|t| turned(t))
+        .map(|t| (t, message(t)))
+        .collect()
 }
 
 fn set_spec_valid(conds: &mut Conditions<'_>, problems: &[String]) {
@@ -926,6 +1104,7 @@ mod tests {
                 contents: &contents,
                 is_project_namespace: &none,
                 checklist,
+                usage: None,
             };
             plan(&view, &Config::default(), now())
         }

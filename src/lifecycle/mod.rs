@@ -9,7 +9,8 @@ use jiff::civil::Date;
 use jiff::{Span, Timestamp, ToSpan};
 
 /// The operator's notion of "now". Production uses the system clock; tests may point it at a
-/// file holding an offset in seconds, so they can move time forward instead of waiting days.
+/// file holding an offset in seconds (time moves on from there), or `@` and an RFC 3339 instant
+/// (time stands still at it), so they can move time instead of waiting days.
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
     offset_file: Option<Arc<PathBuf>>,
@@ -20,7 +21,7 @@ impl Clock {
         Clock { offset_file: None }
     }
 
-    /// A clock that adds the number of seconds written in `path` (missing or empty file: 0).
+    /// A clock set by the file at `path` (missing or empty file: the system clock).
     pub fn with_offset_file(path: PathBuf) -> Self {
         Clock {
             offset_file: Some(Arc::new(path)),
@@ -29,25 +30,30 @@ impl Clock {
 
     pub fn now(&self) -> Timestamp {
         let now = Timestamp::now();
-        now.checked_add(self.offset().seconds()).unwrap_or(now)
+        let setting = self.setting();
+        let setting = setting.trim();
+        if let Some(at) = setting.strip_prefix('@') {
+            return at.trim().parse().unwrap_or(now);
+        }
+        let offset = setting.parse::<i64>().unwrap_or(0);
+        now.checked_add(offset.seconds()).unwrap_or(now)
     }
 
-    /// The offset in seconds (0 for the system clock).
-    fn offset(&self) -> i64 {
+    /// What the file says (empty for the system clock).
+    fn setting(&self) -> String {
         self.offset_file
             .as_ref()
             .and_then(|path| std::fs::read_to_string(path.as_ref()).ok())
-            .and_then(|s| s.trim().parse::<i64>().ok())
-            .unwrap_or(0)
+            .unwrap_or_default()
     }
 
-    /// Fires each time the clock is moved (the offset file changes; checked every 100 ms), so
-    /// that everything waiting for a time is looked at again at once: a timer armed for an
-    /// instant the moved clock has passed fires by time alone. The system clock never jumps.
+    /// Fires each time the clock is moved (the file changes; checked every 100 ms), so that
+    /// everything waiting for a time is looked at again at once: a timer armed for an instant
+    /// the moved clock has passed fires by time alone. The system clock never jumps.
     pub fn jumps(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
         let clock = self.clone();
         let armed = clock.offset_file.is_some();
-        futures::stream::unfold(clock.offset(), move |last| {
+        futures::stream::unfold(clock.setting(), move |last| {
             let clock = clock.clone();
             async move {
                 if !armed {
@@ -55,8 +61,8 @@ impl Clock {
                 }
                 loop {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    let now = clock.offset();
-                    if now != last {
+                    let now = clock.setting();
+                    if now.trim() != last.trim() {
                         return Some(((), now));
                     }
                 }
@@ -229,6 +235,12 @@ mod tests {
         let after = clock.now();
         let moved = after.duration_since(before).as_secs();
         assert!((86400..86460).contains(&moved), "moved {moved}s");
+        // `@` and an instant: time stands still there.
+        std::fs::write(&path, "@2026-12-01T08:00:00Z\n").unwrap();
+        let at: Timestamp = "2026-12-01T08:00:00Z".parse().unwrap();
+        assert_eq!(clock.now(), at);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(clock.now(), at);
     }
 
     #[tokio::test]

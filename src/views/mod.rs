@@ -10,6 +10,7 @@
 pub mod select;
 pub mod server;
 pub mod table;
+pub mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -245,6 +246,10 @@ pub struct Entry {
     pub holders: Vec<Holder>,
     /// The project's memberships as `members` items (none for a terminated project).
     pub members: Vec<Member>,
+    /// `spec.credit` in millionths (live projects that have one).
+    pub credit: Option<crate::desired::cost::Micros>,
+    /// When the project was created (live projects).
+    pub created: Option<Timestamp>,
     /// The resource versions it was built from: an unchanged key reuses the entry.
     key: u64,
 }
@@ -294,6 +299,8 @@ impl Entry {
 pub struct CustomerEntry {
     pub holders: Vec<Holder>,
     pub members: Vec<Member>,
+    /// `displayBillingInfoInProjects`: members of its projects see their cost.
+    pub billing_shown: bool,
     /// The customer's resourceVersion it was built from.
     key: u64,
 }
@@ -304,6 +311,8 @@ pub struct Sources<'a> {
     pub customers: &'a [Arc<Customer>],
     pub memberships: &'a [Arc<ProjectMembership>],
     pub namespaces: &'a [Arc<Namespace>],
+    /// The usage records.
+    pub usages: &'a [Arc<crate::api::ProjectUsage>],
     pub is_project_namespace: &'a dyn Fn(&str) -> bool,
 }
 
@@ -320,6 +329,8 @@ pub struct Index {
     /// Soft-deleted projects (archived namespaces) by name.
     pub terminated: BTreeMap<String, Arc<Entry>>,
     pub customers: BTreeMap<String, Arc<CustomerEntry>>,
+    /// The usage records by project, by month.
+    pub usage: BTreeMap<String, BTreeMap<String, Arc<crate::api::ProjectUsage>>>,
     /// Who holds a role where: `u:<user>` or `g:<group>` → (terminated, project name).
     by_subject: HashMap<String, Vec<(bool, String)>>,
     /// Customer role holders: `u:<user>` / `g:<group>` → customers.
@@ -460,6 +471,7 @@ fn customer_entry(c: &Customer, now: Timestamp, is_pns: &dyn Fn(&str) -> bool) -
     CustomerEntry {
         holders: customer_holders(c, now, is_pns),
         members,
+        billing_shown: crate::desired::project::billing_shown(Some(c)),
         key: rv(&c.metadata),
     }
 }
@@ -549,6 +561,8 @@ fn live_entry(
         customer: spec.customer.clone(),
         holders,
         members,
+        credit: spec.credit.map(crate::desired::usage::credit_micros),
+        created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
         key,
     }
 }
@@ -619,6 +633,8 @@ fn terminated_entry(
             .map(|c| customer_holders(c, now, is_pns))
             .unwrap_or_default(),
         members: Vec::new(),
+        credit: None,
+        created: None,
         key,
     }
 }
@@ -716,6 +732,13 @@ impl Index {
                         .push((terminated, name.clone()));
                 }
             }
+        }
+        for r in src.usages {
+            index
+                .usage
+                .entry(r.spec.project.clone())
+                .or_default()
+                .insert(r.spec.month.clone(), r.clone());
         }
         for v in index.by_subject.values_mut() {
             v.sort();

@@ -149,6 +149,7 @@ struct Snapshot {
 enum Items {
     Projects(Vec<MyProject>),
     Members(Vec<Member>),
+    Usage(Vec<super::usage::Usage>),
 }
 
 impl Items {
@@ -156,6 +157,7 @@ impl Items {
         match self {
             Items::Projects(v) => v.len(),
             Items::Members(v) => v.len(),
+            Items::Usage(v) => v.len(),
         }
     }
 }
@@ -185,6 +187,8 @@ pub struct Views {
     snapshots: Mutex<HashMap<String, Snapshot>>,
     decisions: Mutex<HashMap<String, (bool, Instant)>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Prices for open months, the low-credit threshold.
+    billing: super::usage::Billing,
 }
 
 /// A request refused, answered as a `Status`.
@@ -236,6 +240,8 @@ fn resource_list() -> Value {
              "kind": "MyProject", "verbs": ["get", "list", "watch"], "shortNames": ["myp"]},
             {"name": "members", "singularName": "member", "namespaced": false,
              "kind": "Member", "verbs": ["list", "watch"]},
+            {"name": "usage", "singularName": "usage", "namespaced": false,
+             "kind": "Usage", "verbs": ["get", "list"]},
             {"name": "checklistevaluations", "singularName": "checklistevaluation",
              "namespaced": false, "kind": "ChecklistEvaluation", "verbs": ["create"]},
         ]
@@ -269,6 +275,7 @@ impl Params {
 enum Selection {
     Projects(ProjectQuery, Order),
     Members(MemberQuery),
+    Usage(super::usage::UsageQuery),
 }
 
 impl Views {
@@ -278,6 +285,7 @@ impl Views {
         staff_groups: Vec<String>,
         metrics: Arc<crate::metrics::Metrics>,
         checklists: kube::runtime::reflector::Store<crate::api::Checklist>,
+        billing: super::usage::Billing,
     ) -> Arc<Self> {
         Arc::new(Views {
             client,
@@ -291,6 +299,7 @@ impl Views {
             snapshots: Mutex::new(HashMap::new()),
             decisions: Mutex::new(HashMap::new()),
             metrics,
+            billing,
         })
     }
 
@@ -313,11 +322,12 @@ impl Views {
 
     fn build(&self, caches: &Caches, revision: u64, previous: Option<&Index>) -> Index {
         let started = Instant::now();
-        let (projects, customers, memberships, namespaces) = (
+        let (projects, customers, memberships, namespaces, usages) = (
             caches.projects.state(),
             caches.customers.state(),
             caches.memberships.state(),
             caches.namespaces.state(),
+            caches.usages.state(),
         );
         let is_pns = |n: &str| caches.is_project_namespace(n);
         let index = Index::build(
@@ -326,6 +336,7 @@ impl Views {
                 customers: &customers,
                 memberships: &memberships,
                 namespaces: &namespaces,
+                usages: &usages,
                 is_project_namespace: &is_pns,
             },
             revision,
@@ -541,6 +552,7 @@ impl Views {
                     .filter(|m| q.matches(m))
                     .collect(),
             ),
+            Selection::Usage(q) => Items::Usage(index.usage_for(viewer, q, &self.billing, now)),
         }
     }
 
@@ -595,6 +607,14 @@ fn selection(resource: &str, params: &Params) -> Result<Selection, Failure> {
             ProjectQuery::parse(fields, labels).map_err(bad)?,
             Order::parse(params.get("orderBy")).map_err(bad)?,
         )),
+        "usage" => {
+            if !params.get("orderBy").is_empty() {
+                return Err(bad("orderBy applies to myprojects only".into()));
+            }
+            Ok(Selection::Usage(
+                super::usage::UsageQuery::parse(fields, labels).map_err(bad)?,
+            ))
+        }
         _ => {
             if !params.get("orderBy").is_empty() {
                 return Err(bad("orderBy applies to myprojects only".into()));
@@ -620,6 +640,7 @@ fn render(
         let mut t = match items {
             Items::Projects(v) => table::projects(&v[range], include, now, rv, continue_),
             Items::Members(v) => table::members(&v[range], include, now, rv, continue_),
+            Items::Usage(v) => super::usage::usage_table(&v[range], include, rv, continue_),
         };
         if remaining > 0 {
             t["metadata"]["remainingItemCount"] = json!(remaining);
@@ -633,6 +654,10 @@ fn render(
         ),
         Items::Members(v) => (
             "MemberList",
+            serde_json::to_value(&v[range]).unwrap_or_default(),
+        ),
+        Items::Usage(v) => (
+            "UsageList",
             serde_json::to_value(&v[range]).unwrap_or_default(),
         ),
     };
@@ -705,7 +730,8 @@ async fn counted(
     } else {
         verb
     };
-    let resource = if ["myprojects", "members", "checklistevaluations"].contains(&resource.as_str())
+    let resource = if ["myprojects", "members", "usage", "checklistevaluations"]
+        .contains(&resource.as_str())
     {
         resource
     } else {
@@ -745,12 +771,12 @@ async fn admit(
     verb: &str,
     name: &str,
 ) -> Result<(Viewer, Arc<Index>), Failure> {
-    if !["myprojects", "members"].contains(&resource) {
+    if !["myprojects", "members", "usage"].contains(&resource) {
         return Err(status(
             StatusCode::NOT_FOUND,
             "NotFound",
             format!(
-                "the server could not find the requested resource {resource:?}; {GROUP}/{VERSION} serves myprojects and members"
+                "the server could not find the requested resource {resource:?}; {GROUP}/{VERSION} serves myprojects, members and usage"
             ),
         ));
     }
@@ -761,6 +787,15 @@ async fn admit(
             "the front proxy named no user",
         )
     })?;
+    if resource == "usage" && (method != Method::GET || verb == "watch") {
+        return Err(status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!(
+                "usage.{GROUP} is read-only and served by the server: get and list only (an open month changes every instant; list again to see it now)"
+            ),
+        ));
+    }
     if method != Method::GET || (resource == "members" && verb == "get") {
         return Err(status(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -880,6 +915,27 @@ async fn object(
     let params = Params(params);
     let (viewer, index) = admit(&views, &peer, &headers, &method, &resource, "get", &name).await?;
     let now = views.clock.now();
+    if resource == "usage" {
+        let q = super::usage::UsageQuery::parse(&format!("metadata.name={name}"), "")
+            .map_err(|m| status(StatusCode::BAD_REQUEST, "BadRequest", m))?;
+        let found = index.usage_for(&viewer, &q, &views.billing, now);
+        let Some(item) = found.into_iter().next() else {
+            return Err(status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("usage.{GROUP} {name:?} not found"),
+            ));
+        };
+        return Ok(match table_as(&headers, &params)? {
+            Some(include) => json_response(&super::usage::usage_table(
+                std::slice::from_ref(&item),
+                include,
+                &index.revision.to_string(),
+                None,
+            )),
+            None => json_response(&serde_json::to_value(&item).unwrap_or_default()),
+        });
+    }
     let terminated = index.may_see_terminated(&viewer, now);
     let found = index
         .projects_for(&viewer, terminated, true, now)
@@ -1041,6 +1097,8 @@ impl Items {
                     )
                 })
                 .collect(),
+            // Not watched (refused before a watch starts).
+            Items::Usage(_) => BTreeMap::new(),
         }
     }
 }
@@ -1212,6 +1270,7 @@ async fn watch_response(
     let resource = match selection {
         Selection::Projects(..) => "myprojects",
         Selection::Members(_) => "members",
+        Selection::Usage(_) => "usage",
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(64);
     tokio::spawn(async move {

@@ -56,11 +56,11 @@ pub fn human_age(since: Option<Timestamp>, now: Timestamp) -> String {
     }
 }
 
-fn column(name: &str, kind: &str, description: &str, priority: i32) -> Value {
+pub(super) fn column(name: &str, kind: &str, description: &str, priority: i32) -> Value {
     json!({"name": name, "type": kind, "format": "", "description": description, "priority": priority})
 }
 
-fn row(cells: Vec<Value>, object: Value, include: IncludeObject) -> Value {
+pub(super) fn row(cells: Vec<Value>, object: Value, include: IncludeObject) -> Value {
     let object = match include {
         IncludeObject::None => Value::Null,
         IncludeObject::Metadata => json!({
@@ -77,7 +77,7 @@ fn row(cells: Vec<Value>, object: Value, include: IncludeObject) -> Value {
     }
 }
 
-fn table(
+pub(super) fn table(
     columns: Vec<Value>,
     rows: Vec<Value>,
     resource_version: &str,

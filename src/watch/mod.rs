@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::api::{Checklist, Customer, Project, ProjectMembership};
+use crate::api::{Checklist, Customer, Project, ProjectMembership, ProjectUsage};
 use crate::desired::labels;
 use crate::metrics::Metrics;
 
@@ -118,6 +118,7 @@ watched! {
     projects: Project = "projects", all;
     customers: Customer = "customers", all;
     checklists: Checklist = "checklists", all;
+    usages: ProjectUsage = "projectusages", all;
     memberships: ProjectMembership = "projectmemberships", all;
     namespaces: Namespace = "namespaces", all;
     role_bindings: RoleBinding = "rolebindings", managed;
@@ -145,7 +146,24 @@ impl Default for Watches {
     }
 }
 
+/// How many months back a project's latest usage record is looked for (10 years).
+const USAGE_LOOKBACK_MONTHS: usize = 120;
+
 impl Caches {
+    /// A project's latest usage record: the month of `now`, else the one before, and so on
+    /// (one cache lookup per month, at most ten years back).
+    pub fn latest_usage(&self, project: &str, now: jiff::Timestamp) -> Option<Arc<ProjectUsage>> {
+        let mut month = crate::desired::usage::Month::of(now);
+        for _ in 0..USAGE_LOOKBACK_MONTHS {
+            let name = crate::desired::usage::record_name(project, month);
+            if let Some(r) = self.usages.get(&ObjectRef::new(&name)) {
+                return Some(r);
+            }
+            month = month.previous();
+        }
+        None
+    }
+
     /// Whether a namespace is a project's, or named like one: a Project of that name exists, or
     /// the namespace was made by the operator for a project (the ServiceAccount rule).
     pub fn is_project_namespace(&self, namespace: &str) -> bool {

@@ -209,6 +209,7 @@ fn views() -> Arc<Views> {
         vec!["tenancy:staff".into()],
         Arc::new(crate::metrics::Metrics::default()),
         crate::watch::Watches::new().caches().checklists,
+        Default::default(),
     )
 }
 
