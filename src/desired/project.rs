@@ -417,12 +417,16 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         .map(|t| t.0)
         .unwrap_or(now);
     let credit = match (credit_amount, config.prices.as_ref()) {
-        (Some(amount), Some(prices)) => Some(usage::credit_status(
-            latest_usage,
-            amount,
-            prices,
+        (Some(amount), Some(prices)) => Some(usage::at_milestone(
+            usage::credit_status(
+                latest_usage,
+                amount,
+                prices,
+                config.credit_low_percent,
+                created,
+            ),
             config.credit_low_percent,
-            created,
+            now,
         )),
         _ => None,
     };
@@ -1071,6 +1075,9 @@ mod tests {
         memberships: Vec<Arc<ProjectMembership>>,
         bindings: Vec<Arc<RoleBinding>>,
         quota: Option<ResourceQuota>,
+        contents: NamespaceContents,
+        usage: Option<crate::api::ProjectUsage>,
+        config: Config,
     }
 
     impl World {
@@ -1084,6 +1091,9 @@ mod tests {
                 memberships: vec![],
                 bindings: vec![],
                 quota: None,
+                contents: NamespaceContents::default(),
+                usage: None,
+                config: Config::default(),
             }
         }
 
@@ -1092,7 +1102,7 @@ mod tests {
         }
 
         fn plan_with(&self, checklist: Option<&crate::api::Checklist>) -> ProjectPlan {
-            let contents = NamespaceContents::default();
+            let contents = &self.contents;
             let none = |_: &str| false;
             let view = ProjectView {
                 project: &self.project,
@@ -1101,12 +1111,12 @@ mod tests {
                 memberships: &self.memberships,
                 role_bindings: &self.bindings,
                 quota: self.quota.as_ref(),
-                contents: &contents,
+                contents,
                 is_project_namespace: &none,
                 checklist,
-                usage: None,
+                usage: self.usage.as_ref(),
             };
-            plan(&view, &Config::default(), now())
+            plan(&view, &self.config, now())
         }
     }
 
@@ -1830,5 +1840,172 @@ mod tests {
         );
         w.project = project(json!({}), None, json!({}));
         assert_eq!(w.plan().wake, Duration::from_secs(3600), "nothing: an hour");
+    }
+
+    /// A project running 1 core since 2027-03-01 with a 5 EUR credit at 20 EUR a core-month:
+    /// the credit ran out after 186 hours (March has 744), on 2027-03-08 at 18:00.
+    fn running_on_credit(credit: f64, policy: &str, status: Option<Value>, shown: bool) -> World {
+        let mut w = World::new(project(
+            json!({"credit": credit, "creditExhaustedPolicy": policy}),
+            status,
+            json!({}),
+        ));
+        w.customer = Some(customer(
+            json!({"owners": [{"kind": "User", "name": "olga"}],
+            "displayBillingInfoInProjects": shown}),
+        ));
+        w.contents.cpu = crate::desired::quantity::Milli(1000);
+        w.contents.counts.insert("pods".into(), 1);
+        w.usage = Some(obj(json!({
+            "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectUsage",
+            "metadata": {"name": "web.2027-03", "resourceVersion": "7"},
+            "spec": {"project": "web", "customer": "acme", "month": "2027-03", "state": "Open",
+                "since": "2027-03-01T00:00:00Z", "rateSince": "2027-03-01T00:00:00Z",
+                "rate": {"cpu": "1", "memory": "0", "storage": "0", "pods": 1},
+                "totals": {"cpuCoreHours": "0", "memoryGiBHours": "0", "storageGiBHours": "0", "podHours": "0"},
+                "exact": {"cpu": "0", "memory": "0", "storage": "0", "pods": "0"}, "costBefore": "0"}})));
+        w.config.prices = crate::desired::cost::Prices::parse(&["cpu=20".into()], "EUR").unwrap();
+        w
+    }
+
+    #[test]
+    fn credit_that_runs_out_suspends_under_suspend_and_more_credit_resumes() {
+        let exhausted = json!({"type": "CreditExhausted", "status": "True", "reason": "Suspended",
+            "message": "", "lastTransitionTime": "2027-03-08T18:00:00Z"});
+        let record = json!({"time": "2027-03-08T18:00:00Z", "replicas": {"Deployment/web": 3}});
+        let cases = [
+            (
+                "ran out, Suspend, no record yet",
+                5.0,
+                "Suspend",
+                None,
+                "plan-suspension",
+            ),
+            (
+                "ran out, Suspend, record stored",
+                5.0,
+                "Suspend",
+                Some(json!({"suspension": record})),
+                "suspend",
+            ),
+            (
+                "ran out, already suspended",
+                5.0,
+                "Suspend",
+                Some(json!({"suspension": record, "conditions": [exhausted]})),
+                "none",
+            ),
+            ("ran out, Notify", 5.0, "Notify", None, "none"),
+            (
+                "more credit",
+                100.0,
+                "Suspend",
+                Some(json!({"suspension": record, "conditions": [exhausted]})),
+                "resume",
+            ),
+        ];
+        for (what, credit, policy, status, step) in cases {
+            let w = running_on_credit(credit, policy, status, true);
+            let plan = w.plan();
+            assert_eq!(step_name(&plan), step, "{what}");
+            assert!(
+                plan.usage.is_empty(),
+                "{what}: the rate holds, no record is written"
+            );
+        }
+        let plan = running_on_credit(
+            5.0,
+            "Suspend",
+            Some(json!({"suspension": record, "conditions": [exhausted]})),
+            true,
+        )
+        .plan();
+        assert_eq!(
+            hard(&plan).get("pods").map(String::as_str),
+            Some("0"),
+            "suspended: pods 0"
+        );
+        assert_eq!(
+            condition(&plan.status, "CreditExhausted"),
+            (
+                "True",
+                "Suspended",
+                "the project's credit is used up: workloads suspended and pods: 0 until spec.credit is raised"
+            )
+        );
+        let credit = plan.status.credit.as_ref().expect("shown to members");
+        assert_eq!(
+            (credit.consumed.as_str(), credit.remaining.as_str()),
+            ("5.00", "0.00")
+        );
+
+        let plan = running_on_credit(100.0, "Notify", None, true).plan();
+        let credit = plan.status.credit.as_ref().unwrap();
+        // 100 EUR at 20 a month: five whole months from March 1st, whatever their lengths.
+        assert_eq!(
+            credit.runs_out_at.as_ref().unwrap().0.to_string(),
+            "2027-08-01T00:00:00Z"
+        );
+        assert_eq!(condition(&plan.status, "CreditExhausted").0, "False");
+        assert_eq!(condition(&plan.status, "CreditLow").0, "False");
+        // The low line of a 10 EUR credit (20 %: 2 left) is crossed after 8 EUR, 297.6 hours
+        // into March; it runs out after 372 hours, on the 16th at noon.
+        let plan = running_on_credit(10.0, "Notify", None, true).plan();
+        let c = plan.status.credit.as_ref().unwrap();
+        assert_eq!(
+            c.low_at.as_ref().unwrap().0.to_string(),
+            "2027-03-13T09:36:00Z"
+        );
+        assert_eq!(
+            c.runs_out_at.as_ref().unwrap().0.to_string(),
+            "2027-03-16T12:00:00Z"
+        );
+        assert_eq!(
+            (c.as_of.0.to_string().as_str(), c.remaining.as_str()),
+            ("2027-03-13T09:36:00Z", "2.00"),
+            "as of the low line it passed"
+        );
+        assert_eq!(condition(&plan.status, "CreditLow").0, "True");
+        assert_eq!(condition(&plan.status, "CreditExhausted").0, "False");
+        assert_eq!(
+            plan.wake,
+            Duration::from_secs(3600),
+            "runs out in a day: at most an hour"
+        );
+    }
+
+    #[test]
+    fn billing_reaches_members_only_where_the_customer_shows_it() {
+        for shown in [true, false] {
+            let plan = running_on_credit(100.0, "Notify", None, shown).plan();
+            assert_eq!(
+                plan.status.cost.is_some(),
+                shown,
+                "status.cost, shown: {shown}"
+            );
+            assert_eq!(
+                plan.status.credit.is_some(),
+                shown,
+                "status.credit, shown: {shown}"
+            );
+            let (_, _, message) = condition(&plan.status, "CreditExhausted");
+            assert_eq!(message.contains("EUR"), shown, "{message}");
+        }
+    }
+
+    #[test]
+    fn credit_events_are_told_once_and_never_under_none() {
+        let low = |status: &str| {
+            obj::<ProjectStatus>(
+                json!({"conditions": [{"type": "CreditLow", "status": status,
+                "reason": "x", "message": "low", "lastTransitionTime": "2027-03-08T18:00:00Z"}]}),
+            )
+        };
+        let turned = credit_events(&low("False"), &low("True"), CreditExhaustedPolicy::Notify);
+        assert_eq!(turned, vec![("CreditLow", "low".to_string())]);
+        assert!(
+            credit_events(&low("True"), &low("True"), CreditExhaustedPolicy::Suspend).is_empty()
+        );
+        assert!(credit_events(&low("False"), &low("True"), CreditExhaustedPolicy::None).is_empty());
     }
 }

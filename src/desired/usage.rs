@@ -726,6 +726,27 @@ pub fn credit_status(
     }
 }
 
+/// The credit as of the last milestone `now` has passed: the instant it fell low (then exactly
+/// the low threshold remains) or ran out (nothing remains). These are the only instants the
+/// figures move between changes of rate, so a status holding them is written once at each.
+pub fn at_milestone(c: CreditStatus, low_percent: u8, now: Timestamp) -> CreditStatus {
+    let amount = parse_micros(&c.amount).unwrap_or(0);
+    let passed = |t: &Option<Time>| t.as_ref().filter(|t| t.0 <= now).map(|t| t.0);
+    let (at, remaining) = if let Some(at) = passed(&c.runs_out_at) {
+        (at, 0)
+    } else if let Some(at) = passed(&c.low_at) {
+        (at, amount * i128::from(low_percent) / 100)
+    } else {
+        return c;
+    };
+    CreditStatus {
+        consumed: format_amount(amount - remaining),
+        remaining: format_amount(remaining),
+        as_of: Time(at),
+        ..c
+    }
+}
+
 /// Where a credit stands at `now`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CreditState {
