@@ -567,8 +567,9 @@ pub fn advance(input: &UsageInput<'_>) -> Vec<ProjectUsage> {
             writes.push(cur.clone());
             continue;
         }
-        // Open, this month.
-        if cur.rate != input.rate {
+        // Open, this month: a change of rate, or a move to another customer (who is billed
+        // for the month from then on).
+        if cur.rate != input.rate || cur.customer != input.customer {
             cur.accrue_to(input.now);
             cur.since = input.now.max(cur.since);
             cur.rate = input.rate;

@@ -510,3 +510,159 @@ fn a_rebuild_reuses_what_did_not_change_and_redoes_what_did() {
         &second.customers["acme"]
     ));
 }
+
+/// A month: a closed one holds 24 core-hours; an open one nothing yet before `since`.
+fn record(
+    project: &str,
+    customer: &str,
+    month: &str,
+    state: &str,
+    since: &str,
+    cpu: &str,
+) -> Arc<crate::api::ProjectUsage> {
+    let hours: i128 = if state == "Closed" { 24 } else { 0 };
+    Arc::new(obj(json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectUsage",
+        "metadata": {"name": format!("{project}.{month}"), "resourceVersion": "9"},
+        "spec": {"project": project, "customer": customer, "month": month, "state": state,
+            "since": since, "rateSince": since,
+            "rate": {"cpu": cpu, "memory": "0", "storage": "0", "pods": 1},
+            "totals": {"cpuCoreHours": "24", "memoryGiBHours": "0", "storageGiBHours": "0", "podHours": "24"},
+            "exact": {"cpu": (hours * 3_600_000_000).to_string(), "memory": "0", "storage": "0",
+                "pods": (hours * 3_600_000_000).to_string()},
+            "cost": {"currency": "EUR", "total": "0.71", "byResource": {"cpu": "0.71"}, "prices": {"cpu": "20"}},
+            "costBefore": "0"},
+    })))
+}
+
+/// The `usage` view: whoever sees a project sees its months; cost only for the customer's
+/// owners and support, staff, and members where the customer shows billing; a deleted
+/// project's months only for its customer's owners and support.
+#[test]
+fn usage_follows_the_project_and_cost_follows_the_customers_choice() {
+    let (p, mut c, m, n) = world();
+    // globex shows billing to its projects' members; acme does not.
+    c[1] = Arc::new(obj(json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "Customer",
+        "metadata": {"name": "globex", "resourceVersion": "3"},
+        "spec": {"owners": [{"kind": "User", "name": "gina"}], "displayBillingInfoInProjects": true},
+    })));
+    let usages = vec![
+        record(
+            "web",
+            "acme",
+            "2027-02",
+            "Closed",
+            "2027-03-01T00:00:00Z",
+            "1",
+        ),
+        record(
+            "web",
+            "acme",
+            "2027-03",
+            "Open",
+            "2027-03-01T00:00:00Z",
+            "1",
+        ),
+        record(
+            "shop",
+            "globex",
+            "2027-03",
+            "Open",
+            "2027-03-01T00:00:00Z",
+            "500m",
+        ),
+        record(
+            "old",
+            "acme",
+            "2027-02",
+            "Closed",
+            "2027-03-01T00:00:00Z",
+            "0",
+        ),
+    ];
+    let no = |_: &str| false;
+    let index = Index::build(
+        &Sources {
+            projects: &p,
+            customers: &c,
+            memberships: &m,
+            namespaces: &n,
+            usages: &usages,
+            is_project_namespace: &no,
+        },
+        42,
+        now(),
+        None,
+    );
+    let billing = super::usage::Billing {
+        prices: crate::desired::cost::Prices::parse(&["cpu=20".into()], "EUR").unwrap(),
+        credit_low_percent: 20,
+    };
+    let all = super::usage::UsageQuery::default();
+    let see = |who: Viewer, q: &super::usage::UsageQuery| -> Vec<String> {
+        index
+            .usage_for(&who, q, &billing, now())
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} {:?} {}",
+                    u.metadata.name.as_deref().unwrap_or_default(),
+                    u.state,
+                    u.cost
+                        .as_ref()
+                        .map(|c| c.total.as_str())
+                        .unwrap_or(u.billing)
+                )
+            })
+            .collect()
+    };
+    // 12 hours of March at 1 core: 20 × 12/744 = 0.32 EUR.
+    assert_eq!(
+        see(viewer("mia", &[], false), &all),
+        [
+            "shop.2027-03 Open 0.16",
+            "web.2027-02 Closed Hidden",
+            "web.2027-03 Open Hidden"
+        ],
+        "a member of both: cost only where globex shows it"
+    );
+    assert_eq!(
+        see(viewer("olga", &[], false), &all),
+        [
+            "legacy.2027-03 Open 0.00",
+            "old.2027-02 Closed 0.71",
+            "web.2027-02 Closed 0.71",
+            "web.2027-03 Open 0.32"
+        ],
+        "acme's owner: every month of its projects, the deleted one's too, with cost"
+    );
+    assert!(see(viewer("nobody", &["devs-not"], false), &all).is_empty());
+    assert_eq!(
+        see(viewer("root", &[], true), &all).len(),
+        5,
+        "staff: every month of every project"
+    );
+    let current = super::usage::UsageQuery::parse("month=current,project=web", "").unwrap();
+    let items = index.usage_for(&viewer("olga", &[], false), &current, &billing, now());
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        items[0].usage.cpu_core_hours, "12",
+        "accrued on to the instant asked"
+    );
+    assert_eq!(items[0].as_of.0, now());
+    let closed = super::usage::UsageQuery::parse("state=Closed,customer=acme", "").unwrap();
+    assert_eq!(
+        see(viewer("olga", &[], false), &closed),
+        ["old.2027-02 Closed 0.71", "web.2027-02 Closed 0.71"]
+    );
+    for (bad, names) in [
+        ("month=2027-13", "month"),
+        ("month=last", "month"),
+        ("state=Done", "state"),
+        ("cost=1", "cost"),
+    ] {
+        let err = super::usage::UsageQuery::parse(bad, "").unwrap_err();
+        assert!(err.contains(names), "{bad}: {err}");
+    }
+}

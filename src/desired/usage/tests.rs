@@ -243,6 +243,28 @@ fn an_idle_project_gets_no_records_until_it_uses_something() {
 }
 
 #[test]
+fn a_move_is_written_once_and_bills_the_new_customer() {
+    let mut w = World::new();
+    w.at("2026-12-01T00:00:00Z", rate("1", "0", "0", 0), None);
+    let p = prices();
+    let moved = advance(&UsageInput {
+        project: "genomics",
+        customer: "globex",
+        latest: latest(w.records.iter()),
+        rate: rate("1", "0", "0", 0),
+        now: t("2026-12-02T00:00:00Z"),
+        prices: Some(&p),
+        credit: None,
+    });
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].spec.customer, "globex");
+    assert_eq!(
+        moved[0].spec.totals.cpu_core_hours, "24",
+        "accrued to the move"
+    );
+}
+
+#[test]
 fn a_clock_that_goes_back_writes_nothing_and_counts_nothing_twice() {
     let mut w = World::new();
     w.at("2026-12-10T00:00:00Z", rate("1", "0", "0", 0), None);
