@@ -277,6 +277,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             projects: w.projects.subscribe(),
             checklists: w.checklists.subscribe(),
             customers: w.customers.subscribe(),
+            customer_credit: w.customers.subscribe(),
             memberships: w.memberships.subscribe(),
             namespaces: w.namespaces.subscribe(),
             role_bindings: w.role_bindings.subscribe(),

@@ -68,6 +68,12 @@ pub struct CustomerSpec {
     /// Aggregate limits over all the customer's projects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<CustomerQuota>,
+    /// Credit for all the customer's projects together, in the price list's currency (staff
+    /// only): consumed by the cost of every month billed to the customer. When it runs out,
+    /// each project applies its `creditExhaustedPolicy` as if its own credit had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub credit: Option<f64>,
     /// A Checklist every new project of this customer answers (staff only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
@@ -117,6 +123,9 @@ pub struct CustomerStatus {
     /// `kubectl get usage --field-selector customer=...` shows it to owners and staff always.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<super::project::CostStatus>,
+    /// The customer's credit (`spec.credit`), where `cost` is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit: Option<super::usage::CreditStatus>,
 }
 
 /// A customer's projects by state.

@@ -133,12 +133,24 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
         })
         .count();
     let is_project_namespace = |n: &str| caches.is_project_namespace(n);
+    // The months billed to it, for its credit (a pass over the records: only with a credit).
+    let usages: Vec<Arc<crate::api::ProjectUsage>> = if customer.spec.credit.is_some() {
+        caches
+            .usages
+            .state()
+            .into_iter()
+            .filter(|r| r.spec.customer == name)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let plan = desired::customer::plan(
         &CustomerView {
             customer: &customer,
             projects: &projects,
             archives: &archives,
             terminated,
+            usages: &usages,
             is_project_namespace: &is_project_namespace,
         },
         &ctx.config,
@@ -159,6 +171,19 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
         &plan.status,
     )
     .await?;
+    let previous = customer
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    for (reason, msg) in desired::usage::credit_events(
+        &previous,
+        &plan.status.conditions,
+        crate::api::CreditExhaustedPolicy::Notify,
+    ) {
+        ctx.event(customer.as_ref(), EventType::Warning, reason, msg)
+            .await;
+    }
     ctx.succeeded(CONTROLLER, customer.as_ref());
     let wake = ledger_settles
         .map(|at| lifecycle::until(now, at))

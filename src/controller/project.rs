@@ -32,6 +32,8 @@ pub struct Streams {
     pub projects: Changes<Project>,
     pub checklists: Changes<crate::api::Checklist>,
     pub customers: Changes<Customer>,
+    /// The customers again, for the flips of their `CreditExhausted`.
+    pub customer_credit: Changes<Customer>,
     pub memberships: Changes<ProjectMembership>,
     pub namespaces: Changes<Namespace>,
     pub role_bindings: Changes<RoleBinding>,
@@ -47,14 +49,11 @@ fn project_ref(name: &str) -> ObjectRef<Project> {
     ObjectRef::new(name)
 }
 
-/// Builds the controller; the returned future runs it.
-pub fn controller(
-    ctx: &Arc<Context>,
-    s: Streams,
-    concurrency: u16,
-) -> impl Future<Output = ()> + use<> {
-    let projects = ctx.caches.projects.clone();
-    let by_customer = move |c: Arc<Customer>| {
+/// The projects of a customer, to reconcile when it changes.
+fn projects_of(
+    projects: Store<Project>,
+) -> impl Fn(Arc<Customer>) -> Vec<ObjectRef<Project>> + Send + Sync + 'static {
+    move |c: Arc<Customer>| {
         let name = c.name_any();
         projects
             .state()
@@ -62,7 +61,17 @@ pub fn controller(
             .filter(|p| p.spec.customer == name)
             .map(|p| ObjectRef::from_obj(p.as_ref()))
             .collect::<Vec<_>>()
-    };
+    }
+}
+
+/// Builds the controller; the returned future runs it.
+pub fn controller(
+    ctx: &Arc<Context>,
+    s: Streams,
+    concurrency: u16,
+) -> impl Future<Output = ()> + use<> {
+    let by_customer = projects_of(ctx.caches.projects.clone());
+    let by_customer_credit = projects_of(ctx.caches.projects.clone());
     let (projects, customers) = (ctx.caches.projects.clone(), ctx.caches.customers.clone());
     let by_checklist = move |c: Arc<crate::api::Checklist>| {
         let name = c.name_any();
@@ -92,6 +101,10 @@ pub fn controller(
         .watches_shared_stream(
             super::queue::spec_changes(s.checklists, ctx.caches.checklists.clone()),
             queue.mapped(by_checklist),
+        )
+        .watches_shared_stream(
+            super::queue::condition_flips(s.customer_credit, "CreditExhausted"),
+            queue.mapped(by_customer_credit),
         )
         .watches_shared_stream(
             s.memberships,
@@ -212,9 +225,9 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         Err(e) if apply::is_conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
         other => other?,
     };
-    for (reason, msg) in desired::project::credit_events(
-        &previous,
-        &status,
+    for (reason, msg) in desired::usage::credit_events(
+        &previous.conditions,
+        &status.conditions,
         project.spec.credit_exhausted_policy.unwrap_or_default(),
     ) {
         ctx.event(project.as_ref(), EventType::Warning, reason, msg)

@@ -172,6 +172,26 @@ where
         .boxed()
 }
 
+/// Only the changes of a Customer that flip its `condition` (e.g. `CreditExhausted`), for
+/// controllers that act on it; a first sighting passes when the condition is True.
+pub fn condition_flips(
+    changes: Changes<crate::api::Customer>,
+    condition: &'static str,
+) -> Changes<crate::api::Customer> {
+    let mut seen: HashMap<String, bool> = HashMap::new();
+    changes
+        .filter(move |c| {
+            let now = c
+                .status
+                .as_ref()
+                .is_some_and(|s| crate::desired::conditions::is_true(&s.conditions, condition));
+            let uid = c.metadata.uid.clone().unwrap_or_default();
+            let before = seen.insert(uid, now);
+            futures::future::ready(before.unwrap_or(false) != now)
+        })
+        .boxed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

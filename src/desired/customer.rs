@@ -35,6 +35,8 @@ pub struct CustomerView<'a> {
     pub archives: &'a [(Arc<Namespace>, Archive)],
     /// Namespaces labelled as its soft-deleted projects'.
     pub terminated: usize,
+    /// Every usage record billed to it (read only when it has `spec.credit`).
+    pub usages: &'a [Arc<crate::api::ProjectUsage>],
     pub is_project_namespace: &'a dyn Fn(&str) -> bool,
 }
 
@@ -153,6 +155,49 @@ pub fn plan(view: &CustomerView<'_>, config: &Config, now: Timestamp) -> Custome
         conds.set("Ready", false, "Oversubscribed", msg.clone());
         conds.set("Stalled", true, "Oversubscribed", msg);
     }
+    // The customer's credit: consumed by every month billed to it.
+    let credit = match (customer.spec.credit, config.prices.as_ref()) {
+        (Some(amount), Some(prices)) => {
+            let records: Vec<&crate::api::ProjectUsage> =
+                view.usages.iter().map(Arc::as_ref).collect();
+            let created = customer
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or(now);
+            Some(super::usage::customer_credit(
+                &records,
+                super::usage::credit_micros(amount),
+                prices,
+                config.credit_low_percent,
+                created,
+                now,
+            ))
+        }
+        _ => None,
+    };
+    let shown = super::project::billing_shown(Some(customer));
+    if let Some(c) = &credit {
+        super::usage::set_credit_conditions(
+            &mut conds,
+            super::usage::CreditHolder::Customer,
+            Some(c).filter(|_| shown),
+            super::usage::credit_state(c, config.credit_low_percent, now),
+            false,
+            None,
+        );
+    }
+    let credit_wake = credit
+        .as_ref()
+        .map(|c| {
+            [
+                c.low_at.as_ref().map(|t| t.0),
+                c.runs_out_at.as_ref().map(|t| t.0),
+            ]
+        })
+        .unwrap_or_default();
+    let month_end = credit.as_ref().map(|_| super::usage::Month::of(now).end());
     let usage = strings(usage);
     let status = CustomerStatus {
         observed_generation: customer.metadata.generation,
@@ -170,6 +215,7 @@ pub fn plan(view: &CustomerView<'_>, config: &Config, now: Timestamp) -> Custome
             .filter(|_| super::project::billing_shown(Some(customer)))
             .map(|p| p.estimate(&usage)),
         usage,
+        credit: credit.filter(|_| shown),
     };
 
     let expiries = customer
@@ -178,7 +224,9 @@ pub fn plan(view: &CustomerView<'_>, config: &Config, now: Timestamp) -> Custome
         .iter()
         .chain(customer.spec.support.iter())
         .map(|h| h.expiration_time.as_ref().map(|t| t.0))
-        .chain(purge_times);
+        .chain(purge_times)
+        .chain(credit_wake)
+        .chain([month_end]);
     let wake = match lifecycle::earliest_after(now, expiries) {
         Some(at) => lifecycle::until(now, at).min(Duration::from_secs(3600)),
         None => Duration::from_secs(3600),
@@ -242,6 +290,7 @@ mod tests {
             projects: &projects,
             archives: &[],
             terminated: 1,
+            usages: &[],
             is_project_namespace: &none,
         };
         let plan = plan(
@@ -293,6 +342,7 @@ mod tests {
             projects: &[],
             archives: &archives,
             terminated: 2,
+            usages: &[],
             is_project_namespace: &none,
         };
         let now: Timestamp = "2027-01-11T23:30:00Z".parse().unwrap();
@@ -305,5 +355,70 @@ mod tests {
             Duration::from_secs(30 * 60),
             "recent is purged at midnight"
         );
+    }
+
+    /// A customer's credit is drawn by every month billed to it, its closed months at their
+    /// own prices, and runs out at the sum of its projects' rates.
+    #[test]
+    fn a_customers_credit_is_drawn_by_all_its_months() {
+        let record = |project: &str, month: &str, state: &str, since: &str, hours: i128| {
+            Arc::new(
+                serde_json::from_value::<crate::api::ProjectUsage>(json!({
+                    "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectUsage",
+                    "metadata": {"name": format!("{project}.{month}")},
+                    "spec": {"project": project, "customer": "acme", "month": month, "state": state,
+                        "since": since, "rateSince": since,
+                        "rate": {"cpu": "1", "memory": "0", "storage": "0", "pods": 0},
+                        "totals": {"cpuCoreHours": "0", "memoryGiBHours": "0", "storageGiBHours": "0", "podHours": "0"},
+                        "exact": {"cpu": (hours * 3_600_000_000).to_string(), "memory": "0", "storage": "0", "pods": "0"},
+                        "cost": {"currency": "EUR", "total": "", "prices": {"cpu": "20"}},
+                        "costBefore": "0"}}))
+                .unwrap(),
+            )
+        };
+        // February (672 h): 168 core-hours, 5 EUR; March: 1 core from the 1st, 20/744 EUR an
+        // hour, so the other 5 EUR of a 10 EUR credit last 186 hours: to the 8th at 18:00.
+        let usages = vec![
+            record("a", "2027-02", "Closed", "2027-03-01T00:00:00Z", 168),
+            record("b", "2027-03", "Open", "2027-03-01T00:00:00Z", 0),
+        ];
+        let mut config = Config::default();
+        config.prices = crate::desired::cost::Prices::parse(&["cpu=20".into()], "EUR").unwrap();
+        let none = |_: &str| false;
+        for (shown, now, exhausted, consumed) in [
+            (true, "2027-03-02T00:00:00Z", "False", Some("5.00")),
+            (true, "2027-03-08T18:00:00Z", "True", Some("10.00")),
+            (false, "2027-03-08T18:00:00Z", "True", None),
+        ] {
+            let c = customer(json!({"credit": 10.0, "displayBillingInfoInProjects": shown}));
+            let plan = plan(
+                &CustomerView {
+                    customer: &c,
+                    projects: &[],
+                    archives: &[],
+                    terminated: 0,
+                    usages: &usages,
+                    is_project_namespace: &none,
+                },
+                &config,
+                now.parse().unwrap(),
+            );
+            let cond = plan
+                .status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "CreditExhausted")
+                .unwrap();
+            assert_eq!(cond.status, exhausted, "{now}");
+            assert_eq!(cond.message.contains("EUR"), shown, "{}", cond.message);
+            let credit = plan.status.credit.as_ref();
+            assert_eq!(credit.map(|c| c.consumed.as_str()), consumed, "{now}");
+            if let Some(c) = credit {
+                assert_eq!(
+                    c.runs_out_at.as_ref().unwrap().0.to_string(),
+                    "2027-03-08T18:00:00Z"
+                );
+            }
+        }
     }
 }

@@ -21,7 +21,6 @@ use super::{Config, annotations, labels, usage};
 use crate::api::project::{
     ChecklistState, CustomerSummary, MoveRecord, QuotaStatus, SuspensionRecord,
 };
-use crate::api::usage::CreditStatus;
 use crate::api::{
     CreditExhaustedPolicy, Customer, ExpirationPolicy, MembershipPhase, Project, ProjectMembership,
     ProjectPhase, ProjectStatus,
@@ -430,9 +429,22 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         )),
         _ => None,
     };
-    let credit_state = credit
+    // A customer whose credit ran out stops its projects as their own credit would.
+    let customer_exhausted = customer.is_some_and(|c| {
+        c.status
+            .as_ref()
+            .is_some_and(|s| super::conditions::is_true(&s.conditions, "CreditExhausted"))
+    });
+    let customer_credit =
+        customer.is_some_and(|c| c.spec.credit.is_some()) && config.prices.is_some();
+    let credit_state = match credit
         .as_ref()
-        .map(|c| usage::credit_state(c, config.credit_low_percent, now));
+        .map(|c| usage::credit_state(c, config.credit_low_percent, now))
+    {
+        _ if customer_exhausted => Some(usage::CreditState::Exhausted),
+        None if customer_credit => Some(usage::CreditState::Plenty),
+        own => own,
+    };
     let credit_policy = p.spec.credit_exhausted_policy.unwrap_or_default();
     let credit_suspends = credit_state == Some(usage::CreditState::Exhausted)
         && credit_policy == CreditExhaustedPolicy::Suspend;
@@ -722,13 +734,14 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         (Schedule::Expired, _) => conds.set("Expired", true, "NoAction", "end date plus grace passed; the expiration policy is None"),
         _ => conds.set("Expired", false, "NotExpired", "the project has not expired"),
     };
-    if let Some(c) = &credit {
-        set_credit_conditions(
+    if let Some(state) = credit_state {
+        usage::set_credit_conditions(
             &mut conds,
-            c,
-            credit_state,
-            credit_policy,
-            billing_shown(customer),
+            usage::CreditHolder::Project,
+            credit.as_ref().filter(|_| billing_shown(customer)),
+            state,
+            customer_exhausted,
+            Some(credit_policy),
         );
     }
     if let Some((state, review)) = &checklist {
@@ -843,96 +856,6 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
 /// Whether the customer shows billing (cost, credit) to its projects' members.
 pub fn billing_shown(customer: Option<&Customer>) -> bool {
     customer.and_then(|c| c.spec.display_billing_info_in_projects) == Some(true)
-}
-
-/// `CreditLow` and `CreditExhausted`; amounts only where billing is shown to members.
-fn set_credit_conditions(
-    conds: &mut Conditions<'_>,
-    credit: &CreditStatus,
-    state: Option<usage::CreditState>,
-    policy: CreditExhaustedPolicy,
-    amounts: bool,
-) {
-    let left = if amounts {
-        format!(
-            " ({} {} of {} left)",
-            credit.remaining, credit.currency, credit.amount
-        )
-    } else {
-        String::new()
-    };
-    let low = matches!(
-        state,
-        Some(usage::CreditState::Low | usage::CreditState::Exhausted)
-    );
-    if low {
-        conds.set(
-            "CreditLow",
-            true,
-            "BelowThreshold",
-            format!("the project's credit is running low{left}; ask an owner of the customer or staff to raise spec.credit"),
-        );
-    } else {
-        conds.set(
-            "CreditLow",
-            false,
-            "Enough",
-            format!("the project's credit is above its low threshold{left}"),
-        );
-    }
-    if state == Some(usage::CreditState::Exhausted) {
-        let (reason, what) = match policy {
-            CreditExhaustedPolicy::Suspend => (
-                "Suspended",
-                "workloads suspended and pods: 0 until spec.credit is raised",
-            ),
-            CreditExhaustedPolicy::Notify => {
-                ("Notified", "the policy is Notify: nothing is stopped")
-            }
-            CreditExhaustedPolicy::None => ("NoAction", "the policy is None: nothing is stopped"),
-        };
-        conds.set(
-            "CreditExhausted",
-            true,
-            reason,
-            format!("the project's credit is used up: {what}"),
-        );
-    } else {
-        conds.set(
-            "CreditExhausted",
-            false,
-            "CreditLeft",
-            format!("the project has credit left{left}"),
-        );
-    }
-}
-
-/// The Warning Events a status change calls for under a credit policy: `CreditLow` and
-/// `CreditExhausted` when they turn True (never under the policy None).
-pub fn credit_events(
-    previous: &ProjectStatus,
-    next: &ProjectStatus,
-    policy: CreditExhaustedPolicy,
-) -> Vec<(&'static str, String)> {
-    if policy == CreditExhaustedPolicy::None {
-        return Vec::new();
-    }
-    let turned = |t: &str| {
-        super::conditions::is_true(&next.conditions, t)
-            && !super::conditions::is_true(&previous.conditions, t)
-    };
-    let message = |t: &str| {
-        next.conditions
-            .iter()
-            .find(|c| c.type_ == t)
-            .map(|c| c.message.clone())
-            .unwrap_or_default()
-    };
-    ["CreditLow", "CreditExhausted"]
-        .into_iter()
-        .filter(|t| turned(t))
-        .map(|t| (t, message(t)))
-        .collect()
 }
 
 fn set_spec_valid(conds: &mut Conditions<'_>, problems: &[String]) {
@@ -1930,7 +1853,7 @@ mod tests {
             (
                 "True",
                 "Suspended",
-                "the project's credit is used up: workloads suspended and pods: 0 until spec.credit is raised"
+                "the project's credit is used up (0.00 EUR of 5.00 left): workloads suspended and pods: 0 until more credit comes"
             )
         );
         let credit = plan.status.credit.as_ref().expect("shown to members");
@@ -2001,11 +1924,27 @@ mod tests {
                 "reason": "x", "message": "low", "lastTransitionTime": "2027-03-08T18:00:00Z"}]}),
             )
         };
-        let turned = credit_events(&low("False"), &low("True"), CreditExhaustedPolicy::Notify);
+        let turned = usage::credit_events(
+            &low("False").conditions,
+            &low("True").conditions,
+            CreditExhaustedPolicy::Notify,
+        );
         assert_eq!(turned, vec![("CreditLow", "low".to_string())]);
         assert!(
-            credit_events(&low("True"), &low("True"), CreditExhaustedPolicy::Suspend).is_empty()
+            usage::credit_events(
+                &low("True").conditions,
+                &low("True").conditions,
+                CreditExhaustedPolicy::Suspend
+            )
+            .is_empty()
         );
-        assert!(credit_events(&low("False"), &low("True"), CreditExhaustedPolicy::None).is_empty());
+        assert!(
+            usage::credit_events(
+                &low("False").conditions,
+                &low("True").conditions,
+                CreditExhaustedPolicy::None
+            )
+            .is_empty()
+        );
     }
 }

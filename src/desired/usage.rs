@@ -748,6 +748,65 @@ pub fn at_milestone(c: CreditStatus, low_percent: u8, now: Timestamp) -> CreditS
     }
 }
 
+/// A customer's credit: consumed by every month billed to it (`records`: all of them), as of
+/// the latest instant any of them is accrued to, and when it falls low and runs out at the sum of
+/// the rates in force; then as of the milestone `now` has passed.
+pub fn customer_credit(
+    records: &[&ProjectUsage],
+    amount: Micros,
+    prices: &Prices,
+    low_percent: u8,
+    created: Timestamp,
+    now: Timestamp,
+) -> CreditStatus {
+    let accruals: Vec<(&ProjectUsage, Accrual)> = records
+        .iter()
+        .filter_map(|r| Accrual::read(r).map(|a| (*r, a)))
+        .collect();
+    let as_of = accruals
+        .iter()
+        .map(|(_, a)| a.since)
+        .max()
+        .unwrap_or(created)
+        .min(now.max(created));
+    let mut consumed: Micros = 0;
+    let mut rate = Rate::default();
+    for (r, a) in &accruals {
+        if a.state == UsageState::Closed {
+            consumed += a.own_cost(Some(r), Some(prices));
+            continue;
+        }
+        let mut open = a.clone();
+        open.accrue_to(as_of);
+        consumed += open.cost(prices).0;
+        if open.month == Month::of(as_of) {
+            rate.cpu += a.rate.cpu;
+            rate.memory += a.rate.memory;
+            rate.storage += a.rate.storage;
+            rate.pods += a.rate.pods;
+        }
+    }
+    let consumed = consumed.clamp(0, amount.max(0));
+    let remaining = (amount - consumed).max(0);
+    let low_level = amount.max(0) * i128::from(low_percent) / 100;
+    let c = CreditStatus {
+        currency: prices.currency.clone(),
+        amount: format_amount(amount),
+        consumed: format_amount(consumed),
+        remaining: format_amount(remaining),
+        as_of: Time(as_of),
+        low_at: (remaining > low_level)
+            .then(|| reaches(prices, &rate, as_of, remaining - low_level))
+            .flatten()
+            .map(Time),
+        runs_out_at: (remaining > 0)
+            .then(|| reaches(prices, &rate, as_of, remaining))
+            .flatten()
+            .map(Time),
+    };
+    at_milestone(c, low_percent, now)
+}
+
 /// Where a credit stands at `now`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CreditState {
@@ -767,6 +826,110 @@ pub fn credit_state(c: &CreditStatus, low_percent: u8, now: Timestamp) -> Credit
     } else {
         CreditState::Plenty
     }
+}
+
+/// Whose credit a condition speaks of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreditHolder {
+    Project,
+    Customer,
+}
+
+/// `CreditLow` and `CreditExhausted` on a project or a customer; amounts only when `shown`
+/// carries the credit (billing shown to members). `by_customer`: a project stopped by its
+/// customer's credit. `policy`: the project's (a customer has none of its own).
+pub fn set_credit_conditions(
+    conds: &mut super::conditions::Conditions<'_>,
+    holder: CreditHolder,
+    shown: Option<&CreditStatus>,
+    state: CreditState,
+    by_customer: bool,
+    policy: Option<crate::api::CreditExhaustedPolicy>,
+) {
+    use crate::api::CreditExhaustedPolicy as P;
+    let whose = match holder {
+        CreditHolder::Project => "the project's credit",
+        CreditHolder::Customer => "the customer's credit",
+    };
+    let left = shown
+        .map(|c| format!(" ({} {} of {} left)", c.remaining, c.currency, c.amount))
+        .unwrap_or_default();
+    let raise = match holder {
+        CreditHolder::Project => "ask an owner of the customer or staff to raise spec.credit",
+        CreditHolder::Customer => "ask staff to raise the customer's spec.credit",
+    };
+    if matches!(state, CreditState::Low | CreditState::Exhausted) {
+        conds.set(
+            "CreditLow",
+            true,
+            "BelowThreshold",
+            format!("{whose} is running low{left}; {raise}"),
+        );
+    } else {
+        conds.set(
+            "CreditLow",
+            false,
+            "Enough",
+            format!("{whose} is above its low threshold{left}"),
+        );
+    }
+    if state == CreditState::Exhausted {
+        let whose = if by_customer {
+            "the customer's credit"
+        } else {
+            whose
+        };
+        let (reason, what) = match policy {
+            Some(P::Suspend) => (
+                "Suspended",
+                "workloads suspended and pods: 0 until more credit comes",
+            ),
+            Some(P::Notify) => ("Notified", "the policy is Notify: nothing is stopped"),
+            Some(P::None) => ("NoAction", "the policy is None: nothing is stopped"),
+            None => (
+                "Exhausted",
+                "each project applies its creditExhaustedPolicy",
+            ),
+        };
+        conds.set(
+            "CreditExhausted",
+            true,
+            reason,
+            format!("{whose} is used up{left}: {what}"),
+        );
+    } else {
+        conds.set(
+            "CreditExhausted",
+            false,
+            "CreditLeft",
+            format!("{whose} is not used up{left}"),
+        );
+    }
+}
+
+/// The Warning Events a change of conditions calls for: `CreditLow` and `CreditExhausted` when
+/// they turn True (never under the policy None).
+pub fn credit_events(
+    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    next: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    policy: crate::api::CreditExhaustedPolicy,
+) -> Vec<(&'static str, String)> {
+    use super::conditions::is_true;
+    if policy == crate::api::CreditExhaustedPolicy::None {
+        return Vec::new();
+    }
+    ["CreditLow", "CreditExhausted"]
+        .into_iter()
+        .filter(|t| is_true(next, t) && !is_true(previous, t))
+        .map(|t| {
+            let message = next
+                .iter()
+                .find(|c| c.type_ == t)
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            (t, message)
+        })
+        .collect()
 }
 
 /// Credit amounts in a spec (`spec.credit: 12.5`) in millionths (negative: none).
