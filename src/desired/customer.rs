@@ -382,8 +382,10 @@ mod tests {
             record("a", "2027-02", "Closed", "2027-03-01T00:00:00Z", 168),
             record("b", "2027-03", "Open", "2027-03-01T00:00:00Z", 0),
         ];
-        let mut config = Config::default();
-        config.prices = crate::desired::cost::Prices::parse(&["cpu=20".into()], "EUR").unwrap();
+        let config = Config {
+            prices: crate::desired::cost::Prices::parse(&["cpu=20".into()], "EUR").unwrap(),
+            ..Default::default()
+        };
         let none = |_: &str| false;
         for (shown, now, exhausted, consumed) in [
             (true, "2027-03-02T00:00:00Z", "False", Some("5.00")),
