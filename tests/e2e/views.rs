@@ -3057,6 +3057,14 @@ async fn kube_apiserver_rbac_lets_every_authenticated_user_read_and_nobody_write
         ("update", "myprojects.views.tenancy.dev", false),
         ("delete", "myprojects.views.tenancy.dev", false),
         ("deletecollection", "members.views.tenancy.dev", false),
+        ("list", "usage.views.tenancy.dev", true),
+        ("get", "usage.views.tenancy.dev", true),
+        ("create", "usage.views.tenancy.dev", false),
+        ("delete", "usage.views.tenancy.dev", false),
+        // The records themselves: the operator's and staff's, not a tenant's.
+        ("get", "projectusages.tenancy.dev", false),
+        ("list", "projectusages.tenancy.dev", false),
+        ("create", "projectusages.tenancy.dev", false),
     ] {
         let can = env
             .can_i(&who, &["system:authenticated"], verb, resource, None)
@@ -3142,6 +3150,7 @@ async fn kube_apiserver_rbac_lets_every_authenticated_user_read_and_nobody_write
             ("checklistevaluations".to_string(), "create".to_string()),
             ("members".to_string(), "list,watch".to_string()),
             ("myprojects".to_string(), "get,list,watch".to_string()),
+            ("usage".to_string(), "get,list".to_string()),
         ]),
     );
     t.finish("views: RBAC")
