@@ -181,6 +181,9 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         return Ok(Action::await_change());
     };
     if project.metadata.deletion_timestamp.is_some() {
+        // The last change of rate before the project goes (its workloads were removed just
+        // before the delete): recorded at its instant, not when the record is settled.
+        settle_usage(&ctx, &project).await?;
         super::termination::soft_delete(&ctx, &project).await?;
         return Ok(Action::await_change());
     }
@@ -248,6 +251,28 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     }
     ctx.succeeded(CONTROLLER, project.as_ref());
     Ok(Action::requeue(plan.wake))
+}
+
+/// Brings a project's usage record up to date with what its namespace requests now.
+async fn settle_usage(ctx: &Context, project: &Project) -> Result<(), Error> {
+    let name = project.name_any();
+    let now = ctx.clock.now();
+    let latest = ctx.caches.latest_usage(&name, now);
+    let owned = ctx
+        .caches
+        .namespaces
+        .get(&ObjectRef::new(&name))
+        .is_some_and(|n| ns_desired::standing(&n, project) == ns_desired::Standing::Owned);
+    let writes = desired::usage::project_writes(
+        project,
+        owned,
+        &ctx.inventory.contents(&name),
+        latest.as_deref(),
+        now,
+        ctx.config.prices.as_ref(),
+    );
+    apply::write_usage(ctx, &writes).await?;
+    Ok(())
 }
 
 /// Applies the namespace, the customer's bindings, the quota and the limits. The quota and

@@ -393,21 +393,15 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         .and_then(Archive::of);
 
     // Usage accrues from what the workloads of the project's own namespace request.
-    let rate = if standing == Some(Standing::Owned) {
-        usage::Rate::of(view.contents)
-    } else {
-        usage::Rate::default()
-    };
     let credit_amount = p.spec.credit.map(usage::credit_micros);
-    let usage_writes = usage::advance(&usage::UsageInput {
-        project: &name,
-        customer: &p.spec.customer,
-        latest: view.usage,
-        rate,
+    let usage_writes = usage::project_writes(
+        p,
+        standing == Some(Standing::Owned),
+        view.contents,
+        view.usage,
         now,
-        prices: config.prices.as_ref(),
-        credit: credit_amount,
-    });
+        config.prices.as_ref(),
+    );
     let latest_usage = usage_writes.last().or(view.usage);
     let created = p
         .metadata

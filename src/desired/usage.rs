@@ -592,6 +592,32 @@ pub fn advance(input: &UsageInput<'_>) -> Vec<ProjectUsage> {
         .collect()
 }
 
+/// The records a project's accrual needs written at `now`: its rate is what its namespace
+/// requests when the namespace is its own (`owned`), else zero.
+pub fn project_writes(
+    project: &crate::api::Project,
+    owned: bool,
+    contents: &NamespaceContents,
+    latest: Option<&ProjectUsage>,
+    now: Timestamp,
+    prices: Option<&Prices>,
+) -> Vec<ProjectUsage> {
+    let name = project.metadata.name.clone().unwrap_or_default();
+    advance(&UsageInput {
+        project: &name,
+        customer: &project.spec.customer,
+        latest,
+        rate: if owned {
+            Rate::of(contents)
+        } else {
+            Rate::default()
+        },
+        now,
+        prices,
+        credit: project.spec.credit.map(credit_micros),
+    })
+}
+
 /// A record as it stands at `now`: an open month accrued on at its rate (to its end at most).
 /// Closed records are as stored.
 pub fn at(
