@@ -532,7 +532,10 @@ async fn write_batch(
             }
         };
         match result {
-            Ok(()) => return outcomes.collect(),
+            Ok(()) => {
+                crate::fault::point("ledger/written");
+                return outcomes.collect();
+            }
             Err(kube::Error::Api(e)) if e.code == 409 => continue,
             // What was refused stays refused, a dry run needed no write; the rest failed.
             Err(e) => {

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod controller;
 pub mod desired;
 pub mod devcluster;
+pub mod fault;
 pub mod https;
 pub mod ledger;
 pub mod lifecycle;

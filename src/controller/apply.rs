@@ -322,7 +322,10 @@ pub async fn write_usage(
             None => api.create(&pp, r).await.map(|_| "create"),
         };
         match result {
-            Ok(verb) => ctx.metrics.write("ProjectUsage", verb),
+            Ok(verb) => {
+                ctx.metrics.write("ProjectUsage", verb);
+                crate::fault::point("usage/record-written");
+            }
             Err(kube::Error::Api(e)) if e.code == 409 => return Ok(false),
             Err(e) => return Err(Error::Kube(e)),
         }

@@ -119,6 +119,7 @@ async fn reconcile(n: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error
         return Ok(Action::requeue(wait.min(Duration::from_secs(24 * 3600))));
     }
     apply::remove(&ctx, n.as_ref()).await?;
+    crate::fault::point("purge/namespace-deleted");
     ctx.event(
         n.as_ref(),
         EventType::Normal,

@@ -118,8 +118,13 @@ async fn set_suspended(
         match key.split_once('/') {
             Some(("Deployment", name)) => merge::<Deployment>(ctx, ns, name, replicas).await?,
             Some(("StatefulSet", name)) => merge::<StatefulSet>(ctx, ns, name, replicas).await?,
-            _ => {}
+            _ => continue,
         }
+        crate::fault::point(if suspended {
+            "suspend/workload-scaled"
+        } else {
+            "resume/workload-restored"
+        });
     }
     let suspend = serde_json::json!({"spec": {"suspend": suspended}});
     for name in &record.cron_jobs {

@@ -476,10 +476,12 @@ async fn carry_out_move(
             now,
         )
         .await?;
+        crate::fault::point("move/membership-revoked");
     }
     ctx.ledger
         .release(&moved.record.from, &project.name_any())
         .await?;
+    crate::fault::point("move/ledger-released");
     let kept = if moved.record.preserved_permissions {
         "memberships kept"
     } else {
@@ -553,6 +555,11 @@ async fn persist_record_first(
     match apply::ensure_status_of_version(ctx, project, project.status.as_ref(), status).await {
         Err(e) if apply::is_conflict(&e) => Ok(Action::requeue(Duration::from_secs(1))),
         Err(e) => Err(e),
-        Ok(_) => Ok(Action::requeue(Duration::from_millis(100))),
+        Ok(_) => {
+            if status.suspension.is_some() {
+                crate::fault::point("suspend/planned");
+            }
+            Ok(Action::requeue(Duration::from_millis(100)))
+        }
     }
 }

@@ -158,8 +158,10 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
         _ => false,
     };
     apply::remove_project_cluster_rbac(ctx, &name).await?;
+    crate::fault::point("soft-delete/cluster-roles-removed");
     if ours {
         remove_every_binding(ctx, &name).await?;
+        crate::fault::point("soft-delete/bindings-removed");
         let memberships = memberships_in(ctx, &name);
         let no_sa_rule = |_: &str| false;
         let grants = access::grants(&memberships, true, now, &no_sa_rule);
@@ -197,11 +199,13 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
             .await
             .map_err(Error::Kube)?;
         ctx.metrics.write("Namespace", "patch");
+        crate::fault::point("soft-delete/archived");
         // Bindings made while the first pass ran (before the webhook refused them: it does from
         // the moment the delete is admitted, on every replica once its cache has seen it) go too;
         // the namespace is released only once a pass finds none.
         remove_bindings_until_none_are_left(ctx, &name).await?;
         freeze(ctx, project).await?;
+        crate::fault::point("soft-delete/frozen");
 
         for m in &memberships {
             if m.status.as_ref().and_then(|s| s.phase) != Some(MembershipPhase::Revoked) {
@@ -214,6 +218,7 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
                     now,
                 )
                 .await?;
+                crate::fault::point("soft-delete/membership-revoked");
             }
         }
         if let Some(n) = &namespace {
@@ -233,6 +238,7 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
         .release(&project.spec.customer, &name)
         .await
         .map_err(Error::Ledger)?;
+    crate::fault::point("soft-delete/ledger-released");
     release_finalizer(ctx, project).await
 }
 
@@ -353,6 +359,7 @@ pub async fn recover(
             }
             other => other?,
         };
+        crate::fault::point("recover/recorded");
     }
     for m in &memberships {
         let phase = m.status.as_ref().and_then(|s| s.phase);
@@ -366,6 +373,7 @@ pub async fn recover(
                 now,
             )
             .await?;
+            crate::fault::point("recover/member-restored");
         } else if record.invited.contains(&m.name_any()) && phase == Some(MembershipPhase::Revoked)
         {
             let msg = format!(
