@@ -832,3 +832,6 @@ mod tests {
         assert!(fits(&c, &Entries::new(), "a", &want("1000")).is_ok());
     }
 }
+
+#[cfg(test)]
+mod proptests;

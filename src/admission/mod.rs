@@ -1108,4 +1108,6 @@ pub fn mutate_membership(
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

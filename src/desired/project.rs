@@ -1942,3 +1942,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -987,4 +987,6 @@ pub fn latest<'a>(records: impl IntoIterator<Item = &'a ProjectUsage>) -> Option
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
