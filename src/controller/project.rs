@@ -204,7 +204,9 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     apply::ensure_cluster_rbac(&ctx, &plan.cluster_roles, &plan.cluster_role_bindings).await?;
 
     // Usage is accrued before anything that may fail: a month closed, a change of rate recorded.
-    if !apply::write_usage(&ctx, &plan.usage).await? {
+    // Not before pods and claims are listed (they would read as none); the reconcile comes back.
+    let usage_synced = ctx.inventory.usage_synced();
+    if usage_synced && !apply::write_usage(&ctx, &plan.usage).await? {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
 
@@ -250,11 +252,18 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         return Err(e);
     }
     ctx.succeeded(CONTROLLER, project.as_ref());
+    if !usage_synced {
+        return Ok(Action::requeue(plan.wake.min(Duration::from_secs(1))));
+    }
     Ok(Action::requeue(plan.wake))
 }
 
 /// Brings a project's usage record up to date with what its namespace requests now.
 async fn settle_usage(ctx: &Context, project: &Project) -> Result<(), Error> {
+    if !ctx.inventory.usage_synced() {
+        // Settled at the rate last recorded, when the project is gone.
+        return Ok(());
+    }
     let name = project.name_any();
     let now = ctx.clock.now();
     let latest = ctx.caches.latest_usage(&name, now);
