@@ -206,7 +206,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     // Usage is accrued before anything that may fail: a month closed, a change of rate recorded.
     // Not before pods and claims are listed (they would read as none); the reconcile comes back.
     let usage_synced = ctx.inventory.usage_synced();
-    if usage_synced && !apply::write_usage(&ctx, &plan.usage).await? {
+    if !apply::write_usage(&ctx, &plan.usage).await? {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
 
@@ -390,6 +390,7 @@ struct Read {
     limits: Option<Arc<LimitRange>>,
     contents: desired::NamespaceContents,
     usage: Option<Arc<crate::api::ProjectUsage>>,
+    usage_known: bool,
 }
 
 impl Read {
@@ -427,6 +428,7 @@ impl Read {
                 .get(&ObjectRef::new(ns_desired::LIMITS_NAME).within(&name)),
             contents: ctx.inventory.contents(&name),
             usage: caches.latest_usage(&name, ctx.clock.now()),
+            usage_known: ctx.inventory.usage_synced(),
         }
     }
 
@@ -446,6 +448,7 @@ impl Read {
             is_project_namespace,
             checklist: self.checklist.as_deref(),
             usage: self.usage.as_deref(),
+            usage_known: self.usage_known,
         }
     }
 }

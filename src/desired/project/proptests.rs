@@ -462,6 +462,7 @@ impl Cluster {
             is_project_namespace: &none,
             checklist: None,
             usage: usage::latest(self.usage.iter()),
+            usage_known: true,
         };
         plan(&view, &self.config, now)
     }
