@@ -17,6 +17,7 @@ mod lifecycle;
 mod promises;
 mod reconcile;
 mod support;
+mod usage;
 mod views;
 
 use std::process::ExitCode;
@@ -50,6 +51,7 @@ fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
     trials.extend(lifecycle::exclusive_trials(env));
     trials.extend(chart::exclusive_trials(env));
     trials.extend(promises::exclusive_trials(env));
+    trials.extend(usage::exclusive_trials(env));
     trials
 }
 

@@ -2774,13 +2774,23 @@ async fn an_object_the_operator_cannot_read_stops_no_watch(env: Arc<Env>) -> Tes
 /// With the suite's price list (cpu 20, memory 4.5, storage 0.1, pods 0.5 EUR a month), a pod
 /// requesting 500m cpu and 1Gi memory and a 10Gi claim cost 10 + 4.50 + 1 + 0.50 = 16.00 EUR a
 /// month: in the project's status, and summed over two projects in its customer's; deleting
-/// the pod takes its part off.
+/// the pod takes its part off. Only where the customer shows billing in its projects
+/// (`displayBillingInfoInProjects`): a project of a customer that does not has no status.cost.
 async fn what_workloads_request_is_priced_in_the_project_and_its_customer(
     env: Arc<Env>,
 ) -> TestResult {
     let client = env.client().await;
     let customer = unique_name("e2e-cost");
-    create_customer(&env, &customer, &[&format!("{customer}-owner")]).await?;
+    apply(
+        &Api::<Customer>::all(client.clone()),
+        &customer,
+        json!({
+            "apiVersion": "tenancy.dev/v1alpha1", "kind": "Customer",
+            "metadata": {"name": customer},
+            "spec": {"owners": [user(&format!("{customer}-owner"))], "displayBillingInfoInProjects": true},
+        }),
+    )
+    .await?;
     let projects = [format!("{customer}-a"), format!("{customer}-b")];
     for p in &projects {
         create_project(&env, p, json!({"customer": customer})).await?;
@@ -2879,5 +2889,34 @@ async fn what_workloads_request_is_priced_in_the_project_and_its_customer(
     )
     .await?;
     customer_costs("17.00").await?;
+
+    // A customer that does not show billing in its projects: the same pod, no status.cost.
+    let hidden = format!("{customer}-hidden");
+    create_customer(&env, &hidden, &[&format!("{hidden}-owner")]).await?;
+    let hidden_project = format!("{hidden}-p");
+    create_project(&env, &hidden_project, json!({"customer": hidden})).await?;
+    ready_project(&env, &hidden_project).await?;
+    Api::<Pod>::namespaced(client.clone(), &hidden_project)
+        .create(&PostParams::default(), &pod("app", Some(("500m", "1Gi"))))
+        .await?;
+    project_where(
+        &env,
+        &hidden_project,
+        "its status counts the pod (usage cpu 500m) and shows no cost",
+        Duration::from_secs(30),
+        |p| {
+            let s = p.status.as_ref().ok_or("no status yet")?;
+            if s.usage.get("cpu").map(String::as_str) != Some("500m") {
+                return Err(format!("status.usage is {:?}", s.usage));
+            }
+            match &s.cost {
+                None => Ok(()),
+                Some(c) => Err(format!(
+                    "status.cost is {c:?}, want none (billing not shown)"
+                )),
+            }
+        },
+    )
+    .await?;
     Ok(())
 }
