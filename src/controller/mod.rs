@@ -132,6 +132,13 @@ impl Context {
         self.is_leader().then(|| self.metrics.reconcile(controller))
     }
 
+    /// Whether usage may be recorded: every watch cache has listed and the counted kinds are
+    /// synced (the operator is ready). Before, a namespace, pod or claim not listed yet reads as
+    /// none, and a project not listed yet as gone.
+    pub fn usage_ready(&self) -> bool {
+        self.metrics.is_ready()
+    }
+
     /// Only the leader reconciles; other replicas keep caches and serve the webhook.
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow()

@@ -204,8 +204,9 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     apply::ensure_cluster_rbac(&ctx, &plan.cluster_roles, &plan.cluster_role_bindings).await?;
 
     // Usage is accrued before anything that may fail: a month closed, a change of rate recorded.
-    // Not before pods and claims are listed (they would read as none); the reconcile comes back.
-    let usage_synced = ctx.inventory.usage_synced();
+    // Not before every cache has listed (a namespace, pod or claim not listed yet would read as
+    // none: a change of rate to zero); the reconcile comes back.
+    let usage_synced = ctx.usage_ready();
     if !apply::write_usage(&ctx, &plan.usage).await? {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
@@ -260,7 +261,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
 
 /// Brings a project's usage record up to date with what its namespace requests now.
 async fn settle_usage(ctx: &Context, project: &Project) -> Result<(), Error> {
-    if !ctx.inventory.usage_synced() {
+    if !ctx.usage_ready() {
         // Settled at the rate last recorded, when the project is gone.
         return Ok(());
     }
@@ -428,7 +429,7 @@ impl Read {
                 .get(&ObjectRef::new(ns_desired::LIMITS_NAME).within(&name)),
             contents: ctx.inventory.contents(&name),
             usage: caches.latest_usage(&name, ctx.clock.now()),
-            usage_known: ctx.inventory.usage_synced(),
+            usage_known: ctx.usage_ready(),
         }
     }
 

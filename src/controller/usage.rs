@@ -55,6 +55,10 @@ async fn reconcile(record: Arc<ProjectUsage>, ctx: Arc<Context>) -> Result<Actio
     let Some(_timer) = ctx.begin(CONTROLLER, record.as_ref()) else {
         return Ok(Action::await_change());
     };
+    // A project not listed yet is not gone.
+    if !ctx.usage_ready() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     let project = &record.spec.project;
     if ctx.caches.projects.get(&ObjectRef::new(project)).is_some() {
         return Ok(Action::await_change());

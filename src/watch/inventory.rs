@@ -70,15 +70,6 @@ impl Inventory {
         out
     }
 
-    /// Whether what usage is integrated from (pods and claims) has been listed once: before, a
-    /// namespace's requests read as zero and would be recorded as a change of rate.
-    pub fn usage_synced(&self) -> bool {
-        let synced = self.synced.lock().expect("inventory lock");
-        ["pods", "persistentvolumeclaims"]
-            .iter()
-            .all(|k| synced.get(*k).copied().unwrap_or(true))
-    }
-
     /// Whether every counted kind has been listed once.
     pub fn synced(&self) -> bool {
         self.synced
@@ -357,10 +348,6 @@ mod tests {
         inv.upsert("pods", "a", "p1", f("1"));
         inv.upsert("pods", "b", "p2", f("1"));
         assert!(!inv.synced());
-        assert!(
-            !inv.usage_synced(),
-            "pods not listed yet: no usage is recorded"
-        );
         let fresh = HashMap::from([
             ("b".to_string(), HashMap::from([("p2".to_string(), f("1"))])),
             ("c".to_string(), HashMap::from([("p3".to_string(), f("1"))])),
@@ -369,7 +356,6 @@ mod tests {
             inv.replace("pods", fresh),
             vec!["a".to_string(), "c".to_string()]
         );
-        assert!(inv.usage_synced(), "pods listed (claims not counted here)");
         assert!(!inv.synced(), "services not listed yet");
         inv.replace("services", HashMap::new());
         assert!(inv.synced());
