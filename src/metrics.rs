@@ -85,6 +85,7 @@ pub struct Metrics {
     pub project_credit_remaining: Family<BillingLabels, Amount>,
     pub project_credit_amount: Family<BillingLabels, Amount>,
     ready: AtomicBool,
+    caches_listed: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -209,6 +210,7 @@ impl Default for Metrics {
             view_index_build,
             view_watches,
             ready: AtomicBool::new(false),
+            caches_listed: AtomicBool::new(false),
         }
     }
 }
@@ -355,6 +357,15 @@ impl Metrics {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Every watch cache has listed once (the counted kinds aside).
+    pub fn set_caches_listed(&self) {
+        self.caches_listed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn caches_listed(&self) -> bool {
+        self.caches_listed.load(Ordering::Relaxed)
     }
 
     pub fn encode(&self) -> String {

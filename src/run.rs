@@ -449,6 +449,14 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         }
     };
 
+    // Reconciles wait for the watch caches to have listed (see `Context::caches_ready`).
+    {
+        let (caches, metrics) = (caches.clone(), metrics.clone());
+        tokio::spawn(async move {
+            futures::future::join_all(caches.listed().into_iter().map(|(_, f)| f)).await;
+            metrics.set_caches_listed();
+        });
+    }
     // Ready once every cache has listed once; say which ones are slow.
     {
         let (caches, metrics, inventory) = (caches.clone(), metrics.clone(), inventory.clone());

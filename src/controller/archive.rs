@@ -88,6 +88,9 @@ async fn reconcile(n: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error
     let Some(_timer) = ctx.begin(CONTROLLER, n.as_ref()) else {
         return Ok(Action::await_change());
     };
+    if let Some(wait) = ctx.wait_for_caches() {
+        return Ok(wait);
+    }
     if n.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

@@ -66,6 +66,9 @@ async fn reconcile(c: Arc<Checklist>, ctx: Arc<Context>) -> Result<Action, Error
     let Some(_timer) = ctx.begin(CONTROLLER, c.as_ref()) else {
         return Ok(Action::await_change());
     };
+    if let Some(wait) = ctx.wait_for_caches() {
+        return Ok(wait);
+    }
     let status = status_of(&c, ctx.clock.now());
     apply::ensure_status(ctx.as_ref(), c.as_ref(), c.status.as_ref(), &status).await?;
     Ok(Action::await_change())

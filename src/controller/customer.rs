@@ -107,6 +107,9 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
     let Some(_timer) = ctx.begin(CONTROLLER, customer.as_ref()) else {
         return Ok(Action::await_change());
     };
+    if let Some(wait) = ctx.wait_for_caches() {
+        return Ok(wait);
+    }
     let name = customer.name_any();
     if customer.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

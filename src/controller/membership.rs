@@ -80,6 +80,9 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
     let Some(_timer) = ctx.begin(CONTROLLER, m.as_ref()) else {
         return Ok(Action::await_change());
     };
+    if let Some(wait) = ctx.wait_for_caches() {
+        return Ok(wait);
+    }
     let Some(ns) = m.namespace() else {
         return Ok(Action::await_change());
     };

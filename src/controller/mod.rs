@@ -132,11 +132,26 @@ impl Context {
         self.is_leader().then(|| self.metrics.reconcile(controller))
     }
 
-    /// Whether usage may be recorded: every watch cache has listed and the counted kinds are
-    /// synced (the operator is ready). Before, a namespace, pod or claim not listed yet reads as
-    /// none, and a project not listed yet as gone.
+    /// Whether the caches can be acted on: every watch cache has listed, and so have pods and
+    /// claims. Before, a namespace, membership, pod or claim not listed yet reads as missing: a
+    /// restarted operator would archive a soft-deleted project with no team, revoke nobody, or
+    /// record a zero rate of usage. Other counted kinds are not waited for (a kind the cluster
+    /// does not serve must not stop expiries).
+    pub fn caches_ready(&self) -> bool {
+        self.metrics.caches_listed()
+            && self
+                .inventory
+                .kinds_synced(&["pods", "persistentvolumeclaims"])
+    }
+
+    /// Whether usage may be recorded (see [`Context::caches_ready`]).
     pub fn usage_ready(&self) -> bool {
-        self.metrics.is_ready()
+        self.caches_ready()
+    }
+
+    /// The answer of a reconcile that must wait for the caches: come back in a second.
+    pub fn wait_for_caches(&self) -> Option<Action> {
+        (!self.caches_ready()).then(|| Action::requeue(Duration::from_secs(1)))
     }
 
     /// Only the leader reconciles; other replicas keep caches and serve the webhook.

@@ -180,6 +180,9 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     let Some(_timer) = ctx.begin(CONTROLLER, project.as_ref()) else {
         return Ok(Action::await_change());
     };
+    if let Some(wait) = ctx.wait_for_caches() {
+        return Ok(wait);
+    }
     if project.metadata.deletion_timestamp.is_some() {
         // The last change of rate before the project goes (its workloads were removed just
         // before the delete): recorded at its instant, not when the record is settled.

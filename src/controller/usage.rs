@@ -55,9 +55,8 @@ async fn reconcile(record: Arc<ProjectUsage>, ctx: Arc<Context>) -> Result<Actio
     let Some(_timer) = ctx.begin(CONTROLLER, record.as_ref()) else {
         return Ok(Action::await_change());
     };
-    // A project not listed yet is not gone.
-    if !ctx.usage_ready() {
-        return Ok(Action::requeue(Duration::from_secs(1)));
+    if let Some(wait) = ctx.wait_for_caches() {
+        return Ok(wait);
     }
     let project = &record.spec.project;
     if ctx.caches.projects.get(&ObjectRef::new(project)).is_some() {

@@ -70,6 +70,14 @@ impl Inventory {
         out
     }
 
+    /// Whether these kinds have been listed once (a kind not counted is, trivially).
+    pub fn kinds_synced(&self, kinds: &[&str]) -> bool {
+        let synced = self.synced.lock().expect("inventory lock");
+        kinds
+            .iter()
+            .all(|k| synced.get(*k).copied().unwrap_or(true))
+    }
+
     /// Whether every counted kind has been listed once.
     pub fn synced(&self) -> bool {
         self.synced
