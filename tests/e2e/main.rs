@@ -12,6 +12,7 @@
 mod adversarial;
 mod chart;
 mod checklists;
+mod faults;
 mod foundation;
 mod lifecycle;
 mod promises;
@@ -52,6 +53,7 @@ fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
     trials.extend(chart::exclusive_trials(env));
     trials.extend(promises::exclusive_trials(env));
     trials.extend(usage::exclusive_trials(env));
+    trials.extend(faults::exclusive_trials(env));
     trials
 }
 

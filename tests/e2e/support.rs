@@ -901,3 +901,131 @@ impl Checks {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A second operator process started like the suite's (the crash-consistency tests)
+
+/// An operator process started like another one (same arguments and kubeconfig; see
+/// [`OperatorProcess::start_like`]) with extra environment variables. Unlike an
+/// [`OperatorProcess`], it may exit on its own, before or after it is ready (an armed fault
+/// point aborts it): that is what it is for, so its exit is reported, not an error. Stopped
+/// (SIGTERM, then SIGKILL) when dropped.
+pub struct SideOperator {
+    process: ManagedProcess,
+    metrics_addr: SocketAddr,
+    log: PathBuf,
+    exited_before_ready: Option<std::process::ExitStatus>,
+}
+
+impl SideOperator {
+    /// How it exited before its `/readyz` answered 200, if it did.
+    pub fn exited_before_ready(&self) -> Option<std::process::ExitStatus> {
+        self.exited_before_ready
+    }
+
+    /// Its exit status once it has exited (never blocks).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.exit_status()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// `<cluster dir>/<name>.log`.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The last `lines` lines of its log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.process.log_tail(lines)
+    }
+
+    /// SIGTERM, up to `grace` to exit, then SIGKILL; returns how it exited.
+    pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.process.terminate(grace)
+    }
+}
+
+impl OperatorProcess {
+    /// The arguments it runs with (after `run --metrics-addr <addr>`).
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// The kubeconfig it acts with.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Starts another `tenancy-operator run` with this one's arguments and kubeconfig (so it
+    /// serves the same webhook port and reads the same clock file), its own metrics port, its log
+    /// in `<cluster dir>/<name>.log`, and `envs` added to its environment (e.g.
+    /// `TENANCY_FAULT=<point>`). Returns once its `/readyz` answers 200 or it has exited,
+    /// whichever comes first; fails if neither happens within 60 s. Pause this one first: the
+    /// test operator has no leader election, and only one operator may act at a time.
+    pub fn start_like(
+        &self,
+        cluster: &ControlPlane,
+        name: &str,
+        envs: &[(&str, &str)],
+    ) -> Result<SideOperator, String> {
+        let port = free_port().map_err(|e| format!("picking a port: {e}"))?;
+        let metrics_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenancy-operator"));
+        cmd.arg("run")
+            .arg("--metrics-addr")
+            .arg(metrics_addr.to_string())
+            .args(&self.args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        for (key, value) in envs {
+            cmd.env(key, value);
+        }
+        let mut process = cluster.spawn_logged(name, cmd).map_err(|e| e.to_string())?;
+        let log = process
+            .log_path()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = process.exit_status() {
+                return Ok(SideOperator {
+                    process,
+                    metrics_addr,
+                    log,
+                    exited_before_ready: Some(status),
+                });
+            }
+            if http_get_ok(metrics_addr, "/readyz") {
+                return Ok(SideOperator {
+                    process,
+                    metrics_addr,
+                    log,
+                    exited_before_ready: None,
+                });
+            }
+            if Instant::now() > deadline {
+                let tail = process.log_tail(40);
+                process.terminate(Duration::from_secs(5));
+                return Err(format!(
+                    "operator {name}'s /readyz did not answer 200 within 60s\n--- last lines of {} ---\n{tail}",
+                    log.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
