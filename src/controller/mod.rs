@@ -144,11 +144,6 @@ impl Context {
                 .kinds_synced(&["pods", "persistentvolumeclaims"])
     }
 
-    /// Whether usage may be recorded (see [`Context::caches_ready`]).
-    pub fn usage_ready(&self) -> bool {
-        self.caches_ready()
-    }
-
     /// The answer of a reconcile that must wait for the caches: come back in a second.
     pub fn wait_for_caches(&self) -> Option<Action> {
         (!self.caches_ready()).then(|| Action::requeue(Duration::from_secs(1)))

@@ -207,9 +207,6 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     apply::ensure_cluster_rbac(&ctx, &plan.cluster_roles, &plan.cluster_role_bindings).await?;
 
     // Usage is accrued before anything that may fail: a month closed, a change of rate recorded.
-    // Not before every cache has listed (a namespace, pod or claim not listed yet would read as
-    // none: a change of rate to zero); the reconcile comes back.
-    let usage_synced = ctx.usage_ready();
     if !apply::write_usage(&ctx, &plan.usage).await? {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
@@ -256,18 +253,11 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         return Err(e);
     }
     ctx.succeeded(CONTROLLER, project.as_ref());
-    if !usage_synced {
-        return Ok(Action::requeue(plan.wake.min(Duration::from_secs(1))));
-    }
     Ok(Action::requeue(plan.wake))
 }
 
 /// Brings a project's usage record up to date with what its namespace requests now.
 async fn settle_usage(ctx: &Context, project: &Project) -> Result<(), Error> {
-    if !ctx.usage_ready() {
-        // Settled at the rate last recorded, when the project is gone.
-        return Ok(());
-    }
     let name = project.name_any();
     let now = ctx.clock.now();
     let latest = ctx.caches.latest_usage(&name, now);
@@ -394,7 +384,6 @@ struct Read {
     limits: Option<Arc<LimitRange>>,
     contents: desired::NamespaceContents,
     usage: Option<Arc<crate::api::ProjectUsage>>,
-    usage_known: bool,
 }
 
 impl Read {
@@ -432,7 +421,6 @@ impl Read {
                 .get(&ObjectRef::new(ns_desired::LIMITS_NAME).within(&name)),
             contents: ctx.inventory.contents(&name),
             usage: caches.latest_usage(&name, ctx.clock.now()),
-            usage_known: ctx.usage_ready(),
         }
     }
 
@@ -452,7 +440,6 @@ impl Read {
             is_project_namespace,
             checklist: self.checklist.as_deref(),
             usage: self.usage.as_deref(),
-            usage_known: self.usage_known,
         }
     }
 }

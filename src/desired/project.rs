@@ -49,9 +49,6 @@ pub struct ProjectView<'a> {
     pub checklist: Option<&'a crate::api::Checklist>,
     /// The project's latest usage record (by month), if any.
     pub usage: Option<&'a crate::api::ProjectUsage>,
-    /// Whether `contents` holds what the workloads request (pods and claims have been listed):
-    /// until then no change of rate is planned.
-    pub usage_known: bool,
 }
 
 /// The one lifecycle step a reconcile carries out before the children.
@@ -397,18 +394,14 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
 
     // Usage accrues from what the workloads of the project's own namespace request.
     let credit_amount = p.spec.credit.map(usage::credit_micros);
-    let usage_writes = if view.usage_known {
-        usage::project_writes(
-            p,
-            standing == Some(Standing::Owned),
-            view.contents,
-            view.usage,
-            now,
-            config.prices.as_ref(),
-        )
-    } else {
-        Vec::new()
-    };
+    let usage_writes = usage::project_writes(
+        p,
+        standing == Some(Standing::Owned),
+        view.contents,
+        view.usage,
+        now,
+        config.prices.as_ref(),
+    );
     let latest_usage = usage_writes.last().or(view.usage);
     let created = p
         .metadata
@@ -1001,7 +994,6 @@ mod tests {
         quota: Option<ResourceQuota>,
         contents: NamespaceContents,
         usage: Option<crate::api::ProjectUsage>,
-        usage_known: bool,
         config: Config,
     }
 
@@ -1018,7 +1010,6 @@ mod tests {
                 quota: None,
                 contents: NamespaceContents::default(),
                 usage: None,
-                usage_known: true,
                 config: Config::default(),
             }
         }
@@ -1041,7 +1032,6 @@ mod tests {
                 is_project_namespace: &none,
                 checklist,
                 usage: self.usage.as_ref(),
-                usage_known: self.usage_known,
             };
             plan(&view, &self.config, now())
         }
@@ -1898,22 +1888,6 @@ mod tests {
             plan.wake,
             Duration::from_secs(3600),
             "runs out in a day: at most an hour"
-        );
-    }
-
-    #[test]
-    fn a_change_of_rate_is_recorded_only_once_pods_and_claims_are_listed() {
-        let mut w = running_on_credit(100.0, "Notify", None, true);
-        w.contents.cpu = crate::desired::quantity::Milli(2000);
-        assert_eq!(
-            w.plan().usage.len(),
-            1,
-            "2 cores instead of 1: a change of rate"
-        );
-        w.usage_known = false;
-        assert!(
-            w.plan().usage.is_empty(),
-            "before the listing, nothing is known to change"
         );
     }
 

@@ -462,7 +462,6 @@ impl Cluster {
             is_project_namespace: &none,
             checklist: None,
             usage: usage::latest(self.usage.iter()),
-            usage_known: true,
         };
         plan(&view, &self.config, now)
     }
