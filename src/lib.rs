@@ -12,6 +12,8 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod metrics;
 pub mod run;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod views;
 pub mod watch;

@@ -13,33 +13,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::array::uniform2;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
-use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 
 use super::*;
 use crate::api::{CustomerSpec, ProjectSpec};
+use crate::testing::check;
 
-/// The fixed configuration: `cases` cases drawn from a fixed seed, nothing written to disk.
-fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: RngSeed::Fixed(0x7e4a_0c01),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// Runs one property; a failure panics with proptest's minimal failing input.
-fn check<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S::Value: std::fmt::Debug,
-{
-    let mut runner = TestRunner::new(config(cases));
-    if let Err(e) = runner.run(&strategy, test) {
-        panic!("{e}");
-    }
-}
+/// This file's fixed seed.
+const SEED: u64 = 0x7e4a_0c01;
 
 const NOW: &str = "2027-01-01T12:00:00Z";
 const PAST: &str = "2026-06-01T00:00:00Z";
@@ -675,7 +656,7 @@ fn staff_only_touched(old: Option<&Project>, new: &Project) -> Vec<&'static str>
 #[test]
 fn decide_project_never_allows_what_the_rules_forbid() {
     let seen = Seen::default();
-    check(1024, project_case(), |c| {
+    check(SEED, 1024, project_case(), |c| {
         let (old, new, v) = decide(&c);
         prop_assert!(
             [200, 403, 409, 422].contains(&verdict_code(&v)),
@@ -894,7 +875,7 @@ fn membership_case() -> impl Strategy<Value = MembershipCase> {
 fn decide_membership_never_allows_what_the_rules_forbid() {
     let by_managers = Cell::new(0u32);
     let acceptances = Cell::new(0u32);
-    check(1024, membership_case(), |c| {
+    check(SEED, 1024, membership_case(), |c| {
         let memberships: Vec<ProjectMembership> = c
             .members
             .iter()
@@ -1130,7 +1111,7 @@ fn customer_spec(c: &CustomerCase, i: usize) -> Customer {
 /// display fields (displayName, nativeName, abbreviation, displayBillingInfoInProjects).
 #[test]
 fn decide_customer_leaves_all_but_display_fields_to_staff() {
-    check(256, customer_case(), |c| {
+    check(SEED, 256, customer_case(), |c| {
         let old = customer_spec(&c, 0);
         let new = customer_spec(&c, 1);
         let (o, n) = match c.op {

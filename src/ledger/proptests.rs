@@ -11,21 +11,14 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestRunner};
+use proptest::test_runner::TestRunner;
 
 use super::*;
 use crate::api::{CustomerSpec, ProjectSpec};
 use crate::desired::quota::{allocation_of_list, from_strings};
 
-fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: RngSeed::Fixed(0x7e4a_0c02),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
+/// This file's fixed seed.
+const SEED: u64 = 0x7e4a_0c02;
 
 const PROJECTS: &[&str] = &["a", "b", "c", "d"];
 /// Resource names, aliases included (`cpu` is `requests.cpu`, `count/pods` is `pods`).
@@ -217,7 +210,7 @@ fn assert_within_limits(customer: &Customer, entries: &Entries) -> Result<(), Te
 fn the_ledger_never_oversubscribes_and_refusals_change_nothing() {
     let reserved = std::cell::Cell::new(0u32);
     let refused = std::cell::Cell::new(0u32);
-    let mut runner = TestRunner::new(config(256));
+    let mut runner = TestRunner::new(crate::testing::proptest_config(SEED, 256));
     let result = runner.run(&case(), |c| {
         let customer = customer(&c);
         // Batched, as `write_batch` plans them, and one change at a time.
@@ -346,7 +339,7 @@ fn fits_says_exactly_whether_the_sum_stays_within_the_limits() {
         select(PROJECTS),
         prop::collection::btree_map(select(KEYS), select(AMOUNTS), 0..3),
     );
-    let mut runner = TestRunner::new(config(256));
+    let mut runner = TestRunner::new(crate::testing::proptest_config(SEED, 256));
     let result = runner.run(&strategy, |(c, held, project, want)| {
         let customer = customer(&c);
         let canonical = |m: &BTreeMap<&str, &str>| {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use proptest::prelude::*;
 use proptest::sample::select;
-use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, RngSeed, TestRunner};
+use proptest::test_runner::TestRunner;
 
 use super::*;
 use crate::api::ProjectUsage;
@@ -19,15 +19,8 @@ use crate::api::project::SuspensionRecord;
 use crate::desired::cost::Prices;
 use crate::desired::quantity::Milli;
 
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases,
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: RngSeed::Fixed(0x7e4a_0c04),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+/// This file's fixed seed.
+const SEED: u64 = 0x7e4a_0c04;
 
 fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).unwrap()
@@ -585,7 +578,7 @@ const MAX_PASSES: usize = 6;
 /// credit, expiration policy).
 #[test]
 fn a_carried_out_plan_plans_nothing_more() {
-    let mut runner = TestRunner::new(config(256));
+    let mut runner = TestRunner::new(crate::testing::proptest_config(SEED, 256));
     let result = runner.run(&case(), |c| {
         let mut cluster = Cluster::of(&c);
         let mut now: Timestamp = c.start.parse().unwrap();

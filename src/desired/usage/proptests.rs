@@ -11,29 +11,13 @@ use std::collections::BTreeMap;
 use jiff::ToSpan;
 use jiff::tz::TimeZone;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 
 use super::*;
+use crate::testing::check;
 
-fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: RngSeed::Fixed(0x7e4a_0c03),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-fn check<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
-    S::Value: std::fmt::Debug,
-{
-    let mut runner = TestRunner::new(config(cases));
-    if let Err(e) = runner.run(&strategy, test) {
-        panic!("{e}");
-    }
-}
+/// This file's fixed seed.
+const SEED: u64 = 0x7e4a_0c03;
 
 const PROJECT: &str = "genomics";
 const DAY_MS: i64 = 86_400_000;
@@ -214,7 +198,7 @@ fn moved(now: Timestamp, t: Tick) -> Timestamp {
 #[test]
 fn advance_integrates_the_rate_exactly_month_by_month() {
     let p = prices();
-    check(192, history(false), |(offset, steps)| {
+    check(SEED, 192, history(false), |(offset, steps)| {
         let mut w = World::new();
         let mut now = start()
             .checked_add(jiff::SignedDuration::from_millis(offset))
@@ -335,7 +319,7 @@ fn advance_integrates_the_rate_exactly_month_by_month() {
 #[test]
 fn a_clock_going_back_never_lowers_a_total() {
     let p = prices();
-    check(192, history(true), |(offset, steps)| {
+    check(SEED, 192, history(true), |(offset, steps)| {
         let mut w = World::new();
         let mut now = start()
             .checked_add(jiff::SignedDuration::from_millis(offset))
@@ -510,9 +494,12 @@ fn check_reaches(
 /// it is, over [from, t − 1 ms) it is not. Here with a rate of one resource (cpu).
 #[test]
 fn reaches_is_the_first_instant_the_cost_reaches_the_amount() {
-    check(256, reaches_case(true), |(prices, rate, offset, amount)| {
-        check_reaches(&prices, &rate, offset, amount, true)
-    });
+    check(
+        SEED,
+        256,
+        reaches_case(true),
+        |(prices, rate, offset, amount)| check_reaches(&prices, &rate, offset, amount, true),
+    );
 }
 
 /// (e) For several resources: `reaches` prices a month by the rate's combined fraction (one
@@ -522,6 +509,7 @@ fn reaches_is_the_first_instant_the_cost_reaches_the_amount() {
 #[test]
 fn reaches_is_within_rounding_of_the_cost_of_several_resources() {
     check(
+        SEED,
         256,
         reaches_case(false),
         |(prices, rate, offset, amount)| check_reaches(&prices, &rate, offset, amount, false),
