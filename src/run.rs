@@ -263,7 +263,8 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             .map(Clock::with_offset_file)
             .unwrap_or_default(),
         metrics: metrics.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(client.clone(), reporter.clone()),
+        reporter,
         caches: caches.clone(),
         inventory: inventory.clone(),
         ledger: ledger.clone(),

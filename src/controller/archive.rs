@@ -121,9 +121,8 @@ async fn reconcile(n: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error
         let wait = now.duration_until(at).unsigned_abs();
         return Ok(Action::requeue(wait.min(Duration::from_secs(24 * 3600))));
     }
-    apply::remove(&ctx, n.as_ref()).await?;
-    crate::fault::point("purge/namespace-deleted");
-    ctx.event(
+    // Sent first, once per namespace: after the deletion nothing would send it again.
+    ctx.event_once(
         n.as_ref(),
         EventType::Normal,
         "Purged",
@@ -131,7 +130,10 @@ async fn reconcile(n: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error
             "deleted namespace {name} of project {name} for good: it was deleted at {}, its customer {customer} is gone too, and the retention was {retention} days",
             archive.terminated_at.0
         ),
+        n.uid().as_deref().unwrap_or(&name),
     )
     .await;
+    apply::remove(&ctx, n.as_ref()).await?;
+    crate::fault::point("purge/namespace-deleted");
     Ok(Action::await_change())
 }

@@ -163,9 +163,17 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
     apply::ensure_cluster_rbac(&ctx, &plan.cluster_roles, &plan.cluster_role_bindings).await?;
     let ledger_settles = repair_ledger(&ctx, &name, &projects, now).await?;
     for (n, note) in &plan.purge {
+        // Sent first, once per namespace: after the deletion nothing would send it again.
+        let key = n.uid().unwrap_or_else(|| n.name_any());
+        ctx.event_once(
+            customer.as_ref(),
+            EventType::Normal,
+            "Purged",
+            note.clone(),
+            &key,
+        )
+        .await;
         apply::remove(&ctx, n.as_ref()).await?;
-        ctx.event(customer.as_ref(), EventType::Normal, "Purged", note.clone())
-            .await;
     }
     apply::ensure_status(
         &ctx,

@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 
@@ -62,6 +62,61 @@ impl Error {
     }
 }
 
+/// The Event [`Context::event_once`] creates: named `<object>.<reason>.<hash of key>`, so the
+/// same milestone always has the same name.
+fn once_event(
+    reporter: &Reporter,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    key: &str,
+    now: jiff::Timestamp,
+) -> k8s_openapi::api::events::v1::Event {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    // FNV-1a: stable across builds and platforms (the std hasher is not).
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let object: String = reference
+        .name
+        .as_deref()
+        .unwrap_or("object")
+        .chars()
+        .take(200)
+        .collect();
+    k8s_openapi::api::events::v1::Event {
+        action: Some(reason.into()),
+        reason: Some(reason.into()),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(reference.clone()),
+        note: Some(note),
+        metadata: ObjectMeta {
+            namespace: reference.namespace.clone(),
+            name: Some(format!(
+                "{object}.{}.{hash:016x}",
+                reason.to_ascii_lowercase()
+            )),
+            ..Default::default()
+        },
+        reporting_controller: Some(reporter.controller.clone()),
+        reporting_instance: Some(
+            reporter
+                .instance
+                .clone()
+                .unwrap_or_else(|| reporter.controller.clone()),
+        ),
+        type_: Some(
+            match type_ {
+                EventType::Normal => "Normal",
+                EventType::Warning => "Warning",
+            }
+            .into(),
+        ),
+        ..Default::default()
+    }
+}
+
 /// Shared state of the reconcilers.
 pub struct Context {
     pub client: Client,
@@ -69,6 +124,8 @@ pub struct Context {
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Who publishes Events (the recorder's, for [`Context::event_once`]).
+    pub reporter: Reporter,
     pub caches: Caches,
     pub inventory: Arc<inventory::Inventory>,
     /// Whether this replica holds the leader Lease (always true without leader election).
@@ -110,6 +167,43 @@ impl Context {
             tracing::warn!(error = %e, reason, "could not publish event");
         } else {
             self.metrics.write("Event", "create");
+        }
+    }
+
+    /// Publishes the Event of a milestone that happens once per `key` (a soft delete, a
+    /// recovery, a purge), however often the pass that reaches it runs: a pass retried after an
+    /// error or a crash sends it again, and the name derived from the object, the reason and the
+    /// key makes the apiserver refuse the second as AlreadyExists. So callers send it before
+    /// the effect after which nothing would send it again. Failures are logged, never fatal.
+    pub async fn event_once<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        key: &str,
+    ) {
+        let reference = obj.object_ref(&());
+        let event = once_event(
+            &self.reporter,
+            &reference,
+            type_,
+            reason,
+            note,
+            key,
+            jiff::Timestamp::now(),
+        );
+        let namespace = reference.namespace.as_deref().unwrap_or("default");
+        let api = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+            self.client.clone(),
+            namespace,
+        );
+        match api.create(&Default::default(), &event).await {
+            Ok(_) => self.metrics.write("Event", "create"),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::debug!(reason, key, "event already sent");
+            }
+            Err(e) => tracing::warn!(error = %e, reason, "could not publish event"),
         }
     }
 
@@ -243,4 +337,50 @@ where
             futures::future::ready(())
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(object: &str, reason: &str, key: &str) -> String {
+        let reporter = Reporter {
+            controller: "tenancy-operator".into(),
+            instance: None,
+        };
+        let reference = ObjectReference {
+            kind: Some("Project".into()),
+            name: Some(object.into()),
+            ..Default::default()
+        };
+        once_event(
+            &reporter,
+            &reference,
+            EventType::Normal,
+            reason,
+            "note".into(),
+            key,
+            jiff::Timestamp::UNIX_EPOCH,
+        )
+        .metadata
+        .name
+        .unwrap()
+    }
+
+    /// One milestone, one name (whenever and by whichever replica it is sent); another key or
+    /// reason, another name; always a valid object name.
+    #[test]
+    fn a_milestone_event_has_one_name() {
+        let a = named("web", "Recovered", "uid-1/2026-01-01T00:00:00Z");
+        assert_eq!(a, named("web", "Recovered", "uid-1/2026-01-01T00:00:00Z"));
+        assert_ne!(a, named("web", "Recovered", "uid-1/2026-02-01T00:00:00Z"));
+        assert_ne!(a, named("web", "SoftDeleted", "uid-1/2026-01-01T00:00:00Z"));
+        assert!(a.starts_with("web.recovered."), "{a}");
+        let long = named(&"x".repeat(300), "Purged", "k");
+        assert!(long.len() <= 253, "{}", long.len());
+        assert!(
+            long.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        );
+    }
 }

@@ -490,13 +490,22 @@ async fn carry_out_move(
     } else {
         "memberships revoked"
     };
-    ctx.event(
+    // Once per move, also when a crash or a conflict repeats this pass (the status that
+    // records the move is written after it).
+    ctx.event_once(
         project,
         EventType::Normal,
         "Moved",
         format!(
             "moved from customer {} to {}; {kept}",
             moved.record.from, moved.record.to
+        ),
+        &format!(
+            "{}/{}/{}/{}",
+            project.uid().unwrap_or_default(),
+            moved.record.from,
+            moved.record.to,
+            project.metadata.generation.unwrap_or_default()
         ),
     )
     .await;
@@ -510,7 +519,20 @@ async fn carry_out_step(
     step: Option<&Step>,
 ) -> Result<(), Error> {
     let name = project.name_any();
-    let (reason, note) = match step {
+    // Suspend and Resume are sent once per suspension (its stored plan's time), also when a
+    // crash repeats the pass; the workloads' deletion is not repeated.
+    let once = |record: &crate::api::project::SuspensionRecord, what: &str| {
+        format!(
+            "{}/{what}/{}",
+            project.uid().unwrap_or_default(),
+            record
+                .time
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default()
+        )
+    };
+    let (reason, note, key) = match step {
         Some(Step::Suspend(record)) => {
             super::expiry::suspend(ctx, &name, record).await?;
             (
@@ -521,6 +543,7 @@ async fn carry_out_step(
                     record.cron_jobs.len(),
                     record.jobs.len()
                 ),
+                Some(once(record, "suspend")),
             )
         }
         Some(Step::DeleteWorkloads) => {
@@ -528,6 +551,7 @@ async fn carry_out_step(
             (
                 "WorkloadsDeleted",
                 format!("end date plus grace passed: deleted {deleted:?}"),
+                None,
             )
         }
         Some(Step::Resume(record)) => {
@@ -540,11 +564,18 @@ async fn carry_out_step(
                     record.cron_jobs.len(),
                     record.jobs.len()
                 ),
+                Some(once(record, "resume")),
             )
         }
         _ => return Ok(()),
     };
-    ctx.event(project, EventType::Normal, reason, note).await;
+    match key {
+        Some(key) => {
+            ctx.event_once(project, EventType::Normal, reason, note, &key)
+                .await
+        }
+        None => ctx.event(project, EventType::Normal, reason, note).await,
+    }
     Ok(())
 }
 

@@ -222,7 +222,8 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
             }
         }
         if let Some(n) = &namespace {
-            ctx.event(
+            // Once per soft delete, also when a crash repeats this pass.
+            ctx.event_once(
                 n.as_ref(),
                 EventType::Normal,
                 "SoftDeleted",
@@ -230,6 +231,9 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
                     "project {name} deleted: namespace kept frozen and archived with {} members",
                     archive.members.len()
                 ),
+                // A project incarnation is soft-deleted once (the archive's time would do too,
+                // but a fresh one is finer than the stored one).
+                &project.uid().unwrap_or_else(|| name.clone()),
             )
             .await;
         }
@@ -348,6 +352,26 @@ pub async fn recover(
                 record.invited.push(member);
             }
         }
+        // Sent before the record, once per recovery: a pass after a crash anywhere later finds
+        // the record and would not know the Event was never sent.
+        ctx.event_once(
+            project,
+            EventType::Normal,
+            "Recovered",
+            format!(
+                "recovered the project deleted at {}: {} restored, {} invited, {} expired",
+                archive.terminated_at.0,
+                record.restored.len(),
+                record.invited.len(),
+                record.skipped_expired.len()
+            ),
+            &format!(
+                "{}/{}",
+                project.uid().unwrap_or_default(),
+                archive.terminated_at.0
+            ),
+        )
+        .await;
         let status = ProjectStatus {
             recovery: Some(record.clone()),
             ..previous.clone()
@@ -391,21 +415,6 @@ pub async fn recover(
             )
             .await?;
         }
-    }
-    if recorded.is_none() {
-        ctx.event(
-            project,
-            EventType::Normal,
-            "Recovered",
-            format!(
-                "recovered the project deleted at {}: {} restored, {} invited, {} expired",
-                archive.terminated_at.0,
-                record.restored.len(),
-                record.invited.len(),
-                record.skipped_expired.len()
-            ),
-        )
-        .await;
     }
     Ok(Action::requeue(std::time::Duration::from_millis(100)))
 }

@@ -4,8 +4,8 @@
 //! triggered, and that operator aborts at the point (SIGABRT: nothing unwinds, as with a
 //! SIGKILL); the suite's operator is started again and must bring everything to the state the
 //! action gives without a crash. Each trial reports, through [`Checks`], the state it saw at the
-//! crash (proof the crash interrupted this trial's action), the end state, and how many Events
-//! the action left (a couple at most: no storm). `faults::summary`, last, lists every point with
+//! crash (proof the crash interrupted this trial's action), the end state, and the action's
+//! milestone Event (exactly one: never lost, never repeated). `faults::summary`, last, lists every point with
 //! its outcome and the suite's runtime.
 //!
 //! Before the first crash, the cluster gets a background of memberships ([`BACKGROUND`], 1600
@@ -101,9 +101,6 @@ const SCENARIOS: &[(&str, Action)] = &[
     ("ledger/written", Action::Ledger),
     ("usage/record-written", Action::Usage),
 ];
-
-/// The most Events of the action's reason one object may get from one action and one crash.
-const MAX_EVENTS: i32 = 3;
 
 // ---------------------------------------------------------------------------------------------
 // The trial and the summary
@@ -898,9 +895,9 @@ async fn count_events(
     Ok((count, messages))
 }
 
-/// Counts the action's Events (waiting up to 15 s for a first one, then 2 s more for any
-/// storm): a row that fails above [`MAX_EVENTS`], and a note when there is none (the action
-/// without a crash emits one).
+/// Counts the action's Events (waiting up to 15 s for the first, then 2 s more for any
+/// repeat): the action's milestone Event is sent exactly once, also when a crash made a pass
+/// run twice, and never lost.
 async fn check_events(checks: &mut Checks, client: &Client, kind: &str, name: &str, reason: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut seen = count_events(client, kind, name, reason).await;
@@ -910,21 +907,11 @@ async fn check_events(checks: &mut Checks, client: &Client, kind: &str, name: &s
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     match count_events(client, kind, name, reason).await {
-        Ok((count, messages)) => {
-            checks.fact(
-                &format!("{reason} Events on {kind} {name}: {count} (at most {MAX_EVENTS})"),
-                count <= MAX_EVENTS,
-                messages.join(" | "),
-            );
-            if count == 0 {
-                note(
-                    checks,
-                    format!(
-                        "no {reason} Event on {kind} {name}: the action without a crash emits one; this crash lost it"
-                    ),
-                );
-            }
-        }
+        Ok((count, messages)) => checks.fact(
+            &format!("{reason} Events on {kind} {name}: {count} (exactly 1)"),
+            count == 1,
+            messages.join(" | "),
+        ),
         Err(e) => checks.fact(
             &format!("{reason} Events on {kind} {name}"),
             false,
@@ -1985,7 +1972,7 @@ async fn purge_body(
 
     let at_crash = namespaces.get_opt(doomed).await?;
     checks.check(
-        &format!("the crash interrupted the purge (namespace {doomed} deleted, no Event yet)"),
+        &format!("the crash interrupted the purge (namespace {doomed} deleted, its Purged Event sent first)"),
         at_crash
             .as_ref()
             .is_none_or(|n| n.metadata.deletion_timestamp.is_some()),
