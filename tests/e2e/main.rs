@@ -15,6 +15,7 @@ mod checklists;
 mod faults;
 mod foundation;
 mod lifecycle;
+mod plugin;
 mod promises;
 mod reconcile;
 mod support;
@@ -43,6 +44,7 @@ fn all_trials(env: &Arc<Env>) -> Vec<Trial> {
     trials.extend(promises::trials(env));
     trials.extend(views::trials(env));
     trials.extend(checklists::trials(env));
+    trials.extend(plugin::trials(env));
     trials
 }
 

@@ -1,0 +1,1047 @@
+//! `kubectl tenancy`: the built plugin binary, run as a member, a manager, an owner, a stranger
+//! and staff (`--as`/`--as-group` against the suite's admin kubeconfig). Each command must do
+//! what the portal's action does, checked on the stored objects and by SubjectAccessReview, and
+//! be refused where the portal refuses.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::Api;
+use kube::api::DeleteParams;
+use libtest_mimic::Trial;
+use serde_json::{Value, json};
+use tenancy_operator::api::{Checklist, Customer, Project, ProjectMembership};
+
+use crate::support::*;
+
+pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
+    vec![
+        trial(
+            env,
+            "plugin::projects_members_and_dates_as_member_manager_owner_stranger_and_staff",
+            projects_members_and_dates,
+        ),
+        trial(
+            env,
+            "plugin::delete_lists_what_runs_and_recover_brings_the_team_back",
+            delete_and_recover,
+        ),
+        trial(
+            env,
+            "plugin::the_checklist_dialogue_creates_a_project_that_passes_the_webhook",
+            checklist_dialogue,
+        ),
+        trial(
+            env,
+            "plugin::kubeconfig_context_completion_and_errors",
+            conventions,
+        ),
+    ]
+}
+
+const STAFF_GROUP: &str = "tenancy:staff";
+const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-tenancy");
+const COMPLETE: &str = env!("CARGO_BIN_EXE_kubectl_complete-tenancy");
+
+/// Who runs a command: a user and their groups.
+#[derive(Clone, Copy)]
+struct Who<'a>(&'a str, &'a [&'a str]);
+
+/// Runs `kubectl tenancy ARGS` (the built binary) as `who`, with `input` on stdin (piped: not
+/// a terminal).
+async fn run_as(env: &Env, who: Who<'_>, args: &[&str], input: Option<&str>) -> Output {
+    let mut full: Vec<String> = vec![
+        "--kubeconfig".into(),
+        env.kubeconfig().display().to_string(),
+        "--as".into(),
+        who.0.into(),
+    ];
+    for g in who.1 {
+        full.push("--as-group".into());
+        full.push(g.to_string());
+    }
+    full.extend(args.iter().map(|s| s.to_string()));
+    run_program(PLUGIN, full, input, None).await
+}
+
+async fn run_program(
+    program: &str,
+    args: Vec<String>,
+    input: Option<&str>,
+    kubeconfig_env: Option<PathBuf>,
+) -> Output {
+    let program = program.to_string();
+    let input = input.map(String::from);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut cmd = Command::new(&program);
+        cmd.args(&args)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(k) = kubeconfig_env {
+            cmd.env("KUBECONFIG", k);
+        }
+        let mut child = cmd.spawn().expect("the plugin binary runs");
+        let mut stdin = child.stdin.take().expect("piped");
+        if let Some(i) = input {
+            let _ = stdin.write_all(i.as_bytes());
+        }
+        drop(stdin);
+        child.wait_with_output().expect("waiting for the plugin")
+    })
+    .await
+    .expect("the plugin's thread")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn shown(o: &Output) -> String {
+    format!(
+        "exit {}, stdout: {}, stderr: {}",
+        o.status,
+        out(o).trim(),
+        err(o).trim()
+    )
+}
+
+/// The items of a `-o json` List.
+fn items(o: &Output) -> Result<Vec<Value>, String> {
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .map_err(|e| format!("-o json did not parse ({e}): {}", shown(o)))?;
+    if v["kind"] != "List" {
+        return Err(format!("-o json is not a List: {v}"));
+    }
+    Ok(v["items"].as_array().cloned().unwrap_or_default())
+}
+
+fn names(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str().map(String::from))
+        .collect()
+}
+
+async fn membership_of(
+    admin: &kube::Client,
+    project: &str,
+    user: &str,
+) -> Option<ProjectMembership> {
+    let api: Api<ProjectMembership> = Api::namespaced(admin.clone(), project);
+    api.list(&Default::default())
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .find(|m| m.spec.subject.name == user)
+}
+
+/// A customer owned by `owner` and a project of it, Ready, with `manager` as its Manager.
+async fn customer_and_project(
+    env: &Env,
+    customer: &str,
+    owner: &str,
+    project_name: &str,
+    manager: &str,
+) -> TestResult {
+    let admin = env.client().await;
+    Api::<Customer>::all(admin.clone())
+        .create(&pp(), &customer_obj(customer, owner))
+        .await?;
+    wait_access(env, owner, "create", "projects.tenancy.dev", None, true).await?;
+    Api::<Project>::all(admin.clone())
+        .create(
+            &pp(),
+            &project(
+                project_name,
+                json!({"customer": customer, "endDate": "2027-06-30"}),
+            ),
+        )
+        .await?;
+    wait_finalizer(&admin, project_name).await?;
+    wait_access(env, owner, "list", "pods", Some(project_name), true).await?;
+    let m: ProjectMembership = from_json(json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectMembership",
+        "metadata": {"name": "manager", "namespace": project_name},
+        "spec": {"subject": {"kind": "User", "name": manager}, "role": "Manager"},
+    }));
+    Api::<ProjectMembership>::namespaced(admin.clone(), project_name)
+        .create(&pp(), &m)
+        .await?;
+    wait_access(
+        env,
+        manager,
+        "create",
+        "projectmemberships.tenancy.dev",
+        Some(project_name),
+        true,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Staff: a user in group tenancy:staff (what the webhook recognises), with the RBAC the
+/// chart's `tenancy:staff` ClusterRole gives (the suite's local install does not apply
+/// staff.yaml, so cluster-admin stands in for it, as in the lifecycle trials).
+async fn staff_user(env: &Env, user: &str) -> TestResult {
+    let admin = env.client().await;
+    Api::<ClusterRoleBinding>::all(admin)
+        .create(
+            &pp(),
+            &from_json(json!({
+                "metadata": {"name": format!("{user}-staff")},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+            })),
+        )
+        .await?;
+    wait_access_as(
+        env,
+        user,
+        &[STAFF_GROUP],
+        "create",
+        "projects.tenancy.dev",
+        None,
+        true,
+    )
+    .await
+}
+
+fn customer_obj(name: &str, owner: &str) -> Customer {
+    customer(name, json!({"owners": owners(&[owner])}))
+}
+
+async fn projects_members_and_dates(env: Arc<Env>) -> TestResult {
+    let tag = unique_name("plug");
+    let (cust, cust2, name) = (
+        format!("{tag}-acme"),
+        format!("{tag}-globex"),
+        format!("{tag}-genomics"),
+    );
+    let (owner, manager, member, stranger, staff) = (
+        format!("{tag}-olga"),
+        format!("{tag}-mia"),
+        format!("{tag}-max"),
+        format!("{tag}-sam"),
+        format!("{tag}-stella"),
+    );
+    let admin = env.client().await;
+    customer_and_project(&env, &cust, &owner, &name, &manager).await?;
+    staff_user(&env, &staff).await?;
+    Api::<Customer>::all(admin.clone())
+        .create(&pp(), &customer_obj(&cust2, &owner))
+        .await?;
+    let as_owner = Who(&owner, &[]);
+    let as_manager = Who(&manager, &[]);
+    let as_member = Who(&member, &[]);
+    let as_stranger = Who(&stranger, &[]);
+    let staff_groups = [STAFF_GROUP];
+    let as_staff = Who(&staff, &staff_groups);
+    let mut c = Checks::default();
+
+    // projects: each sees what is theirs, with their roles.
+    let started = Instant::now();
+    let o = run_as(&env, as_manager, &["projects", "-o", "json"], None).await;
+    let listed = items(&o)?;
+    eprintln!(
+        "[e2e] kubectl tenancy projects -o json as a manager: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mine = listed
+        .iter()
+        .find(|p| p["metadata"]["name"] == name.as_str());
+    c.check(
+        "projects as the manager lists the project with role Manager",
+        mine.is_some_and(|p| p["access"]["roles"] == json!(["Manager"])),
+        format!("{:?}", mine),
+    );
+    let o = run_as(&env, as_stranger, &["projects", "-o", "json"], None).await;
+    c.check(
+        "projects as a stranger does not list it",
+        !names(&items(&o)?).contains(&name),
+        shown(&o),
+    );
+    let o = run_as(
+        &env,
+        as_staff,
+        &["projects", "--customer", &cust, "-o", "name"],
+        None,
+    )
+    .await;
+    c.equal(
+        "projects --customer as staff",
+        out(&o),
+        format!("project/{name}\n"),
+    );
+    let o = run_as(
+        &env,
+        as_owner,
+        &[
+            "projects",
+            "--can-manage",
+            "--conceal-finished",
+            "--customer",
+            &format!("{cust},{cust2}"),
+            "--created-after",
+            "1h",
+            "--order-by",
+            "-created",
+            "--query",
+            &name,
+        ],
+        None,
+    )
+    .await;
+    c.check(
+        "projects with every filter as the owner: a table with the project and its role",
+        o.status.success()
+            && out(&o).starts_with("NAME")
+            && out(&o).contains(&name)
+            && out(&o).contains("CustomerOwner"),
+        shown(&o),
+    );
+    let o = run_as(
+        &env,
+        as_manager,
+        &["projects", "--can-admin", "-o", "name"],
+        None,
+    )
+    .await;
+    c.check(
+        "projects --can-admin as the manager (no Administrator role) lists nothing",
+        o.status.success() && !out(&o).contains(&name),
+        shown(&o),
+    );
+
+    // add-member: a manager adds a Member, never a Manager; a stranger adds nobody.
+    let o = run_as(
+        &env,
+        as_manager,
+        &[
+            "add-member",
+            &name,
+            &member,
+            "--role",
+            "Member",
+            "--until",
+            "30d",
+        ],
+        None,
+    )
+    .await;
+    c.check(
+        "add-member Member as the manager",
+        o.status.success(),
+        shown(&o),
+    );
+    let m = membership_of(&admin, &name, &member).await;
+    let until = m
+        .as_ref()
+        .and_then(|m| m.spec.expiration_time.clone())
+        .map(|t| t.0);
+    let in_30d = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30);
+    c.check(
+        "the membership is a Member until about 30 days from now",
+        m.as_ref().is_some_and(|m| m.spec.role.as_str() == "Member")
+            && until.is_some_and(|u| (in_30d.duration_since(u).as_secs()).abs() < 600),
+        format!("{:?}", m.map(|m| m.spec)),
+    );
+    c.outcome(
+        "the member may list pods (SubjectAccessReview)",
+        wait_access(&env, &member, "list", "pods", Some(&name), true).await,
+    );
+    let o = run_as(
+        &env,
+        as_manager,
+        &["add-member", &name, &stranger, "--role", "Manager"],
+        None,
+    )
+    .await;
+    c.check(
+        "add-member Manager as the manager is refused by the webhook",
+        !o.status.success() && err(&o).contains("denied the request"),
+        shown(&o),
+    );
+    let o = run_as(
+        &env,
+        as_stranger,
+        &["add-member", &name, &stranger, "--role", "Member"],
+        None,
+    )
+    .await;
+    c.check(
+        "add-member as a stranger is refused",
+        !o.status.success() && err(&o).contains("forbidden"),
+        shown(&o),
+    );
+    c.check(
+        "neither refused add-member made a membership",
+        membership_of(&admin, &name, &stranger).await.is_none(),
+        "",
+    );
+
+    // members: who holds which role, for those who may see the project.
+    let o = run_as(&env, as_member, &["members", &name, "-o", "json"], None).await;
+    let subjects: Vec<(String, String)> = items(&o)?
+        .iter()
+        .map(|m| {
+            (
+                m["subject"]["name"].as_str().unwrap_or("").to_string(),
+                m["role"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    c.check(
+        "members as the member lists the manager and the member with their roles",
+        subjects.contains(&(manager.clone(), "Manager".into()))
+            && subjects.contains(&(member.clone(), "Member".into())),
+        format!("{subjects:?}"),
+    );
+    let o = run_as(
+        &env,
+        as_owner,
+        &[
+            "members",
+            "--customer",
+            &cust,
+            "--role",
+            "Member",
+            "-o",
+            "json",
+        ],
+        None,
+    )
+    .await;
+    c.check(
+        "members --customer --role Member as the owner lists the member only",
+        names(&items(&o)?).len() == 1 && out(&o).contains(&member),
+        shown(&o),
+    );
+    let o = run_as(&env, as_stranger, &["members", &name], None).await;
+    c.check(
+        "members as a stranger says the project is not one they may see",
+        !o.status.success() && err(&o).contains("not one you may see"),
+        shown(&o),
+    );
+
+    // expire: a time in the past ends the role; --never makes it permanent again.
+    let o = run_as(
+        &env,
+        as_manager,
+        &["expire", &name, &member, "--at", "2020-01-01"],
+        None,
+    )
+    .await;
+    c.check(
+        "expire --at a past date as the manager",
+        o.status.success(),
+        shown(&o),
+    );
+    c.outcome(
+        "the member lost access at once (SubjectAccessReview)",
+        wait_access(&env, &member, "list", "pods", Some(&name), false).await,
+    );
+    let started = Instant::now();
+    let o = run_as(
+        &env,
+        as_manager,
+        &["expire", &name, &member, "--never"],
+        None,
+    )
+    .await;
+    c.check(
+        "expire --never as the manager",
+        o.status.success(),
+        shown(&o),
+    );
+    let m = membership_of(&admin, &name, &member).await;
+    c.check(
+        "expire --never left no expirationTime (a permanent role)",
+        m.as_ref().is_some_and(|m| m.spec.expiration_time.is_none()),
+        format!("{:?}", m.map(|m| m.spec)),
+    );
+    c.outcome(
+        "the member has access again",
+        wait_access(&env, &member, "list", "pods", Some(&name), true).await,
+    );
+    eprintln!(
+        "[e2e] kubectl tenancy expire --never to access granted again: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    // The views follow a role within a moment of the RBAC: wait until the member sees the
+    // project, so the refusal below is the apiserver's, not "not one you may see".
+    let member_sees = format!("project/{name}");
+    c.waited(
+        "the member sees the project again",
+        wait_for("the member to see the project", ACCESS_TIMEOUT, || async {
+            let o = run_as(&env, as_member, &["projects", "-o", "name"], None).await;
+            out(&o).contains(&member_sees).then_some(())
+        })
+        .await,
+    )?;
+    let o = run_as(
+        &env,
+        as_member,
+        &["expire", &name, &member, "--at", "1d"],
+        None,
+    )
+    .await;
+    c.check(
+        "expire as the member (not a manager) is refused",
+        !o.status.success() && err(&o).contains("forbidden"),
+        shown(&o),
+    );
+
+    // end and extend: the project's end date, as the portal's managers set it.
+    let o = run_as(
+        &env,
+        as_manager,
+        &["end", &name, "--on", "2027-01-31"],
+        None,
+    )
+    .await;
+    c.check("end --on as the manager", o.status.success(), shown(&o));
+    let o = run_as(
+        &env,
+        as_manager,
+        &["extend", &name, "--to", "2026-12-01"],
+        None,
+    )
+    .await;
+    c.check(
+        "extend --to an earlier date is refused naming the current end date",
+        !o.status.success() && err(&o).contains("not after the current end date 2027-01-31"),
+        shown(&o),
+    );
+    let o = run_as(
+        &env,
+        as_manager,
+        &["extend", &name, "--to", "2027-12-31"],
+        None,
+    )
+    .await;
+    c.check("extend --to as the manager", o.status.success(), shown(&o));
+    let p = Api::<Project>::all(admin.clone()).get(&name).await?;
+    c.equal(
+        "the end date is the extended one",
+        p.spec.end_date.as_deref(),
+        Some("2027-12-31"),
+    );
+    let o = run_as(&env, as_member, &["end", &name, "--on", "2026-12-01"], None).await;
+    c.check(
+        "end as the member is refused",
+        !o.status.success() && err(&o).contains("forbidden"),
+        shown(&o),
+    );
+
+    // usage: a List that parses, and a table with its per-day chart where there are months.
+    let o = run_as(&env, as_manager, &["usage", &name, "-o", "json"], None).await;
+    let months = items(&o)?;
+    let o = run_as(&env, as_manager, &["usage", &name], None).await;
+    c.check(
+        "usage as the manager: a table and a per-day chart for each month shown",
+        o.status.success()
+            && (months.is_empty()
+                || (out(&o).contains("CPU CORE-HOURS") && out(&o).contains("cpu core-hours"))),
+        shown(&o),
+    );
+    eprintln!(
+        "[e2e] kubectl tenancy usage: {} month(s) for a new project",
+        months.len()
+    );
+    let o = run_as(&env, as_stranger, &["usage", &name], None).await;
+    c.check(
+        "usage as a stranger says the project is not one they may see",
+        !o.status.success() && err(&o).contains("not one you may see"),
+        shown(&o),
+    );
+
+    // remove-member.
+    let o = run_as(&env, as_manager, &["remove-member", &name, &member], None).await;
+    c.check(
+        "remove-member as the manager",
+        o.status.success(),
+        shown(&o),
+    );
+    c.outcome(
+        "the removed member lost access",
+        wait_access(&env, &member, "list", "pods", Some(&name), false).await,
+    );
+
+    // move: staff only; the owner is refused and nothing moves.
+    let o = run_as(&env, as_owner, &["move", &name, "--to", &cust2], None).await;
+    c.check(
+        "move as the owner is refused (staff only)",
+        !o.status.success() && err(&o).contains("staff-only"),
+        shown(&o),
+    );
+    let o = run_as(&env, as_staff, &["move", &name, "--to", &cust2], None).await;
+    c.check("move as staff", o.status.success(), shown(&o));
+    let p = Api::<Project>::all(admin.clone()).get(&name).await?;
+    c.check(
+        "the project belongs to the new customer and keeps its team",
+        p.spec.customer == cust2 && p.spec.preserve_permissions_on_move == Some(true),
+        format!(
+            "{:?}",
+            (p.spec.customer, p.spec.preserve_permissions_on_move)
+        ),
+    );
+    c.outcome(
+        "the manager keeps access after the move",
+        wait_access(
+            &env,
+            &manager,
+            "create",
+            "deployments.apps",
+            Some(&name),
+            true,
+        )
+        .await,
+    );
+    c.finish("kubectl tenancy: projects, members, dates and move, by role")
+}
+
+async fn delete_and_recover(env: Arc<Env>) -> TestResult {
+    let tag = unique_name("plugdel");
+    let (cust, name) = (format!("{tag}-acme"), format!("{tag}-lab"));
+    let (owner, manager, alice, bob, staff) = (
+        format!("{tag}-olga"),
+        format!("{tag}-mia"),
+        format!("{tag}-alice"),
+        format!("{tag}-bob"),
+        format!("{tag}-stella"),
+    );
+    let admin = env.client().await;
+    customer_and_project(&env, &cust, &owner, &name, &manager).await?;
+    staff_user(&env, &staff).await?;
+    let as_owner = Who(&owner, &[]);
+    let staff_groups = [STAFF_GROUP];
+    let as_staff = Who(&staff, &staff_groups);
+    let mut c = Checks::default();
+    for (who, role) in [(&alice, "Member"), (&bob, "Administrator")] {
+        let o = run_as(
+            &env,
+            as_owner,
+            &["add-member", &name, who, "--role", role],
+            None,
+        )
+        .await;
+        c.check(
+            &format!("add-member {role} as the owner"),
+            o.status.success(),
+            shown(&o),
+        );
+    }
+    c.waited(
+        "the team has access",
+        wait_access(&env, &bob, "create", "deployments.apps", Some(&name), true).await,
+    )?;
+
+    // A Deployment runs: the delete is refused, saying what runs and how to remove it.
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &name);
+    deployments.create(&pp(), &deployment("web")).await?;
+    wait_project(&admin, &name, "counts the Deployment", |p| {
+        (p.status.as_ref()?.resource_counts.get("deployments.apps") == Some(&1)).then_some(())
+    })
+    .await?;
+    let o = run_as(&env, Who(&alice, &[]), &["delete", &name], None).await;
+    c.check(
+        "delete as a member is refused",
+        !o.status.success() && err(&o).contains("forbidden"),
+        shown(&o),
+    );
+    let o = run_as(&env, as_owner, &["delete", &name], None).await;
+    c.check(
+        "delete with a Deployment running lists it and the command that removes it",
+        !o.status.success()
+            && err(&o).contains("deployments.apps: 1")
+            && err(&o).contains(&format!("kubectl delete deployments.apps --all -n {name}")),
+        shown(&o),
+    );
+    deployments.delete("web", &DeleteParams::default()).await?;
+    wait_project(&admin, &name, "counts no resources", |p| {
+        (p.status.as_ref()?.resources_count == Some(0)).then_some(())
+    })
+    .await?;
+    let o = run_as(&env, as_owner, &["delete", &name], None).await;
+    c.check(
+        "delete as the owner once nothing runs",
+        o.status.success(),
+        shown(&o),
+    );
+    c.waited(
+        "the project is gone (soft delete done)",
+        wait_project_gone(&admin, &name).await,
+    )?;
+    c.outcome(
+        "the team lost access",
+        wait_access(&env, &alice, "list", "pods", Some(&name), false).await,
+    );
+    // The views list the archive within a moment of the soft delete.
+    let listed = wait_for(
+        "projects --include-terminated to list the project as Terminated",
+        RECONCILE_TIMEOUT,
+        || async {
+            let o = run_as(
+                &env,
+                as_owner,
+                &["projects", "--include-terminated", "-o", "json"],
+                None,
+            )
+            .await;
+            items(&o).ok().filter(|l| {
+                l.iter().any(|p| {
+                    p["metadata"]["name"] == name.as_str() && p["status"]["phase"] == "Terminated"
+                })
+            })
+        },
+    )
+    .await;
+    c.outcome(
+        "projects --include-terminated as the owner lists it as Terminated",
+        listed.map(|l| l.len()),
+    );
+
+    // recover --restore-team: staff only; the owner is refused and nothing is created.
+    let o = run_as(&env, as_owner, &["recover", &name, "--restore-team"], None).await;
+    c.check(
+        "recover --restore-team as the owner is refused (staff only)",
+        !o.status.success() && err(&o).contains("restoreTeamMembers"),
+        shown(&o),
+    );
+    c.check(
+        "the refused recovery created no project",
+        Api::<Project>::all(admin.clone())
+            .get_opt(&name)
+            .await?
+            .is_none(),
+        "",
+    );
+    let started = Instant::now();
+    let o = run_as(
+        &env,
+        as_staff,
+        &[
+            "recover",
+            &name,
+            "--restore-team",
+            "--end-date",
+            "2027-09-30",
+        ],
+        None,
+    )
+    .await;
+    c.check(
+        "recover --restore-team as staff",
+        o.status.success(),
+        shown(&o),
+    );
+    let p = Api::<Project>::all(admin.clone()).get_opt(&name).await?;
+    c.check(
+        "the recovered project has the archived customer, the new end date and restoreTeamMembers",
+        p.as_ref().is_some_and(|p| {
+            p.spec.customer == cust
+                && p.spec.end_date.as_deref() == Some("2027-09-30")
+                && p.spec
+                    .recovery
+                    .as_ref()
+                    .and_then(|r| r.restore_team_members)
+                    == Some(true)
+        }),
+        format!("{:?}", p.map(|p| p.spec)),
+    );
+    for (who, verb, resource) in [
+        (&alice, "list", "pods"),
+        (&bob, "create", "deployments.apps"),
+        (&manager, "create", "projectmemberships.tenancy.dev"),
+    ] {
+        c.outcome(
+            &format!("{who} has their role back ({verb} {resource})"),
+            wait_access(&env, who, verb, resource, Some(&name), true).await,
+        );
+    }
+    eprintln!(
+        "[e2e] kubectl tenancy recover --restore-team to the team's access back: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    c.finish("kubectl tenancy: delete and recover")
+}
+
+async fn checklist_dialogue(env: Arc<Env>) -> TestResult {
+    let tag = unique_name("plugcl");
+    let (list, cust, owner, stranger) = (
+        format!("{tag}-dp"),
+        format!("{tag}-acme"),
+        format!("{tag}-olga"),
+        format!("{tag}-sam"),
+    );
+    let admin = env.client().await;
+    let checklist: Checklist = from_json(json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "Checklist",
+        "metadata": {"name": list},
+        "spec": {"questions": [
+            {"id": "personal-data", "description": "Will the project process personal data?",
+             "type": "Boolean", "required": true},
+            {"id": "data-categories", "description": "Which categories of personal data?",
+             "type": "MultiSelect", "required": true,
+             "options": [{"id": "contact", "label": "Contact details"}, {"id": "health", "label": "Health data"}],
+             "dependencies": [{"question": "personal-data", "operator": "Equals", "value": true}]},
+            {"id": "export-control", "description": "Is any of the work export-controlled?",
+             "type": "SingleSelect", "required": true,
+             "options": [{"id": "no", "label": "No"}, {"id": "dual-use", "label": "Dual use"}, {"id": "military", "label": "Military"}],
+             "userGuidance": "Talk to the export control office first.",
+             "guidanceAnswerValue": ["dual-use", "military"], "guidanceOperator": "In"},
+            {"id": "export-licence", "description": "Export licence number", "type": "Text",
+             "required": true, "dependencyLogicOperator": "Or",
+             "dependencies": [{"question": "export-control", "operator": "Equals", "value": "dual-use"},
+                              {"question": "export-control", "operator": "Equals", "value": "military"}]},
+        ]},
+    }));
+    Api::<Checklist>::all(admin.clone())
+        .create(&pp(), &checklist)
+        .await?;
+    Api::<Customer>::all(admin.clone())
+        .create(
+            &pp(),
+            &customer(
+                &cust,
+                json!({"owners": owners(&[&owner]), "projectChecklist": list}),
+            ),
+        )
+        .await?;
+    wait_access(&env, &owner, "create", "projects.tenancy.dev", None, true).await?;
+    let as_owner = Who(&owner, &[]);
+    let mut c = Checks::default();
+
+    let o = run_as(&env, as_owner, &["checklist", &cust], None).await;
+    let lines: Vec<String> = out(&o).lines().map(String::from).collect();
+    c.check(
+        "checklist lists the questions asked first on top, the follow-ups after with their condition",
+        o.status.success()
+            && lines.len() == 5
+            && lines[1].starts_with("personal-data")
+            && lines[2].starts_with("export-control")
+            && lines[3].starts_with("data-categories")
+            && lines[3].contains("when personal-data Equals true"),
+        shown(&o),
+    );
+    let o = run_as(&env, as_owner, &["checklist", &cust, "-o", "json"], None).await;
+    let parsed: Result<Value, _> = serde_json::from_slice(&o.stdout);
+    c.check(
+        "checklist -o json parses as the Checklist",
+        parsed
+            .as_ref()
+            .is_ok_and(|v| v["spec"]["questions"].as_array().map(Vec::len) == Some(4)),
+        shown(&o),
+    );
+
+    // The dialogue, answers piped one a line: no personal data, dual use, a licence number.
+    let name = format!("{tag}-cohort");
+    let o = run_as(
+        &env,
+        as_owner,
+        &[
+            "new-project",
+            &name,
+            "--customer",
+            &cust,
+            "--display-name",
+            "Cohort",
+        ],
+        Some("no\n2\nEL-7\n"),
+    )
+    .await;
+    c.check(
+        "new-project with piped answers creates the project and shows the guidance",
+        o.status.success() && err(&o).contains("Talk to the export control office first."),
+        shown(&o),
+    );
+    let p = Api::<Project>::all(admin.clone()).get_opt(&name).await?;
+    c.check(
+        "the project holds the answers given, in the checklist's terms",
+        p.as_ref().is_some_and(|p| {
+            json!(p.spec.checklist_answers)
+                == json!({"personal-data": false, "export-control": "dual-use", "export-licence": "EL-7"})
+        }),
+        format!("{:?}", p.map(|p| p.spec.checklist_answers)),
+    );
+    c.outcome(
+        "the project admitted by the webhook becomes Active with its namespace",
+        wait_project(&admin, &name, "phase Active", |p| {
+            (p.status.as_ref()?.phase? == tenancy_operator::api::ProjectPhase::Active).then_some(())
+        })
+        .await,
+    );
+
+    // --dry-run -o yaml writes the manifest and creates nothing.
+    let dry = format!("{tag}-dry");
+    let o = run_as(
+        &env,
+        as_owner,
+        &[
+            "new-project",
+            &dry,
+            "--customer",
+            &cust,
+            "--dry-run",
+            "-o",
+            "yaml",
+        ],
+        Some("yes\nhealth\nno\n"),
+    )
+    .await;
+    let manifest: Result<Value, _> = serde_yaml::from_slice(&o.stdout);
+    c.check(
+        "new-project --dry-run -o yaml prints a Project manifest with the answers",
+        manifest.as_ref().is_ok_and(|m| {
+            m["kind"] == "Project"
+                && m["spec"]["checklistAnswers"]
+                    == json!({"personal-data": true, "data-categories": ["health"], "export-control": "no"})
+        }),
+        shown(&o),
+    );
+    c.check(
+        "the dry run created nothing",
+        Api::<Project>::all(admin.clone())
+            .get_opt(&dry)
+            .await?
+            .is_none(),
+        "",
+    );
+
+    // An answer that does not fit ends the dialogue naming the question; nothing is created.
+    let bad = format!("{tag}-bad");
+    let o = run_as(
+        &env,
+        as_owner,
+        &["new-project", &bad, "--customer", &cust],
+        Some("perhaps\n"),
+    )
+    .await;
+    c.check(
+        "a piped answer that does not fit names the question",
+        !o.status.success() && err(&o).contains("question personal-data"),
+        shown(&o),
+    );
+    // A stranger is refused (not an owner of the customer).
+    let o = run_as(
+        &env,
+        Who(&stranger, &[]),
+        &["new-project", &bad, "--customer", &cust],
+        Some("no\nno\n"),
+    )
+    .await;
+    c.check(
+        "new-project as a stranger is refused",
+        !o.status.success(),
+        shown(&o),
+    );
+    c.check(
+        "neither refused new-project created a project",
+        Api::<Project>::all(admin.clone())
+            .get_opt(&bad)
+            .await?
+            .is_none(),
+        "",
+    );
+    c.finish("kubectl tenancy: checklist and new-project")
+}
+
+async fn conventions(env: Arc<Env>) -> TestResult {
+    let tag = unique_name("plugconv");
+    let (cust, name, owner, manager) = (
+        format!("{tag}-acme"),
+        format!("{tag}-lab"),
+        format!("{tag}-olga"),
+        format!("{tag}-mia"),
+    );
+    customer_and_project(&env, &cust, &owner, &name, &manager).await?;
+    let mut c = Checks::default();
+    let kubeconfig = env.kubeconfig().to_path_buf();
+
+    // KUBECONFIG is honoured without --kubeconfig.
+    let o = run_program(
+        PLUGIN,
+        vec![
+            "--as".into(),
+            manager.clone(),
+            "projects".into(),
+            "-o".into(),
+            "name".into(),
+        ],
+        None,
+        Some(kubeconfig.clone()),
+    )
+    .await;
+    c.equal("KUBECONFIG honoured", out(&o), format!("project/{name}\n"));
+    // An unknown context says what to do.
+    let o = run_as(
+        &env,
+        Who(&manager, &[]),
+        &["--context", "nowhere", "projects"],
+        None,
+    )
+    .await;
+    c.check(
+        "--context naming no context is an error naming it",
+        !o.status.success() && err(&o).contains("nowhere"),
+        shown(&o),
+    );
+    // Bad input names the flag.
+    let o = run_as(
+        &env,
+        Who(&manager, &[]),
+        &["expire", &name, "x", "--at", "soon"],
+        None,
+    )
+    .await;
+    c.check(
+        "expire --at soon names the flag and the forms it takes",
+        !o.status.success() && err(&o).contains("--at \"soon\"") && err(&o).contains("30d"),
+        shown(&o),
+    );
+    // Completion scripts and kubectl's plugin completion.
+    let o = run_program(PLUGIN, vec!["completion".into(), "bash".into()], None, None).await;
+    c.check(
+        "completion bash prints a script",
+        o.status.success() && out(&o).contains("kubectl-tenancy"),
+        shown(&o),
+    );
+    let o = run_program(COMPLETE, vec!["ex".into()], None, None).await;
+    c.equal(
+        "kubectl_complete-tenancy ex",
+        out(&o),
+        "expire\nextend\n".to_string(),
+    );
+    let o = run_program(
+        COMPLETE,
+        vec![
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            "--as".into(),
+            manager.clone(),
+            "members".into(),
+            tag.clone(),
+        ],
+        None,
+        None,
+    )
+    .await;
+    c.equal(
+        "kubectl_complete-tenancy members <prefix> offers the projects one may see",
+        out(&o),
+        format!("{name}\n"),
+    );
+    c.finish("kubectl tenancy: conventions and completion")
+}
