@@ -1,9 +1,9 @@
 //! Prometheus metrics and the HTTP server for /metrics, /healthz and /readyz.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -86,6 +86,8 @@ pub struct Metrics {
     pub project_credit_amount: Family<BillingLabels, Amount>,
     ready: AtomicBool,
     caches_listed: AtomicBool,
+    serving: AtomicBool,
+    connection: Mutex<Connection>,
 }
 
 impl Default for Metrics {
@@ -211,6 +213,8 @@ impl Default for Metrics {
             view_watches,
             ready: AtomicBool::new(false),
             caches_listed: AtomicBool::new(false),
+            serving: AtomicBool::new(false),
+            connection: Mutex::new(Connection::default()),
         }
     }
 }
@@ -351,12 +355,57 @@ impl Metrics {
         self.view_watches.inc_by(delta);
     }
 
+    /// Every watch cache and the counted kinds have listed once: the webhook decides from then
+    /// on (see [`Metrics::readiness`] for what `/readyz` says).
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Relaxed);
     }
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The HTTPS server (webhook, views) has its certificate and serves (or is not wanted).
+    pub fn set_serving(&self) {
+        self.serving.store(true, Ordering::Relaxed);
+    }
+
+    /// How kube-apiserver's own `/readyz` answered just now.
+    pub fn apiserver_answered(&self, answer: Result<(), String>) {
+        self.connection
+            .lock()
+            .expect("connection lock")
+            .apiserver_answered(Instant::now(), answer);
+    }
+
+    /// The watch of `cache` failed; it tries again in `retry_in`.
+    pub fn watch_failed(&self, cache: &'static str, retry_in: Duration) {
+        self.connection
+            .lock()
+            .expect("connection lock")
+            .watch_failed(cache, Instant::now(), retry_in);
+    }
+
+    /// The watch of `cache` delivered something: it works.
+    pub fn watch_delivered(&self, cache: &'static str) {
+        self.connection
+            .lock()
+            .expect("connection lock")
+            .watch_delivered(cache);
+    }
+
+    /// What `/readyz` answers: ready, or why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.is_ready() {
+            return Err("caches syncing".into());
+        }
+        if !self.serving.load(Ordering::Relaxed) {
+            return Err("the webhook server is not serving yet".into());
+        }
+        self.connection
+            .lock()
+            .expect("connection lock")
+            .verdict(Instant::now())
     }
 
     /// Every watch cache has listed once (the counted kinds aside).
@@ -411,10 +460,9 @@ pub async fn serve(
             get(move || {
                 let m = m2.clone();
                 async move {
-                    if m.is_ready() {
-                        (StatusCode::OK, "ready")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "caches syncing")
+                    match m.readiness() {
+                        Ok(()) => (StatusCode::OK, "ready".to_string()),
+                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
                     }
                 }
             }),
@@ -422,4 +470,166 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics and health server listening");
     axum::serve(listener, app).await
+}
+
+/// How long a failure must last before `/readyz` says not ready: one failed request, or a watch
+/// that expired and lists again, is no outage.
+pub const UNREADY_AFTER: Duration = Duration::from_secs(3);
+
+/// How long a watch's retry may take to fail. A watch that resumes announces nothing until
+/// something changes, so a watch whose retry was due this long ago without failing again is
+/// taken to work.
+pub const RETRY_ANSWERS_WITHIN: Duration = Duration::from_secs(2);
+
+/// What the operator has seen of the control plane lately: whether kube-apiserver's `/readyz`
+/// (which checks etcd) answers, and which watches fail. Pure: the times are given.
+#[derive(Debug, Default)]
+pub struct Connection {
+    /// kube-apiserver's `/readyz` has failed since then (not answered, or not ready), last with
+    /// this error.
+    apiserver: Option<(Instant, String)>,
+    /// Watches that failed and delivered nothing since, by cache.
+    watches: BTreeMap<&'static str, FailingWatch>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FailingWatch {
+    since: Instant,
+    retry_at: Instant,
+}
+
+impl Connection {
+    pub fn apiserver_answered(&mut self, now: Instant, answer: Result<(), String>) {
+        self.apiserver = match (answer, self.apiserver.take()) {
+            (Ok(()), _) => None,
+            (Err(e), Some((since, _))) => Some((since, e)),
+            (Err(e), None) => Some((now, e)),
+        };
+    }
+
+    /// A failure of a watch whose retry came due and passed without failing is a new one: it
+    /// had resumed in between.
+    pub fn watch_failed(&mut self, cache: &'static str, now: Instant, retry_in: Duration) {
+        let since = match self.watches.get(cache) {
+            Some(w) if now <= w.retry_at + RETRY_ANSWERS_WITHIN => w.since,
+            _ => now,
+        };
+        self.watches.insert(
+            cache,
+            FailingWatch {
+                since,
+                retry_at: now + retry_in,
+            },
+        );
+    }
+
+    pub fn watch_delivered(&mut self, cache: &'static str) {
+        self.watches.remove(cache);
+    }
+
+    /// Not ready while kube-apiserver's `/readyz` has failed for [`UNREADY_AFTER`] or longer, or
+    /// a watch has failed that long and its retry is not known to have worked.
+    pub fn verdict(&self, now: Instant) -> Result<(), String> {
+        if let Some((since, error)) = &self.apiserver {
+            let down = now.saturating_duration_since(*since);
+            if down >= UNREADY_AFTER {
+                return Err(format!(
+                    "kube-apiserver not ready for {:.0} s: {error}",
+                    down.as_secs_f64()
+                ));
+            }
+        }
+        let failing: Vec<String> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| {
+                now.saturating_duration_since(w.since) >= UNREADY_AFTER
+                    && now <= w.retry_at + RETRY_ANSWERS_WITHIN
+            })
+            .map(|(cache, w)| {
+                format!(
+                    "{cache} ({:.0} s)",
+                    now.saturating_duration_since(w.since).as_secs_f64()
+                )
+            })
+            .collect();
+        if failing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("watches failing: {}", failing.join(", ")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn readiness_says_not_ready_only_while_the_control_plane_stays_unreachable() {
+        let t0 = Instant::now();
+        let mut c = Connection::default();
+        assert_eq!(c.verdict(t0), Ok(()));
+
+        // kube-apiserver's /readyz fails: a blip is no outage, three seconds are.
+        c.apiserver_answered(t0, Err("connection refused".into()));
+        assert_eq!(c.verdict(t0 + secs(2.9)), Ok(()));
+        c.apiserver_answered(t0 + secs(2.0), Err("etcd not ready".into()));
+        let why = c.verdict(t0 + secs(3.0)).unwrap_err();
+        assert!(
+            why.contains("kube-apiserver not ready for 3 s: etcd not ready"),
+            "{why}"
+        );
+        c.apiserver_answered(t0 + secs(4.0), Ok(()));
+        assert_eq!(c.verdict(t0 + secs(4.0)), Ok(()));
+        // A new failure starts a new count.
+        c.apiserver_answered(t0 + secs(10.0), Err("timed out".into()));
+        assert_eq!(c.verdict(t0 + secs(12.0)), Ok(()));
+        assert!(c.verdict(t0 + secs(13.0)).is_err());
+        c.apiserver_answered(t0 + secs(14.0), Ok(()));
+
+        // One failed watch retried at once and listing again (an expired version): ready.
+        let t1 = t0 + secs(20.0);
+        c.watch_failed("projects", t1, secs(0.8));
+        assert_eq!(c.verdict(t1 + secs(0.5)), Ok(()));
+        c.watch_delivered("projects");
+        assert_eq!(c.verdict(t1 + secs(5.0)), Ok(()));
+
+        // A watch failing again and again for three seconds: not ready, naming it.
+        let t2 = t0 + secs(30.0);
+        c.watch_failed("memberships", t2, secs(0.8));
+        c.watch_failed("memberships", t2 + secs(0.8), secs(1.6));
+        c.watch_failed("memberships", t2 + secs(2.4), secs(3.2));
+        let why = c.verdict(t2 + secs(3.0)).unwrap_err();
+        assert_eq!(why, "watches failing: memberships (3 s)");
+        // Its retry (due at 5.6 s) has not failed 2 s after it was due: it resumed silently.
+        assert!(c.verdict(t2 + secs(7.5)).is_err());
+        assert_eq!(c.verdict(t2 + secs(7.7)), Ok(()));
+        // Failing much later is a new failure, not the old one going on.
+        c.watch_failed("memberships", t2 + secs(60.0), secs(0.8));
+        assert_eq!(c.verdict(t2 + secs(60.5)), Ok(()));
+        // Delivering ends it at once.
+        c.watch_failed("memberships", t2 + secs(60.8), secs(1.6));
+        c.watch_failed("memberships", t2 + secs(62.4), secs(3.2));
+        assert!(c.verdict(t2 + secs(63.5)).is_err());
+        c.watch_delivered("memberships");
+        assert_eq!(c.verdict(t2 + secs(63.5)), Ok(()));
+    }
+
+    #[test]
+    fn readyz_waits_for_the_caches_and_the_webhook_server() {
+        let m = Metrics::default();
+        assert_eq!(m.readiness(), Err("caches syncing".to_string()));
+        m.set_ready();
+        assert_eq!(
+            m.readiness(),
+            Err("the webhook server is not serving yet".to_string())
+        );
+        m.set_serving();
+        assert_eq!(m.readiness(), Ok(()));
+    }
 }

@@ -351,6 +351,11 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     };
     w.start(&client, &args.namespace, &metrics, report);
     inventory::start(client.clone(), inventory.clone(), &kinds, changed_tx);
+    // `/readyz` follows kube-apiserver (and through it etcd), not only the watches.
+    tokio::spawn(crate::watch::follow_apiserver(
+        client.clone(),
+        metrics.clone(),
+    ));
 
     let refresh: Arc<dyn Fn() + Send + Sync> = {
         let (caches, metrics, clock) = (caches.clone(), metrics.clone(), ctx.clock.clone());
@@ -414,8 +419,10 @@ async fn run(args: RunArgs) -> Result<(), Error> {
     }
     let https = {
         let (args, client, views) = (args.clone(), client.clone(), views.clone());
+        let metrics = metrics.clone();
         async move {
             if args.no_webhook && args.no_views {
+                metrics.set_serving();
                 return std::future::pending::<Result<(), String>>().await;
             }
             let opts = crate::admission::server::WebhookOptions {
@@ -446,6 +453,8 @@ async fn run(args: RunArgs) -> Result<(), Error> {
                 cert_pem: cert.cert_pem,
                 key_pem: cert.key_pem,
             };
+            // Listening starts at once; failing to listen ends the process.
+            metrics.set_serving();
             crate::https::serve(router, opts.addr, identity, views.client_ca.subscribe()).await
         }
     };

@@ -213,6 +213,10 @@ pub struct ControlPlane {
     etcd: Option<ManagedProcess>,
     apiserver: Option<ManagedProcess>,
     controller_manager: Option<ManagedProcess>,
+    /// How etcd and kube-apiserver were started, to start them again the same way.
+    etcd_launch: Option<Launch>,
+    apiserver_launch: Option<Launch>,
+    etcd_addr: String,
     spawner: Spawner,
     keep_dir: bool,
     stopped: bool,
@@ -279,6 +283,9 @@ impl ControlPlane {
             etcd: None,
             apiserver: None,
             controller_manager: None,
+            etcd_launch: None,
+            apiserver_launch: None,
+            etcd_addr: String::new(),
             spawner: Spawner::new().context(|| "starting the spawner thread".into())?,
             keep_dir: false,
             stopped: false,
@@ -380,16 +387,10 @@ impl ControlPlane {
             .current_dir(&self.dir);
         etcd_client.release();
         etcd_peer.release();
+        self.etcd_launch = Some(Launch::of(&etcd));
         self.etcd = Some(self.spawn_logged("etcd", etcd)?);
-        let etcd_addr = format!("127.0.0.1:{}", etcd_client.port());
-        wait_ready(
-            self.etcd.as_mut().expect("just set"),
-            Duration::from_secs(60),
-            || {
-                let addr = etcd_addr.clone();
-                async move { etcd_health(&addr) }
-            },
-        )?;
+        self.etcd_addr = format!("127.0.0.1:{}", etcd_client.port());
+        self.wait_etcd()?;
         let etcd_time = t.elapsed();
 
         // kube-apiserver
@@ -433,6 +434,7 @@ impl ControlPlane {
             .arg("--profiling=false")
             .args(&opts.extra_apiserver_args)
             .current_dir(&self.dir);
+        self.apiserver_launch = Some(Launch::of(&apiserver));
         self.apiserver = Some(self.spawn_logged("kube-apiserver", apiserver)?);
         write_file(
             &self.kubeconfig,
@@ -440,24 +442,7 @@ impl ControlPlane {
             true,
         )?;
         let config = self.client_config();
-        wait_ready(
-            self.apiserver.as_mut().expect("just set"),
-            Duration::from_secs(180),
-            || {
-                let config = config.clone();
-                async move {
-                    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
-                    let req = http::Request::get("/readyz")
-                        .body(Vec::new())
-                        .map_err(|e| e.to_string())?;
-                    client
-                        .request_text(req)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-            },
-        )?;
+        self.wait_apiserver(Duration::from_secs(180))?;
         let apiserver_time = t.elapsed();
 
         // kube-controller-manager
@@ -671,6 +656,94 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Kills kube-apiserver with SIGKILL, as a crash would: its clients' connections break and
+    /// new ones are refused until [`ControlPlane::start_apiserver`]. A no-op if it is not running.
+    pub fn kill_apiserver(&mut self) {
+        if let Some(p) = self.apiserver.as_mut() {
+            p.kill();
+        }
+    }
+
+    /// Starts kube-apiserver again as it first ran (same port, flags, certificates and etcd; its
+    /// log appended to) and waits until its `/readyz` answers. Returns how long that took; at
+    /// once if it runs.
+    pub fn start_apiserver(&mut self) -> Result<Duration, Error> {
+        let t = Instant::now();
+        if self.apiserver.as_mut().is_some_and(|p| p.is_running()) {
+            return Ok(Duration::ZERO);
+        }
+        let launch = self
+            .apiserver_launch
+            .as_ref()
+            .ok_or_else(|| Error::Binaries("kube-apiserver was never started".into()))?;
+        let command = launch.command();
+        self.apiserver = Some(self.spawn_logged("kube-apiserver", command)?);
+        self.wait_apiserver(Duration::from_secs(180))?;
+        Ok(t.elapsed())
+    }
+
+    /// Kills etcd with SIGKILL, as a crash would; kube-apiserver keeps running and answers
+    /// errors until [`ControlPlane::start_etcd`]. A no-op if it is not running.
+    pub fn kill_etcd(&mut self) {
+        if let Some(p) = self.etcd.as_mut() {
+            p.kill();
+        }
+    }
+
+    /// Starts etcd again as it first ran (same ports and data dir; its log appended to) and
+    /// waits until its `/health` answers. kube-apiserver reconnects by itself. Returns how long
+    /// that took; at once if it runs.
+    pub fn start_etcd(&mut self) -> Result<Duration, Error> {
+        let t = Instant::now();
+        if self.etcd.as_mut().is_some_and(|p| p.is_running()) {
+            return Ok(Duration::ZERO);
+        }
+        let launch = self
+            .etcd_launch
+            .as_ref()
+            .ok_or_else(|| Error::Binaries("etcd was never started".into()))?;
+        let command = launch.command();
+        self.etcd = Some(self.spawn_logged("etcd", command)?);
+        self.wait_etcd()?;
+        Ok(t.elapsed())
+    }
+
+    /// Waits up to 60 s for etcd's `/health`.
+    fn wait_etcd(&mut self) -> Result<(), Error> {
+        let addr = self.etcd_addr.clone();
+        wait_ready(
+            self.etcd.as_mut().expect("etcd was started"),
+            Duration::from_secs(60),
+            || {
+                let addr = addr.clone();
+                async move { etcd_health(&addr) }
+            },
+        )
+    }
+
+    /// Waits up to `timeout` for kube-apiserver's `/readyz` to answer 200.
+    fn wait_apiserver(&mut self, timeout: Duration) -> Result<(), Error> {
+        let config = self.client_config();
+        wait_ready(
+            self.apiserver.as_mut().expect("kube-apiserver was started"),
+            timeout,
+            || {
+                let config = config.clone();
+                async move {
+                    let client = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+                    let req = http::Request::get("/readyz")
+                        .body(Vec::new())
+                        .map_err(|e| e.to_string())?;
+                    client
+                        .request_text(req)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            },
+        )
+    }
+
     /// Stops kube-controller-manager and kube-apiserver, then etcd (SIGTERM, up to 5 s each,
     /// then SIGKILL), ends the spawner thread (so anything else started through this control
     /// plane gets SIGKILL), and removes the work dir unless `TENANCY_KEEP_CLUSTER_DIR` is set.
@@ -714,6 +787,34 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A program, its arguments and its working dir: how a component was started, so that it can
+/// be started again the same way (a `Command` cannot be cloned).
+#[derive(Clone, Debug)]
+struct Launch {
+    program: OsString,
+    args: Vec<OsString>,
+    dir: Option<PathBuf>,
+}
+
+impl Launch {
+    fn of(command: &Command) -> Launch {
+        Launch {
+            program: command.get_program().to_owned(),
+            args: command.get_args().map(|a| a.to_owned()).collect(),
+            dir: command.get_current_dir().map(Path::to_path_buf),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
+        command
     }
 }
 

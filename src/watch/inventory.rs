@@ -277,12 +277,13 @@ pub fn start(
                     // A pod that has finished no longer counts: the field selector makes the
                     // watch report it as deleted.
                     let cfg = cfg.fields("status.phase!=Succeeded,status.phase!=Failed");
-                    let events = watcher(Api::<Pod>::all(client), cfg).default_backoff();
+                    let events = watcher(Api::<Pod>::all(client), cfg)
+                        .backoff(super::WatchBackoff::default());
                     follow(inventory, kind, events, pod_footprint, changed).await
                 }
                 "persistentvolumeclaims" => {
-                    let events =
-                        watcher(Api::<PersistentVolumeClaim>::all(client), cfg).default_backoff();
+                    let events = watcher(Api::<PersistentVolumeClaim>::all(client), cfg)
+                        .backoff(super::WatchBackoff::default());
                     follow(inventory, kind, events, pvc_footprint, changed).await
                 }
                 _ => {
@@ -299,7 +300,7 @@ pub fn start(
                         }
                     };
                     let api = Api::<PartialObjectMeta<DynamicObject>>::all_with(client, &ar);
-                    let events = watcher(api, cfg).default_backoff();
+                    let events = watcher(api, cfg).backoff(super::WatchBackoff::default());
                     follow(
                         inventory,
                         kind,

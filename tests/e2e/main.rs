@@ -18,6 +18,7 @@ mod lifecycle;
 mod plugin;
 mod promises;
 mod reconcile;
+mod restarts;
 mod support;
 mod usage;
 mod views;
@@ -56,6 +57,7 @@ fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
     trials.extend(promises::exclusive_trials(env));
     trials.extend(usage::exclusive_trials(env));
     trials.extend(faults::exclusive_trials(env));
+    trials.extend(restarts::exclusive_trials(env));
     trials
 }
 
