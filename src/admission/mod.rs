@@ -706,10 +706,7 @@ pub fn decide_membership(
                 && o.spec.subject == new.spec.subject
                 && o.spec.role == new.spec.role
                 && !access::expired(o.spec.expiration_time.as_ref(), now)
-                && !matches!(
-                    o.status.as_ref().and_then(|s| s.phase),
-                    Some(MembershipPhase::Revoked)
-                )
+                && !matches!(access::held_phase(o), Some(MembershipPhase::Revoked))
         });
         if let Some(d) = dup {
             return Verdict::conflict(format!(
@@ -737,7 +734,7 @@ pub fn decide_membership(
         && r.is(&new.spec.subject)
         && is_acceptance(old, new)
     {
-        if old.status.as_ref().and_then(|s| s.phase) == Some(MembershipPhase::Pending) {
+        if access::held_phase(old) == Some(MembershipPhase::Pending) {
             return Verdict::Allow;
         }
         return Verdict::forbidden(format!(
@@ -1086,7 +1083,9 @@ pub fn mutate_project(
 }
 
 /// The mutating webhook's changes to a ProjectMembership: who created it (on create, the
-/// requester; afterwards what it was, except for staff).
+/// requester; afterwards what it was, except for staff), and its phase marker
+/// (`tenancy.dev/phase`: the operator's alone, so for everyone but staff none on create and what
+/// it was afterwards; removing it would turn an invitation into access after a restore).
 pub fn mutate_membership(
     op: &Operation,
     r: &Requester,
@@ -1094,17 +1093,19 @@ pub fn mutate_membership(
     new: &ProjectMembership,
     policy: &Policy,
 ) -> Vec<PatchOperation> {
-    let want = match op {
-        Operation::Create => Some(r.username.clone()),
-        Operation::Update if !policy.is_staff(r) => {
-            old.and_then(|o| o.annotations().get(annotations::CREATED_BY).cloned())
+    let staff = policy.is_staff(r);
+    let was = |key: &str| old.and_then(|o| o.annotations().get(key).cloned());
+    let mut changes = match op {
+        Operation::Create => vec![(annotations::CREATED_BY, Some(r.username.clone()))],
+        Operation::Update if !staff => {
+            vec![(annotations::CREATED_BY, was(annotations::CREATED_BY))]
         }
         _ => return Vec::new(),
     };
-    annotation_ops(
-        new.metadata.annotations.as_ref(),
-        &[(annotations::CREATED_BY, want)],
-    )
+    if !staff {
+        changes.push((annotations::PHASE, was(annotations::PHASE)));
+    }
+    annotation_ops(new.metadata.annotations.as_ref(), &changes)
 }
 
 #[cfg(test)]

@@ -630,10 +630,9 @@ fn annotation_patch(ops: &[PatchOperation]) -> Vec<(String, String, Option<Strin
 }
 
 #[test]
-fn mutations_record_who_created_and_who_moved_the_end_date() {
+fn mutations_record_who_created_a_membership() {
     let pol = Policy::default();
     let created_by = "/metadata/annotations/tenancy.dev~1created-by";
-    let requested_by = "/metadata/annotations/tenancy.dev~1end-date-requested-by";
     let m = membership("n", "ned", ProjectRole::Member);
     let ops = mutate_membership(&Operation::Create, &user("olga"), None, &m, &pol);
     assert_eq!(
@@ -676,7 +675,90 @@ fn mutations_record_who_created_and_who_moved_the_end_date() {
     assert!(
         mutate_membership(&Operation::Update, &staff(), Some(&stored), &spoofed, &pol).is_empty()
     );
+}
 
+/// The phase marker is the operator's: a tenant's create carries none, a tenant's update keeps
+/// the stored one (removing it would turn an invitation into access after a restore without
+/// status); staff (who restore backups) write what they restore.
+#[test]
+fn tenants_never_set_change_or_remove_the_phase_marker() {
+    let pol = Policy::default();
+    let path = "/metadata/annotations/tenancy.dev~1phase";
+    let with = |value: &str| {
+        let mut m = membership("n", "ned", ProjectRole::Member);
+        m.annotations_mut()
+            .insert(annotations::CREATED_BY.into(), "olga".into());
+        m.annotations_mut()
+            .insert(annotations::PHASE.into(), value.into());
+        m
+    };
+    let pending = with("Pending");
+    let active = with("Active");
+    let mut removed = pending.clone();
+    removed.annotations_mut().remove(annotations::PHASE);
+    let update = |r: &Requester, old: &ProjectMembership, new: &ProjectMembership| {
+        annotation_patch(&mutate_membership(
+            &Operation::Update,
+            r,
+            Some(old),
+            new,
+            &pol,
+        ))
+    };
+    // (who, stored, requested, the patch the webhook adds)
+    let cases: Vec<(Requester, &ProjectMembership, &ProjectMembership, Vec<_>)> = vec![
+        (
+            user("ned"),
+            &pending,
+            &removed,
+            vec![(
+                "add".to_string(),
+                path.to_string(),
+                Some("Pending".to_string()),
+            )],
+        ),
+        (
+            user("ned"),
+            &pending,
+            &active,
+            vec![(
+                "add".to_string(),
+                path.to_string(),
+                Some("Pending".to_string()),
+            )],
+        ),
+        (user("ned"), &pending, &pending, vec![]),
+        (staff(), &pending, &removed, vec![]),
+    ];
+    for (who, old, new, want) in cases {
+        assert_eq!(update(&who, old, new), want, "{}", who.username);
+    }
+    // On create a tenant's marker goes (and the creator is recorded); staff keep theirs.
+    let created = annotation_patch(&mutate_membership(
+        &Operation::Create,
+        &user("olga"),
+        None,
+        &with("Revoked"),
+        &pol,
+    ));
+    assert!(
+        created.contains(&("remove".to_string(), path.to_string(), None)),
+        "{created:?}"
+    );
+    let by_staff = annotation_patch(&mutate_membership(
+        &Operation::Create,
+        &staff(),
+        None,
+        &with("Revoked"),
+        &pol,
+    ));
+    assert!(by_staff.iter().all(|(_, p, _)| p != path), "{by_staff:?}");
+}
+
+#[test]
+fn mutations_record_who_moved_the_end_date() {
+    let pol = Policy::default();
+    let requested_by = "/metadata/annotations/tenancy.dev~1end-date-requested-by";
     let old = project(
         "web",
         serde_json::json!({"customer": "acme", "endDate": "2027-01-01"}),

@@ -34,6 +34,11 @@ pub mod annotations {
     pub const END_DATE_REQUESTED_BY: &str = "tenancy.dev/end-date-requested-by";
     /// On a soft-deleted project's namespace: the archive record (JSON).
     pub const ARCHIVE: &str = "tenancy.dev/archive";
+    /// On a membership, written by the operator only: `Pending` (an invitation not accepted yet)
+    /// or `Revoked`, the phase its status holds. Status is not part of every backup: a membership
+    /// restored without it keeps withholding access by this (tenants can neither set, change nor
+    /// remove it: the webhook puts back what was there).
+    pub const PHASE: &str = "tenancy.dev/phase";
     /// On a membership: the invited subject accepts the invitation with `"true"`.
     pub const ACCEPT: &str = "tenancy.dev/accept";
     /// On a project being deleted: who deleted it (recorded by the webhook).

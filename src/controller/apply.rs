@@ -228,6 +228,30 @@ where
     }
 }
 
+/// Sets (or, with `None`, removes) one annotation of an object with a merge patch, leaving the
+/// rest of its metadata as it is.
+pub async fn set_annotation<K>(
+    ctx: &Context,
+    obj: &K,
+    key: &str,
+    value: Option<&str>,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+    dynamic_api::<K>(ctx, obj.meta().namespace.as_deref())
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(Error::Kube)?;
+    ctx.metrics.write(K::kind(&()).as_ref(), "patch");
+    Ok(())
+}
+
 /// Server-side applies a status, unless it equals the one already there.
 pub async fn ensure_status<K, S>(
     ctx: &Context,

@@ -148,6 +148,10 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
             result => result?,
         };
     }
+    // After the status (a write to the object first would make that one conflict).
+    if let Some(want) = plan.marker {
+        apply::set_annotation(&ctx, m.as_ref(), desired::annotations::PHASE, want).await?;
+    }
     ctx.succeeded(CONTROLLER, m.as_ref());
     Ok(plan.wake.map_or(Action::await_change(), Action::requeue))
 }

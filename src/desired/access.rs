@@ -105,8 +105,30 @@ impl Grant {
     }
 }
 
-fn held_phase(m: &ProjectMembership) -> Option<MembershipPhase> {
-    m.status.as_ref().and_then(|s| s.phase)
+/// The phase a membership holds: its status's, or, for one restored without its status, the
+/// `tenancy.dev/phase` the operator marked it with (Pending or Revoked: what withholds access).
+pub fn held_phase(m: &ProjectMembership) -> Option<MembershipPhase> {
+    m.status.as_ref().and_then(|s| s.phase).or_else(|| {
+        match m
+            .annotations()
+            .get(crate::api::vocabulary::annotations::PHASE)
+            .map(String::as_str)
+        {
+            Some("Pending") => Some(MembershipPhase::Pending),
+            Some("Revoked") => Some(MembershipPhase::Revoked),
+            _ => None,
+        }
+    })
+}
+
+/// The `tenancy.dev/phase` marker a membership whose status holds `phase` carries: the phases
+/// that withhold access, so a restore without status withholds it too.
+pub fn phase_marker(phase: Option<MembershipPhase>) -> Option<&'static str> {
+    match phase {
+        Some(MembershipPhase::Pending) => Some("Pending"),
+        Some(MembershipPhase::Revoked) => Some("Revoked"),
+        _ => None,
+    }
 }
 
 /// Sort key deciding which of two duplicate memberships wins: the older one.

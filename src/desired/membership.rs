@@ -23,6 +23,9 @@ pub struct MembershipPlan {
     /// The status to write; `None` for a membership being deleted (its object is on its way
     /// out, only its access goes).
     pub status: Option<ProjectMembershipStatus>,
+    /// The `tenancy.dev/phase` marker to write when it differs from the phase the status holds
+    /// (`Some(None)`: remove it); see [`access::phase_marker`].
+    pub marker: Option<Option<&'static str>>,
     pub wake: Option<Duration>,
 }
 
@@ -41,6 +44,7 @@ pub fn plan(
             binding,
             invitation,
             status: None,
+            marker: None,
             wake: None,
         };
     }
@@ -131,7 +135,7 @@ pub fn plan(
         }
         // Revoked by the soft delete of its project: what deleting the project asked for, until
         // a recovery brings it back.
-        Grant::NoProject if previous.phase == Some(crate::api::MembershipPhase::Revoked) => {
+        Grant::NoProject if access::held_phase(m) == Some(crate::api::MembershipPhase::Revoked) => {
             conds.set(
                 "Ready",
                 true,
@@ -151,7 +155,7 @@ pub fn plan(
         observed_generation: m.metadata.generation,
         // Without a project the phase it had stays (Revoked by a soft delete, until recovery).
         phase: grant.phase().or(if matches!(grant, Grant::NoProject) {
-            previous.phase
+            access::held_phase(m)
         } else {
             None
         }),
@@ -162,10 +166,18 @@ pub fn plan(
         (Grant::Active, Some(t)) => lifecycle::until(now, t.0),
         _ => Duration::from_secs(3600),
     };
+    let want = access::phase_marker(status.phase);
+    let marker = (m
+        .annotations()
+        .get(crate::desired::annotations::PHASE)
+        .map(String::as_str)
+        != want)
+        .then_some(want);
     MembershipPlan {
         binding,
         invitation,
         status: Some(status),
+        marker,
         wake: Some(wake),
     }
 }
@@ -188,6 +200,94 @@ mod tests {
             v["status"] = serde_json::json!({"phase": p});
         }
         serde_json::from_value(v).unwrap()
+    }
+
+    /// The marker follows the phase the status holds (Pending and Revoked only), written only
+    /// when it differs; a membership restored without status keeps the phase its marker says.
+    #[test]
+    fn the_phase_marker_follows_the_status_and_stands_in_for_a_lost_one() {
+        let now: Timestamp = "2027-01-01T12:00:00Z".parse().unwrap();
+        let roles = RoleNames::default();
+        let marked = |phase: Option<&str>, marker: Option<&str>| {
+            let mut m = membership(None, phase);
+            if let Some(v) = marker {
+                m.annotations_mut()
+                    .insert(crate::desired::annotations::PHASE.into(), v.into());
+            }
+            m
+        };
+        // (grant, status phase, marker, the marker change planned, the status phase planned)
+        type Case = (
+            Grant,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<Option<&'static str>>,
+            Option<MembershipPhase>,
+        );
+        use MembershipPhase::*;
+        let cases: [Case; 7] = [
+            (
+                Grant::Pending,
+                None,
+                None,
+                Some(Some("Pending")),
+                Some(Pending),
+            ),
+            (
+                Grant::Pending,
+                Some("Pending"),
+                Some("Pending"),
+                None,
+                Some(Pending),
+            ),
+            (
+                Grant::Active,
+                Some("Pending"),
+                Some("Pending"),
+                Some(None),
+                Some(Active),
+            ),
+            (Grant::Active, None, None, None, Some(Active)),
+            (
+                Grant::Revoked,
+                Some("Revoked"),
+                None,
+                Some(Some("Revoked")),
+                Some(Revoked),
+            ),
+            // Restored without status, its project not (yet) there: still Revoked.
+            (Grant::NoProject, None, Some("Revoked"), None, Some(Revoked)),
+            (
+                Grant::Expired,
+                None,
+                Some("Pending"),
+                Some(None),
+                Some(Expired),
+            ),
+        ];
+        for (grant, phase, marker, change, planned) in cases {
+            let m = marked(phase, marker);
+            let plan = plan(&m, &grant, &roles, now);
+            assert_eq!(plan.marker, change, "{grant:?} {phase:?} {marker:?}");
+            assert_eq!(plan.status.unwrap().phase, planned, "{grant:?}");
+        }
+        // Where status and marker disagree, the status decides.
+        let m = marked(Some("Active"), Some("Pending"));
+        assert_eq!(access::held_phase(&m), Some(Active));
+        // Without status, the marker does.
+        for (marker, held) in [
+            (Some("Pending"), Some(Pending)),
+            (Some("Revoked"), Some(Revoked)),
+            (Some("Active"), None),
+            (Some("nonsense"), None),
+            (None, None),
+        ] {
+            assert_eq!(
+                access::held_phase(&marked(None, marker)),
+                held,
+                "{marker:?}"
+            );
+        }
     }
 
     #[test]

@@ -536,7 +536,7 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
     let unfinished = |r: &crate::api::project::RecoveryRecord| {
         view.memberships.iter().any(|m| {
             (r.restored.contains(&m.name_any()) || r.invited.contains(&m.name_any()))
-                && m.status.as_ref().and_then(|s| s.phase) == Some(MembershipPhase::Revoked)
+                && super::access::held_phase(m) == Some(MembershipPhase::Revoked)
         })
     };
     if let Some(archive) = archive
@@ -569,9 +569,7 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
             } else {
                 view.memberships
                     .iter()
-                    .filter(|m| {
-                        m.status.as_ref().and_then(|s| s.phase) != Some(MembershipPhase::Revoked)
-                    })
+                    .filter(|m| super::access::held_phase(m) != Some(MembershipPhase::Revoked))
                     .map(|m| m.name_any())
                     .collect()
             },
@@ -827,7 +825,7 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
     let member_expiries = view
         .memberships
         .iter()
-        .filter(|m| m.status.as_ref().and_then(|s| s.phase) != Some(MembershipPhase::Revoked))
+        .filter(|m| super::access::held_phase(m) != Some(MembershipPhase::Revoked))
         .map(|m| m.spec.expiration_time.as_ref().map(|t| t.0));
     let holder_expiries = customer
         .iter()

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use tenancy_operator::api::{Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase};
 
 use crate::support::{
-    Env, Failed, RECONCILE_TIMEOUT, TestResult, Trial, can_i_named, customer, deployment,
+    Checks, Env, Failed, RECONCILE_TIMEOUT, TestResult, Trial, can_i_named, customer, deployment,
     from_json, merge, owners, patch_params, pp, project, refusal, trial, unique_name, wait_access,
     wait_access_named, wait_finalizer, wait_for, wait_project, wait_project_gone,
 };
@@ -51,6 +51,11 @@ pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
             env,
             "lifecycle::invited_user_accepts_own_invitation_and_nothing_else",
             invited_user_accepts_own_invitation_and_nothing_else,
+        ),
+        trial(
+            env,
+            "lifecycle::an_invitation_restored_without_status_grants_nothing_and_its_marker_is_the_operators",
+            an_invitation_restored_without_status_grants_nothing_and_its_marker_is_the_operators,
         ),
         trial(
             env,
@@ -1190,6 +1195,118 @@ async fn recovery_with_invitations_leaves_previous_members_pending(env: Arc<Env>
         .delete(&name, &DeleteParams::default())
         .await?;
     Ok(())
+}
+
+/// A backup may leave status out (a GitOps rebuild, Velero by default): the phase that withholds
+/// access (Pending, Revoked) is also marked on the membership (`tenancy.dev/phase`), which the
+/// invited user cannot remove, and a membership re-created from its manifest without status stays
+/// an invitation.
+async fn an_invitation_restored_without_status_grants_nothing_and_its_marker_is_the_operators(
+    env: Arc<Env>,
+) -> TestResult {
+    let admin = env.client().await;
+    let tag = unique_name("e2e-marker");
+    let (name, ivy, ian) = invited_team(&env, &tag).await?;
+    let memberships: Api<ProjectMembership> = Api::namespaced(admin.clone(), &name);
+    let marker = |m: &ProjectMembership| m.annotations().get("tenancy.dev/phase").cloned();
+    let mut checks = Checks::default();
+    for who in ["ivy", "ian"] {
+        let marked = wait_for(
+            &format!("{who}'s membership marked tenancy.dev/phase: Pending"),
+            RECONCILE_TIMEOUT,
+            || async {
+                let m = memberships.get_opt(who).await.ok().flatten()?;
+                (marker(&m).as_deref() == Some("Pending")).then_some(())
+            },
+        )
+        .await;
+        checks.outcome(&format!("{who}'s invitation is marked Pending"), marked);
+    }
+
+    // ivy may patch her own invitation (to accept it), but not remove its marker.
+    let as_ivy = Api::<ProjectMembership>::namespaced(env.client_as(&ivy, &[]).await, &name);
+    let removal = as_ivy
+        .patch(
+            "ivy",
+            &patch_params(),
+            &merge(json!({"metadata": {"annotations": {"tenancy.dev/phase": null}}})),
+        )
+        .await;
+    let stored = memberships.get("ivy").await?;
+    checks.check(
+        "ivy removing her marker leaves it Pending (put back by the webhook, or refused)",
+        marker(&stored).as_deref() == Some("Pending"),
+        format!(
+            "the request: {:?}; stored marker {:?}",
+            removal.map(|_| "admitted").map_err(|e| refusal(&e)),
+            marker(&stored)
+        ),
+    );
+
+    // A restore without status: ivy's membership re-created from its manifest as staff.
+    let mut manifest = stored.clone();
+    manifest.status = None;
+    manifest.metadata.uid = None;
+    manifest.metadata.resource_version = None;
+    manifest.metadata.creation_timestamp = None;
+    manifest.metadata.managed_fields = None;
+    manifest.metadata.generation = None;
+    memberships.delete("ivy", &DeleteParams::default()).await?;
+    wait_for("ivy's membership to be gone", RECONCILE_TIMEOUT, || async {
+        matches!(memberships.get_opt("ivy").await, Ok(None)).then_some(())
+    })
+    .await?;
+    memberships.create(&pp(), &manifest).await?;
+    let restored = wait_for(
+        "the restored membership's status to be rebuilt (observedGeneration)",
+        RECONCILE_TIMEOUT,
+        || async {
+            let m = memberships.get_opt("ivy").await.ok().flatten()?;
+            let s = m.status.as_ref()?;
+            (s.observed_generation == m.metadata.generation && s.phase.is_some()).then_some(m)
+        },
+    )
+    .await;
+    match restored {
+        Ok(m) => {
+            checks.equal(
+                "the restored invitation's phase",
+                phase_of(&m),
+                Some(MembershipPhase::Pending),
+            );
+            checks.equal("its marker", marker(&m).as_deref(), Some("Pending"));
+        }
+        Err(e) => checks.outcome::<()>("the restored membership's status", Err(e)),
+    }
+    checks.check(
+        "ivy has no access after the restore (her invitation is not accepted)",
+        !env.can_i(&ivy, &[], "list", "pods", Some(&name)).await,
+        "",
+    );
+
+    // Accepting still works, and the marker goes with the invitation.
+    let as_ian = Api::<ProjectMembership>::namespaced(env.client_as(&ian, &[]).await, &name);
+    as_ian
+        .patch(
+            "ian",
+            &patch_params(),
+            &merge(json!({"metadata": {"annotations": {"tenancy.dev/accept": "true"}}})),
+        )
+        .await?;
+    let accepted = wait_for("ian Active without a marker", RECONCILE_TIMEOUT, || async {
+        let m = memberships.get_opt("ian").await.ok().flatten()?;
+        (phase_of(&m) == Some(MembershipPhase::Active) && marker(&m).is_none()).then_some(())
+    })
+    .await;
+    checks.outcome("ian accepts: Active, the marker removed", accepted);
+    checks.outcome(
+        "ian has access",
+        wait_access(&env, &ian, "list", "pods", Some(&name), true).await,
+    );
+    Api::<Project>::all(admin)
+        .delete(&name, &DeleteParams::default())
+        .await?;
+    checks.finish("an invitation restored without status")
 }
 
 /// Needs the RBAC that lets an invited subject patch their own pending membership.
