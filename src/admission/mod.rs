@@ -856,13 +856,19 @@ pub fn decide_customer(
 ) -> Verdict {
     let pns = &snap.project_namespaces;
     if let (Operation::Create | Operation::Update, Some(new)) = (op, new) {
-        for h in new.spec.owners.iter().chain(new.spec.support.iter()) {
+        let holders = (new.spec.owners.iter().enumerate())
+            .map(|(i, h)| (format!("spec.owners[{i}]"), h))
+            .chain(
+                (new.spec.support.iter().enumerate())
+                    .map(|(i, h)| (format!("spec.support[{i}]"), h)),
+            );
+        for (field, h) in holders {
             if let Err(why) =
                 access::service_account_rule(&h.subject(), access::Scope::Customer, &|n: &str| {
                     pns.contains(n)
                 })
             {
-                return Verdict::forbidden(format!("spec.owners/support: {why}"));
+                return Verdict::forbidden(format!("{field}: {why}"));
             }
         }
         if old.is_none_or(|o| o.spec.quota != new.spec.quota) {

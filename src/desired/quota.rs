@@ -131,6 +131,12 @@ fn quantity_problem(key: &str, value: &str, integer: bool) -> Option<String> {
         Ok(m) if m.0 < 0 => Some(format!(
             "{value:?} is negative; quotas and limits are never below 0"
         )),
+        // Kubernetes counts quota in int64 thousandths (`MilliValue`): beyond that the quota
+        // controller rounds what it enforces and it never equals what was asked for.
+        Ok(m) if m.0 > i128::from(i64::MAX) => Some(format!(
+            "{value:?} is more than Kubernetes counts exactly (at most {}, about 9.2 × 10^15); use a smaller value",
+            i64::MAX / 1000
+        )),
         Ok(m) if integer && m.0 % 1000 != 0 => Some(format!(
             "{value:?} is not a whole number, and {key} counts objects"
         )),
@@ -374,6 +380,18 @@ mod tests {
                 &["pods: \"1500m\" is not a whole number"],
             ),
             (&[("count/jobs.batch", "1.5")], &["not a whole number"]),
+            // The largest Kubernetes counts exactly, and one more.
+            (&[("count/serviceaccounts", "9223372036854775")], &[]),
+            (
+                &[("count/serviceaccounts", "999999999999999999999")],
+                &[
+                    "count/serviceaccounts: \"999999999999999999999\" is more than Kubernetes counts exactly (at most 9223372036854775",
+                ],
+            ),
+            (
+                &[("requests.memory", "9Ei")],
+                &["is more than Kubernetes counts exactly"],
+            ),
             (
                 &[("cpu", "2"), ("requests.cpu", "4")],
                 &["cpu and requests.cpu are the same resource"],

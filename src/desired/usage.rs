@@ -958,10 +958,18 @@ pub fn credit_events(
         .collect()
 }
 
-/// Credit amounts in a spec (`spec.credit: 12.5`) in millionths (negative: none).
+/// The most credit counted: 10^24 in the price list's currency. The schema allows any
+/// non-negative number (`1e308`); a larger credit counts as this much, so that the sums and
+/// percentages worked out on it stay far inside `Micros`.
+pub const MAX_CREDIT_MICROS: Micros = 1_000_000_000_000_000_000_000_000_000_000;
+
+/// Credit amounts in a spec (`spec.credit: 12.5`) in millionths (negative: none), at most
+/// [`MAX_CREDIT_MICROS`].
 pub fn credit_micros(credit: f64) -> Micros {
     if credit.is_finite() && credit > 0.0 {
-        (credit * 1_000_000.0).round() as Micros
+        ((credit * 1_000_000.0).round() as Micros).min(MAX_CREDIT_MICROS)
+    } else if credit == f64::INFINITY {
+        MAX_CREDIT_MICROS
     } else {
         0
     }

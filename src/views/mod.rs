@@ -163,6 +163,10 @@ pub struct Terminated {
     /// When its namespace is purged for good; until then it can be recovered.
     pub purge_after: Time,
     pub previous_team: Vec<ArchivedMember>,
+    /// The project's spec as archived (quota, limits and checklist answers included), from
+    /// which those who may see the item (the customer's owners and support, and staff) can
+    /// recover it without reading the namespace's archive.
+    pub spec: crate::api::ProjectSpec,
 }
 
 #[derive(Serialize, Clone, Debug, Default, PartialEq)]
@@ -621,6 +625,7 @@ fn terminated_entry(
                 at: archive.terminated_at.clone(),
                 by: archive.terminated_by.clone(),
                 previous_team: archive.members.clone(),
+                spec: archive.spec.clone(),
             }),
         },
         access: Access::default(),

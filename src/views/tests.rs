@@ -363,6 +363,81 @@ fn terminated_projects_carry_when_and_by_whom_and_the_purge_time() {
 }
 
 #[test]
+fn the_terminated_item_carries_the_archived_spec_for_owners_support_and_staff_only() {
+    let (p, c, m, mut n) = world();
+    let archive = json!({
+        "spec": {"customer": "acme", "displayName": "The lab", "endDate": "2027-06-30",
+            "quota": {"hard": {"requests.cpu": "2", "requests.memory": "4Gi"}},
+            "limitRange": {"default": {"cpu": "500m"}},
+            "checklistAnswers": {"personal-data": false}},
+        "customer": "acme", "terminatedAt": "2027-02-25T00:00:00Z", "terminatedBy": "olga",
+        "members": [{"name": "mo", "subject": {"kind": "User", "name": "mo"}, "role": "Member"}],
+    });
+    n.push(namespace(
+        "lab",
+        "acme",
+        json!({"labels": {"app.kubernetes.io/managed-by": "tenancy-operator", "tenancy.dev/project": "lab",
+            "tenancy.dev/project-uid": "uid-lab", "tenancy.dev/state": "terminated", "tenancy.dev/customer": "acme"},
+            "annotations": {"tenancy.dev/archive": archive.to_string()}}),
+    ));
+    let no = |_: &str| false;
+    let index = Index::build(
+        &Sources {
+            projects: &p,
+            customers: &c,
+            memberships: &m,
+            namespaces: &n,
+            usages: &[],
+            is_project_namespace: &no,
+        },
+        42,
+        now(),
+        None,
+    );
+    let lab = |v: &Viewer| {
+        index
+            .projects_for(v, true, true, now())
+            .into_iter()
+            .find(|p| p.metadata.name.as_deref() == Some("lab"))
+    };
+    for who in [
+        viewer("olga", &[], false),
+        viewer("sam", &[], false),
+        viewer("root", &[], true),
+    ] {
+        let item = lab(&who).unwrap_or_else(|| panic!("{} sees lab", who.requester.username));
+        let v = serde_json::to_value(&item).unwrap();
+        assert_eq!(
+            v["status"]["terminated"]["spec"], archive["spec"],
+            "{} gets the spec as archived",
+            who.requester.username
+        );
+        // The display fields stay what they were (no quota among them).
+        assert_eq!(
+            v["spec"],
+            json!({"displayName": "The lab", "endDate": "2027-06-30"})
+        );
+    }
+    // A previous member, a member of another project of the customer, a group member, an owner
+    // whose role expired and a stranger never get the item, so never its spec.
+    for who in [
+        viewer("mo", &[], false),
+        viewer("mia", &[], false),
+        viewer("x", &["devs"], false),
+        viewer("eve", &[], false),
+        viewer("nobody", &[], false),
+    ] {
+        assert_eq!(lab(&who), None, "{}", who.requester.username);
+        let all = serde_json::to_string(&index.projects_for(&who, true, true, now())).unwrap();
+        assert!(
+            !all.contains("requests.cpu"),
+            "{}: {all}",
+            who.requester.username
+        );
+    }
+}
+
+#[test]
 fn members_of_what_one_sees() {
     let index = index();
     let names = |v: &Viewer, q: &str| -> Vec<String> {

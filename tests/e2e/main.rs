@@ -14,6 +14,7 @@ mod chart;
 mod checklists;
 mod faults;
 mod foundation;
+mod generated;
 mod lifecycle;
 mod plugin;
 mod promises;
@@ -58,6 +59,7 @@ fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
     trials.extend(usage::exclusive_trials(env));
     trials.extend(faults::exclusive_trials(env));
     trials.extend(restarts::exclusive_trials(env));
+    trials.extend(generated::exclusive_trials(env));
     trials
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ResourceQuota;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::Api;
 use kube::api::DeleteParams;
@@ -29,6 +30,11 @@ pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
             env,
             "plugin::delete_lists_what_runs_and_recover_brings_the_team_back",
             delete_and_recover,
+        ),
+        trial(
+            env,
+            "plugin::an_owner_recovers_quota_and_checklist_and_the_invited_accept",
+            owner_recovers_and_invited_accept,
         ),
         trial(
             env,
@@ -188,7 +194,14 @@ async fn customer_and_project(
         true,
     )
     .await?;
-    Ok(())
+    // The views follow a new role within a moment of the RBAC: wait until the manager's list
+    // shows the project, so each trial's first reads check the command, not that moment.
+    let listed = format!("project/{project_name}");
+    wait_for("the manager to see the project", ACCESS_TIMEOUT, || async {
+        let o = run_as(env, Who(manager, &[]), &["projects", "-o", "name"], None).await;
+        out(&o).lines().any(|l| l == listed).then_some(())
+    })
+    .await
 }
 
 /// Staff: a user in group tenancy:staff (what the webhook recognises), with the RBAC the
@@ -479,17 +492,8 @@ async fn projects_members_and_dates(env: Arc<Env>) -> TestResult {
         "[e2e] kubectl tenancy expire --never to access granted again: {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    // The views follow a role within a moment of the RBAC: wait until the member sees the
-    // project, so the refusal below is the apiserver's, not "not one you may see".
-    let member_sees = format!("project/{name}");
-    c.waited(
-        "the member sees the project again",
-        wait_for("the member to see the project", ACCESS_TIMEOUT, || async {
-            let o = run_as(&env, as_member, &["projects", "-o", "name"], None).await;
-            out(&o).contains(&member_sees).then_some(())
-        })
-        .await,
-    )?;
+    // At once, without waiting for the views to follow the role: the member may read the
+    // project's memberships, so the refusal is the apiserver's, not "not one you may see".
     let o = run_as(
         &env,
         as_member,
@@ -776,6 +780,350 @@ async fn delete_and_recover(env: Arc<Env>) -> TestResult {
         started.elapsed().as_secs_f64()
     );
     c.finish("kubectl tenancy: delete and recover")
+}
+
+/// The phase of a project's membership of `user`, as stored.
+async fn membership_phase(admin: &kube::Client, project: &str, user: &str) -> Option<String> {
+    let m = membership_of(admin, project, user).await?;
+    Some(format!("{:?}", m.status?.phase?))
+}
+
+async fn wait_membership_phase(
+    admin: &kube::Client,
+    project: &str,
+    user: &str,
+    phase: &str,
+) -> TestResult {
+    wait_for(
+        &format!("{user}'s membership in {project} to be {phase}"),
+        RECONCILE_TIMEOUT,
+        || async {
+            (membership_phase(admin, project, user).await.as_deref() == Some(phase)).then_some(())
+        },
+    )
+    .await
+}
+
+/// An owner (not staff) recovers a deleted project of a customer with a quota and a checklist:
+/// `recover` takes the archived spec from the views (the owner may not read the namespace), so
+/// the webhook admits it with its quota and answers; the previous team is invited and each
+/// member accepts with `accept`. A previous member and a stranger may recover nothing.
+async fn owner_recovers_and_invited_accept(env: Arc<Env>) -> TestResult {
+    let tag = unique_name("plugrec");
+    let (list, cust, name) = (
+        format!("{tag}-dp"),
+        format!("{tag}-acme"),
+        format!("{tag}-lab"),
+    );
+    let (owner, alice, bob, carol, stranger) = (
+        format!("{tag}-olga"),
+        format!("{tag}-alice"),
+        format!("{tag}-bob"),
+        format!("{tag}-carol"),
+        format!("{tag}-sam"),
+    );
+    let admin = env.client().await;
+    let checklist: Checklist = from_json(json!({
+        "apiVersion": "tenancy.dev/v1alpha1", "kind": "Checklist",
+        "metadata": {"name": list},
+        "spec": {"questions": [
+            {"id": "personal-data", "description": "Will the project process personal data?",
+             "type": "Boolean", "required": true},
+        ]},
+    }));
+    Api::<Checklist>::all(admin.clone())
+        .create(&pp(), &checklist)
+        .await?;
+    Api::<Customer>::all(admin.clone())
+        .create(
+            &pp(),
+            &customer(
+                &cust,
+                json!({"owners": owners(&[&owner]), "projectChecklist": list,
+                       "quota": {"hard": {"requests.cpu": "4"}}}),
+            ),
+        )
+        .await?;
+    wait_access(&env, &owner, "create", "projects.tenancy.dev", None, true).await?;
+    // Created by staff (the suite's admin), with a staff note the owner could not set.
+    Api::<Project>::all(admin.clone())
+        .create(
+            &pp(),
+            &project(
+                &name,
+                json!({"customer": cust, "displayName": "The lab", "endDate": "2027-06-30",
+                       "quota": {"hard": {"requests.cpu": "2"}},
+                       "limitRange": {"default": {"cpu": "500m"}},
+                       "checklistAnswers": {"personal-data": false},
+                       "staffNotes": "billed separately"}),
+            ),
+        )
+        .await?;
+    wait_finalizer(&admin, &name).await?;
+    wait_access(&env, &owner, "list", "pods", Some(&name), true).await?;
+    let as_owner = Who(&owner, &[]);
+    let as_alice = Who(&alice, &[]);
+    let as_stranger = Who(&stranger, &[]);
+    let mut c = Checks::default();
+    for (who, role) in [(&alice, "Member"), (&bob, "Administrator")] {
+        let o = run_as(
+            &env,
+            as_owner,
+            &["add-member", &name, who, "--role", role],
+            None,
+        )
+        .await;
+        c.check(
+            &format!("add-member {role} as the owner"),
+            o.status.success(),
+            shown(&o),
+        );
+    }
+
+    // A role given a moment ago is found at once (the memberships are read from the API, the
+    // views may not have it yet): add, change and remove in a row.
+    let o = run_as(
+        &env,
+        as_owner,
+        &["add-member", &name, &carol, "--role", "Member"],
+        None,
+    )
+    .await;
+    c.check(
+        "add-member carol as the owner",
+        o.status.success(),
+        shown(&o),
+    );
+    let o = run_as(
+        &env,
+        as_owner,
+        &["expire", &name, &carol, "--at", "30d"],
+        None,
+    )
+    .await;
+    c.check(
+        "expire right after add-member finds the new membership",
+        o.status.success(),
+        shown(&o),
+    );
+    let until = membership_of(&admin, &name, &carol)
+        .await
+        .and_then(|m| m.spec.expiration_time)
+        .map(|t| t.0);
+    let in_30d = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30);
+    c.check(
+        "carol's role ends about 30 days from now",
+        until.is_some_and(|u| in_30d.duration_since(u).as_secs().abs() < 600),
+        format!("{until:?}"),
+    );
+    let o = run_as(&env, as_owner, &["remove-member", &name, &carol], None).await;
+    c.check(
+        "remove-member right after expire",
+        o.status.success(),
+        shown(&o),
+    );
+    c.check(
+        "carol's membership is gone",
+        membership_of(&admin, &name, &carol).await.is_none(),
+        "",
+    );
+
+    c.waited(
+        "the team has access",
+        wait_access(&env, &bob, "create", "deployments.apps", Some(&name), true).await,
+    )?;
+    let o = run_as(&env, as_owner, &["delete", &name], None).await;
+    c.check("delete as the owner", o.status.success(), shown(&o));
+    c.waited(
+        "the project is gone (soft delete done)",
+        wait_project_gone(&admin, &name).await,
+    )?;
+    c.outcome(
+        "the team lost access",
+        wait_access(&env, &alice, "list", "pods", Some(&name), false).await,
+    );
+
+    // The owner's view of the deleted project carries its spec as archived.
+    let item = wait_for(
+        "projects --include-terminated to list the project as Terminated",
+        RECONCILE_TIMEOUT,
+        || async {
+            let o = run_as(
+                &env,
+                as_owner,
+                &["projects", "--include-terminated", "-o", "json"],
+                None,
+            )
+            .await;
+            items(&o).ok()?.into_iter().find(|p| {
+                p["metadata"]["name"] == name.as_str() && p["status"]["phase"] == "Terminated"
+            })
+        },
+    )
+    .await;
+    c.check(
+        "the owner's Terminated item carries the archived spec (quota, limits, answers)",
+        item.as_ref().is_ok_and(|i| {
+            let spec = &i["status"]["terminated"]["spec"];
+            spec["quota"] == json!({"hard": {"requests.cpu": "2"}})
+                && spec["limitRange"] == json!({"default": {"cpu": "500m"}})
+                && spec["checklistAnswers"] == json!({"personal-data": false})
+        }),
+        format!("{:?}", item.as_ref().map(|i| &i["status"]["terminated"])),
+    );
+
+    // A previous member and a stranger recover nothing.
+    for (who, as_who) in [("a previous member", as_alice), ("a stranger", as_stranger)] {
+        let o = run_as(&env, as_who, &["recover", &name, "--invite"], None).await;
+        c.check(
+            &format!("recover as {who} is refused: no deleted project they may recover"),
+            !o.status.success() && err(&o).contains("no deleted project"),
+            shown(&o),
+        );
+    }
+    c.check(
+        "the refused recoveries created no project",
+        Api::<Project>::all(admin.clone())
+            .get_opt(&name)
+            .await?
+            .is_none(),
+        "",
+    );
+
+    // The owner recovers it, inviting the team.
+    let started = Instant::now();
+    let o = run_as(
+        &env,
+        as_owner,
+        &["recover", &name, "--invite", "--end-date", "2027-09-30"],
+        None,
+    )
+    .await;
+    c.check(
+        "recover --invite as the owner, saying the staff note was left out",
+        o.status.success()
+            && out(&o).contains("previous team invited")
+            && out(&o).contains("spec.staffNotes")
+            && !out(&o).contains("set its quota"),
+        shown(&o),
+    );
+    let p = Api::<Project>::all(admin.clone()).get_opt(&name).await?;
+    c.check(
+        "the recovered project has the archived quota, limits and answers, the new end date and invitations",
+        p.as_ref().is_some_and(|p| {
+            let s = json!(p.spec);
+            s["customer"] == cust.as_str()
+                && s["displayName"] == "The lab"
+                && s["endDate"] == "2027-09-30"
+                && s["quota"] == json!({"hard": {"requests.cpu": "2"}})
+                && s["limitRange"] == json!({"default": {"cpu": "500m"}})
+                && s["checklistAnswers"] == json!({"personal-data": false})
+                && s["recovery"] == json!({"sendInvitationsToPreviousMembers": true})
+                && s.get("staffNotes").is_none()
+        }),
+        format!("{:?}", p.as_ref().map(|p| json!(p.spec))),
+    );
+    c.outcome(
+        "the recovered project is Active",
+        wait_project(&admin, &name, "phase Active", |p| {
+            (p.status.as_ref()?.phase? == tenancy_operator::api::ProjectPhase::Active).then_some(())
+        })
+        .await,
+    );
+    eprintln!(
+        "[e2e] kubectl tenancy recover --invite as an owner to the project Active: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let quotas: Api<ResourceQuota> = Api::namespaced(admin.clone(), &name);
+    c.outcome(
+        "the namespace's ResourceQuota holds the archived requests.cpu 2 again",
+        wait_for(
+            "ResourceQuota tenancy-quota with requests.cpu 2",
+            RECONCILE_TIMEOUT,
+            || async {
+                let q = quotas.get_opt("tenancy-quota").await.ok().flatten()?;
+                let hard = q.spec?.hard?;
+                (hard.get("requests.cpu").map(|v| v.0.as_str()) == Some("2")
+                    && hard.get("pods").is_none_or(|v| v.0 != "0"))
+                .then_some(())
+            },
+        )
+        .await,
+    );
+    for who in [&alice, &bob] {
+        c.outcome(
+            &format!("{who}'s membership is a pending invitation"),
+            wait_membership_phase(&admin, &name, who, "Pending").await,
+        );
+    }
+    c.check(
+        "a pending invitation grants nothing (SubjectAccessReview)",
+        !env.can_i(&alice, &[], "list", "pods", Some(&name)).await,
+        "",
+    );
+
+    // accept: a user with no invitation is told so; alice accepts hers and gets her role.
+    let o = run_as(&env, as_stranger, &["accept", &name], None).await;
+    c.check(
+        "accept as a stranger says they have no pending invitation there",
+        !o.status.success()
+            && err(&o).contains(&format!(
+                "{stranger} has no pending invitation in project {name}"
+            )),
+        shown(&o),
+    );
+    // The invitation's RBAC (patch on exactly the membership) follows the Pending phase.
+    c.outcome(
+        "alice may patch her membership (her invitation)",
+        wait_access_named(
+            &env,
+            &alice,
+            "patch",
+            "projectmemberships.tenancy.dev",
+            &membership_name_of(&admin, &name, &alice).await,
+            Some(&name),
+            true,
+        )
+        .await,
+    );
+    let started = Instant::now();
+    let o = run_as(&env, as_alice, &["accept", &name], None).await;
+    c.check(
+        "accept as the invited alice",
+        o.status.success() && out(&o).contains("accepted: Member"),
+        shown(&o),
+    );
+    c.outcome(
+        "alice has her role back (SubjectAccessReview)",
+        wait_access(&env, &alice, "list", "pods", Some(&name), true).await,
+    );
+    eprintln!(
+        "[e2e] kubectl tenancy accept to the role granted: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    c.outcome(
+        "alice's membership is Active",
+        wait_membership_phase(&admin, &name, &alice, "Active").await,
+    );
+    c.equal(
+        "bob's invitation is still pending (alice accepted only hers)",
+        membership_phase(&admin, &name, &bob).await,
+        Some("Pending".to_string()),
+    );
+    c.check(
+        "bob has no access until he accepts",
+        !env.can_i(&bob, &[], "list", "pods", Some(&name)).await,
+        "",
+    );
+    c.finish("kubectl tenancy: an owner's recovery and accepting an invitation")
+}
+
+/// The name of `user`'s membership in `project` (empty if none).
+async fn membership_name_of(admin: &kube::Client, project: &str, user: &str) -> String {
+    membership_of(admin, project, user)
+        .await
+        .and_then(|m| m.metadata.name)
+        .unwrap_or_default()
 }
 
 async fn checklist_dialogue(env: Arc<Env>) -> TestResult {

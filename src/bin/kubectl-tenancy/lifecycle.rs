@@ -117,9 +117,54 @@ pub fn recovered_project(
     Project::new(name, spec)
 }
 
-/// A spec from what `myprojects` shows of a terminated project (display fields and dates),
-/// for those who may not read the archive itself (staff may).
-pub fn spec_from_view(item: &Value) -> Result<ProjectSpec, String> {
+/// How a recovery's spec was read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// The namespace's archive (staff).
+    Archive,
+    /// The archived spec `myprojects` carries (owners and support), without the staff-only
+    /// fields it held, which are named.
+    View { left_out: Vec<&'static str> },
+    /// Only the display fields `myprojects` shows (a views server from before it carried the
+    /// archived spec).
+    DisplayFields,
+}
+
+/// Clears the fields only staff may set on a new Project (the webhook refuses anyone else's
+/// recovery carrying them) and names those that were set.
+pub fn without_staff_fields(spec: &mut ProjectSpec) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if spec.staff_notes.take().is_some() {
+        out.push("spec.staffNotes");
+    }
+    if spec.grace_period_days.take().is_some() {
+        out.push("spec.gracePeriodDays");
+    }
+    if spec.max_service_accounts.take().is_some() {
+        out.push("spec.maxServiceAccounts");
+    }
+    out
+}
+
+/// The spec to recover from what `myprojects` shows of a terminated project, for those who may
+/// not read the archive itself: the archived spec the item carries (`status.terminated.spec`),
+/// less the staff-only fields unless the requester is staff; else (an older views server) its
+/// display fields and dates.
+pub fn spec_from_view(item: &Value) -> Result<(ProjectSpec, Source), String> {
+    let archived = &item["status"]["terminated"]["spec"];
+    if archived.is_object() {
+        let mut spec: ProjectSpec = tenancy_operator::api::read(archived)
+            .map_err(|e| format!("the deleted project's archived spec does not read: {e}"))?;
+        let staff = item["access"]["roles"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r == "Staff"));
+        let left_out = if staff {
+            Vec::new()
+        } else {
+            without_staff_fields(&mut spec)
+        };
+        return Ok((spec, Source::View { left_out }));
+    }
     let mut spec = item["spec"].clone();
     let customer = item["customer"]["name"]
         .as_str()
@@ -130,7 +175,7 @@ pub fn spec_from_view(item: &Value) -> Result<ProjectSpec, String> {
         spec["type"] = t;
         spec.as_object_mut().map(|o| o.remove("projectType"));
     }
-    tenancy_operator::api::read(&spec)
+    Ok((tenancy_operator::api::read(&spec)?, Source::DisplayFields))
 }
 
 /// Whether `to` moves an end date later.
@@ -169,25 +214,38 @@ pub async fn delete(conn: &Connection, a: DeleteArgs) -> Result<(), String> {
 }
 
 /// The archived spec of a deleted project: the archive itself where the requester may read
-/// the namespace (staff), else what `myprojects` shows of it (owners and support).
-async fn archived_spec(client: &kube::Client, name: &str) -> Result<(ProjectSpec, bool), String> {
+/// the namespace (staff), else what `myprojects` carries of it (owners and support).
+async fn archived_spec(client: &kube::Client, name: &str) -> Result<(ProjectSpec, Source), String> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     match namespaces.get_opt(name).await {
         Ok(Some(ns)) => {
             if let Some(archive) = Archive::of(&ns) {
-                return Ok((archive.spec, true));
+                return Ok((archive.spec, Source::Archive));
             }
         }
         Ok(None) => {}
         Err(e) if matches!(client::api_error(&e).0, 401 | 403) => {}
         Err(e) => return Err(client::write_error("reading the archive", &e)),
     }
-    let item = client::my_project(client, name, true).await?.ok_or_else(|| {
+    let refused = |e: String| {
+        if e.contains("terminated projects are listed only") {
+            format!(
+                "there is no deleted project {name} you may recover: only staff and the owners and support of its customer see and recover deleted projects"
+            )
+        } else {
+            e
+        }
+    };
+    let not_found = || {
         format!(
             "there is no deleted project {name} you may recover (purged, never deleted, or not your customer's): `kubectl tenancy projects --include-terminated` lists those you may"
         )
-    })?;
-    Ok((spec_from_view(&item)?, false))
+    };
+    let item = client::my_project(client, name, true)
+        .await
+        .map_err(refused)?
+        .ok_or_else(not_found)?;
+    spec_from_view(&item)
 }
 
 pub async fn recover(conn: &Connection, out: Format, a: RecoverArgs) -> Result<(), String> {
@@ -197,7 +255,7 @@ pub async fn recover(conn: &Connection, out: Format, a: RecoverArgs) -> Result<(
         .map(|d| dates::parse_day("--end-date", d, Timestamp::now()))
         .transpose()?;
     let client = client::connect(conn).await?;
-    let (spec, full) = archived_spec(&client, &a.project).await?;
+    let (spec, source) = archived_spec(&client, &a.project).await?;
     let project = recovered_project(&a.project, spec, a.restore_team, a.invite, end);
     let api: Api<Project> = Api::all(client);
     let created = api
@@ -229,10 +287,16 @@ pub async fn recover(conn: &Connection, out: Format, a: RecoverArgs) -> Result<(
                 "without its previous team"
             };
             println!("project {} recovered {team}", a.project);
-            if !full {
-                println!(
-                    "note: only staff read the archive itself; the project was re-created from what you may see of it (display fields, dates, customer): set its quota and limits again if it had any"
-                );
+            match source {
+                Source::Archive => {}
+                Source::View { left_out } if left_out.is_empty() => {}
+                Source::View { left_out } => println!(
+                    "note: left out of the recovery because only staff may set them: {} (ask staff to set them again)",
+                    left_out.join(", ")
+                ),
+                Source::DisplayFields => println!(
+                    "note: this cluster's views.tenancy.dev does not show the archived spec, so the project was re-created from its display fields, dates and customer: set its quota and limits again if it had any (or upgrade the chart)"
+                ),
             }
             Ok(())
         }
@@ -400,14 +464,68 @@ mod tests {
     }
 
     #[test]
-    fn the_view_of_a_deleted_project_gives_its_display_fields() {
+    fn the_view_of_a_deleted_project_gives_its_archived_spec_less_staff_fields() {
+        let archived = json!({
+            "customer": "acme", "displayName": "Genome lab", "endDate": "2027-01-31",
+            "quota": {"hard": {"requests.cpu": "2"}},
+            "limitRange": {"default": {"cpu": "500m"}},
+            "checklistAnswers": {"personal-data": false},
+            "staffNotes": "VIP", "gracePeriodDays": 3,
+        });
+        let item = |roles: Value| {
+            json!({
+                "metadata": {"name": "genomics"},
+                "spec": {"displayName": "Genome lab", "endDate": "2027-01-31"},
+                "customer": {"name": "acme"},
+                "status": {"phase": "Terminated", "terminated": {"spec": archived.clone()}},
+                "access": {"roles": roles},
+            })
+        };
+        let (spec, source) = spec_from_view(&item(json!(["CustomerOwner"]))).unwrap();
+        assert_eq!(
+            source,
+            Source::View {
+                left_out: vec!["spec.staffNotes", "spec.gracePeriodDays"]
+            }
+        );
+        assert_eq!(spec.customer, "acme");
+        assert_eq!(
+            json!(spec.quota),
+            json!({"hard": {"requests.cpu": "2"}}),
+            "the quota is the archived one"
+        );
+        assert_eq!(json!(spec.limit_range), json!({"default": {"cpu": "500m"}}));
+        assert_eq!(
+            json!(spec.checklist_answers),
+            json!({"personal-data": false})
+        );
+        assert_eq!(spec.staff_notes, None);
+        assert_eq!(spec.grace_period_days, None);
+        // Staff keep every field.
+        let (spec, source) = spec_from_view(&item(json!(["Staff"]))).unwrap();
+        assert_eq!(source, Source::View { left_out: vec![] });
+        assert_eq!(spec.staff_notes.as_deref(), Some("VIP"));
+        assert_eq!(spec.grace_period_days, Some(3));
+        // A bad archived spec says so.
+        let mut bad = item(json!(["CustomerOwner"]));
+        bad["status"]["terminated"]["spec"] = json!({"displayName": "no customer"});
+        assert!(
+            spec_from_view(&bad)
+                .unwrap_err()
+                .contains("archived spec does not read"),
+        );
+    }
+
+    #[test]
+    fn an_older_view_of_a_deleted_project_gives_its_display_fields() {
         let item = json!({
             "metadata": {"name": "genomics"},
             "spec": {"displayName": "Genome lab", "projectType": "research", "endDate": "2027-01-31"},
             "customer": {"name": "acme", "displayName": "ACME"},
             "status": {"phase": "Terminated"},
         });
-        let spec = spec_from_view(&item).unwrap();
+        let (spec, source) = spec_from_view(&item).unwrap();
+        assert_eq!(source, Source::DisplayFields);
         assert_eq!(spec.customer, "acme");
         assert_eq!(spec.display_name.as_deref(), Some("Genome lab"));
         assert_eq!(spec.project_type.as_deref(), Some("research"));

@@ -4,7 +4,7 @@ use clap::{ArgGroup, Args};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tenancy_operator::api::vocabulary::{annotations, labels};
 use tenancy_operator::api::{
@@ -236,8 +236,54 @@ pub async fn list(conn: &Connection, out: Format, a: MembersArgs) -> Result<(), 
     output::print_items(out, &items, "member", "No members match.", table)
 }
 
-/// The membership in `project` that holds `subject`'s role, found through the views.
+/// Of a project's memberships, the one that holds `subject`'s role: the one named as
+/// `add-member` names it if there are several, else the first by name.
+pub fn pick<'a>(
+    memberships: impl IntoIterator<Item = &'a ProjectMembership>,
+    subject: &Subject,
+) -> Option<String> {
+    let mut names: Vec<String> = memberships
+        .into_iter()
+        .filter(|m| {
+            m.spec.subject.kind == subject.kind
+                && m.spec.subject.name == subject.name
+                && (subject.kind != SubjectKind::ServiceAccount
+                    || m.spec.subject.namespace == subject.namespace)
+        })
+        .filter_map(|m| m.metadata.name.clone())
+        .collect();
+    names.sort();
+    let usual = membership_name(subject);
+    names
+        .iter()
+        .position(|n| *n == usual)
+        .map(|i| names.swap_remove(i))
+        .or_else(|| names.into_iter().next())
+}
+
+/// The membership in `project` that holds `subject`'s role: read from the API where the
+/// requester may list the project's memberships (its members, managers, the customer's owners
+/// and support, staff), so a role given a moment ago counts at once; else found through the
+/// views.
 async fn find(client: &kube::Client, project: &str, subject: &Subject) -> Result<String, String> {
+    let not_held = || {
+        format!(
+            "{} {} holds no role in project {project} that you may see (`kubectl tenancy members {project}` lists them)",
+            subject.kind.as_str(),
+            subject.name
+        )
+    };
+    let api: Api<ProjectMembership> = Api::namespaced(client.clone(), project);
+    match api.list(&ListParams::default()).await {
+        Ok(list) if !list.items.is_empty() => {
+            return pick(&list.items, subject).ok_or_else(not_held);
+        }
+        // No membership there, or none the requester may list: the views decide whether the
+        // project is one they may see at all.
+        Ok(_) => {}
+        Err(e) if matches!(client::api_error(&e).0, 401 | 403 | 404) => {}
+        Err(e) => return Err(client::write_error("reading the memberships", &e)),
+    }
     let q = vec![(
         "fieldSelector".to_string(),
         format!(
@@ -257,13 +303,7 @@ async fn find(client: &kube::Client, project: &str, subject: &Subject) -> Result
                 .and_then(|n| n.strip_prefix(&prefix))
                 .map(String::from)
         })
-        .ok_or_else(|| {
-            format!(
-                "{} {} holds no role in project {project} that you may see (`kubectl tenancy members {project}` lists them)",
-                subject.kind.as_str(),
-                subject.name
-            )
-        })
+        .ok_or_else(not_held)
 }
 
 fn print_membership(out: Format, m: &ProjectMembership, done: &str) -> Result<(), String> {
@@ -564,6 +604,42 @@ mod tests {
             ..Default::default()
         };
         assert!(query(&a, now).unwrap_err().starts_with("--role"));
+    }
+
+    #[test]
+    fn the_membership_of_a_subject_is_picked_from_the_projects_memberships() {
+        let m = |name: &str, subject: &str| {
+            let mut m = ProjectMembership::new(
+                name,
+                ProjectMembershipSpec {
+                    subject: parse_subject(subject).unwrap(),
+                    role: ProjectRole::Member,
+                    expiration_time: None,
+                },
+            );
+            m.metadata.namespace = Some("genomics".into());
+            m
+        };
+        let all = [
+            m("zz-carol", "carol"),
+            m("carol", "carol"),
+            m("a-carol", "carol"),
+            m("devs", "group:carol"),
+            m("ci", "sa:tools:ci"),
+            m("dave", "dave"),
+        ];
+        let s = |t: &str| parse_subject(t).unwrap();
+        assert_eq!(pick(&all, &s("carol")).as_deref(), Some("carol"));
+        assert_eq!(pick(&all[..1], &s("carol")).as_deref(), Some("zz-carol"));
+        assert_eq!(pick(&all[..3], &s("user:carol")).as_deref(), Some("carol"));
+        assert_eq!(
+            pick(&[m("zz", "carol"), m("b", "carol")], &s("carol")).as_deref(),
+            Some("b")
+        );
+        assert_eq!(pick(&all, &s("group:carol")).as_deref(), Some("devs"));
+        assert_eq!(pick(&all, &s("sa:tools:ci")).as_deref(), Some("ci"));
+        assert_eq!(pick(&all, &s("sa:other:ci")), None);
+        assert_eq!(pick(&all, &s("erin")), None);
     }
 
     #[test]

@@ -430,3 +430,19 @@ fn months_and_amounts_read_and_print_back() {
     assert_eq!(credit_micros(12.5), 12_500_000);
     assert_eq!(credit_micros(f64::NAN), 0);
 }
+
+#[test]
+fn the_largest_credit_the_schema_allows_is_counted_without_overflow() {
+    for credit in [1e308, f64::INFINITY, 1e31] {
+        let amount = credit_micros(credit);
+        assert_eq!(amount, MAX_CREDIT_MICROS, "{credit}");
+        let now = t("2026-03-10T12:00:00Z");
+        let c = customer_credit(&[], amount, &prices(), 80, t("2026-03-01T00:00:00Z"), now);
+        assert_eq!(c.remaining, c.amount);
+        let state = credit_state(&c, 80, now);
+        let _ = at_milestone(c, 80, now);
+        let _ = state;
+    }
+    assert_eq!(credit_micros(12.5), 12_500_000);
+    assert_eq!(credit_micros(-1.0), 0);
+}
