@@ -1594,8 +1594,9 @@ fn table(r: &Value) {
         (
             "reconcile errors (by reason)".into(),
             format!(
-                "{} ({})",
-                f("reconcile_errors"),
+                "{:.0} ({})",
+                // An empty sum is -0.0.
+                f("reconcile_errors") + 0.0,
                 r["reconcile_errors_by_reason"]
             ),
         ),
