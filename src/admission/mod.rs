@@ -535,6 +535,14 @@ pub fn decide_project(
                     annotations::ADOPT_NAMESPACE
                 ));
             }
+            // The incarnation a project has is kept (the mutating webhook gave it, or refused a
+            // tenant's own: see `incarnation_verdict`).
+            let incarnation = |p: &Project| p.annotations().get(annotations::INCARNATION).cloned();
+            if let Some(was) = old_for_update.and_then(incarnation)
+                && incarnation(new).as_ref() != Some(&was)
+            {
+                return incarnation_refusal(r, &name);
+            }
             // Without its customer, a quota cannot be checked against the customer's.
             if snap.customer.is_none()
                 && old_for_update.is_some_and(|o| {
@@ -663,7 +671,7 @@ pub fn decide_membership(
         }
     } else if snap.project.is_none() {
         return Verdict::invalid(format!(
-            "metadata.namespace: {ns:?} is not the namespace of a project; create memberships in the namespace of the project they are for"
+            "metadata.namespace: {ns:?} is not the namespace of a project (there is no Project {ns:?}); create the Project first (a restore restores Projects before their ProjectMemberships), or create the membership in the namespace of the project it is for"
         ));
     }
     // A project in Conflict does not own its namespace: a membership there would bind nothing.
@@ -1030,8 +1038,46 @@ fn annotation_ops(
     ops
 }
 
-/// The mutating webhook's changes to a Project: who requested the end date, and audit
-/// annotations only the webhook writes. For everyone but staff, `end-date-requested-by` is the
+/// What the webhook gives a Project created without an incarnation: 128 random bits, in hex.
+pub fn fresh_incarnation() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the system's random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn incarnation_refusal(r: &Requester, project: &str) -> Verdict {
+    Verdict::forbidden(format!(
+        "{} may not set or change metadata.annotations[{}] of project {project:?}: the incarnation ties a project to an existing namespace (a project restored from a backup keeps its own), so only staff may set it; leave it out and the project gets its own",
+        who(r),
+        annotations::INCARNATION
+    ))
+}
+
+/// Whether the requester may send this Project with the incarnation it carries: staff always; anyone
+/// else only without one (the mutating webhook then gives a new project its own, and puts back
+/// the one an update left out) or with the one it already has. Decided by the mutating webhook,
+/// on the object as sent: the validating webhook sees the incarnation the mutation gave.
+pub fn incarnation_verdict(
+    op: &Operation,
+    r: &Requester,
+    old: Option<&Project>,
+    new: &Project,
+    policy: &Policy,
+) -> Verdict {
+    if policy.is_staff(r) || !matches!(op, Operation::Create | Operation::Update) {
+        return Verdict::Allow;
+    }
+    let old = if *op == Operation::Update { old } else { None };
+    let was = old.and_then(|o| o.annotations().get(annotations::INCARNATION));
+    match new.annotations().get(annotations::INCARNATION) {
+        Some(sent) if Some(sent) != was => incarnation_refusal(r, &new.name_any()),
+        _ => Verdict::Allow,
+    }
+}
+
+/// The mutating webhook's changes to a Project: its incarnation (`incarnation` for a new one sent
+/// without any, the one it had for an update that left it out), who requested the end date, and
+/// audit annotations only the webhook writes. For everyone but staff, `end-date-requested-by` is the
 /// requester when the end date changes and what it was otherwise; `deleted-by` is what it was
 /// (the webhook records it when the delete is admitted).
 pub fn mutate_project(
@@ -1041,16 +1087,28 @@ pub fn mutate_project(
     new: &Project,
     policy: &Policy,
     now: Timestamp,
+    incarnation: &str,
 ) -> Vec<PatchOperation> {
     let old = if *op == Operation::Update { old } else { None };
     let was = |key: &str| old.and_then(|o| o.annotations().get(key).cloned());
+    let mut changes = Vec::new();
+    if !new.annotations().contains_key(annotations::INCARNATION) {
+        match op {
+            Operation::Create => {
+                changes.push((annotations::INCARNATION, Some(incarnation.to_string())));
+            }
+            Operation::Update if was(annotations::INCARNATION).is_some() => {
+                changes.push((annotations::INCARNATION, was(annotations::INCARNATION)));
+            }
+            _ => {}
+        }
+    }
     let end_date_changed = match op {
         Operation::Create => new.spec.end_date.is_some(),
         Operation::Update => old.map(|o| &o.spec.end_date) != Some(&new.spec.end_date),
         _ => false,
     };
     let staff = policy.is_staff(r);
-    let mut changes = Vec::new();
     if end_date_changed {
         changes.push((annotations::END_DATE_REQUESTED_BY, Some(r.username.clone())));
     } else if !staff {

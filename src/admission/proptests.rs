@@ -275,12 +275,14 @@ fn spec_fields() -> impl Strategy<Value = Vec<Option<Value>>> {
         .prop_map(|(a, b, c, d, e, f, g, h, i, j, k)| vec![a, b, c, d, e, f, g, h, i, j, k])
 }
 
-/// The metadata the rules look at: finalizers, an owner reference, the adopt annotation.
+/// The metadata the rules look at: finalizers, an owner reference, the adopt and incarnation
+/// annotations.
 #[derive(Clone, Debug, PartialEq)]
 struct MetaDesc {
     finalizers: Option<Vec<&'static str>>,
     owner_ref: bool,
     adopt: Option<&'static str>,
+    incarnation: Option<&'static str>,
 }
 
 fn meta_desc() -> impl Strategy<Value = MetaDesc> {
@@ -291,11 +293,13 @@ fn meta_desc() -> impl Strategy<Value = MetaDesc> {
         )),
         prop::bool::weighted(0.15),
         prop::option::weighted(0.15, select(vec!["true", "false"])),
+        prop::option::weighted(0.5, select(vec!["inc-a", "inc-b"])),
     )
-        .prop_map(|(finalizers, owner_ref, adopt)| MetaDesc {
+        .prop_map(|(finalizers, owner_ref, adopt, incarnation)| MetaDesc {
             finalizers,
             owner_ref,
             adopt,
+            incarnation,
         })
 }
 
@@ -326,6 +330,10 @@ fn project_of(name: &str, fields: &[Option<Value>], meta: &MetaDesc) -> Project 
     if let Some(a) = meta.adopt {
         p.annotations_mut()
             .insert(annotations::ADOPT_NAMESPACE.into(), a.into());
+    }
+    if let Some(i) = meta.incarnation {
+        p.annotations_mut()
+            .insert(annotations::INCARNATION.into(), i.into());
     }
     p
 }
@@ -651,7 +659,8 @@ fn staff_only_touched(old: Option<&Project>, new: &Project) -> Vec<&'static str>
 /// - a requester who is neither staff nor a named owner never changes spec.credit or
 ///   spec.creditExhaustedPolicy;
 /// - a non-staff requester never sets or changes owner references, removes a finalizer, adds one
-///   other than the soft-delete finalizer, or sets/changes the adopt-namespace annotation;
+///   other than the soft-delete finalizer, sets/changes the adopt-namespace annotation, or
+///   changes or drops the incarnation a project has;
 /// - a reserved name is never created, not even by staff.
 #[test]
 fn decide_project_never_allows_what_the_rules_forbid() {
@@ -749,6 +758,10 @@ fn decide_project_never_allows_what_the_rules_forbid() {
                 p.and_then(|p| p.annotations().get(annotations::ADOPT_NAMESPACE).cloned())
             };
             prop_assert_eq!(adopt(old), adopt(Some(&new)), "adopt annotation changed");
+            let incarnation = |p: &Project| p.annotations().get(annotations::INCARNATION).cloned();
+            if let Some(was) = old.and_then(incarnation) {
+                prop_assert_eq!(Some(was), incarnation(&new), "incarnation changed");
+            }
         }
         Ok(())
     });

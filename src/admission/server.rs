@@ -518,14 +518,28 @@ impl Admission {
         let r = Self::requester(req);
         let ops = match req.kind.kind.as_str() {
             "Project" => match typed::<Project>(&req.object) {
-                Some(new) => super::mutate_project(
-                    &req.operation,
-                    &r,
-                    typed::<Project>(&req.old_object).as_ref(),
-                    &new,
-                    &self.policy,
-                    self.clock.now(),
-                ),
+                Some(new) => {
+                    let old = typed::<Project>(&req.old_object);
+                    let verdict = super::incarnation_verdict(
+                        &req.operation,
+                        &r,
+                        old.as_ref(),
+                        &new,
+                        &self.policy,
+                    );
+                    if !verdict.is_allowed() {
+                        return respond(req, verdict);
+                    }
+                    super::mutate_project(
+                        &req.operation,
+                        &r,
+                        old.as_ref(),
+                        &new,
+                        &self.policy,
+                        self.clock.now(),
+                        &super::fresh_incarnation(),
+                    )
+                }
                 None => Vec::new(),
             },
             "ProjectMembership" => match typed::<ProjectMembership>(&req.object) {

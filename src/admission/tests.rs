@@ -774,7 +774,8 @@ fn mutations_record_who_moved_the_end_date() {
             Some(&old),
             &new,
             &pol,
-            now()
+            now(),
+            "inc-new"
         )),
         [
             ("add".into(), "/metadata/annotations".into(), None),
@@ -788,7 +789,8 @@ fn mutations_record_who_moved_the_end_date() {
             Some(&old),
             &old,
             &pol,
-            now()
+            now(),
+            "inc-new"
         )
         .is_empty()
     );
@@ -807,7 +809,8 @@ fn mutations_record_who_moved_the_end_date() {
             Some(&old),
             &forged,
             &pol,
-            now()
+            now(),
+            "inc-new"
         )),
         [
             ("remove".into(), requested_by.into(), None),
@@ -1567,6 +1570,7 @@ fn only_staff_review_and_the_webhook_records_who_when_and_what() {
         &approved,
         &pol,
         now(),
+        "inc-new",
     ));
     let value = |key: &str| {
         ops.iter()
@@ -1599,6 +1603,7 @@ fn only_staff_review_and_the_webhook_records_who_when_and_what() {
         &forged,
         &pol,
         now(),
+        "inc-new",
     ));
     assert!(
         ops.iter()
@@ -1624,4 +1629,148 @@ fn only_staff_review_and_the_webhook_records_who_when_and_what() {
     let v = decide_checklist(&Operation::Create, &staff(), Some(&cyclic), &pol);
     assert_eq!(code(&v), 422);
     assert!(message(&v).contains("dependency cycle"), "{}", message(&v));
+}
+
+#[test]
+fn only_staff_give_a_project_an_incarnation_and_every_new_project_gets_one() {
+    let pol = Policy::default();
+    let key = "/metadata/annotations/tenancy.dev~1incarnation";
+    let bare = project("web", serde_json::json!({"customer": "acme"}));
+    let with = |i: &str| {
+        let mut p = bare.clone();
+        p.annotations_mut()
+            .insert(annotations::INCARNATION.into(), i.into());
+        p
+    };
+    let (old, same, other) = (with("inc-1"), with("inc-1"), with("inc-2"));
+    // (who, operation, old, new, refused)
+    let cases = [
+        (
+            "a tenant creating one",
+            user("olga"),
+            Operation::Create,
+            None,
+            &other,
+            true,
+        ),
+        (
+            "a tenant creating without",
+            user("olga"),
+            Operation::Create,
+            None,
+            &bare,
+            false,
+        ),
+        (
+            "staff restoring one",
+            staff(),
+            Operation::Create,
+            None,
+            &other,
+            false,
+        ),
+        (
+            "a tenant changing it",
+            user("olga"),
+            Operation::Update,
+            Some(&old),
+            &other,
+            true,
+        ),
+        (
+            "a tenant keeping it",
+            user("olga"),
+            Operation::Update,
+            Some(&old),
+            &same,
+            false,
+        ),
+        (
+            "a tenant leaving it out",
+            user("olga"),
+            Operation::Update,
+            Some(&old),
+            &bare,
+            false,
+        ),
+        (
+            "a tenant adding one later",
+            user("olga"),
+            Operation::Update,
+            Some(&bare),
+            &other,
+            true,
+        ),
+        (
+            "staff changing it",
+            staff(),
+            Operation::Update,
+            Some(&old),
+            &other,
+            false,
+        ),
+    ];
+    for (what, r, op, old, new, refused) in cases {
+        let v = incarnation_verdict(&op, &r, old, new, &pol);
+        assert_eq!(!v.is_allowed(), refused, "{what}: {v:?}");
+        if refused {
+            assert_eq!(code(&v), 403, "{what}");
+            assert!(
+                message(&v).contains("metadata.annotations[tenancy.dev/incarnation]")
+                    && message(&v).contains("ties a project to an existing namespace"),
+                "{what}: {}",
+                message(&v)
+            );
+        }
+    }
+    // The validating webhook keeps an existing one too (the mutating one may be bypassed).
+    let snap = psnap(&["olga"], vec![]);
+    let v = decide_project(
+        &Operation::Update,
+        &user("olga"),
+        Some(&old),
+        Some(&other),
+        &snap,
+        &pol,
+        now(),
+    );
+    assert_eq!(code(&v), 403, "{v:?}");
+    assert!(
+        decide_project(
+            &Operation::Update,
+            &staff(),
+            Some(&old),
+            Some(&other),
+            &snap,
+            &pol,
+            now()
+        )
+        .is_allowed()
+    );
+
+    // The mutation: a new project gets the fresh one, one it carries is kept, an update that
+    // leaves it out gets it back, a project without one is not given one on update.
+    let mutated = |r: &Requester, op: Operation, old: Option<&Project>, new: &Project| {
+        annotation_patch(&mutate_project(&op, r, old, new, &pol, now(), "inc-new"))
+            .into_iter()
+            .filter(|(_, path, _)| path == key)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        mutated(&user("olga"), Operation::Create, None, &bare),
+        [("add".into(), key.into(), Some("inc-new".into()))]
+    );
+    assert_eq!(
+        mutated(&staff(), Operation::Create, None, &bare),
+        [("add".into(), key.into(), Some("inc-new".into()))]
+    );
+    assert!(mutated(&staff(), Operation::Create, None, &other).is_empty());
+    assert_eq!(
+        mutated(&user("olga"), Operation::Update, Some(&old), &bare),
+        [("add".into(), key.into(), Some("inc-1".into()))]
+    );
+    assert!(mutated(&user("olga"), Operation::Update, Some(&bare), &bare).is_empty());
+    let (a, b) = (fresh_incarnation(), fresh_incarnation());
+    assert_eq!(a.len(), 32);
+    assert_ne!(a, b, "incarnations are random");
 }

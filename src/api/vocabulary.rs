@@ -11,6 +11,10 @@ pub mod labels {
     /// namespace belongs to that one project: a later Project of the same name is not given it
     /// unless staff say so (annotation `tenancy.dev/adopt-namespace`).
     pub const PROJECT_UID: &str = "tenancy.dev/project-uid";
+    /// On a namespace: the incarnation of the project it was created for or adopted by (the
+    /// project's annotation `tenancy.dev/incarnation`). Unlike the UID it survives a backup and
+    /// restore: a restored Project owns the restored namespace labelled with its incarnation.
+    pub const INCARNATION: &str = "tenancy.dev/incarnation";
     /// On a namespace: the customer its project belongs to.
     pub const CUSTOMER: &str = "tenancy.dev/customer";
     /// On a namespace: `active` or `terminated` (soft-deleted).
@@ -47,6 +51,11 @@ pub mod annotations {
     /// create (an archive of another customer, or a namespace whose project vanished without its
     /// soft delete).
     pub const ADOPT_NAMESPACE: &str = "tenancy.dev/adopt-namespace";
+    /// On a project: its incarnation, a random identity the webhook gives every Project created
+    /// without one. Written on its namespace as a label, it ties the namespace to this project
+    /// across a backup and restore (where the UID changes). Only staff (a restore runs as staff)
+    /// may create a Project carrying one or change it: it would hand over an existing namespace.
+    pub const INCARNATION: &str = "tenancy.dev/incarnation";
     /// On a project: who set spec.checklistReview, when, and a digest of the answers it covered
     /// (recorded by the webhook).
     pub const CHECKLIST_REVIEWED_BY: &str = "tenancy.dev/checklist-reviewed-by";

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
@@ -23,7 +23,7 @@ use crate::desired::access::{self, Grant};
 use crate::desired::conditions::Conditions;
 use crate::desired::namespace::{self as ns_desired, Freeze, NamespaceState, Standing};
 use crate::desired::{FIELD_MANAGER, annotations};
-use crate::lifecycle::archive::Archive;
+use crate::lifecycle::archive::{self, Archive, Comeback, Remaining};
 use kube::runtime::controller::Action;
 
 /// The finalizer that turns a delete into a soft delete.
@@ -339,17 +339,11 @@ pub async fn recover(
     });
     let memberships = memberships_in(ctx, &name);
     if recorded.is_none() {
-        for m in &memberships {
-            let member = m.name_any();
-            if !archive.members.iter().any(|a| a.name == member) {
-                continue;
-            }
-            if access::expired(m.spec.expiration_time.as_ref(), now) {
-                record.skipped_expired.push(member);
-            } else if restore {
-                record.restored.push(member);
-            } else if invite {
-                record.invited.push(member);
+        for (member, comeback) in archive::comebacks(archive, &memberships, restore, invite, now) {
+            match comeback {
+                Comeback::Restore => record.restored.push(member),
+                Comeback::Invite => record.invited.push(member),
+                Comeback::SkipExpired => record.skipped_expired.push(member),
             }
         }
         // Sent before the record, once per recovery: a pass after a crash anywhere later finds
@@ -385,12 +379,40 @@ pub async fn recover(
         };
         crate::fault::point("recover/recorded");
     }
-    for m in &memberships {
-        let phase = m.status.as_ref().and_then(|s| s.phase);
-        if record.restored.contains(&m.name_any()) && phase == Some(MembershipPhase::Revoked) {
+    // The team, from the memberships still there (Revoked) or, where they are gone (a restore
+    // from a backup), from the archive itself.
+    let api = Api::<ProjectMembership>::namespaced(ctx.client.clone(), &name);
+    for step in archive::remaining(&record, archive, &name, &memberships) {
+        let (m, phase) = match step {
+            Remaining::Phase(member, phase) => {
+                let Some(m) = memberships.iter().find(|m| m.name_any() == member) else {
+                    continue;
+                };
+                (m.as_ref().clone(), phase)
+            }
+            Remaining::Create(m, phase) => match api
+                .create(
+                    &PostParams {
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &m,
+                )
+                .await
+            {
+                Ok(created) => {
+                    ctx.metrics.write("ProjectMembership", "create");
+                    (created, phase)
+                }
+                // Made by an earlier pass the cache has not shown yet: the next pass sees it.
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => return Err(Error::Kube(e)),
+            },
+        };
+        if phase == MembershipPhase::Active {
             set_membership_phase(
                 ctx,
-                m,
+                &m,
                 Some(MembershipPhase::Active),
                 "Restored",
                 "restored on recovery",
@@ -398,8 +420,7 @@ pub async fn recover(
             )
             .await?;
             crate::fault::point("recover/member-restored");
-        } else if record.invited.contains(&m.name_any()) && phase == Some(MembershipPhase::Revoked)
-        {
+        } else {
             let msg = format!(
                 "invited again on recovery: {} {} accepts by setting the annotation tenancy.dev/accept: \"true\" on this membership",
                 m.spec.subject.kind.as_str(),
@@ -407,7 +428,7 @@ pub async fn recover(
             );
             set_membership_phase(
                 ctx,
-                m,
+                &m,
                 Some(MembershipPhase::Pending),
                 "InvitationPending",
                 &msg,

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
-use super::{child_meta, labels};
+use super::{annotations, child_meta, labels};
 use crate::api::Project;
 
 /// Name of the ResourceQuota the operator keeps in each project namespace.
@@ -33,7 +33,8 @@ impl NamespaceState {
     }
 }
 
-/// The namespace a project owns: same name, labelled with project, customer and state.
+/// The namespace a project owns: same name, labelled with project, customer, state, and the
+/// project's UID and incarnation.
 ///
 /// It carries no owner reference: a soft delete keeps the namespace after the Project is gone.
 pub fn namespace_for(project: &Project, state: NamespaceState, finished: bool) -> Namespace {
@@ -50,6 +51,9 @@ pub fn namespace_for(project: &Project, state: NamespaceState, finished: bool) -
     if let Some(uid) = &project.metadata.uid {
         labels.insert(labels::PROJECT_UID.to_string(), uid.clone());
     }
+    if let Some(incarnation) = incarnation_of(project) {
+        labels.insert(labels::INCARNATION.to_string(), incarnation.to_string());
+    }
     labels.insert(labels::FINISHED.to_string(), finished.to_string());
     Namespace {
         metadata: ObjectMeta {
@@ -59,6 +63,15 @@ pub fn namespace_for(project: &Project, state: NamespaceState, finished: bool) -
         },
         ..Default::default()
     }
+}
+
+/// The project's incarnation (annotation `tenancy.dev/incarnation`), if it has one.
+pub fn incarnation_of(project: &Project) -> Option<&str> {
+    project
+        .annotations()
+        .get(annotations::INCARNATION)
+        .map(String::as_str)
+        .filter(|i| !i.is_empty())
 }
 
 /// Whether a namespace was created for this project (and so may be managed or adopted).
@@ -84,10 +97,12 @@ pub enum Standing {
     Foreign,
 }
 
-/// How `namespace` stands to `project`. A namespace belongs to one project incarnation (its UID,
-/// label `tenancy.dev/project-uid`); labels alone never make it someone's. Namespaces made before
-/// that label existed belong to the project whose status already names them (and get the label
-/// on its next reconcile).
+/// How `namespace` stands to `project`. A namespace belongs to one project incarnation: its UID
+/// (label `tenancy.dev/project-uid`), or, across a backup and restore where the UID changes, its
+/// incarnation (label `tenancy.dev/incarnation` equal to the project's annotation, which only
+/// staff may set). Other labels never make it someone's. Namespaces made before the UID label
+/// existed belong to the project whose status already names them (and get the label on its next
+/// reconcile).
 pub fn standing(namespace: &Namespace, project: &Project) -> Standing {
     let name = project.name_any();
     let labels = namespace.labels();
@@ -104,14 +119,17 @@ pub fn standing(namespace: &Namespace, project: &Project) -> Standing {
         };
     }
     let uid = labels.get(labels::PROJECT_UID).cloned();
+    let same_incarnation = incarnation_of(project)
+        .is_some_and(|i| labels.get(labels::INCARNATION).map(String::as_str) == Some(i));
+    let own = (uid.is_some() && uid == project.metadata.uid) || same_incarnation;
     let terminated =
         labels.get(labels::STATE).map(String::as_str) == Some(NamespaceState::Terminated.as_str());
     // An archive of an earlier project; this project's own namespace stays its own whatever its
     // state label says (its soft delete in progress, or the label edited by hand).
-    if terminated && (uid.is_none() || uid != project.metadata.uid) {
+    if terminated && !own {
         return Standing::Archived;
     }
-    if (uid.is_some() && uid == project.metadata.uid) || (uid.is_none() && known) {
+    if own || (uid.is_none() && known) {
         Standing::Owned
     } else {
         Standing::Orphaned { uid }
@@ -352,6 +370,94 @@ pub(crate) mod tests {
         for (what, ns, project, want) in cases {
             assert_eq!(standing(ns, project), want, "{what}");
         }
+    }
+
+    #[test]
+    fn a_restored_namespace_is_owned_by_the_project_of_its_incarnation() {
+        let incarnated = |uid: &str, incarnation: Option<&str>| {
+            let mut p = project("web", serde_json::json!({}));
+            p.metadata.uid = Some(uid.into());
+            if let Some(i) = incarnation {
+                p.annotations_mut()
+                    .insert(annotations::INCARNATION.into(), i.into());
+            }
+            p
+        };
+        // The source cluster's project and its namespace, as a backup holds them.
+        let source = incarnated("uid-source", Some("inc-1"));
+        let restored_ns = namespace_for(&source, NamespaceState::Active, false);
+        assert_eq!(restored_ns.labels()[labels::INCARNATION], "inc-1");
+        let restored_archive = namespace_for(&source, NamespaceState::Terminated, false);
+        let mut without_label = restored_ns.clone();
+        without_label.labels_mut().remove(labels::INCARNATION);
+        // The restored Project: a new UID, the same incarnation (only staff may set it).
+        let restored = incarnated("uid-restored", Some("inc-1"));
+        let other = incarnated("uid-other", Some("inc-2"));
+        let bare = incarnated("uid-bare", None);
+        let blank = incarnated("uid-blank", Some(""));
+        let mut blank_ns = namespace_for(&blank, NamespaceState::Active, false);
+        blank_ns
+            .labels_mut()
+            .insert(labels::INCARNATION.into(), String::new());
+        let orphaned = Standing::Orphaned {
+            uid: Some("uid-source".into()),
+        };
+        let cases = [
+            (
+                "its own incarnation, restored",
+                &restored_ns,
+                &restored,
+                Standing::Owned,
+            ),
+            (
+                "its own incarnation, its soft delete in progress when backed up",
+                &restored_archive,
+                &restored,
+                Standing::Owned,
+            ),
+            (
+                "another incarnation (a project named like it, or a forged annotation)",
+                &restored_ns,
+                &other,
+                orphaned.clone(),
+            ),
+            (
+                "a project without the annotation",
+                &restored_ns,
+                &bare,
+                orphaned.clone(),
+            ),
+            (
+                "a namespace without the label: the UID alone, as before",
+                &without_label,
+                &restored,
+                orphaned.clone(),
+            ),
+            (
+                "an empty incarnation matches nothing",
+                &blank_ns,
+                &incarnated("uid-x", Some("")),
+                Standing::Orphaned {
+                    uid: Some("uid-blank".into()),
+                },
+            ),
+            (
+                "the archive of another incarnation is an archive",
+                &restored_archive,
+                &other,
+                Standing::Archived,
+            ),
+            ("its own UID", &restored_ns, &source, Standing::Owned),
+        ];
+        for (what, ns, project, want) in cases {
+            assert_eq!(standing(ns, project), want, "{what}");
+        }
+        let relabelled = namespace_for(&restored, NamespaceState::Active, false);
+        assert_eq!(
+            relabelled.labels()[labels::PROJECT_UID],
+            "uid-restored",
+            "once owned, the namespace is relabelled with the new UID"
+        );
     }
 
     #[test]

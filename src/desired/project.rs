@@ -533,17 +533,14 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
 
     // Recovery: its record is stored before anything else changes; a recorded member not yet
     // restored or invited (a pass that failed midway) is brought back before the namespace is.
-    let unfinished = |r: &crate::api::project::RecoveryRecord| {
-        view.memberships.iter().any(|m| {
-            (r.restored.contains(&m.name_any()) || r.invited.contains(&m.name_any()))
-                && super::access::held_phase(m) == Some(MembershipPhase::Revoked)
-        })
+    let unfinished = |r: &crate::api::project::RecoveryRecord, a: &Archive| {
+        !crate::lifecycle::archive::remaining(r, a, &name, view.memberships).is_empty()
     };
     if let Some(archive) = archive
         && previous
             .recovery
             .as_ref()
-            .is_none_or(|r| r.terminated_at != archive.terminated_at || unfinished(r))
+            .is_none_or(|r| r.terminated_at != archive.terminated_at || unfinished(r, &archive))
     {
         plan.step = Some(Step::Recover(Box::new(archive)));
         return plan;

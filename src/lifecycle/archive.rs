@@ -7,9 +7,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
-use crate::api::project::ArchivedMember;
+use std::sync::Arc;
+
+use crate::api::project::{ArchivedMember, RecoveryRecord};
 use crate::api::vocabulary::{annotations, labels};
-use crate::api::{ProjectMembership, ProjectSpec};
+use crate::api::{MembershipPhase, ProjectMembership, ProjectMembershipSpec, ProjectSpec};
 
 /// What was kept of a soft-deleted project (the namespace annotation `tenancy.dev/archive`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -135,6 +137,109 @@ pub fn purgeable(namespace: &Namespace, archive: &Archive) -> bool {
 /// Default days a soft-deleted project's namespace is kept.
 pub const DEFAULT_RETENTION_DAYS: i32 = 30;
 
+/// What a recovery does for one member of the archive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comeback {
+    /// Active again (`spec.recovery.restoreTeamMembers`).
+    Restore,
+    /// Invited again: Pending until its subject accepts
+    /// (`spec.recovery.sendInvitationsToPreviousMembers`).
+    Invite,
+    /// Not brought back: it has expired.
+    SkipExpired,
+}
+
+/// What a recovery does for each member of the archive, in the archive's order. The team comes
+/// back from the archive itself: a member whose membership is gone (a restore from a backup
+/// cannot bring back the memberships of a project that does not exist) is brought back too,
+/// from what the archive recorded. Expiry is judged on the membership when it is there (staff may
+/// have extended it), else on the archive. Members left alone are not listed: neither option is
+/// set, or the membership is gone and the archive kept only its name.
+pub fn comebacks(
+    archive: &Archive,
+    memberships: &[Arc<ProjectMembership>],
+    restore: bool,
+    invite: bool,
+    now: Timestamp,
+) -> Vec<(String, Comeback)> {
+    archive
+        .members
+        .iter()
+        .filter_map(|a| {
+            let expiration = match memberships.iter().find(|m| m.name_any() == a.name) {
+                Some(m) => m.spec.expiration_time.as_ref(),
+                None if a.subject.is_some() && a.role.is_some() => a.expiration_time.as_ref(),
+                None => return None,
+            };
+            let comeback = if crate::desired::access::expired(expiration, now) {
+                Comeback::SkipExpired
+            } else if restore {
+                Comeback::Restore
+            } else if invite {
+                Comeback::Invite
+            } else {
+                return None;
+            };
+            Some((a.name.clone(), comeback))
+        })
+        .collect()
+}
+
+/// A step of a recorded recovery still to be taken.
+#[derive(Clone, Debug)]
+pub enum Remaining {
+    /// The membership of this name is still Revoked: give it this phase.
+    Phase(String, MembershipPhase),
+    /// There is no membership of this name: create this one, from the archive, then give it this
+    /// phase.
+    Create(Box<ProjectMembership>, MembershipPhase),
+}
+
+/// What is left to do of a recorded recovery: each member it restores (Active) or invites
+/// (Pending) whose membership is still Revoked, or is missing (made again from the archive; an
+/// invitation carries the `tenancy.dev/phase: Pending` marker from the start, so it grants
+/// nothing before its subject accepts). Empty once the team is back: a pass that failed midway
+/// is finished by the next.
+pub fn remaining(
+    record: &RecoveryRecord,
+    archive: &Archive,
+    namespace: &str,
+    memberships: &[Arc<ProjectMembership>],
+) -> Vec<Remaining> {
+    let wanted = (record.restored.iter().map(|n| (n, MembershipPhase::Active)))
+        .chain(record.invited.iter().map(|n| (n, MembershipPhase::Pending)));
+    wanted
+        .filter_map(
+            |(name, phase)| match memberships.iter().find(|m| m.name_any() == *name) {
+                Some(m) => (crate::desired::access::held_phase(m)
+                    == Some(MembershipPhase::Revoked))
+                .then(|| Remaining::Phase(name.clone(), phase)),
+                None => {
+                    let a = archive.members.iter().find(|a| a.name == *name)?;
+                    let mut m = ProjectMembership::new(
+                        name,
+                        ProjectMembershipSpec {
+                            subject: a.subject.clone()?,
+                            role: a.role?,
+                            expiration_time: a.expiration_time.clone(),
+                        },
+                    );
+                    m.metadata.namespace = Some(namespace.to_string());
+                    if let Some(by) = &a.created_by {
+                        m.annotations_mut()
+                            .insert(annotations::CREATED_BY.into(), by.clone());
+                    }
+                    if phase == MembershipPhase::Pending {
+                        m.annotations_mut()
+                            .insert(annotations::PHASE.into(), "Pending".into());
+                    }
+                    Some(Remaining::Create(Box::new(m), phase))
+                }
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +310,201 @@ mod tests {
         assert!(fitted.to_annotation().len() <= ARCHIVE_BUDGET);
         assert_eq!(fitted.members.len(), 600);
         assert!(fitted.members[0].subject.is_none());
+    }
+
+    #[test]
+    fn recovery_brings_the_team_back_from_the_archive_itself() {
+        use crate::api::ProjectMembershipStatus;
+        let now: Timestamp = "2027-06-01T00:00:00Z".parse().unwrap();
+        let member = |name: &str, until: Option<&str>| {
+            let mut m = ProjectMembership::new(
+                name,
+                ProjectMembershipSpec {
+                    subject: Subject {
+                        kind: SubjectKind::User,
+                        name: format!("{name}@example.com"),
+                        namespace: None,
+                    },
+                    role: ProjectRole::Member,
+                    expiration_time: until.map(|t| Time(t.parse().unwrap())),
+                },
+            );
+            m.metadata.namespace = Some("web".into());
+            m.annotations_mut()
+                .insert(annotations::CREATED_BY.into(), "olga".into());
+            m
+        };
+        let revoked = |m: ProjectMembership| {
+            let mut m = m;
+            m.status = Some(ProjectMembershipStatus {
+                phase: Some(MembershipPhase::Revoked),
+                ..Default::default()
+            });
+            Arc::new(m)
+        };
+        let spec: ProjectSpec =
+            serde_json::from_value(serde_json::json!({"customer": "acme"})).unwrap();
+        let archived = [
+            member("kept", None),
+            member("gone", None),
+            member("expired-gone", Some("2027-01-01T00:00:00Z")),
+            member("extended", Some("2027-01-01T00:00:00Z")),
+        ];
+        let mut archive = Archive::new(spec, now, &archived.iter().collect::<Vec<_>>());
+        // Only names kept for one that is gone: nothing to make it again from.
+        archive.members.push(ArchivedMember {
+            name: "nameless".into(),
+            subject: None,
+            role: None,
+            expiration_time: None,
+            created_by: None,
+        });
+        // In the namespace: `kept` (Revoked), `extended` (Revoked, its expiry moved on by staff).
+        let there = vec![
+            revoked(member("kept", None)),
+            revoked(member("extended", Some("2028-01-01T00:00:00Z"))),
+        ];
+        use Comeback::*;
+        let all = ["kept", "gone", "expired-gone", "extended"];
+        type Case<'a> = (&'a str, bool, bool, Vec<(&'a str, Comeback)>);
+        let cases: [Case; 4] = [
+            (
+                "restoreTeamMembers",
+                true,
+                false,
+                vec![
+                    ("kept", Restore),
+                    ("gone", Restore),
+                    ("expired-gone", SkipExpired),
+                    ("extended", Restore),
+                ],
+            ),
+            (
+                "sendInvitationsToPreviousMembers",
+                false,
+                true,
+                vec![
+                    ("kept", Invite),
+                    ("gone", Invite),
+                    ("expired-gone", SkipExpired),
+                    ("extended", Invite),
+                ],
+            ),
+            (
+                "both: restoring wins",
+                true,
+                true,
+                vec![
+                    ("kept", Restore),
+                    ("gone", Restore),
+                    ("expired-gone", SkipExpired),
+                    ("extended", Restore),
+                ],
+            ),
+            (
+                "neither: only the expired are recorded",
+                false,
+                false,
+                vec![("expired-gone", SkipExpired)],
+            ),
+        ];
+        for (what, restore, invite, want) in cases {
+            let got = comebacks(&archive, &there, restore, invite, now);
+            let got: Vec<(&str, Comeback)> = got.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+            assert_eq!(got, want, "{what}");
+            assert!(got.iter().all(|(n, _)| all.contains(n)), "{what}");
+        }
+
+        // What is left to do: the Revoked membership gets its phase, the missing one is made
+        // again from the archive (an invitation marked Pending from the start); once everything
+        // is back, nothing.
+        let record = |restored: &[&str], invited: &[&str]| RecoveryRecord {
+            time: Time(now),
+            terminated_at: Time(now),
+            previous_customer: "acme".into(),
+            restored: restored.iter().map(|s| s.to_string()).collect(),
+            invited: invited.iter().map(|s| s.to_string()).collect(),
+            skipped_expired: vec![],
+        };
+        let describe = |steps: Vec<Remaining>| -> Vec<String> {
+            steps
+                .into_iter()
+                .map(|s| match s {
+                    Remaining::Phase(n, p) => format!("{n}: {p:?}"),
+                    Remaining::Create(m, p) => format!(
+                        "create {}/{} {} {:?} marker {:?} by {:?}: {p:?}",
+                        m.namespace().unwrap_or_default(),
+                        m.name_any(),
+                        m.spec.subject.name,
+                        m.spec.role,
+                        m.annotations().get(annotations::PHASE),
+                        m.annotations().get(annotations::CREATED_BY),
+                    ),
+                })
+                .collect()
+        };
+        let back = |name: &str, phase: MembershipPhase| {
+            let mut m = member(name, None);
+            m.status = Some(ProjectMembershipStatus {
+                phase: Some(phase),
+                ..Default::default()
+            });
+            Arc::new(m)
+        };
+        type Row<'a> = (
+            &'a str,
+            RecoveryRecord,
+            Vec<Arc<ProjectMembership>>,
+            Vec<&'a str>,
+        );
+        let rows: [Row; 5] = [
+            (
+                "restored: one Revoked, one gone",
+                record(&["kept", "gone"], &[]),
+                there.clone(),
+                vec![
+                    "kept: Active",
+                    "create web/gone gone@example.com Member marker None by Some(\"olga\"): Active",
+                ],
+            ),
+            (
+                "invited: one Revoked, one gone",
+                record(&[], &["kept", "gone"]),
+                there.clone(),
+                vec![
+                    "kept: Pending",
+                    "create web/gone gone@example.com Member marker Some(\"Pending\") by Some(\"olga\"): Pending",
+                ],
+            ),
+            (
+                "a name-only member that is gone cannot be made again",
+                record(&["nameless"], &[]),
+                there.clone(),
+                vec![],
+            ),
+            (
+                "everything back",
+                record(&["kept"], &["gone"]),
+                vec![
+                    back("kept", MembershipPhase::Active),
+                    back("gone", MembershipPhase::Pending),
+                ],
+                vec![],
+            ),
+            (
+                "made again, its status not written yet",
+                record(&["gone"], &[]),
+                vec![Arc::new(member("gone", None))],
+                vec![],
+            ),
+        ];
+        for (what, record, memberships, want) in rows {
+            assert_eq!(
+                describe(remaining(&record, &archive, "web", &memberships)),
+                want,
+                "{what}"
+            );
+        }
     }
 
     #[test]

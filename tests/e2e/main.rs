@@ -20,6 +20,7 @@ mod plugin;
 mod promises;
 mod reconcile;
 mod restarts;
+mod restore;
 mod support;
 mod usage;
 mod views;
@@ -58,8 +59,9 @@ fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
     trials.extend(promises::exclusive_trials(env));
     trials.extend(usage::exclusive_trials(env));
     trials.extend(faults::exclusive_trials(env));
-    trials.extend(restarts::exclusive_trials(env));
+    trials.extend(restore::exclusive_trials(env));
     trials.extend(generated::exclusive_trials(env));
+    trials.extend(restarts::exclusive_trials(env));
     trials
 }
 

@@ -404,7 +404,15 @@ async fn projects_members_and_dates(env: Arc<Env>) -> TestResult {
         "",
     );
 
-    // members: who holds which role, for those who may see the project.
+    // members: who holds which role, for those who may see the project. The views follow the
+    // member's new role a moment after RBAC does (an index build at most four times a second,
+    // longer on a loaded machine): wait for it, so the check is of the command.
+    let listed = format!("project/{name}");
+    wait_for("the member to see the project", ACCESS_TIMEOUT, || async {
+        let o = run_as(&env, as_member, &["projects", "-o", "name"], None).await;
+        out(&o).lines().any(|l| l == listed).then_some(())
+    })
+    .await?;
     let o = run_as(&env, as_member, &["members", &name, "-o", "json"], None).await;
     let subjects: Vec<(String, String)> = items(&o)?
         .iter()
