@@ -47,8 +47,8 @@ use serde_json::{Value, json};
 use tenancy_operator::api::{Customer, Project, ProjectMembership};
 
 use common::{
-    by_label, cpu_seconds, delta, env_usize, operator_metrics, rss_mib, samples, total, transient,
-    writes_by_kind,
+    by_label, cpu_seconds, delta, env_usize, operator_metrics, print_table, rss_mib, samples,
+    total, transient, write_report, writes_by_kind,
 };
 
 /// Projects per customer in b (the "one customer per 50 projects").
@@ -821,10 +821,7 @@ fn table(r: &Value) {
             format!("{} ({})", f("quiet_writes"), f("quiet_reconciles")),
         ),
     ];
-    println!("| measure | value |\n|---|---|");
-    for (k, v) in rows {
-        println!("| {k} | {v} |");
-    }
+    print_table(&rows);
 }
 
 fn main() {
@@ -839,14 +836,7 @@ fn main() {
         }
     };
     eprintln!("[bench] {report}");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    let path = dir.join("operator.json");
-    let written = std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&report).unwrap_or_default(),
-        )
-    });
+    let (path, written) = write_report("operator.json", &report);
     if let Err(e) = written {
         eprintln!("[bench] writing {}: {e}", path.display());
         std::process::exit(1);

@@ -54,12 +54,16 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tenancy_operator::api::{MembershipPhase, Project, ProjectMembership, ProjectPhase};
 use tenancy_operator::devcluster::free_port;
 use tenancy_operator::devcluster::install::OPERATOR_USER;
 
-use common::{cpu_seconds, env_usize, operator_metrics, rss_mib, total, transient};
+use common::{
+    cpu_seconds, env_usize, operator_metrics, print_table, rss_mib, total, transient, write_report,
+};
 use support::{Env, OperatorProcess};
 
 const PROJECTS: usize = 24;
@@ -358,6 +362,66 @@ impl Soak {
         }
     }
 
+    /// Creates `object` through `api`, retried like [`Soak::retry`]; a retried create whose
+    /// first answer was lost (it already exists) counts as done.
+    async fn create<K>(&self, what: &str, api: Api<K>, object: K) -> Result<(), String>
+    where
+        K: Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    {
+        let mut attempts = 0;
+        self.retry(what, || {
+            attempts += 1;
+            let (api, object) = (api.clone(), object.clone());
+            async move {
+                match api.create(&PostParams::default(), &object).await {
+                    Err(kube::Error::Api(s)) if s.is_already_exists() && attempts > 1 => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Merge-patches the object `name` through `api`, retried like [`Soak::retry`].
+    async fn patch<K>(
+        &self,
+        what: &str,
+        api: Api<K>,
+        name: String,
+        patch: Value,
+    ) -> Result<(), String>
+    where
+        K: Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        self.retry(what, || {
+            let (api, name, patch) = (api.clone(), name.clone(), patch.clone());
+            async move {
+                api.patch(&name, &support::patch_params(), &support::merge(patch))
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await
+    }
+
+    /// Deletes the object `name` through `api`, retried like [`Soak::retry`]; gone already
+    /// counts as done.
+    async fn delete<K>(&self, what: &str, api: Api<K>, name: String) -> Result<(), String>
+    where
+        K: Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        self.retry(what, || {
+            let (api, name) = (api.clone(), name.clone());
+            async move {
+                match api.delete(&name, &DeleteParams::default()).await {
+                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            }
+        })
+        .await
+    }
+
     /// Waits up to OP_TIMEOUT for `check` to hold.
     async fn until<F, Fut>(&self, what: &str, mut check: F) -> Result<(), String>
     where
@@ -532,20 +596,8 @@ impl Soak {
             "apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
             "metadata": {"name": project_name(p)},
             "spec": {"customer": customer_name(c), "quota": pods_quota()}}));
-        let api = self.projects();
-        let mut attempts = 0;
-        self.retry("creating the project", || {
-            attempts += 1;
-            let (api, object) = (api.clone(), object.clone());
-            async move {
-                match api.create(&PostParams::default(), &object).await {
-                    // A retried create whose first answer was lost.
-                    Err(kube::Error::Api(s)) if s.is_already_exists() && attempts > 1 => Ok(()),
-                    other => other.map(|_| ()),
-                }
-            }
-        })
-        .await?;
+        self.create("creating the project", self.projects(), object)
+            .await?;
         let m = &mut self.model.projects[p];
         m.state = State::Live;
         m.customer = c;
@@ -589,19 +641,8 @@ impl Soak {
         let object: ProjectMembership = support::from_json(json!({
             "apiVersion": "tenancy.dev/v1alpha1", "kind": "ProjectMembership",
             "metadata": {"name": user_name(u), "namespace": project_name(p)}, "spec": spec}));
-        let api = self.memberships(p);
-        let mut attempts = 0;
-        self.retry("creating the membership", || {
-            attempts += 1;
-            let (api, object) = (api.clone(), object.clone());
-            async move {
-                match api.create(&PostParams::default(), &object).await {
-                    Err(kube::Error::Api(s)) if s.is_already_exists() && attempts > 1 => Ok(()),
-                    other => other.map(|_| ()),
-                }
-            }
-        })
-        .await?;
+        self.create("creating the membership", self.memberships(p), object)
+            .await?;
         self.model.projects[p].members.insert(
             u,
             Member {
@@ -614,16 +655,12 @@ impl Soak {
     }
 
     async fn patch_membership(&self, p: usize, u: usize, patch: Value) -> Result<(), String> {
-        let api = self.memberships(p);
-        let name = user_name(u);
-        self.retry("patching the membership", || {
-            let (api, name, patch) = (api.clone(), name.clone(), patch.clone());
-            async move {
-                api.patch(&name, &support::patch_params(), &support::merge(patch))
-                    .await
-                    .map(|_| ())
-            }
-        })
+        self.patch(
+            "patching the membership",
+            self.memberships(p),
+            user_name(u),
+            patch,
+        )
         .await
     }
 
@@ -660,18 +697,8 @@ impl Soak {
     async fn remove_membership(&mut self, p: usize) -> Result<(), String> {
         let users: Vec<usize> = self.model.projects[p].members.keys().copied().collect();
         let u = self.rng.pick(&users).expect("members");
-        let api = self.memberships(p);
-        let name = user_name(u);
-        self.retry("deleting the membership", || {
-            let (api, name) = (api.clone(), name.clone());
-            async move {
-                match api.delete(&name, &DeleteParams::default()).await {
-                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                    other => other.map(|_| ()),
-                }
-            }
-        })
-        .await?;
+        self.delete("deleting the membership", self.memberships(p), user_name(u))
+            .await?;
         self.model.projects[p].members.remove(&u);
         Ok(())
     }
@@ -683,16 +710,12 @@ impl Soak {
         let preserve = self.rng.chance(70);
         let patch = json!({"spec": {"customer": customer_name(to),
             "preservePermissionsOnMove": preserve}});
-        let api = self.projects();
-        let name = project_name(p);
-        self.retry("moving the project", || {
-            let (api, name, patch) = (api.clone(), name.clone(), patch.clone());
-            async move {
-                api.patch(&name, &support::patch_params(), &support::merge(patch))
-                    .await
-                    .map(|_| ())
-            }
-        })
+        self.patch(
+            "moving the project",
+            self.projects(),
+            project_name(p),
+            patch,
+        )
         .await?;
         let m = &mut self.model.projects[p];
         m.customer = to;
@@ -720,16 +743,12 @@ impl Soak {
             Timestamp::now() + SignedDuration::from_hours(24 * 365)
         };
         let patch = json!({"spec": {"endDate": day.strftime("%Y-%m-%d").to_string()}});
-        let api = self.projects();
-        let name = project_name(p);
-        self.retry("setting the end date", || {
-            let (api, name, patch) = (api.clone(), name.clone(), patch.clone());
-            async move {
-                api.patch(&name, &support::patch_params(), &support::merge(patch))
-                    .await
-                    .map(|_| ())
-            }
-        })
+        self.patch(
+            "setting the end date",
+            self.projects(),
+            project_name(p),
+            patch,
+        )
         .await?;
         self.model.projects[p].ended = passed;
         Ok(())
@@ -737,18 +756,8 @@ impl Soak {
 
     async fn soft_delete(&mut self, p: usize) -> Result<(), String> {
         self.caught_up(p).await?;
-        let api = self.projects();
-        let name = project_name(p);
-        self.retry("deleting the project", || {
-            let (api, name) = (api.clone(), name.clone());
-            async move {
-                match api.delete(&name, &DeleteParams::default()).await {
-                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                    other => other.map(|_| ()),
-                }
-            }
-        })
-        .await?;
+        self.delete("deleting the project", self.projects(), project_name(p))
+            .await?;
         let now = Timestamp::now();
         let m = &mut self.model.projects[p];
         m.state = State::Archived;
@@ -775,19 +784,8 @@ impl Soak {
             "metadata": {"name": project_name(p)},
             "spec": {"customer": customer_name(c), "quota": pods_quota(),
                 "recovery": {"restoreTeamMembers": restore}}}));
-        let api = self.projects();
-        let mut attempts = 0;
-        self.retry("recovering the project", || {
-            attempts += 1;
-            let (api, object) = (api.clone(), object.clone());
-            async move {
-                match api.create(&PostParams::default(), &object).await {
-                    Err(kube::Error::Api(s)) if s.is_already_exists() && attempts > 1 => Ok(()),
-                    other => other.map(|_| ()),
-                }
-            }
-        })
-        .await?;
+        self.create("recovering the project", self.projects(), object)
+            .await?;
         let now = Timestamp::now();
         let m = &mut self.model.projects[p];
         m.state = State::Live;
@@ -1608,10 +1606,7 @@ fn table(r: &Value) {
             format!("{} ({})", f("quiet_writes"), f("quiet_reconciles")),
         ),
     ];
-    println!("| measure | value |\n|---|---|");
-    for (k, v) in rows {
-        println!("| {k} | {v} |");
-    }
+    print_table(&rows);
 }
 
 fn main() {
@@ -1624,14 +1619,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    let path = dir.join("soak.json");
-    let written = std::fs::create_dir_all(&dir).and_then(|()| {
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&report).unwrap_or_default(),
-        )
-    });
+    let (path, written) = write_report("soak.json", &report);
     table(&report);
     println!("\nwritten to {}", path.display());
     if let Err(e) = written {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// A positive number from the environment variable `name`, or `default`.
 pub fn env_usize(name: &str, default: usize) -> usize {
@@ -149,4 +150,25 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     // SAFETY: sysconf only reads a configuration value.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     ticks / per_second.max(1) as f64
+}
+
+/// Writes `report` as pretty JSON to `target/bench/<file>`: the path, and whether it was written.
+pub fn write_report(file: &str, report: &serde_json::Value) -> (PathBuf, std::io::Result<()>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    let path = dir.join(file);
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(report).unwrap_or_default(),
+        )
+    });
+    (path, written)
+}
+
+/// Prints `rows` (measure, value) as a Markdown table.
+pub fn print_table(rows: &[(String, String)]) {
+    println!("| measure | value |\n|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
 }

@@ -322,14 +322,30 @@ impl Admission {
         };
         let ns = req.namespace.clone().unwrap_or_default();
         let caches = &self.caches;
-        let project = caches
+        let mut project = caches
             .projects
             .get(&ObjectRef::new(&ns))
             .map(|p| p.as_ref().clone());
-        let customer = project
+        // A Project created a moment ago (a restore, or GitOps applying a project and its team
+        // at once) may not be in the cache yet: ask the API before refusing "no project".
+        if project.is_none() && new.is_some() {
+            project = Api::<Project>::all(self.client.clone())
+                .get_opt(&ns)
+                .await
+                .map_err(|e| format!("reading project {ns:?}: {e}"))?;
+        }
+        let mut customer = project
             .as_ref()
             .and_then(|p| caches.customers.get(&ObjectRef::new(&p.spec.customer)))
             .map(|c| c.as_ref().clone());
+        if let Some(p) = project.as_ref()
+            && customer.is_none()
+        {
+            customer = Api::<Customer>::all(self.client.clone())
+                .get_opt(&p.spec.customer)
+                .await
+                .map_err(|e| format!("reading customer {:?}: {e}", p.spec.customer))?;
+        }
         let memberships: Vec<ProjectMembership> = caches
             .memberships
             .state()

@@ -42,8 +42,9 @@ use tenancy_operator::ledger;
 
 use crate::support::{
     Checks, Env, Failed, RECONCILE_TIMEOUT, SideOperator, TestResult, Trial, customer, deployment,
-    from_json, merge, owners, patch_params, pp, project, refusal, trial, unique_name, wait_access,
-    wait_finalizer, wait_for, wait_project, wait_project_gone,
+    from_json, ledger_of, merge, owners, patch_params, phase_of, pp, project, refusal,
+    stored_allocations, trial, unique_name, wait_access, wait_finalizer, wait_for, wait_project,
+    wait_project_gone, wait_until,
 };
 
 /// One trial per fault point (in the order of [`POINTS`]), then the summary.
@@ -670,10 +671,6 @@ fn membership(ns: &str, name: &str, user: &str, role: &str) -> ProjectMembership
     }))
 }
 
-fn phase_of(m: &ProjectMembership) -> Option<MembershipPhase> {
-    m.status.as_ref().and_then(|s| s.phase)
-}
-
 async fn make_customer(client: &Client, name: &str, spec: Value) -> TestResult {
     Api::<Customer>::all(client.clone())
         .create(&pp(), &customer(name, spec))
@@ -747,29 +744,6 @@ async fn add_team(client: &Client, names: &Names, project: &str) -> TestResult {
     .await
 }
 
-/// Polls `check` every 200 ms until it returns `Ok`, or fails after `timeout` naming `what` and
-/// what `check` saw last.
-async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, Failed>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        let seen = match check().await {
-            Ok(value) => return Ok(value),
-            Err(seen) => seen,
-        };
-        if Instant::now() > deadline {
-            return Err(format!(
-                "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn membership_phases(
     client: &Client,
     ns: &str,
@@ -824,38 +798,6 @@ async fn quota_pods(client: &Client, ns: &str) -> Result<Option<String>, Failed>
     Ok(quota
         .and_then(|q| q.spec?.hard)
         .and_then(|h| h.get("pods").map(|q| q.0.clone())))
-}
-
-/// A customer's ledger entries (project -> reserved `hard`), None without a ledger.
-async fn ledger_of(
-    env: &Env,
-    customer: &str,
-) -> Result<Option<BTreeMap<String, BTreeMap<String, String>>>, Failed> {
-    let api: Api<ConfigMap> = Api::namespaced(env.client().await, &env.local().namespace);
-    Ok(api
-        .get_opt(&ledger::ledger_name(customer))
-        .await?
-        .map(|cm| {
-            ledger::decode(&cm)
-                .into_iter()
-                .map(|(p, r)| (p, r.hard))
-                .collect()
-        }))
-}
-
-/// What the customer's stored projects (not being deleted) hold: what its ledger must equal.
-async fn stored_allocations(
-    client: &Client,
-    customer: &str,
-) -> Result<BTreeMap<String, BTreeMap<String, String>>, Failed> {
-    Ok(Api::<Project>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter(|p| p.spec.customer == customer && p.metadata.deletion_timestamp.is_none())
-        .map(|p| (p.name_any(), ledger::allocation(p)))
-        .collect())
 }
 
 fn cpu(amount: &str) -> BTreeMap<String, String> {
@@ -1119,7 +1061,7 @@ async fn tenant_with_team(
         "its team (alice, bob Members, mia Manager) Active with RoleBindings",
         team,
     )?;
-    let reserved = ledger_of(env, cust).await?;
+    let reserved = ledger_of(&env.client().await, &env.local().namespace, cust).await?;
     checks.equal(
         &format!("before: the ledger of {cust} reserves {name}"),
         reserved.and_then(|l| l.get(name).cloned()),
@@ -1176,7 +1118,7 @@ async fn soft_delete_body(
             ns.as_ref().and_then(state_label),
             ns.as_ref().and_then(archive_of).is_some(),
             quota_pods(&admin, name).await?,
-            ledger_of(env, cust)
+            ledger_of(&env.client().await, &env.local().namespace, cust)
                 .await?
                 .is_some_and(|l| l.contains_key(name)),
         ),
@@ -1256,7 +1198,7 @@ async fn check_soft_deleted(
             .map(|(m, _)| (m.to_string(), Some(MembershipPhase::Revoked)))
             .collect(),
     );
-    let ledger = ledger_of(env, cust).await?;
+    let ledger = ledger_of(&env.client().await, &env.local().namespace, cust).await?;
     checks.check(
         &format!("the ledger of {cust} holds no reservation for {name}"),
         !ledger.as_ref().is_some_and(|l| l.contains_key(name)),
@@ -1412,7 +1354,7 @@ async fn recover_body(
     checks.outcome("quota tenancy-quota pods (the freeze lifted)", pods_quota);
     checks.equal(
         &format!("the ledger of {cust} reserves {name}"),
-        ledger_of(env, cust)
+        ledger_of(&env.client().await, &env.local().namespace, cust)
             .await?
             .and_then(|l| l.get(name).cloned()),
         Some(cpu("2")),
@@ -1479,7 +1421,10 @@ async fn move_body(
 
     let at_crash = get_project(&admin, name).await?;
     let phases = membership_phases(&admin, name).await?;
-    let (ledger_from, ledger_to) = (ledger_of(env, from).await?, ledger_of(env, to).await?);
+    let (ledger_from, ledger_to) = (
+        ledger_of(&env.client().await, &env.local().namespace, from).await?,
+        ledger_of(&env.client().await, &env.local().namespace, to).await?,
+    );
     checks.fact(
         "state at the crash",
         true,
@@ -1553,7 +1498,7 @@ async fn move_body(
     )
     .await;
     checks.outcome("no RoleBinding left for the team's users", unbound);
-    let ledger_from = ledger_of(env, from).await?;
+    let ledger_from = ledger_of(&env.client().await, &env.local().namespace, from).await?;
     checks.check(
         &format!("the old customer {from}'s ledger holds no reservation for {name}"),
         !ledger_from.as_ref().is_some_and(|l| l.contains_key(name)),
@@ -1561,7 +1506,9 @@ async fn move_body(
     );
     checks.equal(
         &format!("the new customer {to}'s ledger reserves {name}"),
-        ledger_of(env, to).await?.and_then(|l| l.get(name).cloned()),
+        ledger_of(&env.client().await, &env.local().namespace, to)
+            .await?
+            .and_then(|l| l.get(name).cloned()),
         Some(cpu("2")),
     );
     let ns = get_namespace(&admin, name).await?;
@@ -2086,7 +2033,7 @@ async fn ledger_body(
     );
     checks.equal(
         "before: the ledger",
-        ledger_of(env, cust).await?,
+        ledger_of(&env.client().await, &env.local().namespace, cust).await?,
         Some(BTreeMap::from([(existing.to_string(), cpu("1"))])),
     );
 
@@ -2110,7 +2057,7 @@ async fn ledger_body(
         true,
         created,
     );
-    let at_crash = ledger_of(env, cust).await?;
+    let at_crash = ledger_of(&env.client().await, &env.local().namespace, cust).await?;
     let stored = get_project(&admin, lost).await?.is_some();
     checks.fact(
         "state at the crash",
@@ -2133,7 +2080,7 @@ async fn ledger_body(
         "the ledger to equal what the stored projects hold",
         settle + RECONCILE_TIMEOUT,
         || async {
-            let ledger = ledger_of(env, cust)
+            let ledger = ledger_of(&env.client().await, &env.local().namespace, cust)
                 .await
                 .map_err(|e| e.message().unwrap_or_default().to_string())?;
             let stored = stored_allocations(&admin, cust)
@@ -2157,7 +2104,7 @@ async fn ledger_body(
     );
     checks.equal(
         "the ledger",
-        ledger_of(env, cust).await?,
+        ledger_of(&env.client().await, &env.local().namespace, cust).await?,
         Some(BTreeMap::from([
             (existing.to_string(), cpu("1")),
             (after.to_string(), cpu("1")),

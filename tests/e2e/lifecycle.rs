@@ -11,7 +11,6 @@
 //! apiserver sees it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,8 +25,9 @@ use tenancy_operator::api::{Customer, MembershipPhase, Project, ProjectMembershi
 
 use crate::support::{
     Checks, Env, Failed, RECONCILE_TIMEOUT, TestResult, Trial, can_i_named, customer, deployment,
-    from_json, merge, owners, patch_params, pp, project, refusal, trial, unique_name, wait_access,
-    wait_access_named, wait_finalizer, wait_for, wait_project, wait_project_gone,
+    from_json, merge, owners, patch_params, phase_of, pp, project, refusal, trial, unique_name,
+    wait_access, wait_access_named, wait_finalizer, wait_for, wait_membership_phase,
+    wait_namespace_state, wait_project, wait_project_gone, wait_until,
 };
 
 pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
@@ -128,71 +128,8 @@ fn membership_until(
     }))
 }
 
-fn phase_of(m: &ProjectMembership) -> Option<MembershipPhase> {
-    m.status.as_ref().and_then(|s| s.phase)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Waiting and access checks
-
-/// Waits until the project's namespace exists, is Active and carries `tenancy.dev/state=active`.
-async fn wait_namespace_active(client: &Client, name: &str) -> Result<Namespace, Failed> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    wait_for(
-        &format!("namespace {name} to be active"),
-        RECONCILE_TIMEOUT,
-        || async {
-            let ns = namespaces.get_opt(name).await.ok().flatten()?;
-            let phase = ns.status.as_ref().and_then(|s| s.phase.as_deref());
-            (phase == Some("Active")
-                && ns.labels().get("tenancy.dev/state").map(String::as_str) == Some("active"))
-            .then_some(ns)
-        },
-    )
-    .await
-}
-
-/// Waits until the membership's phase is `phase`.
-async fn wait_membership_phase(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    phase: MembershipPhase,
-) -> Result<ProjectMembership, Failed> {
-    let api: Api<ProjectMembership> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("membership {ns}/{name} to be {phase:?}"),
-        RECONCILE_TIMEOUT,
-        || async {
-            let m = api.get_opt(name).await.ok().flatten()?;
-            (phase_of(&m) == Some(phase)).then_some(m)
-        },
-    )
-    .await
-}
-
-/// Polls `check` every 200 ms until it returns `Ok`, or fails after `timeout` naming `what` and
-/// what `check` saw last (its `Err`).
-async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, Failed>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        let seen = match check().await {
-            Ok(value) => return Ok(value),
-            Err(seen) => seen,
-        };
-        if Instant::now() > deadline {
-            return Err(format!(
-                "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// Waits until the namespace of `api` holds exactly the memberships `names`, every one in
 /// `phase` (an empty or partial list never passes).
@@ -418,7 +355,7 @@ async fn authorization_table_of_impersonated_requests(env: Arc<Env>) -> TestResu
         );
 
         // Memberships.
-        wait_namespace_active(&admin, &web).await?;
+        wait_namespace_state(&admin, &web, "active").await?;
         wait_access(
             &env,
             &owner,
@@ -889,7 +826,7 @@ async fn delete_is_refused_while_resources_exist_then_archives_and_recovers(
     projects
         .create(&pp(), &project(&name, spec.clone()))
         .await?;
-    wait_namespace_active(&admin, &name).await?;
+    wait_namespace_state(&admin, &name, "active").await?;
     wait_finalizer(&admin, &name).await?;
 
     // A team: alice Member, bob Administrator, carol Member until shortly.
@@ -1044,7 +981,7 @@ async fn delete_is_refused_while_resources_exist_then_archives_and_recovers(
         )
         .into());
     }
-    let ns = wait_namespace_active(&admin, &name).await?;
+    let ns = wait_namespace_state(&admin, &name, "active").await?;
     if ns.uid() != uid {
         return Err("the recovered project got a new namespace instead of the archived one".into());
     }
@@ -1098,7 +1035,7 @@ async fn invited_team(env: &Env, tag: &str) -> Result<(String, String, String), 
     projects
         .create(&pp(), &project(&name, json!({"customer": cust})))
         .await?;
-    wait_namespace_active(&admin, &name).await?;
+    wait_namespace_state(&admin, &name, "active").await?;
     wait_finalizer(&admin, &name).await?;
     let memberships: Api<ProjectMembership> = Api::namespaced(admin.clone(), &name);
     memberships
@@ -1142,7 +1079,7 @@ async fn invited_team(env: &Env, tag: &str) -> Result<(String, String, String), 
         )
         .into());
     }
-    wait_namespace_active(&admin, &name).await?;
+    wait_namespace_state(&admin, &name, "active").await?;
     wait_membership_phase(&admin, &name, "ivy", MembershipPhase::Pending).await?;
     wait_membership_phase(&admin, &name, "ian", MembershipPhase::Pending).await?;
     wait_project(&admin, &name, "counts 2 pending members", |p| {
@@ -1427,7 +1364,7 @@ async fn every_membership_of_a_large_team_is_revoked_then_invited(env: Arc<Env>)
     projects
         .create(&pp(), &project(&name, json!({"customer": cust})))
         .await?;
-    wait_namespace_active(&admin, &name).await?;
+    wait_namespace_state(&admin, &name, "active").await?;
     wait_finalizer(&admin, &name).await?;
     let memberships: Api<ProjectMembership> = Api::namespaced(admin.clone(), &name);
     let members: Vec<String> = (0..TEAM).map(|i| format!("m{i}")).collect();
@@ -1480,7 +1417,7 @@ async fn every_membership_of_a_large_team_is_revoked_then_invited(env: Arc<Env>)
         )
         .into());
     }
-    wait_namespace_active(&admin, &name).await?;
+    wait_namespace_state(&admin, &name, "active").await?;
     wait_team_phases(
         &memberships,
         &members,
@@ -1529,7 +1466,7 @@ spec:
 "#
     );
     env.apply_yaml(&manifest).await?;
-    let ns = wait_namespace_active(&admin, &name).await?;
+    let ns = wait_namespace_state(&admin, &name, "active").await?;
     let uid = ns.uid();
     wait_finalizer(&admin, &name).await?;
     wait_project(&admin, &name, "Ready", |p| {
@@ -1563,7 +1500,7 @@ spec:
 
     // The next sync applies the same manifest again: the project is back in its namespace.
     env.apply_yaml(&manifest).await?;
-    let back = wait_namespace_active(&admin, &name).await?;
+    let back = wait_namespace_state(&admin, &name, "active").await?;
     if back.uid() != uid {
         return Err("the re-created project got a new namespace, not its archived one".into());
     }
@@ -2086,7 +2023,7 @@ async fn archived_namespace_is_purged_after_retention(env: Arc<Env>) -> TestResu
                     &project(&project_name, json!({"customer": customer_name})),
                 )
                 .await?;
-            wait_namespace_active(&admin, &project_name).await?;
+            wait_namespace_state(&admin, &project_name, "active").await?;
             wait_finalizer(&admin, &project_name).await?;
             projects
                 .delete(&project_name, &DeleteParams::default())
@@ -2258,7 +2195,7 @@ async fn move_without_preserved_permissions_revokes_the_team_and_swaps_owners(
     projects
         .create(&pp(), &project(&name, json!({"customer": from})))
         .await?;
-    wait_namespace_active(&client, &name).await?;
+    wait_namespace_state(&client, &name, "active").await?;
     Api::<ProjectMembership>::namespaced(client.clone(), &name)
         .create(&pp(), &membership(&name, "alice", &alice, "Member"))
         .await?;
@@ -2315,7 +2252,7 @@ async fn move_without_preserved_permissions_revokes_the_team_and_swaps_owners(
         true,
     )
     .await?;
-    let ns = wait_namespace_active(&client, &name).await?;
+    let ns = wait_namespace_state(&client, &name, "active").await?;
     if ns.labels().get("tenancy.dev/customer") != Some(&to) {
         return Err(format!("namespace {name} still labelled {:?}", ns.labels()).into());
     }
@@ -2367,7 +2304,7 @@ async fn end_date_finishes_grace_suspends_and_a_later_end_date_resumes(
         (s.phase == Some(ProjectPhase::Finished) && grace).then_some(())
     })
     .await?;
-    let ns = wait_namespace_active(&client, &name).await?;
+    let ns = wait_namespace_state(&client, &name, "active").await?;
     if ns.labels().get("tenancy.dev/finished").map(String::as_str) != Some("true") {
         return Err(format!(
             "namespace {name} is not labelled finished: {:?}",
@@ -2603,7 +2540,7 @@ async fn end_date_grace_and_the_expiration_policies_run_by_time_alone(env: Arc<E
             .await?;
     }
     for name in [&susp, &del] {
-        wait_namespace_active(&admin, name).await?;
+        wait_namespace_state(&admin, name, "active").await?;
     }
     // (a) With the clock where it is, both are Active.
     for name in [&susp, &del] {

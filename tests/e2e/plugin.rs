@@ -105,6 +105,56 @@ async fn run_program(
     .expect("the plugin's thread")
 }
 
+/// Runs `kubectl tenancy ARGS` as `who` (no input) and checks, as `what`, that it succeeds.
+async fn ran(c: &mut Checks, env: &Env, who: Who<'_>, args: &[&str], what: &str) -> Output {
+    let o = run_as(env, who, args, None).await;
+    c.check(what, o.status.success(), shown(&o));
+    o
+}
+
+/// Runs `kubectl tenancy ARGS` as `who` (no input) and checks, as `what`, that it fails saying
+/// `text` on stderr.
+async fn refused(
+    c: &mut Checks,
+    env: &Env,
+    who: Who<'_>,
+    args: &[&str],
+    what: &str,
+    text: &str,
+) -> Output {
+    let o = run_as(env, who, args, None).await;
+    c.check(
+        what,
+        !o.status.success() && err(&o).contains(text),
+        shown(&o),
+    );
+    o
+}
+
+/// Waits until `projects --include-terminated -o json` as `who` lists the project `name` as
+/// Terminated: how many items the list held, and the project's item.
+async fn terminated_item(env: &Env, who: Who<'_>, name: &str) -> Result<(usize, Value), Failed> {
+    wait_for(
+        "projects --include-terminated to list the project as Terminated",
+        RECONCILE_TIMEOUT,
+        || async {
+            let o = run_as(
+                env,
+                who,
+                &["projects", "--include-terminated", "-o", "json"],
+                None,
+            )
+            .await;
+            let listed = items(&o).ok()?;
+            let item = listed
+                .iter()
+                .find(|p| p["metadata"]["name"] == name && p["status"]["phase"] == "Terminated")?;
+            Some((listed.len(), item.clone()))
+        },
+    )
+    .await
+}
+
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -338,7 +388,8 @@ async fn projects_members_and_dates(env: Arc<Env>) -> TestResult {
     );
 
     // add-member: a manager adds a Member, never a Manager; a stranger adds nobody.
-    let o = run_as(
+    ran(
+        &mut c,
         &env,
         as_manager,
         &[
@@ -350,14 +401,9 @@ async fn projects_members_and_dates(env: Arc<Env>) -> TestResult {
             "--until",
             "30d",
         ],
-        None,
+        "add-member Member as the manager",
     )
     .await;
-    c.check(
-        "add-member Member as the manager",
-        o.status.success(),
-        shown(&o),
-    );
     let m = membership_of(&admin, &name, &member).await;
     let until = m
         .as_ref()
@@ -374,30 +420,24 @@ async fn projects_members_and_dates(env: Arc<Env>) -> TestResult {
         "the member may list pods (SubjectAccessReview)",
         wait_access(&env, &member, "list", "pods", Some(&name), true).await,
     );
-    let o = run_as(
+    refused(
+        &mut c,
         &env,
         as_manager,
         &["add-member", &name, &stranger, "--role", "Manager"],
-        None,
+        "add-member Manager as the manager is refused by the webhook",
+        "denied the request",
     )
     .await;
-    c.check(
-        "add-member Manager as the manager is refused by the webhook",
-        !o.status.success() && err(&o).contains("denied the request"),
-        shown(&o),
-    );
-    let o = run_as(
+    refused(
+        &mut c,
         &env,
         as_stranger,
         &["add-member", &name, &stranger, "--role", "Member"],
-        None,
+        "add-member as a stranger is refused",
+        "forbidden",
     )
     .await;
-    c.check(
-        "add-member as a stranger is refused",
-        !o.status.success() && err(&o).contains("forbidden"),
-        shown(&o),
-    );
     c.check(
         "neither refused add-member made a membership",
         membership_of(&admin, &name, &stranger).await.is_none(),
@@ -449,43 +489,38 @@ async fn projects_members_and_dates(env: Arc<Env>) -> TestResult {
         names(&items(&o)?).len() == 1 && out(&o).contains(&member),
         shown(&o),
     );
-    let o = run_as(&env, as_stranger, &["members", &name], None).await;
-    c.check(
+    refused(
+        &mut c,
+        &env,
+        as_stranger,
+        &["members", &name],
         "members as a stranger says the project is not one they may see",
-        !o.status.success() && err(&o).contains("not one you may see"),
-        shown(&o),
-    );
+        "not one you may see",
+    )
+    .await;
 
     // expire: a time in the past ends the role; --never makes it permanent again.
-    let o = run_as(
+    ran(
+        &mut c,
         &env,
         as_manager,
         &["expire", &name, &member, "--at", "2020-01-01"],
-        None,
+        "expire --at a past date as the manager",
     )
     .await;
-    c.check(
-        "expire --at a past date as the manager",
-        o.status.success(),
-        shown(&o),
-    );
     c.outcome(
         "the member lost access at once (SubjectAccessReview)",
         wait_access(&env, &member, "list", "pods", Some(&name), false).await,
     );
     let started = Instant::now();
-    let o = run_as(
+    ran(
+        &mut c,
         &env,
         as_manager,
         &["expire", &name, &member, "--never"],
-        None,
+        "expire --never as the manager",
     )
     .await;
-    c.check(
-        "expire --never as the manager",
-        o.status.success(),
-        shown(&o),
-    );
     let m = membership_of(&admin, &name, &member).await;
     c.check(
         "expire --never left no expirationTime (a permanent role)",
@@ -502,60 +537,57 @@ async fn projects_members_and_dates(env: Arc<Env>) -> TestResult {
     );
     // At once, without waiting for the views to follow the role: the member may read the
     // project's memberships, so the refusal is the apiserver's, not "not one you may see".
-    let o = run_as(
+    refused(
+        &mut c,
         &env,
         as_member,
         &["expire", &name, &member, "--at", "1d"],
-        None,
+        "expire as the member (not a manager) is refused",
+        "forbidden",
     )
     .await;
-    c.check(
-        "expire as the member (not a manager) is refused",
-        !o.status.success() && err(&o).contains("forbidden"),
-        shown(&o),
-    );
 
     // end and extend: the project's end date, as the portal's managers set it.
-    let o = run_as(
+    ran(
+        &mut c,
         &env,
         as_manager,
         &["end", &name, "--on", "2027-01-31"],
-        None,
+        "end --on as the manager",
     )
     .await;
-    c.check("end --on as the manager", o.status.success(), shown(&o));
-    let o = run_as(
+    refused(
+        &mut c,
         &env,
         as_manager,
         &["extend", &name, "--to", "2026-12-01"],
-        None,
+        "extend --to an earlier date is refused naming the current end date",
+        "not after the current end date 2027-01-31",
     )
     .await;
-    c.check(
-        "extend --to an earlier date is refused naming the current end date",
-        !o.status.success() && err(&o).contains("not after the current end date 2027-01-31"),
-        shown(&o),
-    );
-    let o = run_as(
+    ran(
+        &mut c,
         &env,
         as_manager,
         &["extend", &name, "--to", "2027-12-31"],
-        None,
+        "extend --to as the manager",
     )
     .await;
-    c.check("extend --to as the manager", o.status.success(), shown(&o));
     let p = Api::<Project>::all(admin.clone()).get(&name).await?;
     c.equal(
         "the end date is the extended one",
         p.spec.end_date.as_deref(),
         Some("2027-12-31"),
     );
-    let o = run_as(&env, as_member, &["end", &name, "--on", "2026-12-01"], None).await;
-    c.check(
+    refused(
+        &mut c,
+        &env,
+        as_member,
+        &["end", &name, "--on", "2026-12-01"],
         "end as the member is refused",
-        !o.status.success() && err(&o).contains("forbidden"),
-        shown(&o),
-    );
+        "forbidden",
+    )
+    .await;
 
     // usage: a List that parses, and a table with its per-day chart where there are months.
     let o = run_as(&env, as_manager, &["usage", &name, "-o", "json"], None).await;
@@ -572,34 +604,48 @@ async fn projects_members_and_dates(env: Arc<Env>) -> TestResult {
         "[e2e] kubectl tenancy usage: {} month(s) for a new project",
         months.len()
     );
-    let o = run_as(&env, as_stranger, &["usage", &name], None).await;
-    c.check(
+    refused(
+        &mut c,
+        &env,
+        as_stranger,
+        &["usage", &name],
         "usage as a stranger says the project is not one they may see",
-        !o.status.success() && err(&o).contains("not one you may see"),
-        shown(&o),
-    );
+        "not one you may see",
+    )
+    .await;
 
     // remove-member.
-    let o = run_as(&env, as_manager, &["remove-member", &name, &member], None).await;
-    c.check(
+    ran(
+        &mut c,
+        &env,
+        as_manager,
+        &["remove-member", &name, &member],
         "remove-member as the manager",
-        o.status.success(),
-        shown(&o),
-    );
+    )
+    .await;
     c.outcome(
         "the removed member lost access",
         wait_access(&env, &member, "list", "pods", Some(&name), false).await,
     );
 
     // move: staff only; the owner is refused and nothing moves.
-    let o = run_as(&env, as_owner, &["move", &name, "--to", &cust2], None).await;
-    c.check(
+    refused(
+        &mut c,
+        &env,
+        as_owner,
+        &["move", &name, "--to", &cust2],
         "move as the owner is refused (staff only)",
-        !o.status.success() && err(&o).contains("staff-only"),
-        shown(&o),
-    );
-    let o = run_as(&env, as_staff, &["move", &name, "--to", &cust2], None).await;
-    c.check("move as staff", o.status.success(), shown(&o));
+        "staff-only",
+    )
+    .await;
+    ran(
+        &mut c,
+        &env,
+        as_staff,
+        &["move", &name, "--to", &cust2],
+        "move as staff",
+    )
+    .await;
     let p = Api::<Project>::all(admin.clone()).get(&name).await?;
     c.check(
         "the project belongs to the new customer and keeps its team",
@@ -686,12 +732,14 @@ async fn delete_and_recover(env: Arc<Env>) -> TestResult {
         (p.status.as_ref()?.resources_count == Some(0)).then_some(())
     })
     .await?;
-    let o = run_as(&env, as_owner, &["delete", &name], None).await;
-    c.check(
+    ran(
+        &mut c,
+        &env,
+        as_owner,
+        &["delete", &name],
         "delete as the owner once nothing runs",
-        o.status.success(),
-        shown(&o),
-    );
+    )
+    .await;
     c.waited(
         "the project is gone (soft delete done)",
         wait_project_gone(&admin, &name).await,
@@ -701,37 +749,22 @@ async fn delete_and_recover(env: Arc<Env>) -> TestResult {
         wait_access(&env, &alice, "list", "pods", Some(&name), false).await,
     );
     // The views list the archive within a moment of the soft delete.
-    let listed = wait_for(
-        "projects --include-terminated to list the project as Terminated",
-        RECONCILE_TIMEOUT,
-        || async {
-            let o = run_as(
-                &env,
-                as_owner,
-                &["projects", "--include-terminated", "-o", "json"],
-                None,
-            )
-            .await;
-            items(&o).ok().filter(|l| {
-                l.iter().any(|p| {
-                    p["metadata"]["name"] == name.as_str() && p["status"]["phase"] == "Terminated"
-                })
-            })
-        },
-    )
-    .await;
+    let listed = terminated_item(&env, as_owner, &name).await;
     c.outcome(
         "projects --include-terminated as the owner lists it as Terminated",
-        listed.map(|l| l.len()),
+        listed.map(|(listed, _)| listed),
     );
 
     // recover --restore-team: staff only; the owner is refused and nothing is created.
-    let o = run_as(&env, as_owner, &["recover", &name, "--restore-team"], None).await;
-    c.check(
+    refused(
+        &mut c,
+        &env,
+        as_owner,
+        &["recover", &name, "--restore-team"],
         "recover --restore-team as the owner is refused (staff only)",
-        !o.status.success() && err(&o).contains("restoreTeamMembers"),
-        shown(&o),
-    );
+        "restoreTeamMembers",
+    )
+    .await;
     c.check(
         "the refused recovery created no project",
         Api::<Project>::all(admin.clone())
@@ -741,7 +774,8 @@ async fn delete_and_recover(env: Arc<Env>) -> TestResult {
         "",
     );
     let started = Instant::now();
-    let o = run_as(
+    ran(
+        &mut c,
         &env,
         as_staff,
         &[
@@ -751,14 +785,9 @@ async fn delete_and_recover(env: Arc<Env>) -> TestResult {
             "--end-date",
             "2027-09-30",
         ],
-        None,
+        "recover --restore-team as staff",
     )
     .await;
-    c.check(
-        "recover --restore-team as staff",
-        o.status.success(),
-        shown(&o),
-    );
     let p = Api::<Project>::all(admin.clone()).get_opt(&name).await?;
     c.check(
         "the recovered project has the archived customer, the new end date and restoreTeamMembers",
@@ -890,30 +919,22 @@ async fn owner_recovers_and_invited_accept(env: Arc<Env>) -> TestResult {
 
     // A role given a moment ago is found at once (the memberships are read from the API, the
     // views may not have it yet): add, change and remove in a row.
-    let o = run_as(
+    ran(
+        &mut c,
         &env,
         as_owner,
         &["add-member", &name, &carol, "--role", "Member"],
-        None,
+        "add-member carol as the owner",
     )
     .await;
-    c.check(
-        "add-member carol as the owner",
-        o.status.success(),
-        shown(&o),
-    );
-    let o = run_as(
+    ran(
+        &mut c,
         &env,
         as_owner,
         &["expire", &name, &carol, "--at", "30d"],
-        None,
+        "expire right after add-member finds the new membership",
     )
     .await;
-    c.check(
-        "expire right after add-member finds the new membership",
-        o.status.success(),
-        shown(&o),
-    );
     let until = membership_of(&admin, &name, &carol)
         .await
         .and_then(|m| m.spec.expiration_time)
@@ -924,12 +945,14 @@ async fn owner_recovers_and_invited_accept(env: Arc<Env>) -> TestResult {
         until.is_some_and(|u| in_30d.duration_since(u).as_secs().abs() < 600),
         format!("{until:?}"),
     );
-    let o = run_as(&env, as_owner, &["remove-member", &name, &carol], None).await;
-    c.check(
+    ran(
+        &mut c,
+        &env,
+        as_owner,
+        &["remove-member", &name, &carol],
         "remove-member right after expire",
-        o.status.success(),
-        shown(&o),
-    );
+    )
+    .await;
     c.check(
         "carol's membership is gone",
         membership_of(&admin, &name, &carol).await.is_none(),
@@ -940,8 +963,14 @@ async fn owner_recovers_and_invited_accept(env: Arc<Env>) -> TestResult {
         "the team has access",
         wait_access(&env, &bob, "create", "deployments.apps", Some(&name), true).await,
     )?;
-    let o = run_as(&env, as_owner, &["delete", &name], None).await;
-    c.check("delete as the owner", o.status.success(), shown(&o));
+    ran(
+        &mut c,
+        &env,
+        as_owner,
+        &["delete", &name],
+        "delete as the owner",
+    )
+    .await;
     c.waited(
         "the project is gone (soft delete done)",
         wait_project_gone(&admin, &name).await,
@@ -952,23 +981,9 @@ async fn owner_recovers_and_invited_accept(env: Arc<Env>) -> TestResult {
     );
 
     // The owner's view of the deleted project carries its spec as archived.
-    let item = wait_for(
-        "projects --include-terminated to list the project as Terminated",
-        RECONCILE_TIMEOUT,
-        || async {
-            let o = run_as(
-                &env,
-                as_owner,
-                &["projects", "--include-terminated", "-o", "json"],
-                None,
-            )
-            .await;
-            items(&o).ok()?.into_iter().find(|p| {
-                p["metadata"]["name"] == name.as_str() && p["status"]["phase"] == "Terminated"
-            })
-        },
-    )
-    .await;
+    let item = terminated_item(&env, as_owner, &name)
+        .await
+        .map(|(_, item)| item);
     c.check(
         "the owner's Terminated item carries the archived spec (quota, limits, answers)",
         item.as_ref().is_ok_and(|i| {

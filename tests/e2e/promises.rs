@@ -29,7 +29,7 @@ use tenancy_operator::desired::quantity::same_quantity;
 
 use crate::support::{
     Env, Failed, TestResult, Trial, from_json, owners, pp, refusal, status_text, trial,
-    unique_name, wait_access, wait_for, wait_project_gone,
+    unique_name, wait_access, wait_access_named, wait_for, wait_project_gone,
 };
 
 pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
@@ -96,8 +96,6 @@ pub fn exclusive_trials(env: &Arc<Env>) -> Vec<Trial> {
     )]
 }
 
-/// How long RBAC changes made by the operator may take to reach the apiserver's authorizer.
-const ACCESS_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the operator may take to reconcile a change.
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -254,55 +252,6 @@ fn strip_ansi(line: &str) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // Waiting and access checks
-
-/// Whether `user` (no groups) may `verb` the object `name` of `resource` (`projects.tenancy.dev`),
-/// as the apiserver's authorizer answers a SubjectAccessReview (rules limited to names).
-async fn can_i_named(env: &Env, user: &str, verb: &str, resource: &str, name: &str) -> bool {
-    use k8s_openapi::api::authorization::v1::{
-        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-    };
-    let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.to_string()),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some(group.to_string()),
-                resource: Some(resource.to_string()),
-                verb: Some(verb.to_string()),
-                name: Some(name.to_string()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let api: Api<SubjectAccessReview> = Api::all(env.client().await);
-    api.create(&pp(), &review)
-        .await
-        .expect("SubjectAccessReview is always served")
-        .status
-        .is_some_and(|s| s.allowed)
-}
-
-/// Waits until `user` may `verb` the cluster-scoped object `name` of `resource`.
-async fn wait_access_named(
-    env: &Env,
-    user: &str,
-    verb: &str,
-    resource: &str,
-    name: &str,
-) -> TestResult {
-    wait_for(
-        &format!("{user} to be allowed to {verb} {resource} {name}"),
-        ACCESS_TIMEOUT,
-        || async {
-            can_i_named(env, user, verb, resource, name)
-                .await
-                .then_some(())
-        },
-    )
-    .await
-}
 
 /// Waits until the project satisfies `check` (which says why not); the failure says what the
 /// project looked like last.
@@ -521,7 +470,7 @@ async fn owner_changes_project_fields_and_customer_display_fields_but_not_owners
         if !t.row("owner creates a project", Expect::Allowed, &created) {
             return t.finish(&env, "owner rows");
         }
-        wait_access_named(&env, &owner, "patch", "projects.tenancy.dev", &project).await?;
+        wait_access_named(&env, &owner, "patch", "projects.tenancy.dev", &project, None, true).await?;
         let pp_ = PatchParams::default();
         t.row(
             "owner changes the project's displayName",
@@ -570,7 +519,7 @@ async fn owner_changes_project_fields_and_customer_display_fields_but_not_owners
         );
 
         // The customer: display fields yes, owners and quota no.
-        wait_access_named(&env, &owner, "patch", "customers.tenancy.dev", &cust).await?;
+        wait_access_named(&env, &owner, "patch", "customers.tenancy.dev", &cust, None, true).await?;
         for (field, value) in [
             ("displayName", json!("ACME Research")),
             ("nativeName", json!("ACME Forschung")),
@@ -926,7 +875,16 @@ async fn customer_quota_is_exhausted_freed_by_a_soft_delete_and_bounds_a_resize(
 
         // A soft delete makes room.
         wait_finalizer(&admin, &b).await?;
-        wait_access_named(&env, &owner, "delete", "projects.tenancy.dev", &b).await?;
+        wait_access_named(
+            &env,
+            &owner,
+            "delete",
+            "projects.tenancy.dev",
+            &b,
+            None,
+            true,
+        )
+        .await?;
         let deleted = projects.delete(&b, &DeleteParams::default()).await;
         if !t.row(
             "owner deletes the second project",
@@ -944,7 +902,16 @@ async fn customer_quota_is_exhausted_freed_by_a_soft_delete_and_bounds_a_resize(
 
         // A resize within what is left, then beyond it.
         wait_project_ready(&admin, &a).await?;
-        wait_access_named(&env, &owner, "patch", "projects.tenancy.dev", &a).await?;
+        wait_access_named(
+            &env,
+            &owner,
+            "patch",
+            "projects.tenancy.dev",
+            &a,
+            None,
+            true,
+        )
+        .await?;
         let pp_ = PatchParams::default();
         let raised = projects
             .patch(&a, &pp_, &spec_patch(json!({"quota": cpu("1")})))

@@ -28,6 +28,7 @@ use tenancy_operator::desired::quantity::same_quantity;
 
 use crate::support::{
     Env, FIELD_MANAGER, Failed, TestResult, Trial, deployment, status_text, trial, unique_name,
+    wait_until_every,
 };
 
 /// The custom resource kind the suite's operator counts (`--count-extra-kind`).
@@ -143,25 +144,14 @@ fn from_json<K: DeserializeOwned>(value: Value) -> K {
     serde_json::from_value(value).expect("a test object is valid")
 }
 
-/// Polls `check` every 100 ms until it returns `Ok`; on timeout the failure says what was
-/// awaited and why the last check said no.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, Failed>
+/// Polls `check` every 100 ms (the figures these trials print are measured by their waits) until
+/// it returns `Ok`; on timeout the failure says what was awaited and why the last check said no.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, check: F) -> Result<T, Failed>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check().await {
-            Ok(value) => return Ok(value),
-            Err(why) if Instant::now() > deadline => {
-                return Err(
-                    format!("timed out after {timeout:?} waiting for {what}: {why}").into(),
-                );
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
+    wait_until_every(what, timeout, Duration::from_millis(100), check).await
 }
 
 /// Server-side applies `object` as the admin.

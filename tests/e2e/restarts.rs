@@ -18,9 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{DeleteParams, ListParams};
@@ -32,8 +29,9 @@ use tenancy_operator::devcluster::{ControlPlane, ControlPlaneOptions, free_port}
 use tenancy_operator::ledger;
 
 use crate::support::{
-    Checks, Env, Expectation, Failed, OperatorProcess, TestResult, Trial, customer, from_json,
-    http_get, merge, owners, patch_params, pp, project, refusal, start_operator,
+    Checks, Env, Expectation, Failed, OperatorProcess, TestResult, Trial, access_review, customer,
+    from_json, http_get, merge, owners, patch_params, pp, project, refusal, start_operator,
+    wait_until_every,
 };
 
 /// How long one of these trials may run (each starts a control plane of its own).
@@ -51,6 +49,8 @@ const NOT_READY_WITHIN: Duration = Duration::from_secs(10);
 const WEBHOOK_OUTAGE: Duration = Duration::from_secs(30);
 /// Bound of every wait for the operator (generous: 2 busy cores).
 const WAIT: Duration = Duration::from_secs(60);
+/// How often these trials poll what they wait for.
+const POLL: Duration = Duration::from_millis(500);
 /// The ledger's repair waits for an admission to settle (30 s) before it releases a reservation
 /// that no stored project holds (a create admitted, then lost with kube-apiserver).
 const LEDGER_WAIT: Duration = Duration::from_secs(120);
@@ -675,27 +675,6 @@ async fn ledger_and_stored(
     Ok((reserved, stored))
 }
 
-/// Polls `check` every 500 ms until Ok, or fails after `timeout` with what it said last.
-async fn until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, Failed>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match check().await {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        if Instant::now() > deadline {
-            return Err(
-                format!("timed out after {timeout:?} waiting for {what}; last: {last}").into(),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// The operator's log lines that say a watch failed.
 fn watch_failures_logged(own: &Own) -> usize {
     std::fs::read_to_string(own.operator.log_path())
@@ -778,7 +757,7 @@ async fn burst_through_an_outage(_env: Arc<Env>, mut own: Own, component: Compon
     // kube-apiserver's own /readyz: at once after its restart; after etcd's, once it reconnected.
     let apiserver_ready = t.waited(
         "kube-apiserver ready again",
-        until("kube-apiserver's /readyz", WAIT, || {
+        wait_until_every("kube-apiserver's /readyz", WAIT, POLL, || {
             let admin = admin.clone();
             async move {
                 let request = http::Request::get("/readyz")
@@ -823,7 +802,7 @@ async fn burst_through_an_outage(_env: Arc<Env>, mut own: Own, component: Compon
     );
     let names: Vec<String> = (0..BURST).map(project_name).collect();
     let cpu = BTreeMap::new();
-    let converged = until(&format!("all {BURST} projects whole"), WAIT, || {
+    let converged = wait_until_every(&format!("all {BURST} projects whole"), WAIT, POLL, || {
         whole(&admin, &names, &cpu)
     })
     .await
@@ -852,7 +831,7 @@ async fn burst_through_an_outage(_env: Arc<Env>, mut own: Own, component: Compon
     Api::<Project>::all(admin.clone())
         .create(&pp(), &project(&fresh, project_spec(CUSTOMER, "1")))
         .await?;
-    let fresh_membership = until("the new project's namespace", WAIT, || {
+    let fresh_membership = wait_until_every("the new project's namespace", WAIT, POLL, || {
         let api = Api::<ProjectMembership>::namespaced(admin.clone(), &fresh);
         let m = membership(&fresh, "member", &member(&fresh), "Member");
         async move {
@@ -869,9 +848,12 @@ async fn burst_through_an_outage(_env: Arc<Env>, mut own: Own, component: Compon
     )?;
     let cpu = BTreeMap::from([(project_name(0), "2".to_string())]);
     let after: Vec<String> = vec![project_name(0), fresh.clone()];
-    let reconciled = until("the changes after the restart reconciled", WAIT, || {
-        whole(&admin, &after, &cpu)
-    })
+    let reconciled = wait_until_every(
+        "the changes after the restart reconciled",
+        WAIT,
+        POLL,
+        || whole(&admin, &after, &cpu),
+    )
     .await;
     t.waited(
         &format!("changes after the restart reconciled ({} quota raised to 2 cpu; {fresh} made with its membership)", project_name(0)),
@@ -885,7 +867,7 @@ async fn burst_through_an_outage(_env: Arc<Env>, mut own: Own, component: Compon
     // The ledger equals what the stored projects hold (a reservation admitted for a create that
     // was lost with the outage is released once its admission settled).
     let ledger_began = Instant::now();
-    let ledger = until("the ledger to equal the stored projects", LEDGER_WAIT, || {
+    let ledger = wait_until_every("the ledger to equal the stored projects", LEDGER_WAIT, POLL, || {
         let admin = admin.clone();
         async move {
             let (reserved, stored) = ledger_and_stored(&admin).await?;
@@ -1020,28 +1002,6 @@ impl Expectation for Expect {
             Expect::Refused(c, text) => code == *c && message.contains(text),
         }
     }
-}
-
-async fn can_i(admin: &Client, user: &str, verb: &str, resource: &str, group: &str) -> bool {
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.to_string()),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some(group.to_string()),
-                resource: Some(resource.to_string()),
-                verb: Some(verb.to_string()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<SubjectAccessReview>::all(admin.clone())
-        .create(&pp(), &review)
-        .await
-        .ok()
-        .and_then(|r| r.status)
-        .is_some_and(|s| s.allowed)
 }
 
 /// One round of requests by staff and by the customer's owner, each on objects of its own
@@ -1332,11 +1292,20 @@ async fn unreachable_webhook(_env: Arc<Env>, own: Own) -> TestResult {
         .await?;
     t.waited(
         "the owner may create projects (RBAC from the customer's reconcile)",
-        until("the owner's RBAC", WAIT, || async {
-            can_i(&staff, OWNER, "create", "projects", "tenancy.dev")
-                .await
-                .then_some(())
-                .ok_or_else(|| "not yet".to_string())
+        wait_until_every("the owner's RBAC", WAIT, POLL, || async {
+            access_review(
+                &staff,
+                OWNER,
+                &[],
+                "create",
+                "projects.tenancy.dev",
+                None,
+                None,
+            )
+            .await
+            .unwrap_or(false)
+            .then_some(())
+            .ok_or_else(|| "not yet".to_string())
         })
         .await,
     )?;
@@ -1346,7 +1315,7 @@ async fn unreachable_webhook(_env: Arc<Env>, own: Own) -> TestResult {
     let admin = staff.clone();
     t.waited(
         "p1 Ready",
-        until("p1 Ready", WAIT, || {
+        wait_until_every("p1 Ready", WAIT, POLL, || {
             let api = Api::<Project>::all(admin.clone());
             async move {
                 let p = api.get("p1").await.map_err(|e| e.to_string())?;
@@ -1393,7 +1362,7 @@ async fn unreachable_webhook(_env: Arc<Env>, own: Own) -> TestResult {
 
     // After: the rules decide again (the first request may still meet a cut connection).
     let customers = Api::<Customer>::all(staff.clone());
-    let first = until("the webhook to admit again", WAIT, || {
+    let first = wait_until_every("the webhook to admit again", WAIT, POLL, || {
         let customers = customers.clone();
         async move {
             match customers

@@ -43,9 +43,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, LimitRange, Namespace, Pod, ResourceQuota};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams};
@@ -264,10 +261,6 @@ fn quota(cpu: &str, memory: &str) -> Value {
     json!({"hard": {"requests.cpu": cpu, "requests.memory": memory}})
 }
 
-fn phase_of(m: &ProjectMembership) -> Option<MembershipPhase> {
-    m.status.as_ref().and_then(|s| s.phase)
-}
-
 fn is_ready(p: &Project) -> bool {
     p.status.as_ref().is_some_and(|s| {
         s.observed_generation == p.metadata.generation
@@ -275,73 +268,6 @@ fn is_ready(p: &Project) -> bool {
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True")
     })
-}
-
-async fn wait_phase(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    phase: MembershipPhase,
-) -> Result<ProjectMembership, Failed> {
-    let api: Api<ProjectMembership> = Api::namespaced(client.clone(), ns);
-    wait_for(
-        &format!("membership {ns}/{name} to be {phase:?}"),
-        RECONCILE_TIMEOUT,
-        || async {
-            let m = api.get_opt(name).await.ok().flatten()?;
-            (phase_of(&m) == Some(phase)).then_some(m)
-        },
-    )
-    .await
-}
-
-async fn wait_namespace(client: &Client, name: &str, state: &str) -> Result<Namespace, Failed> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    wait_for(
-        &format!("namespace {name} to be {state}"),
-        RECONCILE_TIMEOUT,
-        || async {
-            let ns = api.get_opt(name).await.ok().flatten()?;
-            (ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Active")
-                && ns.labels().get("tenancy.dev/state").map(String::as_str) == Some(state))
-            .then_some(ns)
-        },
-    )
-    .await
-}
-
-/// A customer's ledger (project -> reserved `hard`); empty without one.
-async fn ledger_of(
-    client: &Client,
-    namespace: &str,
-    customer: &str,
-) -> Result<BTreeMap<String, BTreeMap<String, String>>, Failed> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .get_opt(&ledger::ledger_name(customer))
-        .await?
-        .map(|cm| {
-            ledger::decode(&cm)
-                .into_iter()
-                .map(|(p, r)| (p, r.hard))
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
-/// What the customer's stored projects hold: what its ledger must equal.
-async fn stored_allocations(
-    client: &Client,
-    customer: &str,
-) -> Result<BTreeMap<String, BTreeMap<String, String>>, Failed> {
-    Ok(Api::<Project>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter(|p| p.spec.customer == customer && p.metadata.deletion_timestamp.is_none())
-        .map(|p| (p.name_any(), ledger::allocation(p)))
-        .collect())
 }
 
 /// Made once, shared by the trials (each restores it into its own cluster).
@@ -422,7 +348,7 @@ async fn make_source(env: &Env) -> Result<Source, Failed> {
         projects.create(&pp(), &project(name, spec)).await?;
     }
     for name in [&s.live, &s.invited, &s.grace, &s.archived, &s.gone] {
-        wait_namespace(&admin, name, "active").await?;
+        wait_namespace_state(&admin, name, "active").await?;
         wait_finalizer(&admin, name).await?;
     }
     let in_ns = |ns: &str| Api::<ProjectMembership>::namespaced(admin.clone(), ns);
@@ -478,7 +404,7 @@ async fn make_source(env: &Env) -> Result<Source, Failed> {
         (&s.invited, "erin"),
         (&s.archived, "frank"),
     ] {
-        wait_phase(&admin, ns, m, MembershipPhase::Active).await?;
+        wait_membership_phase(&admin, ns, m, MembershipPhase::Active).await?;
     }
     // Soft deletes: one stays archived, one is recovered with invitations.
     for name in [&s.invited, &s.archived] {
@@ -495,8 +421,8 @@ async fn make_source(env: &Env) -> Result<Source, Failed> {
             ),
         )
         .await?;
-    wait_phase(&admin, &s.invited, "erin", MembershipPhase::Pending).await?;
-    wait_phase(&admin, &s.invited, "dan", MembershipPhase::Pending).await?;
+    wait_membership_phase(&admin, &s.invited, "erin", MembershipPhase::Pending).await?;
+    wait_membership_phase(&admin, &s.invited, "dan", MembershipPhase::Pending).await?;
     // erin accepts, as the invited subject does (once her invitation lets her).
     let as_erin =
         Api::<ProjectMembership>::namespaced(env.client_as(&s.erin, &[]).await, &s.invited);
@@ -511,12 +437,12 @@ async fn make_source(env: &Env) -> Result<Source, Failed> {
             .ok()
     })
     .await?;
-    wait_phase(&admin, &s.invited, "erin", MembershipPhase::Active).await?;
-    wait_phase(&admin, &s.live, "carl", MembershipPhase::Expired).await?;
-    wait_phase(&admin, &s.live, "alice", MembershipPhase::Active).await?;
-    wait_phase(&admin, &s.live, "bob", MembershipPhase::Active).await?;
-    wait_phase(&admin, &s.archived, "frank", MembershipPhase::Revoked).await?;
-    wait_namespace(&admin, &s.archived, "terminated").await?;
+    wait_membership_phase(&admin, &s.invited, "erin", MembershipPhase::Active).await?;
+    wait_membership_phase(&admin, &s.live, "carl", MembershipPhase::Expired).await?;
+    wait_membership_phase(&admin, &s.live, "alice", MembershipPhase::Active).await?;
+    wait_membership_phase(&admin, &s.live, "bob", MembershipPhase::Active).await?;
+    wait_membership_phase(&admin, &s.archived, "frank", MembershipPhase::Revoked).await?;
+    wait_namespace_state(&admin, &s.archived, "terminated").await?;
     let names = [&s.live, &s.invited, &s.grace, &s.gone];
     for name in names {
         wait_project(&admin, name, "Ready", |p| is_ready(p).then_some(())).await?;
@@ -536,7 +462,8 @@ async fn make_source(env: &Env) -> Result<Source, Failed> {
         || async {
             let l = ledger_of(&admin, &env.local().namespace, &s.customer)
                 .await
-                .ok()?;
+                .ok()?
+                .unwrap_or_default();
             (l == stored).then_some(l)
         },
     )
@@ -694,27 +621,9 @@ impl Target {
     }
 
     async fn can_i(&self, user: &str, verb: &str, resource: &str, ns: Option<&str>) -> bool {
-        let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
-        let review = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some(user.to_string()),
-                resource_attributes: Some(ResourceAttributes {
-                    group: Some(group.to_string()),
-                    resource: Some(resource.to_string()),
-                    verb: Some(verb.to_string()),
-                    namespace: ns.map(str::to_string),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::<SubjectAccessReview>::all(self.client.clone())
-            .create(&pp(), &review)
+        access_review(&self.client, user, &[], verb, resource, None, ns)
             .await
-            .ok()
-            .and_then(|r| r.status)
-            .is_some_and(|s| s.allowed)
+            .unwrap_or(false)
     }
 
     async fn wait_access(&self, user: &str, ns: &str, want: bool) -> Result<(), Failed> {
@@ -877,7 +786,9 @@ async fn restore_and_check(_env: &Env, s: &Source, t: &Target, variant: Variant)
             for name in s.restored_projects() {
                 checks.waited(
                     &format!("{name}: namespace made for the restored project"),
-                    wait_namespace(client, name, "active").await.map(|_| ()),
+                    wait_namespace_state(client, name, "active")
+                        .await
+                        .map(|_| ()),
                 )?;
             }
             wave = *w;
@@ -1080,7 +991,8 @@ async fn restore_and_check(_env: &Env, s: &Source, t: &Target, variant: Variant)
         || async {
             let l = ledger_of(client, &t.local.namespace, &s.customer)
                 .await
-                .ok()?;
+                .ok()?
+                .unwrap_or_default();
             (l == stored).then_some(l)
         },
     )
@@ -1123,7 +1035,7 @@ async fn restore_and_check(_env: &Env, s: &Source, t: &Target, variant: Variant)
         (&s.invited, "erin", &s.erin, MembershipPhase::Active),
         (&s.live, "carl", &s.carl, MembershipPhase::Expired),
     ] {
-        let got = wait_phase(client, ns, m, want).await;
+        let got = wait_membership_phase(client, ns, m, want).await;
         checks.check(
             &format!("{ns}/{m}: {want:?} as in the source"),
             got.is_ok(),
@@ -1316,7 +1228,8 @@ async fn restore_and_check(_env: &Env, s: &Source, t: &Target, variant: Variant)
         );
         // Its memberships were refused by the restore (no Project then): the recovery brings
         // the team back from the archive itself.
-        let frank = wait_phase(client, &s.archived, "frank", MembershipPhase::Active).await;
+        let frank =
+            wait_membership_phase(client, &s.archived, "frank", MembershipPhase::Active).await;
         checks.check(
             "... with its team: frank's membership made again from the archive, Active",
             frank.as_ref().is_ok_and(|m| {

@@ -5,6 +5,7 @@
 // Helpers for every test module; not each is used by every module at every stage.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,19 +17,20 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::ResourceExt;
-use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 pub use libtest_mimic::{Failed, Trial};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tenancy_operator::api::{Customer, Project};
+use tenancy_operator::api::{Customer, MembershipPhase, Project, ProjectMembership};
 use tenancy_operator::devcluster::apply::{self, ApplyError};
 use tenancy_operator::devcluster::install::{LocalOperator, install};
 use tenancy_operator::devcluster::process::ManagedProcess;
 use tenancy_operator::devcluster::{ControlPlane, ControlPlaneOptions, free_port};
+use tenancy_operator::ledger;
 
 /// What a test returns. Anything that implements Display converts into a failure with `?`.
 pub type TestResult = Result<(), Failed>;
@@ -188,36 +190,7 @@ impl Env {
         resource: &str,
         namespace: Option<&str>,
     ) -> bool {
-        let (resource, subresource) = match resource.split_once('/') {
-            Some((r, s)) => (r, Some(s.to_string())),
-            None => (resource, None),
-        };
-        let (resource, group) = match resource.split_once('.') {
-            Some((r, g)) => (r, g),
-            None => (resource, ""),
-        };
-        let review = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some(user.to_string()),
-                groups: Some(groups.iter().map(|g| g.to_string()).collect()),
-                resource_attributes: Some(ResourceAttributes {
-                    group: Some(group.to_string()),
-                    resource: Some(resource.to_string()),
-                    subresource,
-                    verb: Some(verb.to_string()),
-                    namespace: namespace.map(str::to_string),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let api: Api<SubjectAccessReview> = Api::all(self.client().await);
-        let answer = api
-            .create(&PostParams::default(), &review)
-            .await
-            .expect("SubjectAccessReview is always served");
-        answer.status.is_some_and(|s| s.allowed)
+        allowed(self, user, groups, verb, resource, None, namespace).await
     }
 }
 
@@ -349,6 +322,44 @@ where
             return Err(format!("timed out after {timeout:?} waiting for {what}").into());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Ok`, or fails after `timeout` naming `what` and
+/// what `check` saw last (its `Err`).
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, check: F) -> Result<T, Failed>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    wait_until_every(what, timeout, Duration::from_millis(200), check).await
+}
+
+/// [`wait_until`], polling every `every` (a module whose printed figures are measured by its
+/// waits picks its own resolution).
+pub async fn wait_until_every<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> Result<T, Failed>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = match check().await {
+            Ok(value) => return Ok(value),
+            Err(seen) => seen,
+        };
+        if Instant::now() > deadline {
+            return Err(format!(
+                "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
+            )
+            .into());
+        }
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -559,6 +570,46 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 // ---------------------------------------------------------------------------------------------
 // Objects, requests and access checks shared by the test modules
 
+/// Whether `user` in `groups` may `verb` `resource` (`projects.tenancy.dev`, or with a
+/// subresource `projects.tenancy.dev/status`), the object `name` of it if given, in `namespace`,
+/// as the apiserver's authorizer answers a SubjectAccessReview made with `client`.
+pub async fn access_review(
+    client: &Client,
+    user: &str,
+    groups: &[&str],
+    verb: &str,
+    resource: &str,
+    name: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<bool, kube::Error> {
+    let (resource, subresource) = match resource.split_once('/') {
+        Some((r, s)) => (r, Some(s.to_string())),
+        None => (resource, None),
+    };
+    let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_string()),
+            groups: (!groups.is_empty()).then(|| groups.iter().map(|g| g.to_string()).collect()),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(group.to_string()),
+                resource: Some(resource.to_string()),
+                subresource,
+                verb: Some(verb.to_string()),
+                name: name.map(str::to_string),
+                namespace: namespace.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
 /// Whether `user` (no groups) may `verb` the object `name` of `resource` (`projects.tenancy.dev`)
 /// in `namespace`, as the apiserver's authorizer answers a SubjectAccessReview. Like
 /// [`Env::can_i`], but for rules limited to resource names.
@@ -570,28 +621,30 @@ pub async fn can_i_named(
     name: &str,
     namespace: Option<&str>,
 ) -> bool {
-    let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.to_string()),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some(group.to_string()),
-                resource: Some(resource.to_string()),
-                verb: Some(verb.to_string()),
-                name: Some(name.to_string()),
-                namespace: namespace.map(str::to_string),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let api: Api<SubjectAccessReview> = Api::all(env.client().await);
-    api.create(&pp(), &review)
-        .await
-        .expect("SubjectAccessReview is always served")
-        .status
-        .is_some_and(|s| s.allowed)
+    allowed(env, user, &[], verb, resource, Some(name), namespace).await
+}
+
+/// [`access_review`] with the suite's client (a SubjectAccessReview is always served).
+async fn allowed(
+    env: &Env,
+    user: &str,
+    groups: &[&str],
+    verb: &str,
+    resource: &str,
+    name: Option<&str>,
+    namespace: Option<&str>,
+) -> bool {
+    access_review(
+        &env.client().await,
+        user,
+        groups,
+        verb,
+        resource,
+        name,
+        namespace,
+    )
+    .await
+    .expect("SubjectAccessReview is always served")
 }
 
 pub fn customer(name: &str, spec: Value) -> Customer {
@@ -717,6 +770,85 @@ pub async fn wait_access_named(
         (can_i_named(env, user, verb, resource, name, namespace).await == want).then_some(())
     })
     .await
+}
+
+/// The phase a membership's status holds, if any.
+pub fn phase_of(m: &ProjectMembership) -> Option<MembershipPhase> {
+    m.status.as_ref().and_then(|s| s.phase)
+}
+
+/// Waits until the membership `ns/name` is in `phase`.
+pub async fn wait_membership_phase(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    phase: MembershipPhase,
+) -> Result<ProjectMembership, Failed> {
+    let api: Api<ProjectMembership> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("membership {ns}/{name} to be {phase:?}"),
+        RECONCILE_TIMEOUT,
+        || async {
+            let m = api.get_opt(name).await.ok().flatten()?;
+            (phase_of(&m) == Some(phase)).then_some(m)
+        },
+    )
+    .await
+}
+
+/// Waits until the project's namespace `name` exists, is Active and carries
+/// `tenancy.dev/state=<state>`.
+pub async fn wait_namespace_state(
+    client: &Client,
+    name: &str,
+    state: &str,
+) -> Result<Namespace, Failed> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    wait_for(
+        &format!("namespace {name} to be {state}"),
+        RECONCILE_TIMEOUT,
+        || async {
+            let ns = api.get_opt(name).await.ok().flatten()?;
+            (ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Active")
+                && ns.labels().get("tenancy.dev/state").map(String::as_str) == Some(state))
+            .then_some(ns)
+        },
+    )
+    .await
+}
+
+/// A customer's ledger in the operator's `namespace` (project -> reserved `hard`), None without
+/// a ledger.
+pub async fn ledger_of(
+    client: &Client,
+    namespace: &str,
+    customer: &str,
+) -> Result<Option<BTreeMap<String, BTreeMap<String, String>>>, Failed> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .get_opt(&ledger::ledger_name(customer))
+        .await?
+        .map(|cm| {
+            ledger::decode(&cm)
+                .into_iter()
+                .map(|(p, r)| (p, r.hard))
+                .collect()
+        }))
+}
+
+/// What the customer's stored projects (not being deleted) hold: what its ledger must equal.
+pub async fn stored_allocations(
+    client: &Client,
+    customer: &str,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, Failed> {
+    Ok(Api::<Project>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|p| p.spec.customer == customer && p.metadata.deletion_timestamp.is_none())
+        .map(|p| (p.name_any(), ledger::allocation(p)))
+        .collect())
 }
 
 /// Waits until the project has the soft-delete finalizer (so deleting it archives it).
