@@ -64,7 +64,7 @@ use tenancy_operator::devcluster::install::OPERATOR_USER;
 use common::{
     cpu_seconds, env_usize, operator_metrics, print_table, rss_mib, total, transient, write_report,
 };
-use support::{Env, OperatorProcess};
+use support::{Env, OperatorProcess, Rng};
 
 const PROJECTS: usize = 24;
 const USERS: usize = 16;
@@ -95,30 +95,6 @@ fn owner_name(i: usize) -> String {
 }
 fn pods_quota() -> Value {
     json!({"hard": {"pods": "10"}})
-}
-
-// ---------------------------------------------------------------------------------------------
-// Randomness: SplitMix64, enough for choosing operations, reproducible from the seed.
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
-        (!items.is_empty()).then(|| items[self.below(items.len())])
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -459,15 +459,8 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         }
     };
 
-    // Reconciles wait for the watch caches to have listed (see `Context::caches_ready`).
-    {
-        let (caches, metrics) = (caches.clone(), metrics.clone());
-        tokio::spawn(async move {
-            futures::future::join_all(caches.listed().into_iter().map(|(_, f)| f)).await;
-            metrics.set_caches_listed();
-        });
-    }
-    // Ready once every cache has listed once; say which ones are slow.
+    // Reconciles wait for the watch caches to have listed (see `Context::caches_ready`); ready
+    // once the counted kinds have too. Say which ones are slow.
     {
         let (caches, metrics, inventory) = (caches.clone(), metrics.clone(), inventory.clone());
         tokio::spawn(async move {
@@ -480,22 +473,28 @@ async fn run(args: RunArgs) -> Result<(), Error> {
                     pending.lock().expect("pending lock").remove(name);
                 }
             };
-            let mut waits: Vec<futures::future::BoxFuture<'static, ()>> = caches
-                .listed()
-                .into_iter()
-                .map(|(name, listed)| {
-                    Box::pin(wait(name, listed)) as futures::future::BoxFuture<'static, ()>
-                })
-                .collect();
-            waits.push(Box::pin(wait("counted kinds", {
+            let watches = futures::future::join_all(
+                caches
+                    .listed()
+                    .into_iter()
+                    .map(|(name, listed)| wait(name, listed)),
+            );
+            let watches = {
+                let metrics = metrics.clone();
+                async move {
+                    watches.await;
+                    metrics.set_caches_listed();
+                }
+            };
+            let counted = wait("counted kinds", {
                 let inv = inventory.clone();
                 Box::pin(async move {
                     while !inv.synced() {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 })
-            })));
-            let all = futures::future::join_all(waits);
+            });
+            let all = futures::future::join(watches, counted);
             tokio::pin!(all);
             loop {
                 tokio::select! {

@@ -1093,14 +1093,12 @@ pub fn mutate_project(
     let was = |key: &str| old.and_then(|o| o.annotations().get(key).cloned());
     let mut changes = Vec::new();
     if !new.annotations().contains_key(annotations::INCARNATION) {
-        match op {
-            Operation::Create => {
-                changes.push((annotations::INCARNATION, Some(incarnation.to_string())));
-            }
-            Operation::Update if was(annotations::INCARNATION).is_some() => {
-                changes.push((annotations::INCARNATION, was(annotations::INCARNATION)));
-            }
-            _ => {}
+        let given = match op {
+            Operation::Create => Some(incarnation.to_string()),
+            _ => was(annotations::INCARNATION),
+        };
+        if given.is_some() {
+            changes.push((annotations::INCARNATION, given));
         }
     }
     let end_date_changed = match op {

@@ -322,30 +322,22 @@ impl Admission {
         };
         let ns = req.namespace.clone().unwrap_or_default();
         let caches = &self.caches;
-        let mut project = caches
-            .projects
-            .get(&ObjectRef::new(&ns))
-            .map(|p| p.as_ref().clone());
         // A Project created a moment ago (a restore, or GitOps applying a project and its team
-        // at once) may not be in the cache yet: ask the API before refusing "no project".
-        if project.is_none() && new.is_some() {
-            project = Api::<Project>::all(self.client.clone())
-                .get_opt(&ns)
-                .await
-                .map_err(|e| format!("reading project {ns:?}: {e}"))?;
-        }
-        let mut customer = project
-            .as_ref()
-            .and_then(|p| caches.customers.get(&ObjectRef::new(&p.spec.customer)))
-            .map(|c| c.as_ref().clone());
-        if let Some(p) = project.as_ref()
-            && customer.is_none()
-        {
-            customer = Api::<Customer>::all(self.client.clone())
-                .get_opt(&p.spec.customer)
-                .await
-                .map_err(|e| format!("reading customer {:?}: {e}", p.spec.customer))?;
-        }
+        // at once) may not be in the cache yet: asked of the API before refusing "no project".
+        let project = match &new {
+            Some(_) => self.read_through::<Project>(&self.caches.projects, &ns).await?,
+            None => caches
+                .projects
+                .get(&ObjectRef::new(&ns))
+                .map(|p| p.as_ref().clone()),
+        };
+        let customer = match &project {
+            Some(p) => {
+                self.read_through::<Customer>(&caches.customers, &p.spec.customer)
+                    .await?
+            }
+            None => None,
+        };
         let memberships: Vec<ProjectMembership> = caches
             .memberships
             .state()
@@ -501,6 +493,28 @@ impl Admission {
         resp
     }
 
+    /// A cluster-scoped object from its cache, or, when the cache has not seen it yet (created a
+    /// moment ago), from the API.
+    async fn read_through<K>(
+        &self,
+        cache: &kube::runtime::reflector::Store<K>,
+        name: &str,
+    ) -> Result<Option<K>, String>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        if let Some(cached) = cache.get(&ObjectRef::new(name)) {
+            return Ok(Some(cached.as_ref().clone()));
+        }
+        Api::<K>::all(self.client.clone())
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("reading {} {name:?}: {e}", K::kind(&()).to_lowercase()))
+    }
+
     /// Reads from the API what the caches have not seen yet: a Customer, and its Checklist,
     /// created together with the Project (GitOps applies them at once).
     async fn complete_snapshot(
@@ -509,10 +523,9 @@ impl Admission {
         subject: &Project,
     ) -> Result<(), String> {
         if snap.customer.is_none() {
-            snap.customer = Api::<Customer>::all(self.client.clone())
-                .get_opt(&subject.spec.customer)
-                .await
-                .map_err(|e| format!("reading customer {:?}: {e}", subject.spec.customer))?;
+            snap.customer = self
+                .read_through::<Customer>(&self.caches.customers, &subject.spec.customer)
+                .await?;
             snap.project_namespaces = self.subject_namespaces(snap);
         }
         let wanted = snap
@@ -522,10 +535,9 @@ impl Admission {
         if let Some(name) = wanted
             && snap.checklist.is_none()
         {
-            snap.checklist = Api::<crate::api::Checklist>::all(self.client.clone())
-                .get_opt(&name)
-                .await
-                .map_err(|e| format!("reading checklist {name:?}: {e}"))?;
+            snap.checklist = self
+                .read_through::<crate::api::Checklist>(&self.caches.checklists, &name)
+                .await?;
         }
         Ok(())
     }

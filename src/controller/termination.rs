@@ -384,12 +384,7 @@ pub async fn recover(
     let api = Api::<ProjectMembership>::namespaced(ctx.client.clone(), &name);
     for step in archive::remaining(&record, archive, &name, &memberships) {
         let (m, phase) = match step {
-            Remaining::Phase(member, phase) => {
-                let Some(m) = memberships.iter().find(|m| m.name_any() == member) else {
-                    continue;
-                };
-                (m.as_ref().clone(), phase)
-            }
+            Remaining::Phase(m, phase) => (m.as_ref().clone(), phase),
             Remaining::Create(m, phase) => match api
                 .create(
                     &PostParams {

@@ -188,8 +188,8 @@ pub fn comebacks(
 /// A step of a recorded recovery still to be taken.
 #[derive(Clone, Debug)]
 pub enum Remaining {
-    /// The membership of this name is still Revoked: give it this phase.
-    Phase(String, MembershipPhase),
+    /// This membership is still Revoked: give it this phase.
+    Phase(Arc<ProjectMembership>, MembershipPhase),
     /// There is no membership of this name: create this one, from the archive, then give it this
     /// phase.
     Create(Box<ProjectMembership>, MembershipPhase),
@@ -213,7 +213,7 @@ pub fn remaining(
             |(name, phase)| match memberships.iter().find(|m| m.name_any() == *name) {
                 Some(m) => (crate::desired::access::held_phase(m)
                     == Some(MembershipPhase::Revoked))
-                .then(|| Remaining::Phase(name.clone(), phase)),
+                .then(|| Remaining::Phase(m.clone(), phase)),
                 None => {
                     let a = archive.members.iter().find(|a| a.name == *name)?;
                     let mut m = ProjectMembership::new(
@@ -430,7 +430,7 @@ mod tests {
             steps
                 .into_iter()
                 .map(|s| match s {
-                    Remaining::Phase(n, p) => format!("{n}: {p:?}"),
+                    Remaining::Phase(m, p) => format!("{}: {p:?}", m.name_any()),
                     Remaining::Create(m, p) => format!(
                         "create {}/{} {} {:?} marker {:?} by {:?}: {p:?}",
                         m.namespace().unwrap_or_default(),

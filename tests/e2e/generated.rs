@@ -32,8 +32,8 @@ use tenancy_operator::api::{Customer, Project, ProjectMembership};
 
 use crate::reconcile::{operator_metrics, samples};
 use crate::support::{
-    ACCESS_TIMEOUT, Checks, Env, Failed, RECONCILE_TIMEOUT, TestResult, Trial, pp, refusal, trial,
-    unique_name, wait_access, wait_for,
+    ACCESS_TIMEOUT, Checks, Env, Failed, RECONCILE_TIMEOUT, Rng, TestResult, Trial, pp, refusal,
+    trial, unique_name, wait_access, wait_for,
 };
 
 /// The round measures the whole control plane (no reconcile error in a quiet window), so it runs
@@ -69,29 +69,6 @@ const STAFF_ROLE: &str = "generated:staff";
 
 // ---------------------------------------------------------------------------------------------
 // The generator
-
-/// SplitMix64: small, seeded, the same sequence on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// True with probability `percent` / 100.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())].clone()
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Who {
@@ -360,10 +337,10 @@ impl Draft<'_> {
                 self.touch(path, "1n", false);
                 json!("1n")
             }
-            12 => json!(self.rng.pick(&[1, 2, 4, 8])),
+            12 => json!(self.rng.one(&[1, 2, 4, 8])),
             _ => json!(
                 self.rng
-                    .pick(&["500m", "2", "1.5Gi", "1e3", "10Ki", "250m", "4Gi"])
+                    .one(&["500m", "2", "1.5Gi", "1e3", "10Ki", "250m", "4Gi"])
             ),
         }
     }
@@ -385,7 +362,7 @@ impl Draft<'_> {
                     self.touch(path, "a 254-character resource name", true);
                     "r".repeat(254)
                 }
-                _ => self.rng.pick(keys).to_string(),
+                _ => self.rng.one(keys).to_string(),
             };
             let field = format!("{path}.{key}");
             let value = self.quantity(&field);
@@ -433,7 +410,7 @@ impl Draft<'_> {
                 json!("2020-01-01")
             }
             8 => json!("2024-02-29"),
-            _ => json!(self.rng.pick(&["2030-06-30", "2031-12-31", "2029-01-15"])),
+            _ => json!(self.rng.one(&["2030-06-30", "2031-12-31", "2029-01-15"])),
         }
     }
 
@@ -466,7 +443,7 @@ impl Draft<'_> {
             }
             _ => json!(
                 self.rng
-                    .pick(&["2031-01-31T17:00:00Z", "2030-06-30T08:00:00+02:00"])
+                    .one(&["2031-01-31T17:00:00Z", "2030-06-30T08:00:00+02:00"])
             ),
         }
     }
@@ -474,27 +451,27 @@ impl Draft<'_> {
     /// One of `known`, or (sometimes) a value outside it.
     fn enumeration(&mut self, path: &str, known: &[&str], unknown: &[&str]) -> Value {
         if self.rng.chance(20) {
-            let v = self.rng.pick(unknown);
+            let v = self.rng.one(unknown);
             self.touch(path, format!("{v:?}"), true);
             json!(v)
         } else {
-            json!(self.rng.pick(known))
+            json!(self.rng.one(known))
         }
     }
 
     /// A subject (or customer role holder): User, Group or ServiceAccount, sometimes malformed.
     fn subject(&mut self, path: &str, pool: &[&str], sa_namespaces: &[&str]) -> Value {
         let mut s = match self.rng.below(10) {
-            0..=5 => json!({"kind": "User", "name": self.rng.pick(pool)}),
-            6 => json!({"kind": "Group", "name": self.rng.pick(&["team-a", "team-b"])}),
+            0..=5 => json!({"kind": "User", "name": self.rng.one(pool)}),
+            6 => json!({"kind": "Group", "name": self.rng.one(&["team-a", "team-b"])}),
             7 => {
                 // Whether it may hold the role depends on its namespace (the ServiceAccount
                 // rule).
                 self.touch(path, "a ServiceAccount", false);
                 json!({
                     "kind": "ServiceAccount",
-                    "name": self.rng.pick(&["builder", "deployer"]),
-                    "namespace": self.rng.pick(sa_namespaces),
+                    "name": self.rng.one(&["builder", "deployer"]),
+                    "namespace": self.rng.one(sa_namespaces),
                 })
             }
             8 => {
@@ -523,7 +500,7 @@ impl Draft<'_> {
     /// Metadata tricks: the operator's labels and annotations, finalizers, owner references.
     fn metadata(&mut self, meta: &mut Value, fixture: &Fixture, kind: Kind) {
         if self.rng.chance(8) {
-            let (k, v) = self.rng.pick(&[
+            let (k, v) = self.rng.one(&[
                 ("tenancy.dev/project", "someone-else"),
                 ("tenancy.dev/state", "terminated"),
                 ("app.kubernetes.io/managed-by", "tenancy-operator"),
@@ -532,7 +509,7 @@ impl Draft<'_> {
             self.touch("metadata.labels", format!("{k}={v}"), false);
         }
         if self.rng.chance(8) {
-            let (k, v) = self.rng.pick(&[
+            let (k, v) = self.rng.one(&[
                 ("tenancy.dev/created-by", "someone@example.com"),
                 ("tenancy.dev/end-date-requested-by", "someone@example.com"),
                 ("tenancy.dev/deleted-by", "someone@example.com"),
@@ -553,7 +530,7 @@ impl Draft<'_> {
         if self.rng.chance(6) {
             let f = self
                 .rng
-                .pick(&["example.com/keep", "tenancy.dev/soft-delete"]);
+                .one(&["example.com/keep", "tenancy.dev/soft-delete"]);
             meta["finalizers"] = json!([f]);
             self.touch("metadata.finalizers", f, false);
         }
@@ -692,7 +669,7 @@ fn draw(rng: &mut Rng, index: usize, fixture: &Fixture, kind: Option<Kind>) -> C
                             d.touch("spec.quota.projects", "-1", true);
                             json!(-1)
                         } else {
-                            json!(d.rng.pick(&[0, 5, 1000, 100_000]))
+                            json!(d.rng.one(&[0, 5, 1000, 100_000]))
                         };
                     }
                     if d.rng.chance(70) {
@@ -781,7 +758,7 @@ fn draw(rng: &mut Rng, index: usize, fixture: &Fixture, kind: Option<Kind>) -> C
             if customer == json!(fixture.capped) {
                 if d.rng.chance(80) {
                     spec["quota"] =
-                        json!({"hard": {"requests.cpu": d.rng.pick(&["1", "2", "500m", "3"])}});
+                        json!({"hard": {"requests.cpu": d.rng.one(&["1", "2", "500m", "3"])}});
                     d.touch(
                         "spec.quota.hard.requests.cpu",
                         "counted against the capped customer's quota",
@@ -903,7 +880,7 @@ fn draw(rng: &mut Rng, index: usize, fixture: &Fixture, kind: Option<Kind>) -> C
                     )});
                 }
                 if d.rng.chance(12) {
-                    let part = d.rng.pick(&["default", "defaultRequest", "max", "min"]);
+                    let part = d.rng.one(&["default", "defaultRequest", "max", "min"]);
                     let mut lr = json!({});
                     lr[part] =
                         d.resource_list(&format!("spec.limitRange.{part}"), &["cpu", "memory"]);
@@ -984,7 +961,7 @@ fn draw(rng: &mut Rng, index: usize, fixture: &Fixture, kind: Option<Kind>) -> C
                 // A subject of its own: no duplicate of any other membership.
                 (
                     json!({"kind": "User", "name": format!("member-{index}@example.com")}),
-                    json!(d.rng.pick(&["Member", "Administrator"])),
+                    json!(d.rng.one(&["Member", "Administrator"])),
                 )
             } else {
                 let subject = d.subject(
