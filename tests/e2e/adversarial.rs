@@ -85,6 +85,7 @@ pub fn trials(env: &Arc<Env>) -> Vec<Trial> {
 
 /// What the tenancy objects' webhook's denials start with (the apiserver's wording).
 const VALIDATE: &str = "admission webhook \"validate.tenancy.dev\" denied the request";
+const MUTATE: &str = "admission webhook \"mutate.tenancy.dev\" denied the request";
 /// What the RoleBinding webhook's denials start with.
 const BINDINGS: &str = "admission webhook \"rolebindings.tenancy.dev\" denied the request";
 
@@ -2116,6 +2117,61 @@ async fn tenants_set_no_owner_references_or_finalizers(env: Arc<Env>) -> TestRes
                 Some(from_json(gone_owner["metadata"]["ownerReferences"].clone()));
             memberships(&as_owner).create(&pp(), &m).await
         },
+    );
+
+    // The incarnation ties a project to a namespace across a restore: a tenant who could set it
+    // could claim a namespace that is not theirs, and one who could drop it would lose theirs.
+    let incarnation = |p: &Project| p.annotations().get("tenancy.dev/incarnation").cloned();
+    let given = incarnation(&Api::<Project>::all(admin.clone()).get(ns).await?);
+    t.fact(
+        "the webhook gave the project an incarnation",
+        given.as_ref().is_some_and(|i| i.len() == 32),
+        format!("{given:?}"),
+    );
+    t.row(
+        "manager changes the project's incarnation",
+        Expect::Hook(MUTATE, 403, "metadata.annotations[tenancy.dev/incarnation]"),
+        Api::<Project>::all(as_manager.clone())
+            .patch(
+                ns,
+                &patch_params(),
+                &merge(json!({"metadata": {"annotations": {
+                    "tenancy.dev/incarnation": "00000000000000000000000000000000"}}})),
+            )
+            .await,
+    );
+    t.row(
+        "owner removes the project's incarnation (admitted, and put back)",
+        Expect::Allowed,
+        Api::<Project>::all(as_owner.clone())
+            .patch(
+                ns,
+                &patch_params(),
+                &merge(json!({"metadata": {"annotations": {"tenancy.dev/incarnation": null}}})),
+            )
+            .await,
+    );
+    t.row(
+        "owner creates a project carrying an incarnation",
+        Expect::Hook(MUTATE, 403, "metadata.annotations[tenancy.dev/incarnation]"),
+        {
+            let mut p = project(
+                &format!("{ns}-claim"),
+                json!({"customer": w.customer.clone()}),
+            );
+            p.annotations_mut().insert(
+                "tenancy.dev/incarnation".into(),
+                given.clone().unwrap_or_default(),
+            );
+            Api::<Project>::all(as_owner.clone())
+                .create(&pp(), &p)
+                .await
+        },
+    );
+    t.equal(
+        "the project's incarnation afterwards",
+        incarnation(&Api::<Project>::all(admin.clone()).get(ns).await?),
+        given.clone(),
     );
 
     let p = Api::<Project>::all(admin.clone()).get_opt(ns).await?;
