@@ -325,7 +325,10 @@ impl Admission {
         // A Project created a moment ago (a restore, or GitOps applying a project and its team
         // at once) may not be in the cache yet: asked of the API before refusing "no project".
         let project = match &new {
-            Some(_) => self.read_through::<Project>(&self.caches.projects, &ns).await?,
+            Some(_) => {
+                self.read_through::<Project>(&self.caches.projects, &ns)
+                    .await?
+            }
             None => caches
                 .projects
                 .get(&ObjectRef::new(&ns))
