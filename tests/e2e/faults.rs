@@ -34,12 +34,14 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
+use tenancy_operator::api::project::SuspensionRecord;
 use tenancy_operator::api::{
     Customer, MembershipPhase, Project, ProjectMembership, ProjectPhase, ProjectUsage, UsageState,
 };
 use tenancy_operator::fault::POINTS;
 use tenancy_operator::ledger;
 
+use crate::lifecycle::{cron_job, stateful_set};
 use crate::support::{
     Checks, Env, Failed, RECONCILE_TIMEOUT, SideOperator, TestResult, Trial, customer, deployment,
     from_json, ledger_of, merge, owners, patch_params, phase_of, pp, project, refusal,
@@ -790,6 +792,25 @@ async fn role_binding_names(client: &Client, ns: &str) -> Result<Vec<String>, Fa
         .collect())
 }
 
+/// Waits until the namespace's `tenancy-quota` no longer sets `pods: 0` (the freeze lifted).
+async fn wait_freeze_lifted(admin: &Client, name: &str) -> Result<Option<String>, Failed> {
+    wait_until(
+        "the freeze lifted (no pods: 0)",
+        RECONCILE_TIMEOUT,
+        || async {
+            let pods = quota_pods(admin, name).await.map_err(|e| {
+                e.message()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| "reading the quota failed".into())
+            })?;
+            (pods.as_deref() != Some("0"))
+                .then_some(pods.clone())
+                .ok_or(format!("pods {pods:?}"))
+        },
+    )
+    .await
+}
+
 /// The `pods` the namespace's `tenancy-quota` allows, if it sets them.
 async fn quota_pods(client: &Client, ns: &str) -> Result<Option<String>, Failed> {
     let quota = Api::<ResourceQuota>::namespaced(client.clone(), ns)
@@ -927,34 +948,6 @@ async fn cron_job_suspended(client: &Client, ns: &str, name: &str) -> Result<Opt
         .and_then(|s| s.suspend))
 }
 
-fn stateful_set(name: &str, replicas: i32) -> StatefulSet {
-    from_json(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": name,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "db", "image": "registry.invalid/db:1"}]},
-            },
-        },
-    }))
-}
-
-fn cron_job(name: &str) -> CronJob {
-    from_json(json!({
-        "metadata": {"name": name},
-        "spec": {
-            "schedule": "*/5 * * * *",
-            "jobTemplate": {"spec": {"template": {"spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": "job", "image": "registry.invalid/job:1"}],
-            }}}},
-        },
-    }))
-}
-
 /// A pod (it never runs: there is no kubelet) whose one container requests `cpu`.
 fn pod(name: &str, cpu: &str) -> Pod {
     from_json(json!({
@@ -1029,6 +1022,47 @@ async fn clean_up(env: &Env, names: &Names, checks: &mut Checks) {
     }
 }
 
+/// Names a tenant (customer `c`, project `p`) under `prefix`, runs `body` with its names, then
+/// cleans up everything named (also when `body` failed).
+async fn with_tenant(
+    env: &Arc<Env>,
+    point: &'static str,
+    prefix: &str,
+    checks: &mut Checks,
+    body: impl AsyncFnOnce(&Arc<Env>, &'static str, &Names, &str, &str, &mut Checks) -> TestResult,
+) -> TestResult {
+    let mut names = Names::new(prefix);
+    let cust = names.customer("c");
+    let name = names.project("p");
+    let result = body(env, point, &names, &cust, &name, checks).await;
+    clean_up(env, &names, checks).await;
+    result
+}
+
+/// [`with_tenant`], `body` also given the operator's clock, which is set back (dropped) before
+/// the clean-up.
+async fn with_tenant_and_clock(
+    env: &Arc<Env>,
+    point: &'static str,
+    prefix: &str,
+    checks: &mut Checks,
+    body: impl AsyncFnOnce(&Arc<Env>, &'static str, &ClockReset, &str, &str, &mut Checks) -> TestResult,
+) -> TestResult {
+    let clock = ClockReset::new(env);
+    with_tenant(
+        env,
+        point,
+        prefix,
+        checks,
+        async move |env, point, _, cust, name, checks| {
+            let result = body(env, point, &clock, cust, name, checks).await;
+            drop(clock);
+            result
+        },
+    )
+    .await
+}
+
 /// A customer with an owner and a quota, a project of it with a quota and the [`TEAM`], Ready
 /// and reserved in the customer's ledger.
 async fn tenant_with_team(
@@ -1074,12 +1108,7 @@ async fn tenant_with_team(
 // Soft delete
 
 async fn soft_delete(env: &Arc<Env>, point: &'static str, checks: &mut Checks) -> TestResult {
-    let mut names = Names::new("e2e-fault-sd");
-    let cust = names.customer("c");
-    let name = names.project("p");
-    let result = soft_delete_body(env, point, &names, &cust, &name, checks).await;
-    clean_up(env, &names, checks).await;
-    result
+    with_tenant(env, point, "e2e-fault-sd", checks, soft_delete_body).await
 }
 
 async fn soft_delete_body(
@@ -1216,12 +1245,7 @@ async fn check_soft_deleted(
 // Recovery
 
 async fn recover(env: &Arc<Env>, point: &'static str, checks: &mut Checks) -> TestResult {
-    let mut names = Names::new("e2e-fault-rec");
-    let cust = names.customer("c");
-    let name = names.project("p");
-    let result = recover_body(env, point, &names, &cust, &name, checks).await;
-    clean_up(env, &names, checks).await;
-    result
+    with_tenant(env, point, "e2e-fault-rec", checks, recover_body).await
 }
 
 async fn recover_body(
@@ -1336,21 +1360,7 @@ async fn recover_body(
         ns.as_ref().and_then(state_label),
         Some("active".into()),
     );
-    let pods_quota = wait_until(
-        "the freeze lifted (no pods: 0)",
-        RECONCILE_TIMEOUT,
-        || async {
-            let pods = quota_pods(&admin, name).await.map_err(|e| {
-                e.message()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| "reading the quota failed".into())
-            })?;
-            (pods.as_deref() != Some("0"))
-                .then_some(pods.clone())
-                .ok_or(format!("pods {pods:?}"))
-        },
-    )
-    .await;
+    let pods_quota = wait_freeze_lifted(&admin, name).await;
     checks.outcome("quota tenancy-quota pods (the freeze lifted)", pods_quota);
     checks.equal(
         &format!("the ledger of {cust} reserves {name}"),
@@ -1577,6 +1587,32 @@ async fn ending_project(env: &Env, cust: &str, name: &str, checks: &mut Checks) 
     Ok(())
 }
 
+/// The project, its `status.suspension` and its [`workloads`] at the crash, reported as a fact.
+async fn suspension_at_crash(
+    admin: &Client,
+    name: &str,
+    checks: &mut Checks,
+) -> Result<
+    (
+        Option<Project>,
+        Option<SuspensionRecord>,
+        (Option<i32>, Option<i32>, Option<bool>),
+    ),
+    Failed,
+> {
+    let at_crash = get_project(admin, name).await?;
+    let record_at_crash = at_crash
+        .as_ref()
+        .and_then(|p| p.status.as_ref()?.suspension.clone());
+    let state = workloads(admin, name).await?;
+    checks.fact(
+        "state at the crash",
+        true,
+        format!("status.suspension {record_at_crash:?}, (web, db, nightly suspended) {state:?}"),
+    );
+    Ok((at_crash, record_at_crash, state))
+}
+
 /// (web replicas, db replicas, nightly suspended).
 async fn workloads(
     client: &Client,
@@ -1606,14 +1642,7 @@ fn condition_reason(p: &Project, type_: &str) -> Option<(String, String)> {
 }
 
 async fn suspend(env: &Arc<Env>, point: &'static str, checks: &mut Checks) -> TestResult {
-    let mut names = Names::new("e2e-fault-susp");
-    let cust = names.customer("c");
-    let name = names.project("p");
-    let clock = ClockReset::new(env);
-    let result = suspend_body(env, point, &clock, &cust, &name, checks).await;
-    drop(clock);
-    clean_up(env, &names, checks).await;
-    result
+    with_tenant_and_clock(env, point, "e2e-fault-susp", checks, suspend_body).await
 }
 
 async fn suspend_body(
@@ -1636,16 +1665,7 @@ async fn suspend_body(
     );
     crash.wait_abort(checks).await?;
 
-    let at_crash = get_project(&admin, name).await?;
-    let record_at_crash = at_crash
-        .as_ref()
-        .and_then(|p| p.status.as_ref()?.suspension.clone());
-    let state = workloads(&admin, name).await?;
-    checks.fact(
-        "state at the crash",
-        true,
-        format!("status.suspension {record_at_crash:?}, (web, db, nightly suspended) {state:?}"),
-    );
+    let (at_crash, record_at_crash, state) = suspension_at_crash(&admin, name, checks).await?;
     // The plan is stored first; then web, db and nightly, in that order.
     let scaled = match point {
         "suspend/planned" => Some(3),
@@ -1711,14 +1731,7 @@ async fn suspend_body(
 }
 
 async fn resume(env: &Arc<Env>, point: &'static str, checks: &mut Checks) -> TestResult {
-    let mut names = Names::new("e2e-fault-res");
-    let cust = names.customer("c");
-    let name = names.project("p");
-    let clock = ClockReset::new(env);
-    let result = resume_body(env, point, &clock, &cust, &name, checks).await;
-    drop(clock);
-    clean_up(env, &names, checks).await;
-    result
+    with_tenant_and_clock(env, point, "e2e-fault-res", checks, resume_body).await
 }
 
 async fn resume_body(
@@ -1766,16 +1779,7 @@ async fn resume_body(
     )?;
     crash.wait_abort(checks).await?;
 
-    let at_crash = get_project(&admin, name).await?;
-    let record_at_crash = at_crash
-        .as_ref()
-        .and_then(|p| p.status.as_ref()?.suspension.clone());
-    let state = workloads(&admin, name).await?;
-    checks.fact(
-        "state at the crash",
-        true,
-        format!("status.suspension {record_at_crash:?}, (web, db, nightly suspended) {state:?}"),
-    );
+    let (at_crash, record_at_crash, state) = suspension_at_crash(&admin, name, checks).await?;
     checks.check(
         "the crash interrupted the resumption (web restored, db not yet, the record still stored)",
         record_at_crash.is_some() && state.0 == Some(3) && state.1 == Some(0),
@@ -1797,21 +1801,7 @@ async fn resume_body(
         workloads(&admin, name).await?,
         (Some(3), Some(2), Some(false)),
     );
-    let pods = wait_until(
-        "the freeze lifted (no pods: 0)",
-        RECONCILE_TIMEOUT,
-        || async {
-            let pods = quota_pods(&admin, name).await.map_err(|e| {
-                e.message()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| "reading the quota failed".into())
-            })?;
-            (pods.as_deref() != Some("0"))
-                .then_some(pods.clone())
-                .ok_or(format!("pods {pods:?}"))
-        },
-    )
-    .await;
+    let pods = wait_freeze_lifted(&admin, name).await;
     checks.outcome("quota tenancy-quota pods (the freeze lifted)", pods);
     check_events(checks, &admin, "Project", name, "Resumed").await;
     if !checks.problems.is_empty() {

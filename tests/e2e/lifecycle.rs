@@ -2259,7 +2259,7 @@ async fn move_without_preserved_permissions_revokes_the_team_and_swaps_owners(
     Ok(())
 }
 
-fn cron_job(name: &str) -> k8s_openapi::api::batch::v1::CronJob {
+pub(crate) fn cron_job(name: &str) -> k8s_openapi::api::batch::v1::CronJob {
     from_json(json!({
         "metadata": {"name": name},
         "spec": {
@@ -2378,7 +2378,7 @@ async fn end_date_finishes_grace_suspends_and_a_later_end_date_resumes(
 // ---------------------------------------------------------------------------------------------
 // End date, grace and expiration policies by the clock alone (exclusive: moves the clock)
 
-fn stateful_set(name: &str, replicas: i32) -> k8s_openapi::api::apps::v1::StatefulSet {
+pub(crate) fn stateful_set(name: &str, replicas: i32) -> k8s_openapi::api::apps::v1::StatefulSet {
     from_json(json!({
         "metadata": {"name": name},
         "spec": {
