@@ -23,6 +23,8 @@
 //! One table is printed and the figures written to `target/bench/operator.json` (its path is
 //! printed last).
 
+#![recursion_limit = "256"]
+
 #[path = "../tests/e2e/support.rs"]
 #[allow(unused_imports)]
 mod support;
@@ -38,7 +40,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{ListParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -103,10 +105,26 @@ where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
 {
     let object: K = support::from_json(object);
+    // `BENCH_DIRECT_APPLY=1`: a's objects as server-side applies (as a GitOps tool writes them).
+    let apply = std::env::var("BENCH_DIRECT_APPLY").is_ok_and(|v| v == "1");
     let mut attempts = 0;
     loop {
         let t = Instant::now();
-        match api.create(&PostParams::default(), &object).await {
+        let written = match apply {
+            true => api
+                .patch(
+                    &object.name_any(),
+                    &PatchParams::apply("bench").force(),
+                    &Patch::Apply(&object),
+                )
+                .await
+                .map(|_| ()),
+            false => api
+                .create(&PostParams::default(), &object)
+                .await
+                .map(|_| ()),
+        };
+        match written {
             Ok(_) => return Ok(t.elapsed()),
             Err(kube::Error::Api(s)) if s.is_already_exists() && attempts > 0 => {
                 return Ok(t.elapsed());
@@ -464,10 +482,13 @@ struct Histogram {
 
 impl Histogram {
     fn parse(text: &str) -> Histogram {
+        Histogram::parse_of(text, |name| name.ends_with(".tenancy.dev"))
+    }
+
+    /// The webhooks whose configured name `webhook` accepts, summed.
+    fn parse_of(text: &str, webhook: impl Fn(&str) -> bool) -> Histogram {
         const NAME: &str = "apiserver_admission_webhook_admission_duration_seconds";
-        let ours = |l: &BTreeMap<String, String>| {
-            l.get("name").is_some_and(|n| n.ends_with(".tenancy.dev"))
-        };
+        let ours = |l: &BTreeMap<String, String>| l.get("name").is_some_and(|n| webhook(n));
         let mut by_bound: BTreeMap<String, f64> = BTreeMap::new();
         for (l, v) in samples(text, &format!("{NAME}_bucket")) {
             if ours(&l) {
@@ -581,8 +602,28 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
     let client = env.block_on(env.client());
     let with_log = |e: String| format!("{e}\n--- operator log ---\n{}", operator.log_tail(40));
 
+    // CPU of each process over a phase: the control plane's, the operator's and this client's.
+    let processes: Vec<(String, u32)> = env
+        .cluster()
+        .processes()
+        .into_iter()
+        .map(|(name, pid)| (name.to_string(), pid))
+        .chain([
+            ("operator".to_string(), pid),
+            ("bench client".to_string(), std::process::id()),
+        ])
+        .collect();
+    let cpu_now = || -> BTreeMap<String, f64> {
+        processes
+            .iter()
+            .map(|(name, pid)| (name.clone(), cpu_seconds(*pid)))
+            .collect()
+    };
+
     eprintln!("[bench] a. direct: {n} projects' objects, {in_flight} projects in flight");
+    let cpu_a = cpu_now();
     let a = direct(&env, &client, n, in_flight)?;
+    let cpu_a = delta(&cpu_a, &cpu_now());
     eprintln!("[bench] a. {} objects in {:.1} s", a.objects, a.seconds);
 
     // b's customers, not timed; reconciled before b starts.
@@ -616,8 +657,10 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
     .map_err(with_log)?;
     settle(addr)?;
 
-    let api_before = Histogram::parse(&apiserver_metrics(&env, &client)?);
+    let api_before_text = apiserver_metrics(&env, &client)?;
+    let api_before = Histogram::parse(&api_before_text);
     let op_before = operator_metrics(addr)?;
+    let cpu_b = cpu_now();
     let cpu_before = cpu_seconds(pid);
     eprintln!(
         "[bench] b. through the operator: {customers} customers, {n} projects × 3 memberships, \
@@ -628,8 +671,26 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
         "[bench] b. all applied in {:.1} s, all Ready in {:.1} s",
         b.applied_seconds, b.seconds
     );
+    let cpu_b = delta(&cpu_b, &cpu_now());
     let settled = settle(addr)?;
-    let webhooks = Histogram::parse(&apiserver_metrics(&env, &client)?).since(&api_before);
+    let api_after_text = apiserver_metrics(&env, &client)?;
+    let webhooks = Histogram::parse(&api_after_text).since(&api_before);
+    // Each webhook of the operator on its own (mutating, validating, RoleBindings): p50, p99,
+    // calls per project.
+    let by_webhook: BTreeMap<String, Value> = ["mutate", "validate", "rolebindings"]
+        .into_iter()
+        .map(|w| {
+            let name = format!("{w}.tenancy.dev");
+            let h = Histogram::parse_of(&api_after_text, |n| n == name)
+                .since(&Histogram::parse_of(&api_before_text, |n| n == name));
+            (
+                name.clone(),
+                json!({"p50_ms": h.quantile_ms(0.5), "p99_ms": h.quantile_ms(0.99),
+                    "mean_ms": h.sum / h.count.max(1.0) * 1000.0,
+                    "calls_per_project": h.count / n as f64}),
+            )
+        })
+        .collect();
     let op_after = operator_metrics(addr)?;
     let (rss, cpu) = (rss_mib(pid), cpu_seconds(pid));
 
@@ -648,11 +709,11 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
             &by_label(&op_after, metric, label),
         )
     };
-    // Where a reconcile's time goes, per controller, over b: mean wait in the queue and mean run.
-    let mean_ms = |metric: &str| -> BTreeMap<String, f64> {
+    // A histogram's mean over b in ms, by `label`.
+    let mean_of = |metric: &str, label: &str| -> BTreeMap<String, f64> {
         let (sums, counts) = (
-            by(&format!("{metric}_sum"), "controller"),
-            by(&format!("{metric}_count"), "controller"),
+            by(&format!("{metric}_sum"), label),
+            by(&format!("{metric}_count"), label),
         );
         counts
             .iter()
@@ -664,6 +725,8 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
             })
             .collect()
     };
+    // Where a reconcile's time goes, per controller, over b: mean wait in the queue and mean run.
+    let mean_ms = |metric: &str| mean_of(metric, "controller");
     // The histogram's buckets over b, in order: [upper bound, cumulative count].
     let buckets: Vec<Value> = webhooks
         .buckets
@@ -715,6 +778,12 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
         "views_index_builds": change("tenancy_views_index_build_seconds_count"),
         "views_index_build_seconds": change("tenancy_views_index_build_seconds_sum"),
         "webhook_buckets": buckets,
+        "webhooks": by_webhook,
+        // The validating webhook's own time per decision, by kind (the rest of what
+        // kube-apiserver measures is the call: connection, encoding, queueing).
+        "admission_decision_mean_ms": mean_of("tenancy_admission_duration_seconds", "kind"),
+        "cpu_seconds_during_a_by_process": cpu_a,
+        "cpu_seconds_during_b_by_process": cpu_b,
         "settle_seconds": settled.as_secs_f64(),
         "rss_mib": rss,
         "cpu_seconds": cpu,
@@ -726,6 +795,18 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
     operator.stop();
     env.shutdown();
     Ok(report)
+}
+
+/// `{"k": 1.234, ...}` as `k 1.2 unit, ...`.
+fn seconds_by_key(v: &Value, unit: &str) -> String {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {:.1} {unit}", v.as_f64().unwrap_or(f64::NAN)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 fn table(r: &Value) {
@@ -772,6 +853,38 @@ fn table(r: &Value) {
                 f("webhook_mean_ms"),
                 f("webhook_calls_per_project")
             ),
+        ),
+        (
+            "each webhook: p50 / p99 ms (calls per project)".into(),
+            r["webhooks"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(name, h)| {
+                            let g = |k: &str| h[k].as_f64().unwrap_or(f64::NAN);
+                            format!(
+                                "{name} {:.1} / {:.1} ({:.1})",
+                                g("p50_ms"),
+                                g("p99_ms"),
+                                g("calls_per_project")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default(),
+        ),
+        (
+            "the validating webhook's own decision, mean by kind".into(),
+            seconds_by_key(&r["admission_decision_mean_ms"], "ms"),
+        ),
+        (
+            "CPU seconds by process during a".into(),
+            seconds_by_key(&r["cpu_seconds_during_a_by_process"], "s"),
+        ),
+        (
+            "CPU seconds by process during b".into(),
+            seconds_by_key(&r["cpu_seconds_during_b_by_process"], "s"),
         ),
         (
             "project create / membership create as the client sees it, p50 / p99".into(),

@@ -77,6 +77,7 @@ pub struct Metrics {
     writes: Family<WriteLabels, Counter>,
     pub projects: Family<PhaseLabel, Gauge>,
     admissions: Family<AdmissionLabels, Counter>,
+    admission_duration: Family<KindLabel, Histogram>,
     view_requests: Family<ViewLabels, Counter>,
     view_index_build: Histogram,
     view_watches: Gauge,
@@ -111,6 +112,14 @@ impl Default for Metrics {
             "admission_reviews",
             "Admission reviews answered, by kind and outcome",
             admissions.clone(),
+        );
+        let admission_duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+        });
+        registry.register(
+            "admission_duration_seconds",
+            "How long the validating webhook takes to decide, by kind (from the decoded request to the answer; the ledger reservation of a Project included)",
+            admission_duration.clone(),
         );
         registry.register(
             "reconciles",
@@ -208,6 +217,7 @@ impl Default for Metrics {
             writes,
             projects,
             admissions,
+            admission_duration,
             view_requests,
             view_index_build,
             view_watches,
@@ -325,6 +335,13 @@ impl Metrics {
                 verb: verb.into(),
             })
             .inc();
+    }
+
+    /// How long a validating decision on `kind` took.
+    pub fn admission_took(&self, kind: &str, took: std::time::Duration) {
+        self.admission_duration
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .observe(took.as_secs_f64());
     }
 
     pub fn admission(&self, kind: &str, outcome: &str) {

@@ -463,6 +463,7 @@ impl Admission {
                 },
             );
         }
+        let started = std::time::Instant::now();
         let mut warnings = Vec::new();
         let result = match req.kind.kind.as_str() {
             "Project" => self.validate_project(req, &mut warnings).await,
@@ -489,6 +490,8 @@ impl Admission {
         });
         self.metrics
             .admission(&req.kind.kind, verdict_label(&verdict));
+        self.metrics
+            .admission_took(&req.kind.kind, started.elapsed());
         let mut resp = respond(req, verdict);
         if !warnings.is_empty() && resp.allowed {
             resp.warnings = Some(warnings);

@@ -79,6 +79,22 @@ fn dynamic_api<K: Resource<DynamicType = ()>>(
     }
 }
 
+/// The kinds whose missing objects are created with a plain create instead of an apply: a
+/// server-side apply costs kube-apiserver ~60 % more CPU than a create (1.4 ms more per object
+/// in `make bench`), and most of the operator's writes are creates. Later changes are applied
+/// as before (forced, same field manager), which takes over every field the create set. Only
+/// kinds whose fields the operator never needs an apply to *remove* qualify: their lists
+/// (subjects, rules, limits) are replaced whole by an apply, their roleRef cannot change, and
+/// their labels and owner reference are the same for their lifetime. Not ResourceQuotas (a
+/// resource dropped from `spec.hard` must go) nor Namespaces (adopted by another project
+/// incarnation: the owner reference is replaced).
+fn created_plainly(kind: &str) -> bool {
+    matches!(
+        kind,
+        "RoleBinding" | "Role" | "ClusterRole" | "ClusterRoleBinding" | "LimitRange"
+    )
+}
+
 /// Applies `desired` unless `current` (from a watch cache) already covers it. Returns whether a
 /// write was made.
 pub async fn ensure<K>(ctx: &Context, current: Option<Arc<K>>, desired: &K) -> Result<bool, Error>
@@ -94,6 +110,23 @@ where
     }
     let name = desired.name_any();
     let api = dynamic_api::<K>(ctx, desired.meta().namespace.as_deref());
+    if current.is_none() && created_plainly(&K::kind(&())) {
+        let object: DynamicObject =
+            serde_json::from_value(want.clone()).map_err(Error::Serialization)?;
+        let params = kube::api::PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        match api.create(&params, &object).await {
+            Ok(_) => {
+                ctx.metrics.write(K::kind(&()).as_ref(), "create");
+                return Ok(true);
+            }
+            // The cache had not seen it yet: applied below, as any change is.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(Error::Kube(e)),
+        }
+    }
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -252,7 +285,37 @@ where
     Ok(())
 }
 
-/// Server-side applies a status, unless it equals the one already there.
+/// The JSON merge patch (RFC 7396) that turns `from` into `to`: new and changed keys with their
+/// values, keys `to` no longer has as `null`; objects are compared key by key, anything else
+/// (lists, strings, numbers) is replaced whole. Statuses are written this way rather than by
+/// server-side apply, which costs kube-apiserver markedly more CPU per write (`make bench`);
+/// the `null`s do what an apply does to fields its manager stops setting.
+pub fn merge_diff(from: &Value, to: &Value) -> Value {
+    match (from, to) {
+        (Value::Object(f), Value::Object(t)) => {
+            let mut out = serde_json::Map::new();
+            for (k, tv) in t {
+                match f.get(k) {
+                    Some(fv) if fv == tv => {}
+                    Some(fv) if fv.is_object() && tv.is_object() => {
+                        out.insert(k.clone(), merge_diff(fv, tv));
+                    }
+                    _ => {
+                        out.insert(k.clone(), tv.clone());
+                    }
+                }
+            }
+            for k in f.keys().filter(|k| !t.contains_key(*k)) {
+                out.insert(k.clone(), Value::Null);
+            }
+            Value::Object(out)
+        }
+        _ => to.clone(),
+    }
+}
+
+/// Writes a status (as a merge patch from the cached one, see [`merge_diff`]), unless it equals
+/// the one already there.
 pub async fn ensure_status<K, S>(
     ctx: &Context,
     obj: &K,
@@ -303,25 +366,24 @@ where
     if current == Some(status) {
         return Ok(false);
     }
-    let mut metadata = serde_json::json!({"name": obj.name_any()});
-    if let Some(v) = resource_version {
-        // In an apply patch, a resourceVersion is a precondition.
-        metadata["resourceVersion"] = serde_json::Value::String(v);
+    let was = match current {
+        Some(c) => serde_json::to_value(c).map_err(Error::Serialization)?,
+        None => Value::Object(Default::default()),
+    };
+    let want = serde_json::to_value(status).map_err(Error::Serialization)?;
+    let diff = merge_diff(&was, &want);
+    if diff.as_object().is_some_and(|d| d.is_empty()) {
+        return Ok(false);
     }
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "metadata": metadata,
-        "status": status,
-    });
+    let mut patch = serde_json::json!({"status": diff});
+    if let Some(v) = resource_version {
+        // In a merge patch, a resourceVersion is a precondition.
+        patch["metadata"] = serde_json::json!({"resourceVersion": v});
+    }
     let api = dynamic_api::<K>(ctx, obj.meta().namespace.as_deref());
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::Kube)?;
+    api.patch_status(&obj.name_any(), &patch_params(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::Kube)?;
     ctx.metrics
         .write(&format!("{}/status", K::kind(&())), "patch");
     Ok(true)
@@ -355,6 +417,81 @@ pub async fn write_usage(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod merge_diff_tests {
+    use super::merge_diff;
+    use serde_json::json;
+
+    #[test]
+    fn a_merge_patch_from_the_cached_status_sets_what_changed_and_removes_what_went() {
+        let cases = [
+            (
+                "equal: nothing",
+                json!({"a": 1, "b": {"c": 2}}),
+                json!({"a": 1, "b": {"c": 2}}),
+                json!({}),
+            ),
+            (
+                "new key",
+                json!({}),
+                json!({"phase": "Active"}),
+                json!({"phase": "Active"}),
+            ),
+            (
+                "changed scalar",
+                json!({"phase": "Pending"}),
+                json!({"phase": "Active"}),
+                json!({"phase": "Active"}),
+            ),
+            (
+                "gone key: null",
+                json!({"phase": "Active", "suspension": {"at": "x"}}),
+                json!({"phase": "Active"}),
+                json!({"suspension": null}),
+            ),
+            (
+                "nested map: only the change, gone keys null",
+                json!({"cost": {"cpu": "1", "memory": "2"}}),
+                json!({"cost": {"cpu": "3"}}),
+                json!({"cost": {"cpu": "3", "memory": null}}),
+            ),
+            (
+                "list replaced whole",
+                json!({"conditions": [{"type": "Ready"}, {"type": "X"}]}),
+                json!({"conditions": [{"type": "Ready"}]}),
+                json!({"conditions": [{"type": "Ready"}]}),
+            ),
+            (
+                "object becomes scalar",
+                json!({"a": {"b": 1}}),
+                json!({"a": 2}),
+                json!({"a": 2}),
+            ),
+        ];
+        for (what, from, to, want) in cases {
+            assert_eq!(merge_diff(&from, &to), want, "{what}");
+        }
+    }
+
+    /// Applying the diff (RFC 7396) to `from` gives `to`, for any pair of these shapes.
+    #[test]
+    fn the_patch_applied_to_the_cached_status_gives_the_desired_one() {
+        let shapes = [
+            json!({}),
+            json!({"phase": "Active", "members": {"active": 3}}),
+            json!({"phase": "Expired", "members": {"active": 1, "pending": 2}, "suspension": {"at": "t"}}),
+            json!({"conditions": [{"type": "Ready", "status": "True"}], "members": {}}),
+        ];
+        for from in &shapes {
+            for to in &shapes {
+                let mut applied = from.clone();
+                json_patch::merge(&mut applied, &merge_diff(from, to));
+                assert_eq!(&applied, to, "{from} -> {to}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -190,7 +190,6 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         super::termination::soft_delete(&ctx, &project).await?;
         return Ok(Action::await_change());
     }
-    super::termination::ensure_finalizer(&ctx, &project).await?;
     let now = ctx.clock.now();
     let read = Read::of(&ctx, &project);
     let is_project_namespace = |n: &str| ctx.caches.is_project_namespace(n);
@@ -202,9 +201,16 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     let previous = project.status.clone().unwrap_or_default();
 
     // Access first: whatever fails later (a lifecycle step, a quota the apiserver refuses) keeps
-    // nobody's access.
+    // nobody's access. The finalizer (before anything is made that a delete must archive) at
+    // the same time as the project's own read and manage grants: one round trip less for a new
+    // project.
     revoke(&ctx, &read, &plan.revoke).await?;
-    apply::ensure_cluster_rbac(&ctx, &plan.cluster_roles, &plan.cluster_role_bindings).await?;
+    let (finalizer, access) = futures::join!(
+        super::termination::ensure_finalizer(&ctx, &project),
+        apply::ensure_cluster_rbac(&ctx, &plan.cluster_roles, &plan.cluster_role_bindings),
+    );
+    finalizer?;
+    access?;
 
     // Usage is accrued before anything that may fail: a month closed, a change of rate recorded.
     if !apply::write_usage(&ctx, &plan.usage).await? {
@@ -288,17 +294,20 @@ async fn apply_children(
     plan: &desired::project::ProjectPlan,
 ) -> Result<(Vec<String>, Option<Error>), Error> {
     let name = project.name_any();
-    if apply::ensure(ctx, read.namespace.clone(), &plan.namespace).await?
-        && read.namespace.is_none()
-    {
-        ctx.event(
-            project,
-            EventType::Normal,
-            "NamespaceCreated",
-            format!("created namespace {name}"),
-        )
-        .await;
-    }
+    let created = apply::ensure(ctx, read.namespace.clone(), &plan.namespace).await?
+        && read.namespace.is_none();
+    // Sent alongside the children, not before them.
+    let event = async {
+        if created {
+            ctx.event(
+                project,
+                EventType::Normal,
+                "NamespaceCreated",
+                format!("created namespace {name}"),
+            )
+            .await;
+        }
+    };
     // The rest of the namespace's children at once: one round trip for the reconcile to wait.
     let bindings = futures::future::try_join_all(plan.customer_bindings.iter().map(|rb| {
         let current = ctx
@@ -307,10 +316,11 @@ async fn apply_children(
             .get(&ObjectRef::new(&rb.name_any()).within(&name));
         apply::ensure_role_binding(ctx, current, rb)
     }));
-    let (bindings, quota, limits) = futures::join!(
+    let (bindings, quota, limits, ()) = futures::join!(
         bindings,
         apply::ensure_or_remove(ctx, read.quota.clone(), plan.quota.as_ref()),
         apply::ensure_or_remove(ctx, read.limits.clone(), plan.limits.as_ref()),
+        event,
     );
     bindings?;
     let mut failures = Vec::new();

@@ -656,6 +656,16 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// The running processes of the control plane, by name (etcd, kube-apiserver,
+    /// kube-controller-manager): what a benchmark weighs the CPU of.
+    pub fn processes(&self) -> Vec<(&str, u32)> {
+        [&self.etcd, &self.apiserver, &self.controller_manager]
+            .into_iter()
+            .flatten()
+            .map(|p| (p.name(), p.pid()))
+            .collect()
+    }
+
     /// Kills kube-apiserver with SIGKILL, as a crash would: its clients' connections break and
     /// new ones are refused until [`ControlPlane::start_apiserver`]. A no-op if it is not running.
     pub fn kill_apiserver(&mut self) {
