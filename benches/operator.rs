@@ -564,6 +564,31 @@ impl Histogram {
     }
 }
 
+/// kube-apiserver's requests over b by `verb resource` (`apiserver_request_total`, every
+/// client: this one, the operator, the controller-manager), per project; watches left out.
+fn apiserver_requests(before: &str, after: &str, n: usize) -> BTreeMap<String, f64> {
+    let by = |text: &str| {
+        let mut out: BTreeMap<String, f64> = BTreeMap::new();
+        for (l, v) in samples(text, "apiserver_request_total") {
+            let verb = l.get("verb").cloned().unwrap_or_default();
+            if verb == "WATCH" {
+                continue;
+            }
+            let resource = match l.get("subresource").filter(|s| !s.is_empty()) {
+                Some(sub) => format!("{}/{sub}", l.get("resource").cloned().unwrap_or_default()),
+                None => l.get("resource").cloned().unwrap_or_default(),
+            };
+            *out.entry(format!("{verb} {resource}")).or_default() += v;
+        }
+        out
+    };
+    delta(&by(before), &by(after))
+        .into_iter()
+        .map(|(k, v)| (k, v / n as f64))
+        .filter(|(_, v)| *v >= 0.01)
+        .collect()
+}
+
 fn apiserver_metrics(env: &support::Env, client: &Client) -> Result<String, String> {
     let request = http::Request::get("/metrics")
         .body(Vec::new())
@@ -779,6 +804,7 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
         "views_index_build_seconds": change("tenancy_views_index_build_seconds_sum"),
         "webhook_buckets": buckets,
         "webhooks": by_webhook,
+        "apiserver_requests_per_project": apiserver_requests(&api_before_text, &api_after_text, n),
         // The validating webhook's own time per decision, by kind (the rest of what
         // kube-apiserver measures is the call: connection, encoding, queueing).
         "admission_decision_mean_ms": mean_of("tenancy_admission_duration_seconds", "kind"),
