@@ -618,8 +618,40 @@ fn settle(addr: SocketAddr) -> Result<Duration, String> {
 
 // ---------------------------------------------------------------------------------------------
 
+/// `BENCH_PROFILE=1`: kube-apiserver runs with `--profiling=true` and 20 s of its CPU profile are
+/// taken from the start of b into `target/bench/apiserver-b.pprof` (read it with
+/// `go tool pprof -top <kube-apiserver binary> target/bench/apiserver-b.pprof`).
+fn profiling() -> bool {
+    std::env::var("BENCH_PROFILE").is_ok_and(|v| v == "1")
+}
+
+/// Starts taking kube-apiserver's CPU profile for `seconds` into `target/bench/<file>`.
+fn take_apiserver_profile(
+    env: &support::Env,
+    seconds: u64,
+    file: &str,
+) -> Option<std::process::Child> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    let out = std::fs::File::create(dir.join(file)).ok()?;
+    std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(env.cluster().kubeconfig())
+        .args([
+            "get",
+            "--raw",
+            &format!("/debug/pprof/profile?seconds={seconds}"),
+        ])
+        .stdout(out)
+        .spawn()
+        .ok()
+}
+
 fn run(n: usize, in_flight: usize) -> Result<Value, String> {
-    let env = support::Env::start()?;
+    let mut opts = tenancy_operator::devcluster::ControlPlaneOptions::default();
+    if profiling() {
+        opts.extra_apiserver_args.push("--profiling=true".into());
+    }
+    let env = support::Env::start_with(opts)?;
     let args = env.local().run_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let operator = support::start_operator(env.cluster(), &args)?;
@@ -691,7 +723,13 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
         "[bench] b. through the operator: {customers} customers, {n} projects × 3 memberships, \
          {in_flight} projects in flight"
     );
+    let profile = profiling()
+        .then(|| take_apiserver_profile(&env, 20, "apiserver-b.pprof"))
+        .flatten();
     let mut b = through_operator(&env, &client, n, in_flight).map_err(with_log)?;
+    if let Some(mut p) = profile {
+        let _ = p.wait();
+    }
     eprintln!(
         "[bench] b. all applied in {:.1} s, all Ready in {:.1} s",
         b.applied_seconds, b.seconds

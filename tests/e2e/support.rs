@@ -53,9 +53,13 @@ impl Env {
     /// Starts the control plane and installs the CRDs. The operator is not started here: see
     /// [`Env::set_operator`] and [`start_operator`].
     pub fn start() -> Result<Env, String> {
+        Env::start_with(ControlPlaneOptions::default())
+    }
+
+    /// [`Env::start`] on a control plane started with `opts`.
+    pub fn start_with(opts: ControlPlaneOptions) -> Result<Env, String> {
         let runtime = runtime()?;
-        let cluster =
-            ControlPlane::start(ControlPlaneOptions::default()).map_err(|e| e.to_string())?;
+        let cluster = ControlPlane::start(opts).map_err(|e| e.to_string())?;
         let t = Instant::now();
         let local = LocalOperator::new().map_err(|e| format!("picking the webhook port: {e}"))?;
         runtime.block_on(async {
