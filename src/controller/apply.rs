@@ -285,6 +285,63 @@ where
     Ok(())
 }
 
+/// The kinds whose status the operator writes, with the watch cache that holds them.
+pub trait Cached: Resource<DynamicType = ()> + Clone + Sized + 'static {
+    fn store(caches: &crate::watch::Caches) -> &kube::runtime::reflector::Store<Self>;
+}
+
+macro_rules! cached {
+    ($($kind:ty => $field:ident),* $(,)?) => {
+        $(impl Cached for $kind {
+            fn store(caches: &crate::watch::Caches) -> &kube::runtime::reflector::Store<Self> {
+                &caches.$field
+            }
+        })*
+    };
+}
+
+cached! {
+    crate::api::Project => projects,
+    crate::api::ProjectMembership => memberships,
+    crate::api::Customer => customers,
+    crate::api::Checklist => checklists,
+}
+
+/// How long a status write waits for its own watch cache to hold what it wrote.
+const CACHE_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Waits (at most [`CACHE_CATCH_UP`]) until the cache holds `obj` at `version` or later. The next
+/// reconcile of the object, often asked for by the very children this one wrote, then starts
+/// from what was written: from an older cached copy it would compute the same status again and
+/// write it onto a version that no longer is (409, and a second try a second later).
+/// Resource versions are compared as the numbers kube-apiserver gives (etcd revisions); one
+/// that is not a number is waited for exactly.
+async fn until_cached<K: Cached>(
+    store: &kube::runtime::reflector::Store<K>,
+    obj: &K,
+    version: &str,
+) {
+    let at = kube::runtime::reflector::ObjectRef::from_obj(obj);
+    let deadline = tokio::time::Instant::now() + CACHE_CATCH_UP;
+    while tokio::time::Instant::now() < deadline {
+        let cached = store
+            .get(&at)
+            .and_then(|o| o.meta().resource_version.clone());
+        if cached.as_deref().is_some_and(|c| caught_up(c, version)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether a cached resource version `cached` is `written` or later.
+fn caught_up(cached: &str, written: &str) -> bool {
+    match (cached.parse::<u64>(), written.parse::<u64>()) {
+        (Ok(c), Ok(w)) => c >= w,
+        _ => cached == written,
+    }
+}
+
 /// The JSON merge patch (RFC 7396) that turns `from` into `to`: new and changed keys with their
 /// values, keys `to` no longer has as `null`; objects are compared key by key, anything else
 /// (lists, strings, numbers) is replaced whole. Statuses are written this way rather than by
@@ -323,7 +380,7 @@ pub async fn ensure_status<K, S>(
     status: &S,
 ) -> Result<bool, Error>
 where
-    K: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = ()> + Cached,
     S: Serialize + PartialEq,
 {
     write_status(ctx, obj, current, status, None).await
@@ -340,7 +397,7 @@ pub async fn ensure_status_of_version<K, S>(
     status: &S,
 ) -> Result<bool, Error>
 where
-    K: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = ()> + Cached,
     S: Serialize + PartialEq,
 {
     let version = obj.meta().resource_version.clone();
@@ -360,7 +417,7 @@ async fn write_status<K, S>(
     resource_version: Option<String>,
 ) -> Result<bool, Error>
 where
-    K: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = ()> + Cached,
     S: Serialize + PartialEq,
 {
     if current == Some(status) {
@@ -381,9 +438,13 @@ where
         patch["metadata"] = serde_json::json!({"resourceVersion": v});
     }
     let api = dynamic_api::<K>(ctx, obj.meta().namespace.as_deref());
-    api.patch_status(&obj.name_any(), &patch_params(), &Patch::Merge(&patch))
+    let written = api
+        .patch_status(&obj.name_any(), &patch_params(), &Patch::Merge(&patch))
         .await
         .map_err(Error::Kube)?;
+    if let Some(version) = written.metadata.resource_version.as_deref() {
+        until_cached(K::store(&ctx.caches), obj, version).await;
+    }
     ctx.metrics
         .write(&format!("{}/status", K::kind(&())), "patch");
     Ok(true)
@@ -423,6 +484,27 @@ pub async fn write_usage(
 mod merge_diff_tests {
     use super::merge_diff;
     use serde_json::json;
+
+    #[test]
+    fn a_cached_version_is_caught_up_at_the_written_one_or_later() {
+        use super::caught_up;
+        let cases = [
+            ("same", "120", "120", true),
+            ("later (someone wrote after us)", "131", "120", true),
+            (
+                "earlier: the watch has not brought it yet",
+                "119",
+                "120",
+                false,
+            ),
+            ("numbers, not strings: 99 < 100", "99", "100", false),
+            ("not numbers: exactly", "abc", "abc", true),
+            ("not numbers, different", "abd", "abc", false),
+        ];
+        for (what, cached, written, want) in cases {
+            assert_eq!(caught_up(cached, written), want, "{what}");
+        }
+    }
 
     #[test]
     fn a_merge_patch_from_the_cached_status_sets_what_changed_and_removes_what_went() {

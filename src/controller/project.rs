@@ -209,7 +209,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         super::termination::ensure_finalizer(&ctx, &project),
         apply::ensure_cluster_rbac(&ctx, &plan.cluster_roles, &plan.cluster_role_bindings),
     );
-    finalizer?;
+    let with_finalizer = finalizer?;
     access?;
 
     // Usage is accrued before anything that may fail: a month closed, a change of rate recorded.
@@ -231,9 +231,19 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     // Status, only onto the version it was computed from: a stale cached copy must not drop
     // records (recovery, lastMove, suspension) a newer status holds.
     let status = desired::project::with_failures(&plan, &previous, &failures, now);
-    match apply::ensure_status_of_version(&ctx, project.as_ref(), project.status.as_ref(), &status)
-        .await
-    {
+    // The finalizer's patch made a new version; when it differs from the cached one only by
+    // that (same generation, same status), the status goes onto it, not onto the cached version
+    // it would conflict with.
+    let base = match &with_finalizer {
+        Some(p)
+            if p.metadata.generation == project.metadata.generation
+                && p.status == project.status =>
+        {
+            p
+        }
+        _ => project.as_ref(),
+    };
+    match apply::ensure_status_of_version(&ctx, base, project.status.as_ref(), &status).await {
         Err(e) if apply::is_conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
         other => other?,
     };

@@ -29,10 +29,11 @@ use kube::runtime::controller::Action;
 /// The finalizer that turns a delete into a soft delete.
 pub const FINALIZER: &str = "tenancy.dev/soft-delete";
 
-/// Adds the soft-delete finalizer once.
-pub async fn ensure_finalizer(ctx: &Context, project: &Project) -> Result<(), Error> {
+/// Adds the soft-delete finalizer once. Answers the project as the patch left it (`None` when
+/// it had the finalizer already).
+pub async fn ensure_finalizer(ctx: &Context, project: &Project) -> Result<Option<Project>, Error> {
     if project.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(());
+        return Ok(None);
     }
     let ops = if project.metadata.finalizers.is_none() {
         serde_json::json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
@@ -40,7 +41,7 @@ pub async fn ensure_finalizer(ctx: &Context, project: &Project) -> Result<(), Er
         serde_json::json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
     };
     let patch: json_patch::Patch = serde_json::from_value(ops).map_err(Error::Serialization)?;
-    Api::<Project>::all(ctx.client.clone())
+    let patched = Api::<Project>::all(ctx.client.clone())
         .patch(
             &project.name_any(),
             &apply::patch_params(),
@@ -49,7 +50,7 @@ pub async fn ensure_finalizer(ctx: &Context, project: &Project) -> Result<(), Er
         .await
         .map_err(Error::Kube)?;
     ctx.metrics.write("Project", "patch");
-    Ok(())
+    Ok(Some(patched))
 }
 
 async fn release_finalizer(ctx: &Context, project: &Project) -> Result<(), Error> {
