@@ -131,10 +131,8 @@ impl Admission {
                 .get(&ObjectRef::new(customer))
                 .map(|c| c.as_ref().clone()),
             memberships: caches
-                .memberships
-                .state()
+                .memberships_in(name)
                 .iter()
-                .filter(|m| m.namespace().as_deref() == Some(name))
                 .map(|m| m.as_ref().clone())
                 .collect(),
             // What a namespace the project does not own holds is not the project's (a project
@@ -342,10 +340,8 @@ impl Admission {
             None => None,
         };
         let memberships: Vec<ProjectMembership> = caches
-            .memberships
-            .state()
+            .memberships_in(&ns)
             .iter()
-            .filter(|m| m.namespace().as_deref() == Some(ns.as_str()))
             .map(|m| m.as_ref().clone())
             .collect();
         let holders: Vec<crate::api::Subject> = customer

@@ -28,12 +28,11 @@ pub fn controller(
     role_bindings: Changes<RoleBinding>,
     concurrency: u16,
 ) -> impl Future<Output = ()> + use<> {
-    let store = ctx.caches.memberships.clone();
+    let caches = ctx.caches.clone();
     let in_namespace = move |ns: String| {
-        store
-            .state()
-            .into_iter()
-            .filter(|m| m.namespace().as_deref() == Some(ns.as_str()))
+        caches
+            .memberships_in(&ns)
+            .iter()
             .map(|m| ObjectRef::from_obj(m.as_ref()))
             .collect::<Vec<_>>()
     };
@@ -87,13 +86,7 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     };
     let now = ctx.clock.now();
-    let siblings: Vec<Arc<ProjectMembership>> = ctx
-        .caches
-        .memberships
-        .state()
-        .into_iter()
-        .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
-        .collect();
+    let siblings: Vec<Arc<ProjectMembership>> = ctx.caches.memberships_in(&ns);
     let sibling_refs: Vec<&ProjectMembership> = siblings.iter().map(|o| o.as_ref()).collect();
     let caches = &ctx.caches;
     let grant = access::evaluate(

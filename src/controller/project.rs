@@ -410,7 +410,6 @@ impl Read {
     fn of(ctx: &Context, project: &Project) -> Read {
         let name = project.name_any();
         let caches = &ctx.caches;
-        let in_namespace = |ns: Option<String>| ns.as_deref() == Some(name.as_str());
         let customer = caches
             .customers
             .get(&ObjectRef::new(&project.spec.customer));
@@ -421,18 +420,8 @@ impl Read {
                 .and_then(|name| caches.checklists.get(&ObjectRef::new(name))),
             customer,
             namespace: caches.namespaces.get(&ObjectRef::new(&name)),
-            memberships: caches
-                .memberships
-                .state()
-                .into_iter()
-                .filter(|m| in_namespace(m.namespace()))
-                .collect(),
-            role_bindings: caches
-                .role_bindings
-                .state()
-                .into_iter()
-                .filter(|rb| in_namespace(rb.namespace()))
-                .collect(),
+            memberships: caches.memberships_in(&name),
+            role_bindings: caches.role_bindings_in(&name),
             quota: caches
                 .quotas
                 .get(&ObjectRef::new(ns_desired::QUOTA_NAME).within(&name)),
