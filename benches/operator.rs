@@ -289,7 +289,8 @@ fn direct(
     // ConfigMap; b starts once it has caught up, so a's writes do not spill into b's time.
     env.block_on(support::wait_for(
         "the controller-manager's default ServiceAccount in every direct namespace",
-        Duration::from_secs(300),
+        // 10,000 namespaces take the controller-manager longer than 5 minutes.
+        Duration::from_secs(300.max(n as u64 / 5)),
         || async {
             let list = Api::<ServiceAccount>::all(client.clone())
                 .list_metadata(&ListParams::default().fields("metadata.name=default"))
