@@ -338,6 +338,13 @@ pub struct Sources<'a> {
     pub is_project_namespace: &'a dyn Fn(&str) -> bool,
 }
 
+impl<'a> Sources<'a> {
+    /// These objects by name, for [`Index::update`].
+    pub fn by_name(&self) -> impl Lookup + 'a {
+        SourceLookup::of(self)
+    }
+}
+
 /// The objects an [`Index::update`] reads, one name at a time.
 pub trait Lookup {
     fn project(&self, name: &str) -> Option<Arc<Project>>;
