@@ -253,12 +253,9 @@ impl Admission {
             if changed && new.metadata.deletion_timestamp.is_none() {
                 let existing: Vec<Arc<Project>> = self
                     .caches
-                    .projects
-                    .state()
+                    .projects_of(&new.spec.customer)
                     .into_iter()
-                    .filter(|p| {
-                        p.spec.customer == new.spec.customer && p.name_any() != new.name_any()
-                    })
+                    .filter(|p| p.name_any() != new.name_any())
                     .collect();
                 match self
                     .ledger
@@ -393,15 +390,12 @@ impl Admission {
             )
             .collect();
         let snap = super::CustomerSnapshot {
-            projects: self
-                .caches
-                .projects
-                .state()
+            projects: name
+                .as_deref()
+                .map(|n| self.caches.projects_of(n))
+                .unwrap_or_default()
                 .iter()
-                .filter(|p| {
-                    Some(&p.spec.customer) == name.as_ref()
-                        && p.metadata.deletion_timestamp.is_none()
-                })
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .map(|p| p.as_ref().clone())
                 .collect(),
             project_namespaces: self.project_namespaces(&holders),

@@ -85,12 +85,10 @@ pub fn controller(
 /// archived by the operator itself, with their archive.
 fn kept_archives(caches: &crate::watch::Caches, name: &str) -> Vec<(Arc<Namespace>, Archive)> {
     caches
-        .namespaces
-        .state()
+        .namespaces_of(name)
         .into_iter()
         .filter(|n| {
-            n.labels().get(labels::CUSTOMER).map(String::as_str) == Some(name)
-                && n.metadata.deletion_timestamp.is_none()
+            n.metadata.deletion_timestamp.is_none()
                 && caches
                     .projects
                     .get(&ObjectRef::new(&n.name_any()))
@@ -116,20 +114,13 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
     }
     let now = ctx.clock.now();
     let caches = &ctx.caches;
-    let projects: Vec<Arc<Project>> = caches
-        .projects
-        .state()
-        .into_iter()
-        .filter(|p| p.spec.customer == name)
-        .collect();
+    let projects: Vec<Arc<Project>> = caches.projects_of(&name);
     let archives = kept_archives(caches, &name);
     let terminated = caches
-        .namespaces
-        .state()
+        .namespaces_of(&name)
         .iter()
         .filter(|n| {
-            n.labels().get(labels::CUSTOMER) == Some(&name)
-                && archived(n)
+            archived(n)
                 && !projects.iter().any(|p| {
                     p.metadata.deletion_timestamp.is_none() && p.name_any() == n.name_any()
                 })

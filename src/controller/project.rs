@@ -51,14 +51,12 @@ fn project_ref(name: &str) -> ObjectRef<Project> {
 
 /// The projects of a customer, to reconcile when it changes.
 fn projects_of(
-    projects: Store<Project>,
+    caches: crate::watch::Caches,
 ) -> impl Fn(Arc<Customer>) -> Vec<ObjectRef<Project>> + Send + Sync + 'static {
     move |c: Arc<Customer>| {
-        let name = c.name_any();
-        projects
-            .state()
-            .into_iter()
-            .filter(|p| p.spec.customer == name)
+        caches
+            .projects_of(&c.name_any())
+            .iter()
             .map(|p| ObjectRef::from_obj(p.as_ref()))
             .collect::<Vec<_>>()
     }
@@ -70,8 +68,8 @@ pub fn controller(
     s: Streams,
     concurrency: u16,
 ) -> impl Future<Output = ()> + use<> {
-    let by_customer = projects_of(ctx.caches.projects.clone());
-    let by_customer_credit = projects_of(ctx.caches.projects.clone());
+    let by_customer = projects_of(ctx.caches.clone());
+    let by_customer_credit = projects_of(ctx.caches.clone());
     let (projects, customers) = (ctx.caches.projects.clone(), ctx.caches.customers.clone());
     let by_checklist = move |c: Arc<crate::api::Checklist>| {
         let name = c.name_any();

@@ -16,7 +16,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::{Checklist, Customer, Project, ProjectMembership, ProjectUsage};
@@ -182,86 +182,170 @@ impl Caches {
     }
 }
 
-/// The names of one kind's objects by namespace, kept by its watch, so that what one
-/// namespace holds is read without going through every object of the kind (a project's
-/// memberships and RoleBindings: a scan of all of them cost every reconcile and admission a
-/// pass over tens of thousands of objects at 10,000 projects).
+/// The names of one kind's objects by namespace (or by another key of theirs, see
+/// [`ByNamespace::keyed`]), kept by its watch, so that what one namespace or customer holds is
+/// read without going through every object of the kind (a project's memberships and
+/// RoleBindings, a customer's projects and namespaces: a scan of all of them cost every
+/// reconcile and admission a pass over tens of thousands of objects at 10,000 projects).
 #[derive(Clone, Default)]
-pub struct ByNamespace(Arc<std::sync::RwLock<NamespaceNames>>);
+pub struct ByNamespace {
+    names: Arc<std::sync::RwLock<Grouped>>,
+    /// The key objects are grouped by, if not their namespace (cluster-scoped objects).
+    key: Option<fn(&dyn std::any::Any) -> Option<String>>,
+}
 
 #[derive(Default)]
-struct NamespaceNames {
+struct Groups {
     live: std::collections::HashMap<String, std::collections::BTreeSet<String>>,
-    /// A relist in progress: what it has listed so far (replaces `live` once complete, as the
+    /// Where each name is filed (keyed indexes only: an object's key can change).
+    at: std::collections::HashMap<String, String>,
+}
+
+impl Groups {
+    fn file(&mut self, key: String, name: String, keyed: bool) {
+        if keyed {
+            match self.at.get(&name) {
+                Some(old) if *old == key => return,
+                Some(old) => {
+                    let old = old.clone();
+                    self.unfile(&old, &name);
+                }
+                None => {}
+            }
+            self.at.insert(name.clone(), key.clone());
+        }
+        self.live.entry(key).or_default().insert(name);
+    }
+
+    fn unfile(&mut self, key: &str, name: &str) {
+        if let Some(set) = self.live.get_mut(key) {
+            set.remove(name);
+            if set.is_empty() {
+                self.live.remove(key);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Grouped {
+    now: Groups,
+    /// A relist in progress: what it has listed so far (replaces `now` once complete, as the
     /// cache's own contents are).
-    relisting: Option<std::collections::HashMap<String, std::collections::BTreeSet<String>>>,
+    relisting: Option<Groups>,
 }
 
 impl ByNamespace {
+    /// An index of cluster-scoped objects by `key` (an object without one is not filed).
+    pub fn keyed(key: fn(&dyn std::any::Any) -> Option<String>) -> Self {
+        ByNamespace {
+            names: Default::default(),
+            key: Some(key),
+        }
+    }
+
     /// Follows one event of the watch.
-    fn observe<K: Resource>(&self, ev: &watcher::Event<K>) {
-        let key = |o: &K| {
-            let m = o.meta();
-            Some((m.namespace.clone()?, m.name.clone()?))
+    fn observe<K: Resource + 'static>(&self, ev: &watcher::Event<K>) {
+        let keyed = self.key.is_some();
+        let group = |o: &K| match self.key {
+            Some(key) => key(o as &dyn std::any::Any),
+            None => o.meta().namespace.clone(),
         };
-        let mut names = self.0.write().expect("namespace index lock");
+        let name = |o: &K| o.meta().name.clone();
+        let mut names = self.names.write().expect("namespace index lock");
         match ev {
-            watcher::Event::Apply(o) => {
-                if let Some((ns, name)) = key(o) {
-                    names.live.entry(ns).or_default().insert(name);
-                }
-            }
-            watcher::Event::Delete(o) => {
-                if let Some((ns, name)) = key(o)
-                    && let Some(set) = names.live.get_mut(&ns)
-                {
-                    set.remove(&name);
-                    if set.is_empty() {
-                        names.live.remove(&ns);
+            watcher::Event::Apply(o) => match (group(o), name(o)) {
+                (Some(key), Some(name)) => names.now.file(key, name, keyed),
+                // Its key is gone: no longer filed anywhere.
+                (None, Some(name)) if keyed => {
+                    if let Some(old) = names.now.at.remove(&name) {
+                        names.now.unfile(&old, &name);
                     }
+                }
+                _ => {}
+            },
+            watcher::Event::Delete(o) => {
+                let Some(name) = name(o) else { return };
+                let key = if keyed {
+                    names.now.at.remove(&name)
+                } else {
+                    group(o)
+                };
+                if let Some(key) = key {
+                    names.now.unfile(&key, &name);
                 }
             }
             watcher::Event::Init => names.relisting = Some(Default::default()),
             watcher::Event::InitApply(o) => {
-                if let (Some((ns, name)), Some(listing)) = (key(o), names.relisting.as_mut()) {
-                    listing.entry(ns).or_default().insert(name);
+                if let (Some(key), Some(name), Some(listing)) =
+                    (group(o), name(o), names.relisting.as_mut())
+                {
+                    listing.file(key, name, keyed);
                 }
             }
             watcher::Event::InitDone => {
                 if let Some(listed) = names.relisting.take() {
-                    names.live = listed;
+                    names.now = listed;
                 }
             }
         }
     }
 
-    /// The names of the objects in `namespace`.
+    /// The names of the objects in `namespace` (or under that key).
     pub fn names(&self, namespace: &str) -> Vec<String> {
-        let names = self.0.read().expect("namespace index lock");
+        let names = self.names.read().expect("namespace index lock");
         names
+            .now
             .live
             .get(namespace)
             .map(|set| set.iter().cloned().collect())
             .unwrap_or_default()
     }
 
-    /// The objects of `store` in `namespace`.
+    /// The objects of `store` in `namespace` (or under that key).
     pub fn objects<K>(&self, store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
     where
         K: Resource<DynamicType = ()> + Clone + 'static,
     {
         self.names(namespace)
             .iter()
-            .filter_map(|name| store.get(&ObjectRef::new(name).within(namespace)))
+            .filter_map(|name| {
+                let at = ObjectRef::new(name);
+                store.get(&if self.key.is_some() {
+                    at
+                } else {
+                    at.within(namespace)
+                })
+            })
             .collect()
     }
 }
 
-/// The kinds indexed by namespace.
-#[derive(Clone, Default)]
+/// The kinds indexed by namespace, and by customer.
+#[derive(Clone)]
 pub struct Indexes {
     pub memberships: ByNamespace,
     pub role_bindings: ByNamespace,
+    /// Projects by `spec.customer`.
+    pub projects: ByNamespace,
+    /// Namespaces by their `tenancy.dev/customer` label (a customer's projects' and archives').
+    pub namespaces: ByNamespace,
+}
+
+impl Default for Indexes {
+    fn default() -> Self {
+        Indexes {
+            memberships: ByNamespace::default(),
+            role_bindings: ByNamespace::default(),
+            projects: ByNamespace::keyed(|o| {
+                o.downcast_ref::<Project>().map(|p| p.spec.customer.clone())
+            }),
+            namespaces: ByNamespace::keyed(|o| {
+                o.downcast_ref::<Namespace>()
+                    .and_then(|n| n.labels().get(labels::CUSTOMER).cloned())
+            }),
+        }
+    }
 }
 
 impl Indexes {
@@ -272,6 +356,10 @@ impl Indexes {
             Some(self.memberships.clone())
         } else if kind == std::any::TypeId::of::<RoleBinding>() {
             Some(self.role_bindings.clone())
+        } else if kind == std::any::TypeId::of::<Project>() {
+            Some(self.projects.clone())
+        } else if kind == std::any::TypeId::of::<Namespace>() {
+            Some(self.namespaces.clone())
         } else {
             None
         }
@@ -291,6 +379,24 @@ impl Caches {
         self.by_namespace
             .role_bindings
             .objects(&self.role_bindings, namespace)
+    }
+
+    /// The projects whose `spec.customer` is `customer`.
+    pub fn projects_of(&self, customer: &str) -> Vec<Arc<Project>> {
+        let mut found = self.by_namespace.projects.objects(&self.projects, customer);
+        // The index runs ahead of the cache: a project moved this instant is the cache's yet.
+        found.retain(|p| p.spec.customer == customer);
+        found
+    }
+
+    /// The namespaces labelled as `customer`'s (`tenancy.dev/customer`).
+    pub fn namespaces_of(&self, customer: &str) -> Vec<Arc<Namespace>> {
+        let mut found = self
+            .by_namespace
+            .namespaces
+            .objects(&self.namespaces, customer);
+        found.retain(|n| n.labels().get(labels::CUSTOMER).map(String::as_str) == Some(customer));
+        found
     }
 }
 
@@ -579,6 +685,65 @@ mod tests {
             "after the relist: only what it listed"
         );
         assert!(index.names("b").is_empty(), "b's x was not listed again");
+    }
+
+    #[test]
+    fn the_customer_index_follows_moves_lost_labels_deletes_and_a_relist() {
+        let project = |name: &str, customer: &str| -> Project {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
+                "metadata": {"name": name}, "spec": {"customer": customer}}))
+            .unwrap()
+        };
+        let namespace = |name: &str, customer: Option<&str>| Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                labels: customer.map(|c| [(labels::CUSTOMER.to_string(), c.to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let indexes = Indexes::default();
+        let (projects, namespaces) = (&indexes.projects, &indexes.namespaces);
+        let apply = |p| projects.observe(&watcher::Event::Apply(p));
+        apply(project("web", "acme"));
+        apply(project("shop", "acme"));
+        apply(project("db", "globex"));
+        assert_eq!(projects.names("acme"), ["shop", "web"]);
+        apply(project("web", "globex")); // moved
+        assert_eq!(projects.names("acme"), ["shop"], "a moved project leaves");
+        assert_eq!(projects.names("globex"), ["db", "web"]);
+        projects.observe(&watcher::Event::Delete(project("db", "globex")));
+        assert_eq!(projects.names("globex"), ["web"]);
+        projects.observe(&watcher::Event::<Project>::Init);
+        projects.observe(&watcher::Event::InitApply(project("web", "initech")));
+        projects.observe(&watcher::Event::<Project>::InitDone);
+        assert!(projects.names("acme").is_empty() && projects.names("globex").is_empty());
+        assert_eq!(
+            projects.names("initech"),
+            ["web"],
+            "after the relist: what it listed"
+        );
+        projects.observe(&watcher::Event::Apply(project("web", "acme")));
+        assert_eq!(
+            projects.names("acme"),
+            ["web"],
+            "where a relisted one is filed is known"
+        );
+        assert!(projects.names("initech").is_empty());
+
+        let apply = |n| namespaces.observe(&watcher::Event::Apply(n));
+        apply(namespace("web", Some("acme")));
+        apply(namespace("other", None));
+        assert_eq!(namespaces.names("acme"), ["web"]);
+        apply(namespace("web", None)); // its label removed
+        assert!(
+            namespaces.names("acme").is_empty(),
+            "a namespace that lost its label is no customer's"
+        );
+        apply(namespace("web", Some("acme")));
+        namespaces.observe(&watcher::Event::Delete(namespace("web", Some("acme"))));
+        assert!(namespaces.names("acme").is_empty());
     }
 
     #[test]
