@@ -175,7 +175,7 @@ impl Default for Metrics {
         );
         registry.register(
             "views_index_build_seconds",
-            "How long building the views index takes (after each burst of changes)",
+            "How long bringing the views index up to date takes (an update after each burst of changes; a build from everything at start and once a minute while things change)",
             view_index_build.clone(),
         );
         registry.register(

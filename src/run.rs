@@ -325,9 +325,11 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         args.concurrency,
     );
 
-    // What the views index rebuilds on: every change of a project, customer, membership or
-    // namespace, as its resourceVersion.
+    // What the views index is updated from: every change of a project, customer, membership,
+    // namespace or usage record, as its resourceVersion and name.
     let view_changes = {
+        use crate::views::Changed;
+        use futures::StreamExt;
         fn rv<K: kube::Resource>(o: &K) -> u64 {
             o.meta()
                 .resource_version
@@ -335,13 +337,33 @@ async fn run(args: RunArgs) -> Result<(), Error> {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         }
-        use futures::StreamExt;
+        fn name<K: kube::Resource>(o: &K) -> String {
+            o.meta().name.clone().unwrap_or_default()
+        }
         futures::stream::select_all([
-            w.projects.subscribe().map(|o| rv(o.as_ref())).boxed(),
-            w.customers.subscribe().map(|o| rv(o.as_ref())).boxed(),
-            w.memberships.subscribe().map(|o| rv(o.as_ref())).boxed(),
-            w.namespaces.subscribe().map(|o| rv(o.as_ref())).boxed(),
-            w.usages.subscribe().map(|o| rv(o.as_ref())).boxed(),
+            w.projects
+                .subscribe()
+                .map(|o| (rv(o.as_ref()), Changed::Project(name(o.as_ref()))))
+                .boxed(),
+            w.customers
+                .subscribe()
+                .map(|o| (rv(o.as_ref()), Changed::Customer(name(o.as_ref()))))
+                .boxed(),
+            w.memberships
+                .subscribe()
+                .map(|o| {
+                    let ns = o.metadata.namespace.clone().unwrap_or_default();
+                    (rv(o.as_ref()), Changed::Membership(ns))
+                })
+                .boxed(),
+            w.namespaces
+                .subscribe()
+                .map(|o| (rv(o.as_ref()), Changed::Namespace(name(o.as_ref()))))
+                .boxed(),
+            w.usages
+                .subscribe()
+                .map(|o| (rv(o.as_ref()), Changed::Usage(name(o.as_ref()))))
+                .boxed(),
         ])
     };
 

@@ -12,7 +12,9 @@ pub mod server;
 pub mod table;
 pub mod usage;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use imbl::{HashMap as ImHashMap, OrdMap, OrdSet};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -254,8 +256,8 @@ pub struct Entry {
     pub credit: Option<crate::desired::cost::Micros>,
     /// When the project was created (live projects).
     pub created: Option<Timestamp>,
-    /// The resource versions it was built from: an unchanged key reuses the entry.
-    key: u64,
+    /// The namespaces whose being a project's its holders depend on (ServiceAccount subjects).
+    asked: Vec<String>,
 }
 
 impl Entry {
@@ -305,11 +307,27 @@ pub struct CustomerEntry {
     pub members: Vec<Member>,
     /// `displayBillingInfoInProjects`: members of its projects see their cost.
     pub billing_shown: bool,
-    /// The customer's resourceVersion it was built from.
-    key: u64,
+    /// What its projects show of it: its names, ...
+    fields: CustomerFields,
+    /// ... and how long their archives are kept.
+    retention_days: i32,
+    /// The customer's resourceVersion when what its projects show of it last changed (their
+    /// items' resourceVersions count it; a change of its status alone changes none of them).
+    shown_since: u64,
+    /// The namespaces whose being a project's its holders depend on (ServiceAccount subjects).
+    asked: Vec<String>,
 }
 
-/// What the caches hold, for [`Index::build`].
+impl CustomerEntry {
+    /// Whether its projects show the same of both.
+    fn shows_the_same(&self, other: &CustomerEntry) -> bool {
+        self.fields == other.fields
+            && self.holders == other.holders
+            && self.retention_days == other.retention_days
+    }
+}
+
+/// What the caches hold, for [`Index::build`] (every object of each kind).
 pub struct Sources<'a> {
     pub projects: &'a [Arc<Project>],
     pub customers: &'a [Arc<Customer>],
@@ -320,25 +338,222 @@ pub struct Sources<'a> {
     pub is_project_namespace: &'a dyn Fn(&str) -> bool,
 }
 
+impl<'a> Sources<'a> {
+    /// These objects by name, for [`Index::update`].
+    pub fn by_name(&self) -> impl Lookup + 'a {
+        SourceLookup::of(self)
+    }
+}
+
+/// The objects an [`Index::update`] reads, one name at a time.
+pub trait Lookup {
+    fn project(&self, name: &str) -> Option<Arc<Project>>;
+    fn customer(&self, name: &str) -> Option<Arc<Customer>>;
+    fn namespace(&self, name: &str) -> Option<Arc<Namespace>>;
+    /// The memberships in a project's namespace, sorted by name.
+    fn memberships_in(&self, namespace: &str) -> Vec<Arc<ProjectMembership>>;
+    /// A usage record by its name.
+    fn usage(&self, name: &str) -> Option<Arc<crate::api::ProjectUsage>>;
+    /// Whether a namespace is (or is named like) a project's (the ServiceAccount rule).
+    fn is_project_namespace(&self, namespace: &str) -> bool;
+}
+
+/// [`Sources`] by name.
+struct SourceLookup<'a> {
+    projects: HashMap<String, &'a Arc<Project>>,
+    customers: HashMap<String, &'a Arc<Customer>>,
+    namespaces: HashMap<String, &'a Arc<Namespace>>,
+    memberships: HashMap<String, Vec<Arc<ProjectMembership>>>,
+    usages: HashMap<String, &'a Arc<crate::api::ProjectUsage>>,
+    is_project_namespace: &'a dyn Fn(&str) -> bool,
+}
+
+impl<'a> SourceLookup<'a> {
+    fn of(src: &Sources<'a>) -> Self {
+        let by_name = |m: &kube::api::ObjectMeta| m.name.clone().unwrap_or_default();
+        let mut memberships: HashMap<String, Vec<Arc<ProjectMembership>>> = HashMap::new();
+        for m in src.memberships {
+            if let Some(ns) = m.namespace() {
+                memberships.entry(ns).or_default().push(m.clone());
+            }
+        }
+        for ms in memberships.values_mut() {
+            ms.sort_by_key(|m| m.name_any());
+        }
+        SourceLookup {
+            projects: src
+                .projects
+                .iter()
+                .map(|o| (by_name(&o.metadata), o))
+                .collect(),
+            customers: src
+                .customers
+                .iter()
+                .map(|o| (by_name(&o.metadata), o))
+                .collect(),
+            namespaces: src
+                .namespaces
+                .iter()
+                .map(|o| (by_name(&o.metadata), o))
+                .collect(),
+            memberships,
+            usages: src
+                .usages
+                .iter()
+                .map(|o| (by_name(&o.metadata), o))
+                .collect(),
+            is_project_namespace: src.is_project_namespace,
+        }
+    }
+
+    /// Every name there is: a build from nothing.
+    fn everything(&self) -> Dirty {
+        let names = |m: &dyn Fn() -> Vec<String>| m().into_iter().collect();
+        Dirty {
+            projects: names(&|| self.projects.keys().cloned().collect()),
+            customers: names(&|| self.customers.keys().cloned().collect()),
+            namespaces: names(&|| self.namespaces.keys().cloned().collect()),
+            usages: names(&|| self.usages.keys().cloned().collect()),
+        }
+    }
+}
+
+impl Lookup for SourceLookup<'_> {
+    fn project(&self, name: &str) -> Option<Arc<Project>> {
+        self.projects.get(name).map(|o| (*o).clone())
+    }
+    fn customer(&self, name: &str) -> Option<Arc<Customer>> {
+        self.customers.get(name).map(|o| (*o).clone())
+    }
+    fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.namespaces.get(name).map(|o| (*o).clone())
+    }
+    fn memberships_in(&self, namespace: &str) -> Vec<Arc<ProjectMembership>> {
+        self.memberships.get(namespace).cloned().unwrap_or_default()
+    }
+    fn usage(&self, name: &str) -> Option<Arc<crate::api::ProjectUsage>> {
+        self.usages.get(name).map(|o| (*o).clone())
+    }
+    fn is_project_namespace(&self, namespace: &str) -> bool {
+        (self.is_project_namespace)(namespace)
+    }
+}
+
+/// An object the index is built from that changed (or went), by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Changed {
+    Project(String),
+    Customer(String),
+    Namespace(String),
+    /// A membership in this namespace (its project's).
+    Membership(String),
+    /// A usage record.
+    Usage(String),
+}
+
+/// What changed since an index was built: the names [`Index::update`] builds again.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dirty {
+    /// Projects whose project, namespace or memberships changed.
+    pub projects: BTreeSet<String>,
+    pub customers: BTreeSet<String>,
+    pub namespaces: BTreeSet<String>,
+    /// Usage records.
+    pub usages: BTreeSet<String>,
+}
+
+impl Dirty {
+    pub fn add(&mut self, change: Changed) {
+        match change {
+            Changed::Project(n) | Changed::Membership(n) => {
+                self.projects.insert(n);
+            }
+            Changed::Customer(n) => {
+                self.customers.insert(n);
+            }
+            Changed::Namespace(n) => {
+                self.projects.insert(n.clone());
+                self.namespaces.insert(n);
+            }
+            Changed::Usage(n) => {
+                self.usages.insert(n);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.projects.is_empty()
+            && self.customers.is_empty()
+            && self.namespaces.is_empty()
+            && self.usages.is_empty()
+    }
+}
+
+/// An entry of the index: a live project, a terminated one (an archive), or a customer.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Slot {
+    Live(String),
+    Terminated(String),
+    Customer(String),
+}
+
 /// Every project, terminated project and customer, with who may see it, at one revision of the
-/// caches. Built again (reusing every entry whose objects did not change) after changes; each
-/// request reads one index and filters by who asks at the time it asks, so an expiry takes
-/// effect at its instant, not at the next build.
+/// caches. Kept up to date by [`Index::update`], which builds again only the entries whose
+/// objects changed; its maps are persistent, so an index and the one before it share everything
+/// that did not change (a watch resumes from an older one at little cost). Each request reads
+/// one index and filters by who asks at the time it asks, so an expiry takes effect at its
+/// instant, not at the next build.
 #[derive(Clone, Debug, Default)]
 pub struct Index {
     /// The highest resourceVersion the caches had seen when it was built.
     pub revision: u64,
     /// Live projects by name.
-    pub projects: BTreeMap<String, Arc<Entry>>,
+    pub projects: OrdMap<String, Arc<Entry>>,
     /// Soft-deleted projects (archived namespaces) by name.
-    pub terminated: BTreeMap<String, Arc<Entry>>,
-    pub customers: BTreeMap<String, Arc<CustomerEntry>>,
+    pub terminated: OrdMap<String, Arc<Entry>>,
+    pub customers: OrdMap<String, Arc<CustomerEntry>>,
     /// The usage records by project, by month.
-    pub usage: BTreeMap<String, BTreeMap<String, Arc<crate::api::ProjectUsage>>>,
+    pub usage: OrdMap<String, OrdMap<String, Arc<crate::api::ProjectUsage>>>,
+    /// Where each usage record is filed: (project, month).
+    usage_at: OrdMap<String, (String, String)>,
     /// Who holds a role where: `u:<user>` or `g:<group>` → (terminated, project name).
-    by_subject: HashMap<String, Vec<(bool, String)>>,
+    by_subject: ImHashMap<String, OrdSet<(bool, String)>>,
     /// Customer role holders: `u:<user>` / `g:<group>` → customers.
-    customers_by_subject: HashMap<String, Vec<String>>,
+    customers_by_subject: ImHashMap<String, OrdSet<String>>,
+    /// The projects (live and terminated) of each customer, built again when it changes.
+    by_customer: OrdMap<String, OrdSet<Slot>>,
+    /// The entries that asked whether a namespace is a project's, by namespace: built again when
+    /// a project or namespace of that name changes.
+    asked: OrdMap<String, OrdSet<Slot>>,
+}
+
+impl PartialEq for Index {
+    /// The same entries, reverse indexes and usage records (the same records, not equal ones).
+    fn eq(&self, other: &Index) -> bool {
+        let same_records =
+            |a: &OrdMap<String, Arc<crate::api::ProjectUsage>>,
+             b: &OrdMap<String, Arc<crate::api::ProjectUsage>>| {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b.iter())
+                        .all(|((ka, ra), (kb, rb))| ka == kb && Arc::ptr_eq(ra, rb))
+            };
+        self.revision == other.revision
+            && self.projects == other.projects
+            && self.terminated == other.terminated
+            && self.customers == other.customers
+            && self.usage.len() == other.usage.len()
+            && self
+                .usage
+                .iter()
+                .zip(other.usage.iter())
+                .all(|((pa, a), (pb, b))| pa == pb && same_records(a, b))
+            && self.usage_at == other.usage_at
+            && self.by_subject == other.by_subject
+            && self.customers_by_subject == other.customers_by_subject
+            && self.by_customer == other.by_customer
+            && self.asked == other.asked
+    }
 }
 
 fn subject_key(s: &Subject) -> String {
@@ -352,18 +567,50 @@ fn requester_keys(r: &Requester) -> impl Iterator<Item = String> + '_ {
     std::iter::once(format!("u:{}", r.username)).chain(r.groups.iter().map(|g| format!("g:{g}")))
 }
 
+/// Adds or removes `value` under `key` of a map of sets (an empty set goes).
+fn file<K, V>(map: &mut OrdMap<K, OrdSet<V>>, key: &K, value: &V, add: bool)
+where
+    K: Ord + Clone,
+    V: Ord + Clone,
+{
+    let mut set = map.get(key).cloned().unwrap_or_default();
+    if add {
+        set.insert(value.clone());
+    } else {
+        set.remove(value);
+    }
+    if set.is_empty() {
+        map.remove(key);
+    } else {
+        map.insert(key.clone(), set);
+    }
+}
+
+/// [`file`] for a hashed map.
+fn file_hashed<V: Ord + Clone>(
+    map: &mut ImHashMap<String, OrdSet<V>>,
+    key: &str,
+    value: &V,
+    add: bool,
+) {
+    let mut set = map.get(key).cloned().unwrap_or_default();
+    if add {
+        set.insert(value.clone());
+    } else {
+        set.remove(value);
+    }
+    if set.is_empty() {
+        map.remove(key);
+    } else {
+        map.insert(key.to_string(), set);
+    }
+}
+
 fn rv(meta: &ObjectMeta) -> u64 {
     meta.resource_version
         .as_deref()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn hash(parts: &[u64]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    parts.hash(&mut h);
-    h.finish()
 }
 
 /// The latest time anyone wrote the object (its managed fields), else its creation.
@@ -374,6 +621,15 @@ fn last_modified(meta: &ObjectMeta) -> Option<Time> {
         .filter_map(|f| f.time.clone())
         .max_by_key(|t| t.0)
         .or_else(|| meta.creation_timestamp.clone())
+}
+
+/// What a project shows of its customer (its name only while there is no such customer).
+fn shown_fields(name: &str, c: Option<&CustomerEntry>) -> CustomerFields {
+    c.map(|c| c.fields.clone())
+        .unwrap_or_else(|| CustomerFields {
+            name: name.to_string(),
+            ..Default::default()
+        })
 }
 
 fn customer_fields(name: &str, c: Option<&Customer>) -> CustomerFields {
@@ -476,18 +732,20 @@ fn customer_entry(c: &Customer, now: Timestamp, is_pns: &dyn Fn(&str) -> bool) -
         holders: customer_holders(c, now, is_pns),
         members,
         billing_shown: crate::desired::project::billing_shown(Some(c)),
-        key: rv(&c.metadata),
+        fields: customer_fields(&name, Some(c)),
+        retention_days: crate::desired::customer::retention_days(c),
+        shown_since: rv(&c.metadata),
+        asked: Vec::new(),
     }
 }
 
 fn live_entry(
     p: &Project,
-    customer: Option<&Customer>,
+    customer: Option<&CustomerEntry>,
     namespace: Option<&Namespace>,
     memberships: &[Arc<ProjectMembership>],
     now: Timestamp,
     is_pns: &dyn Fn(&str) -> bool,
-    key: u64,
 ) -> Entry {
     let name = p.name_any();
     let status = p.status.clone().unwrap_or_default();
@@ -504,8 +762,9 @@ fn live_entry(
         .collect();
     holders.extend(
         customer
-            .map(|c| customer_holders(c, now, is_pns))
-            .unwrap_or_default(),
+            .map(|c| c.holders.iter().cloned())
+            .into_iter()
+            .flatten(),
     );
     let members = grants
         .iter()
@@ -546,7 +805,7 @@ fn live_entry(
             &spec.customer,
         ),
         spec: ProjectFields::of(spec),
-        customer: customer_fields(&spec.customer, customer),
+        customer: shown_fields(&spec.customer, customer),
         status: ViewStatus {
             phase: phase
                 .map(|p| format!("{p:?}"))
@@ -567,18 +826,18 @@ fn live_entry(
         members,
         credit: spec.credit.map(crate::desired::usage::credit_micros),
         created: p.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        key,
+        asked: Vec::new(),
     }
 }
 
 fn rv_max(
     p: &Project,
-    customer: Option<&Customer>,
+    customer: Option<&CustomerEntry>,
     namespace: Option<&Namespace>,
     memberships: &[Arc<ProjectMembership>],
 ) -> u64 {
     let mut max = rv(&p.metadata);
-    max = max.max(customer.map(|c| rv(&c.metadata)).unwrap_or(0));
+    max = max.max(customer.map(|c| c.shown_since).unwrap_or(0));
     max = max.max(namespace.map(|n| rv(&n.metadata)).unwrap_or(0));
     memberships
         .iter()
@@ -586,21 +845,14 @@ fn rv_max(
         .fold(max, u64::max)
 }
 
-fn terminated_entry(
-    ns: &Namespace,
-    archive: Archive,
-    customer: Option<&Customer>,
-    now: Timestamp,
-    is_pns: &dyn Fn(&str) -> bool,
-    key: u64,
-) -> Entry {
+fn terminated_entry(ns: &Namespace, archive: Archive, customer: Option<&CustomerEntry>) -> Entry {
     let name = ns.name_any();
     let retention = customer
-        .map(crate::desired::customer::retention_days)
+        .map(|c| c.retention_days)
         .or(archive.retention_days)
         .unwrap_or(DEFAULT_RETENTION_DAYS);
     let spec = &archive.spec;
-    let revision = rv(&ns.metadata).max(customer.map(|c| rv(&c.metadata)).unwrap_or(0));
+    let revision = rv(&ns.metadata).max(customer.map(|c| c.shown_since).unwrap_or(0));
     let item = MyProject {
         api_version: API_VERSION,
         kind: "MyProject",
@@ -612,7 +864,7 @@ fn terminated_entry(
             &archive.customer,
         ),
         spec: ProjectFields::of(spec),
-        customer: customer_fields(&archive.customer, customer),
+        customer: shown_fields(&archive.customer, customer),
         status: ViewStatus {
             phase: TERMINATED.into(),
             finished: false,
@@ -634,126 +886,205 @@ fn terminated_entry(
         item,
         customer: archive.customer.clone(),
         // Only the customer's own owners and support (and staff) see what was deleted.
-        holders: customer
-            .map(|c| customer_holders(c, now, is_pns))
-            .unwrap_or_default(),
+        holders: customer.map(|c| c.holders.clone()).unwrap_or_default(),
         members: Vec::new(),
         credit: None,
         created: None,
-        key,
+        asked: Vec::new(),
     }
 }
 
+/// Runs `build` with an `is_project_namespace` that notes every namespace it is asked about.
+fn asking<T>(src: &dyn Lookup, build: impl FnOnce(&dyn Fn(&str) -> bool) -> T) -> (T, Vec<String>) {
+    let asked = std::cell::RefCell::new(BTreeSet::new());
+    let is_pns = |n: &str| {
+        asked.borrow_mut().insert(n.to_string());
+        src.is_project_namespace(n)
+    };
+    let out = build(&is_pns);
+    (out, asked.into_inner().into_iter().collect())
+}
+
 impl Index {
-    /// The index of these caches at `now`, reusing `previous`'s entries whose objects are the
-    /// same versions (a rebuild costs a pass over the caches, not a rebuild of every item).
+    /// The index of every object in `src` at `now`. With `previous`, its entries that come out
+    /// the same are kept (shared), and whatever it held that `src` no longer has goes.
     pub fn build(
         src: &Sources<'_>,
         revision: u64,
         now: Timestamp,
         previous: Option<&Index>,
     ) -> Index {
-        let is_pns = src.is_project_namespace;
-        let customers: HashMap<String, &Customer> = src
-            .customers
-            .iter()
-            .map(|c| (c.name_any(), c.as_ref()))
-            .collect();
-        let namespaces: HashMap<String, &Namespace> = src
-            .namespaces
-            .iter()
-            .map(|n| (n.name_any(), n.as_ref()))
-            .collect();
-        let mut memberships: HashMap<String, Vec<Arc<ProjectMembership>>> = HashMap::new();
-        for m in src.memberships {
-            if let Some(ns) = m.namespace() {
-                memberships.entry(ns).or_default().push(m.clone());
-            }
-        }
-        let mut index = Index {
-            revision,
-            ..Default::default()
+        let lookup = SourceLookup::of(src);
+        let mut dirty = lookup.everything();
+        let base = previous.cloned().unwrap_or_default();
+        dirty.projects.extend(base.projects.keys().cloned());
+        dirty.namespaces.extend(base.terminated.keys().cloned());
+        dirty.customers.extend(base.customers.keys().cloned());
+        dirty.usages.extend(base.usage_at.keys().cloned());
+        base.update(&lookup, &dirty, revision, now)
+    }
+
+    /// This index after the changes in `dirty`: only their entries are built again (and those of
+    /// the projects of a customer whose names, holders or retention changed, and of whoever
+    /// asked whether a changed name is a project's namespace); the rest is shared with `self`.
+    pub fn update(&self, src: &dyn Lookup, dirty: &Dirty, revision: u64, now: Timestamp) -> Index {
+        let mut next = self.clone();
+        next.revision = revision;
+        let mut live = dirty.projects.clone();
+        let mut terminated = dirty.namespaces.clone();
+        let mut customers = dirty.customers.clone();
+        let mut add = |slot: &Slot, live: &mut BTreeSet<String>, terminated: &mut BTreeSet<_>| {
+            match slot {
+                Slot::Live(n) => live.insert(n.clone()),
+                Slot::Terminated(n) => terminated.insert(n.clone()),
+                Slot::Customer(n) => customers.insert(n.clone()),
+            };
         };
-        let empty = Vec::new();
-        for p in src.projects {
-            let name = p.name_any();
-            let customer = customers.get(&p.spec.customer).copied();
-            let namespace = namespaces.get(&name).copied();
-            let ms = memberships.get(&name).unwrap_or(&empty);
-            let mut parts = vec![
-                rv(&p.metadata),
-                customer.map(|c| rv(&c.metadata)).unwrap_or(0),
-                namespace.map(|n| rv(&n.metadata)).unwrap_or(0),
-            ];
-            parts.extend(ms.iter().map(|m| rv(&m.metadata)));
-            let key = hash(&parts);
-            let entry = match previous.and_then(|i| i.projects.get(&name)) {
-                Some(e) if e.key == key => e.clone(),
-                _ => Arc::new(live_entry(p, customer, namespace, ms, now, is_pns, key)),
-            };
-            index.projects.insert(name, entry);
-        }
-        for ns in src.namespaces {
-            let name = ns.name_any();
-            if index.projects.contains_key(&name) && !crate::lifecycle::archive::is_archived(ns) {
-                continue;
+        for name in dirty.projects.iter().chain(&dirty.namespaces) {
+            for slot in self.asked.get(name).into_iter().flatten() {
+                add(slot, &mut live, &mut terminated);
             }
-            let Some(archive) = Archive::of(ns) else {
-                continue;
-            };
-            let customer = customers.get(&archive.customer).copied();
-            let key = hash(&[
-                rv(&ns.metadata),
-                customer.map(|c| rv(&c.metadata)).unwrap_or(0),
-            ]);
-            let entry = match previous.and_then(|i| i.terminated.get(&name)) {
-                Some(e) if e.key == key => e.clone(),
-                _ => Arc::new(terminated_entry(ns, archive, customer, now, is_pns, key)),
-            };
-            index.terminated.insert(name, entry);
         }
-        for c in src.customers {
-            let name = c.name_any();
-            let entry = match previous.and_then(|i| i.customers.get(&name)) {
-                Some(e) if e.key == rv(&c.metadata) => e.clone(),
-                _ => Arc::new(customer_entry(c, now, is_pns)),
+        for name in &customers {
+            let old = self.customers.get(name);
+            let new = src.customer(name).map(|c| {
+                let (mut e, asked) = asking(src, |is_pns| customer_entry(&c, now, is_pns));
+                e.asked = asked;
+                if let Some(old) = old
+                    && old.shows_the_same(&e)
+                {
+                    e.shown_since = old.shown_since;
+                }
+                e
+            });
+            let shown_changed = match (old, &new) {
+                (Some(o), Some(n)) => !o.shows_the_same(n),
+                (None, None) => false,
+                _ => true,
             };
-            for h in &entry.holders {
-                index
-                    .customers_by_subject
-                    .entry(subject_key(&h.subject))
-                    .or_default()
-                    .push(name.clone());
-            }
-            index.customers.insert(name, entry);
-        }
-        for (terminated, map) in [(false, &index.projects), (true, &index.terminated)] {
-            for (name, e) in map {
-                for h in &e.holders {
-                    index
-                        .by_subject
-                        .entry(subject_key(&h.subject))
-                        .or_default()
-                        .push((terminated, name.clone()));
+            if shown_changed {
+                for slot in self.by_customer.get(name).into_iter().flatten() {
+                    match slot {
+                        Slot::Live(n) => live.insert(n.clone()),
+                        Slot::Terminated(n) => terminated.insert(n.clone()),
+                        Slot::Customer(_) => false,
+                    };
                 }
             }
+            next.put_customer(name, new);
         }
-        for r in src.usages {
-            index
-                .usage
-                .entry(r.spec.project.clone())
-                .or_default()
-                .insert(r.spec.month.clone(), r.clone());
+        for name in &live {
+            let entry = src.project(name).map(|p| {
+                let customer = next.customers.get(&p.spec.customer).cloned();
+                let (namespace, memberships) = (src.namespace(name), src.memberships_in(name));
+                let (mut e, asked) = asking(src, |is_pns| {
+                    live_entry(
+                        &p,
+                        customer.as_deref(),
+                        namespace.as_deref(),
+                        &memberships,
+                        now,
+                        is_pns,
+                    )
+                });
+                e.asked = asked;
+                e
+            });
+            next.put(false, name, entry);
         }
-        for v in index.by_subject.values_mut() {
-            v.sort();
-            v.dedup();
+        for name in &terminated {
+            let entry = src.namespace(name).and_then(|ns| {
+                let archive = Archive::of(&ns)?;
+                let customer = next.customers.get(&archive.customer).cloned();
+                Some(terminated_entry(&ns, archive, customer.as_deref()))
+            });
+            next.put(true, name, entry);
         }
-        for v in index.customers_by_subject.values_mut() {
-            v.sort();
-            v.dedup();
+        for record in &dirty.usages {
+            if let Some((project, month)) = next.usage_at.remove(record)
+                && let Some(mut months) = next.usage.get(&project).cloned()
+            {
+                months.remove(&month);
+                if months.is_empty() {
+                    next.usage.remove(&project);
+                } else {
+                    next.usage.insert(project, months);
+                }
+            }
+            if let Some(r) = src.usage(record) {
+                let (project, month) = (r.spec.project.clone(), r.spec.month.clone());
+                let mut months = next.usage.get(&project).cloned().unwrap_or_default();
+                months.insert(month.clone(), r);
+                next.usage.insert(project.clone(), months);
+                next.usage_at.insert(record.clone(), (project, month));
+            }
         }
-        index
+        next
+    }
+
+    /// Puts a project's entry (live or terminated; `None`: there is none), keeping the one there
+    /// if it is the same, and files it under its holders, its customer and what it asked.
+    fn put(&mut self, terminated: bool, name: &str, new: Option<Entry>) {
+        let slot = if terminated {
+            Slot::Terminated(name.to_string())
+        } else {
+            Slot::Live(name.to_string())
+        };
+        let map = if terminated {
+            &mut self.terminated
+        } else {
+            &mut self.projects
+        };
+        let old = map.get(name).cloned();
+        match (&old, new) {
+            (Some(o), Some(n)) if **o == n => return,
+            (None, None) => return,
+            (_, Some(n)) => {
+                map.insert(name.to_string(), Arc::new(n));
+            }
+            (_, None) => {
+                map.remove(name);
+            }
+        }
+        let new = map.get(name).cloned();
+        let key = (terminated, name.to_string());
+        for (entry, add) in [(old, false), (new, true)] {
+            let Some(e) = entry else { continue };
+            for h in &e.holders {
+                file_hashed(&mut self.by_subject, &subject_key(&h.subject), &key, add);
+            }
+            file(&mut self.by_customer, &e.customer, &slot, add);
+            for a in &e.asked {
+                file(&mut self.asked, a, &slot, add);
+            }
+        }
+    }
+
+    /// [`Index::put`] for a customer.
+    fn put_customer(&mut self, name: &str, new: Option<CustomerEntry>) {
+        let old = self.customers.get(name).cloned();
+        match (&old, new) {
+            (Some(o), Some(n)) if **o == n => return,
+            (None, None) => return,
+            (_, Some(n)) => {
+                self.customers.insert(name.to_string(), Arc::new(n));
+            }
+            (_, None) => {
+                self.customers.remove(name);
+            }
+        }
+        let new = self.customers.get(name).cloned();
+        let slot = Slot::Customer(name.to_string());
+        for (entry, add) in [(old, false), (new, true)] {
+            let Some(e) = entry else { continue };
+            for h in &e.holders {
+                let key = subject_key(&h.subject);
+                file_hashed(&mut self.customers_by_subject, &key, &name.to_string(), add);
+            }
+            for a in &e.asked {
+                file(&mut self.asked, a, &slot, add);
+            }
+        }
     }
 
     /// The projects this viewer may see (live, and terminated when asked for), sorted by name.

@@ -26,11 +26,14 @@ use tokio::sync::watch;
 
 use super::select::{MemberQuery, Order, ProjectQuery};
 use super::table::{self, IncludeObject};
-use super::{API_VERSION, GROUP, Index, Member, MyProject, Sources, VERSION, Viewer};
+use super::{
+    API_VERSION, Changed, Dirty, GROUP, Index, Lookup, Member, MyProject, Sources, VERSION, Viewer,
+};
 use crate::desired::access::Requester;
 use crate::https::Peer;
 use crate::lifecycle::Clock;
 use crate::watch::Caches;
+use kube::runtime::reflector::ObjectRef;
 
 /// The front proxy (kube-apiserver's aggregator) as `kube-system/extension-apiserver-authentication`
 /// describes it.
@@ -169,6 +172,9 @@ const MAX_SNAPSHOTS: usize = 1024;
 const SNAPSHOTS_PER_REQUESTER: usize = 8;
 /// How many recent indexes a watch can resume from.
 const HISTORY: usize = 64;
+/// How often the index is built from everything while anything changes (it is updated from the
+/// changes in between).
+const FULL_BUILD_EVERY: Duration = Duration::from_secs(60);
 const AUTHZ_TTL: Duration = Duration::from_secs(10);
 
 /// The read API's state: the index, its recent history, the front proxy, paging snapshots and
@@ -308,8 +314,7 @@ impl Views {
         self.index.borrow().clone()
     }
 
-    fn publish(&self, index: Index) {
-        let index = Arc::new(index);
+    fn publish(&self, index: Arc<Index>) {
         {
             let mut h = self.history.lock().expect("history lock");
             h.push_back(index.clone());
@@ -320,6 +325,8 @@ impl Views {
         self.index.send_replace(Some(index));
     }
 
+    /// The index of everything the caches hold, sharing `previous`'s entries that come out the
+    /// same.
     fn build(&self, caches: &Caches, revision: u64, previous: Option<&Index>) -> Index {
         let started = Instant::now();
         let (projects, customers, memberships, namespaces, usages) = (
@@ -348,13 +355,24 @@ impl Views {
         index
     }
 
-    /// Keeps the index current: built once the caches have listed, then again (reusing what did
-    /// not change) after each burst of changes. `changes` yields the resourceVersion of every
-    /// changed or deleted project, customer, membership and namespace.
+    /// `previous` after the changes in `dirty` (only their entries built again).
+    fn update(&self, caches: &Caches, previous: &Index, dirty: &Dirty, revision: u64) -> Index {
+        let started = Instant::now();
+        let index = previous.update(&CacheLookup(caches), dirty, revision, self.clock.now());
+        self.metrics
+            .view_index_built(started.elapsed().as_secs_f64());
+        index
+    }
+
+    /// Keeps the index current: built once the caches have listed, then updated after each
+    /// burst of changes (`changes`: the resourceVersion and name of every changed or deleted
+    /// project, customer, membership, namespace and usage record). What a relist dropped
+    /// without a deletion event is caught by a build from everything at least every
+    /// [`FULL_BUILD_EVERY`] while anything changes.
     pub async fn maintain(
         self: Arc<Self>,
         caches: Caches,
-        mut changes: impl Stream<Item = u64> + Unpin,
+        mut changes: impl Stream<Item = (u64, Changed)> + Unpin,
     ) {
         for (_, listed) in caches.listed() {
             listed.await;
@@ -376,23 +394,47 @@ impl Views {
             .max()
             .unwrap_or(0);
         let started = Instant::now();
-        let index = self.build(&caches, revision, None);
+        let mut current = Arc::new(self.build(&caches, revision, None));
         let mut took = started.elapsed();
-        self.publish(index);
+        self.publish(current.clone());
         tracing::info!(revision, "views index built");
-        while let Some(first) = changes.next().await {
-            revision = revision.max(first);
-            // Gather the rest of a burst into one build: under a stream of changes the index is
-            // built at most four times a second, and takes at most a fifth of a core.
-            let until = tokio::time::Instant::now() + gather_window(took);
-            while let Ok(Some(rv)) = tokio::time::timeout_at(until, changes.next()).await {
+        let mut full_at = Instant::now();
+        let mut since_full = false;
+        loop {
+            let first = match tokio::time::timeout(FULL_BUILD_EVERY, changes.next()).await {
+                Ok(Some(change)) => Some(change),
+                Ok(None) => return,
+                Err(_) => None,
+            };
+            let mut dirty = Dirty::default();
+            if let Some((rv, change)) = first {
                 revision = revision.max(rv);
+                dirty.add(change);
+                // Gather the rest of a burst into one update: at most four a second, and at
+                // most a fifth of a core however long they take.
+                let until = tokio::time::Instant::now() + gather_window(took);
+                while let Ok(Some((rv, change))) =
+                    tokio::time::timeout_at(until, changes.next()).await
+                {
+                    revision = revision.max(rv);
+                    dirty.add(change);
+                }
+                since_full = true;
             }
-            let previous = self.index();
             let started = Instant::now();
-            let index = self.build(&caches, revision, previous.as_deref());
+            let full = since_full && full_at.elapsed() >= FULL_BUILD_EVERY;
+            let index = if full {
+                full_at = Instant::now();
+                since_full = false;
+                self.build(&caches, revision, Some(&current))
+            } else if dirty.is_empty() {
+                continue;
+            } else {
+                self.update(&caches, &current, &dirty, revision)
+            };
             took = started.elapsed();
-            self.publish(index);
+            current = Arc::new(index);
+            self.publish(current.clone());
         }
     }
 
@@ -1396,3 +1438,27 @@ mod gather_tests {
 
 #[cfg(test)]
 mod tests;
+
+/// The caches by name, for [`Index::update`].
+struct CacheLookup<'a>(&'a Caches);
+
+impl Lookup for CacheLookup<'_> {
+    fn project(&self, name: &str) -> Option<Arc<crate::api::Project>> {
+        self.0.projects.get(&ObjectRef::new(name))
+    }
+    fn customer(&self, name: &str) -> Option<Arc<crate::api::Customer>> {
+        self.0.customers.get(&ObjectRef::new(name))
+    }
+    fn namespace(&self, name: &str) -> Option<Arc<k8s_openapi::api::core::v1::Namespace>> {
+        self.0.namespaces.get(&ObjectRef::new(name))
+    }
+    fn memberships_in(&self, namespace: &str) -> Vec<Arc<crate::api::ProjectMembership>> {
+        self.0.memberships_in(namespace)
+    }
+    fn usage(&self, name: &str) -> Option<Arc<crate::api::ProjectUsage>> {
+        self.0.usages.get(&ObjectRef::new(name))
+    }
+    fn is_project_namespace(&self, namespace: &str) -> bool {
+        self.0.is_project_namespace(namespace)
+    }
+}

@@ -741,3 +741,209 @@ fn usage_follows_the_project_and_cost_follows_the_customers_choice() {
         assert!(err.contains(names), "{bad}: {err}");
     }
 }
+
+/// A random walk over a small cluster (projects moving between customers and going, memberships
+/// of users, groups and ServiceAccounts coming and going, customers changing their names,
+/// holders and status or going, namespaces made, archived and removed, usage records): after
+/// every step, the index updated from the names that changed is the index built from
+/// everything on the same previous one, and a viewer sees in it what a build from nothing
+/// shows them.
+#[test]
+fn an_index_updated_from_what_changed_is_the_index_built_from_everything() {
+    use std::collections::BTreeMap;
+    let mut seed: u64 = 0x5eed_1de5;
+    let mut next = move |n: u64| {
+        // SplitMix64.
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n
+    };
+    let names = ["p0", "p1", "p2", "p3", "p4"];
+    let customers_named = ["c0", "c1", "c2"];
+    let users = ["ann", "bob", "cy"];
+    let mut projects: BTreeMap<String, Arc<Project>> = BTreeMap::new();
+    let mut customers: BTreeMap<String, Arc<Customer>> = BTreeMap::new();
+    let mut memberships: BTreeMap<(String, String), Arc<ProjectMembership>> = BTreeMap::new();
+    let mut namespaces: BTreeMap<String, Arc<Namespace>> = BTreeMap::new();
+    let mut usages: BTreeMap<String, Arc<crate::api::ProjectUsage>> = BTreeMap::new();
+    let mut rv = 100u64;
+    let mut previous = Index::default();
+    let viewers: Vec<Viewer> = users
+        .iter()
+        .map(|u| Viewer {
+            requester: Requester {
+                username: u.to_string(),
+                groups: vec!["devs".into()],
+            },
+            staff: false,
+        })
+        .chain([Viewer {
+            requester: Requester {
+                username: "system:serviceaccount:p1:ci".into(),
+                groups: vec![],
+            },
+            staff: false,
+        }])
+        .collect();
+    let subject = |k: u64, next: &mut dyn FnMut(u64) -> u64| match k {
+        0 => json!({"kind": "Group", "name": "devs"}),
+        1 => json!({"kind": "ServiceAccount", "name": "ci", "namespace": names[next(5) as usize]}),
+        _ => user(users[next(3) as usize]),
+    };
+    for step in 0..400 {
+        rv += 1;
+        let mut changes = Vec::new();
+        for _ in 0..=next(3) {
+            let p = names[next(5) as usize];
+            let c = customers_named[next(3) as usize];
+            match next(9) {
+                0 | 1 => {
+                    let phase = ["Active", "Pending", "Finished"][next(3) as usize];
+                    projects.insert(p.into(), project(p, c, phase, rv));
+                    changes.push(Changed::Project(p.into()));
+                }
+                2 => {
+                    projects.remove(p);
+                    changes.push(Changed::Project(p.into()));
+                }
+                3 | 4 => {
+                    let who = ["m0", "m1", "m2"][next(3) as usize];
+                    if next(4) == 0 {
+                        memberships.remove(&(p.to_string(), who.to_string()));
+                    } else {
+                        let s = subject(next(3), &mut next);
+                        let role = ["Manager", "Administrator", "Member"][next(3) as usize];
+                        let m = membership(p, who, s, role, json!({}));
+                        let mut m = (*m).clone();
+                        m.metadata.resource_version = Some(rv.to_string());
+                        memberships.insert((p.into(), who.into()), Arc::new(m));
+                    }
+                    changes.push(Changed::Membership(p.into()));
+                }
+                5 => {
+                    if next(4) == 0 {
+                        customers.remove(c);
+                    } else if next(2) == 0 && customers.contains_key(c) {
+                        // Its status alone.
+                        let mut same = (*customers[c]).clone();
+                        same.metadata.resource_version = Some(rv.to_string());
+                        customers.insert(c.into(), Arc::new(same));
+                    } else {
+                        let owners: Vec<Value> =
+                            (0..next(3)).map(|_| subject(next(3), &mut next)).collect();
+                        let mut new = (*customer(c, json!(owners), json!([]))).clone();
+                        new.metadata.resource_version = Some(rv.to_string());
+                        if next(2) == 0 {
+                            new.spec.display_name = Some(format!("{c} #{step}"));
+                        }
+                        customers.insert(c.into(), Arc::new(new));
+                    }
+                    changes.push(Changed::Customer(c.into()));
+                }
+                6 | 7 => {
+                    let made = match next(4) {
+                        0 => None,
+                        1 => Some(namespace(p, c, json!({}))),
+                        2 => {
+                            // An archive's annotation left on a namespace that is not archived: nothing.
+                            let archive = json!({"spec": {"customer": c}, "customer": c,
+                                "terminatedAt": "2027-02-20T00:00:00Z", "terminatedBy": "olga",
+                                "members": []});
+                            Some(namespace(
+                                p,
+                                c,
+                                json!({
+                                "annotations": {"tenancy.dev/archive": archive.to_string()}}),
+                            ))
+                        }
+                        _ => {
+                            let archive = json!({"spec": {"customer": c}, "customer": c,
+                                "terminatedAt": "2027-02-20T00:00:00Z", "terminatedBy": "olga",
+                                "members": []});
+                            Some(namespace(
+                                p,
+                                c,
+                                json!({
+                                "labels": {"app.kubernetes.io/managed-by": "tenancy-operator",
+                                    "tenancy.dev/project": p, "tenancy.dev/project-uid": format!("uid-{p}"),
+                                    "tenancy.dev/state": "terminated", "tenancy.dev/customer": c},
+                                "annotations": {"tenancy.dev/archive": archive.to_string()}}),
+                            ))
+                        }
+                    };
+                    match made {
+                        Some(ns) => {
+                            let mut ns = (*ns).clone();
+                            ns.metadata.resource_version = Some(rv.to_string());
+                            namespaces.insert(p.into(), Arc::new(ns));
+                        }
+                        None => {
+                            namespaces.remove(p);
+                        }
+                    }
+                    changes.push(Changed::Namespace(p.into()));
+                }
+                _ => {
+                    let month = ["2027-01", "2027-02"][next(2) as usize];
+                    let name = format!("{p}.{month}");
+                    if next(3) == 0 {
+                        usages.remove(&name);
+                    } else {
+                        usages.insert(
+                            name.clone(),
+                            record(p, c, month, "Closed", "2027-01-01T00:00:00Z", "1"),
+                        );
+                    }
+                    changes.push(Changed::Usage(name));
+                }
+            }
+        }
+        let (p, c, m, n, u): (Vec<_>, Vec<_>, Vec<_>, Vec<_>, Vec<_>) = (
+            projects.values().cloned().collect(),
+            customers.values().cloned().collect(),
+            memberships.values().cloned().collect(),
+            namespaces.values().cloned().collect(),
+            usages.values().cloned().collect(),
+        );
+        let is_pns = |name: &str| projects.contains_key(name) || namespaces.contains_key(name);
+        let src = Sources {
+            projects: &p,
+            customers: &c,
+            memberships: &m,
+            namespaces: &n,
+            usages: &u,
+            is_project_namespace: &is_pns,
+        };
+        let mut dirty = Dirty::default();
+        for change in changes.clone() {
+            dirty.add(change);
+        }
+        let updated = previous.update(&SourceLookup::of(&src), &dirty, rv, now());
+        let built = Index::build(&src, rv, now(), Some(&previous));
+        assert!(
+            updated == built,
+            "step {step}, after {changes:?}:\nupdated {updated:#?}\nbuilt {built:#?}"
+        );
+        // What a viewer sees: the same as from nothing (resourceVersions aside: an item's counts
+        // its customer's only when what it shows of it changed).
+        let fresh = Index::build(&src, rv, now(), None);
+        let seen = |i: &Index, v: &Viewer| {
+            let mut items = i.projects_for(v, true, true, now());
+            for item in &mut items {
+                item.metadata.resource_version = None;
+            }
+            (items, i.members_for(v, now()).len())
+        };
+        for v in &viewers {
+            assert_eq!(
+                seen(&updated, v),
+                seen(&fresh, v),
+                "step {step}, viewer {}",
+                v.requester.username
+            );
+        }
+        previous = updated;
+    }
+}

@@ -153,7 +153,7 @@ impl Index {
         now: Timestamp,
     ) -> Vec<Usage> {
         let current = Month::of(now).to_string();
-        let empty = BTreeMap::new();
+        let empty = imbl::OrdMap::new();
         let mut names: Vec<&String> = self.usage.keys().collect();
         names.extend(self.projects.keys());
         names.sort();

@@ -404,12 +404,60 @@ impl Caches {
 pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     writer: Option<reflector::store::Writer<K>>,
-    /// Subscribers to deletions: a shared reflector hands its subscribers only objects that are
-    /// still in the cache, so without these no owner would hear that a child was deleted.
-    deleted: Vec<futures::channel::mpsc::UnboundedSender<Arc<K>>>,
+    /// Whoever asked to hear of changes: each is told every object the watch changed, in
+    /// order, deletions and what a relist dropped included.
+    subscribers: Vec<futures::channel::mpsc::Sender<Arc<K>>>,
 }
 
+/// How many changes a subscriber may fall behind before the watch waits for it.
 const SUBSCRIBE_BUFFER: usize = 4096;
+
+/// Applies a watch event to the cache (through `writer`, read back through `store`) and says
+/// which objects its subscribers are to hear of: an applied one as the cache now holds it, a
+/// deleted one as it last was, and after a (re)list every object listed and every object the
+/// cache held before that the list no longer has (dropped without a deletion event while the
+/// watch was away).
+///
+/// kube's own shared store tells subscribers names to look up when they read them, and a
+/// subscriber that reads the name of an object deleted meanwhile stops hearing anything until
+/// the next deletion of that kind (kube-runtime 5.0's `ReflectHandle` returns `Pending` without
+/// a wakeup): the reason the operator dispatches the objects themselves.
+fn apply_event<K>(
+    writer: &mut reflector::store::Writer<K>,
+    store: &Store<K>,
+    ev: &watcher::Event<K>,
+) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    match ev {
+        watcher::Event::Apply(obj) => {
+            writer.apply_watcher_event(ev);
+            store.get(&ObjectRef::from_obj(obj)).into_iter().collect()
+        }
+        watcher::Event::Delete(obj) => {
+            writer.apply_watcher_event(ev);
+            vec![Arc::new(obj.clone())]
+        }
+        watcher::Event::InitDone => {
+            let before = store.state();
+            writer.apply_watcher_event(ev);
+            let listed = store.state();
+            let kept: std::collections::HashSet<ObjectRef<K>> = listed
+                .iter()
+                .map(|o| ObjectRef::from_obj(o.as_ref()))
+                .collect();
+            let dropped = before
+                .into_iter()
+                .filter(|o| !kept.contains(&ObjectRef::from_obj(o.as_ref())));
+            listed.into_iter().chain(dropped).collect()
+        }
+        watcher::Event::Init | watcher::Event::InitApply(_) => {
+            writer.apply_watcher_event(ev);
+            Vec::new()
+        }
+    }
+}
 
 impl<K> Shared<K>
 where
@@ -422,26 +470,21 @@ where
         + 'static,
 {
     fn new() -> Self {
-        let (store, writer) = reflector::store_shared(SUBSCRIBE_BUFFER);
+        let (store, writer) = reflector::store();
         Shared {
             store,
             writer: Some(writer),
-            deleted: Vec::new(),
+            subscribers: Vec::new(),
         }
     }
 
     /// Every change of the cache's objects, deletions included (a deleted object comes as it
     /// last was, after the cache has dropped it).
     pub fn subscribe(&mut self) -> Changes<K> {
-        let updated = self
-            .writer
-            .as_ref()
-            .expect("subscribe before start")
-            .subscribe()
-            .expect("a shared writer hands out subscriptions");
-        let (tx, deleted) = futures::channel::mpsc::unbounded();
-        self.deleted.push(tx);
-        futures::stream::select(updated, deleted).boxed()
+        assert!(self.writer.is_some(), "subscribe before start");
+        let (tx, rx) = futures::channel::mpsc::channel(SUBSCRIBE_BUFFER);
+        self.subscribers.push(tx);
+        rx.boxed()
     }
 
     /// Starts the watch feeding this cache. Objects that do not fit `K` never stop it: see
@@ -458,11 +501,12 @@ where
     ) {
         let cfg = cfg.any_semantic();
         let writer = self.writer.take().expect("started once");
-        let deleted = std::mem::take(&mut self.deleted);
+        let subscribers = std::mem::take(&mut self.subscribers);
         let store = self.store.clone();
         let unreadables = guard::Unreadables::default();
         let metrics_kind = K::kind(&()).into_owned();
-        tokio::spawn(
+        let events = {
+            let store = store.clone();
             watcher(api, cfg)
                 .backoff(Reported {
                     inner: WatchBackoff::default(),
@@ -489,21 +533,41 @@ where
                     };
                     futures::future::ready(ev)
                 })
-                .reflect_shared(writer)
-                .for_each(move |ev| {
-                    match ev {
-                        Ok(watcher::Event::Delete(obj)) => {
-                            let obj = Arc::new(obj);
-                            for tx in &deleted {
-                                let _ = tx.unbounded_send(obj.clone());
-                            }
-                        }
-                        Err(e) => log_watch_error(&K::kind(&()), &e),
-                        Ok(_) => {}
-                    }
-                    futures::future::ready(())
-                }),
-        );
+        };
+        tokio::spawn(dispatch(events, writer, store, subscribers));
+    }
+}
+
+/// Feeds `events` into the cache and tells the subscribers (waiting for any that is
+/// [`SUBSCRIBE_BUFFER`] behind; one that went away is forgotten).
+async fn dispatch<K, S>(
+    events: S,
+    mut writer: reflector::store::Writer<K>,
+    store: Store<K>,
+    mut subscribers: Vec<futures::channel::mpsc::Sender<Arc<K>>>,
+) where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    use futures::SinkExt;
+    let mut events = std::pin::pin!(events);
+    while let Some(ev) = events.next().await {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                log_watch_error(&K::kind(&()), &e);
+                continue;
+            }
+        };
+        for obj in apply_event(&mut writer, &store, &ev) {
+            let mut gone = false;
+            for tx in &mut subscribers {
+                gone |= tx.send(obj.clone()).await.is_err();
+            }
+            if gone {
+                subscribers.retain(|tx| !tx.is_closed());
+            }
+        }
     }
 }
 
@@ -644,6 +708,64 @@ pub fn log_watch_error(kind: &str, e: &watcher::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A subscriber that falls behind still hears of an object deleted before it read the
+    /// change (kube's own shared store stalled it there), hears of it once more as deleted, and
+    /// after a relist hears of what was listed and of what the relist dropped.
+    #[tokio::test]
+    async fn subscribers_hear_every_change_deletions_and_what_a_relist_dropped() {
+        let cm = |name: &str, v: &str| ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(v.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (store, writer) = reflector::store::<ConfigMap>();
+        let (tx, rx) = futures::channel::mpsc::channel(SUBSCRIBE_BUFFER);
+        let (events_tx, events) = futures::channel::mpsc::unbounded();
+        let dispatched = tokio::spawn(dispatch(events, writer, store.clone(), vec![tx]));
+        let mut heard = rx.map(|o: Arc<ConfigMap>| {
+            format!(
+                "{}@{}",
+                o.metadata.name.clone().unwrap(),
+                o.metadata.resource_version.clone().unwrap()
+            )
+        });
+        let send = |ev| events_tx.unbounded_send(Ok(ev)).unwrap();
+        send(watcher::Event::Init);
+        send(watcher::Event::InitApply(cm("a", "1")));
+        send(watcher::Event::InitDone);
+        // The subscriber reads nothing while b comes and goes and c comes.
+        send(watcher::Event::Apply(cm("b", "2")));
+        send(watcher::Event::Delete(cm("b", "2")));
+        send(watcher::Event::Apply(cm("c", "3")));
+        let mut next = Vec::new();
+        for _ in 0..4 {
+            next.push(heard.next().await.unwrap());
+        }
+        assert_eq!(next, ["a@1", "b@2", "b@2", "c@3"]);
+        assert!(store.get(&ObjectRef::new("b").within("ns")).is_none());
+        // The watch is away while a is deleted; it lists again: c changed, a is not there.
+        send(watcher::Event::Init);
+        send(watcher::Event::InitApply(cm("c", "4")));
+        send(watcher::Event::InitDone);
+        send(watcher::Event::Apply(cm("d", "5")));
+        let mut next = Vec::new();
+        for _ in 0..3 {
+            next.push(heard.next().await.unwrap());
+        }
+        assert_eq!(next, ["c@4", "a@1", "d@5"], "listed, dropped, then new");
+        assert!(store.get(&ObjectRef::new("a").within("ns")).is_none());
+        drop(events_tx);
+        dispatched.await.unwrap();
+        assert!(
+            heard.next().await.is_none(),
+            "the watch ended: so do its changes"
+        );
+    }
 
     #[test]
     fn the_namespace_index_follows_applies_deletes_and_a_relist() {
