@@ -403,7 +403,11 @@ impl Views {
         loop {
             let first = match tokio::time::timeout(FULL_BUILD_EVERY, changes.next()).await {
                 Ok(Some(change)) => Some(change),
-                Ok(None) => return,
+                Ok(None) => {
+                    // The watches never end while the operator runs: say so if they did.
+                    tracing::error!("the views index stopped: its watches ended");
+                    return;
+                }
                 Err(_) => None,
             };
             let mut dirty = Dirty::default();
