@@ -868,15 +868,33 @@ async fn restore_and_check(_env: &Env, s: &Source, t: &Target, variant: Variant)
     }
     let settle = Instant::now();
     for name in s.restored_projects() {
+        let source = &s.projects[name];
+        // dan's unaccepted invitation is known only to his membership's status (below).
+        let counts_compared = variant.with_status() || *name != s.invited;
+        let want_members = source.status.as_ref().and_then(|s| s.members.clone());
+        // The operator counts members from its membership watch, which may deliver the
+        // restored memberships after the project's change: the counts may take another
+        // reconcile to come right, and the check below is on what they come to.
         let restored = checks.waited(
             &format!("{name}: Ready with the change observed"),
-            wait_project(client, name, "Ready with the later change observed", |p| {
-                (is_ready(p) && p.spec.description.as_deref() == Some("restored"))
-                    .then(|| p.clone())
-            })
+            wait_project(
+                client,
+                name,
+                if counts_compared {
+                    "Ready with the later change observed and the source's member counts"
+                } else {
+                    "Ready with the later change observed"
+                },
+                |p| {
+                    let members = p.status.as_ref().and_then(|s| s.members.clone());
+                    (is_ready(p)
+                        && p.spec.description.as_deref() == Some("restored")
+                        && (!counts_compared || members == want_members))
+                        .then(|| p.clone())
+                },
+            )
             .await,
         )?;
-        let source = &s.projects[name];
         let (got, want) = (
             restored.status.clone().unwrap_or_default(),
             source.status.clone().unwrap_or_default(),
@@ -892,8 +910,7 @@ async fn restore_and_check(_env: &Env, s: &Source, t: &Target, variant: Variant)
             got.quota.as_ref().map(|q| q.hard.clone()),
             want.quota.as_ref().map(|q| q.hard.clone()),
         );
-        // dan's unaccepted invitation is known only to his membership's status (below).
-        if variant.with_status() || *name != s.invited {
+        if counts_compared {
             checks.equal(
                 &format!("{name}: same member counts"),
                 serde_json::to_value(&got.members).ok(),
