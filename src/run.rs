@@ -269,6 +269,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         inventory: inventory.clone(),
         ledger: ledger.clone(),
         backoff: Default::default(),
+        pacer: Default::default(),
     });
 
     // Subscriptions must be taken before the watches start.

@@ -166,13 +166,32 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
         .await;
         apply::remove(&ctx, n.as_ref()).await?;
     }
-    apply::ensure_status(
+    // Figures only (a project more, its quota allocated): wait for the next ones while the last
+    // status write is recent.
+    let pace_key = super::backoff::key(CONTROLLER, customer.as_ref());
+    let paced = customer
+        .status
+        .as_ref()
+        .is_some_and(|s| desired::customer::figures_only(s, &plan.status))
+        .then(|| ctx.pacer.wait(&pace_key, std::time::Instant::now()))
+        .flatten();
+    let wake = ledger_settles
+        .map(|at| lifecycle::until(now, at))
+        .map_or(plan.wake, |w| w.min(plan.wake));
+    if let Some(wait) = paced {
+        ctx.succeeded(CONTROLLER, customer.as_ref());
+        return Ok(Action::requeue(wait.min(wake)));
+    }
+    if apply::ensure_status(
         &ctx,
         customer.as_ref(),
         customer.status.as_ref(),
         &plan.status,
     )
-    .await?;
+    .await?
+    {
+        ctx.pacer.wrote(pace_key, std::time::Instant::now());
+    }
     let previous = customer
         .status
         .as_ref()
@@ -187,9 +206,6 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
             .await;
     }
     ctx.succeeded(CONTROLLER, customer.as_ref());
-    let wake = ledger_settles
-        .map(|at| lifecycle::until(now, at))
-        .map_or(plan.wake, |w| w.min(plan.wake));
     Ok(Action::requeue(wake))
 }
 

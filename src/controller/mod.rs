@@ -9,6 +9,7 @@ pub mod checklist;
 pub mod customer;
 pub mod expiry;
 pub mod membership;
+pub mod pacer;
 pub mod project;
 pub mod queue;
 pub mod termination;
@@ -133,6 +134,8 @@ pub struct Context {
     /// The customer quota ledger (shared with the webhook).
     pub ledger: Arc<crate::ledger::Ledger>,
     pub backoff: backoff::Backoff,
+    /// When statuses were last written, for writes that only refresh figures.
+    pub pacer: pacer::Pacer,
 }
 
 impl Context {

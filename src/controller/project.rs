@@ -241,9 +241,22 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         }
         _ => project.as_ref(),
     };
+    // A change of figures only (a member joined, the quota's usage moved) waits for the next
+    // ones while the last status write is recent: one write for the burst a new project sees.
+    let pace_key = super::backoff::key(CONTROLLER, project.as_ref());
+    if first_error.is_none()
+        && desired::project::figures_only(&previous, &status)
+        && let Some(wait) = ctx.pacer.wait(&pace_key, std::time::Instant::now())
+    {
+        ctx.succeeded(CONTROLLER, project.as_ref());
+        return Ok(Action::requeue(wait.min(plan.wake)));
+    }
     match apply::ensure_status_of_version(&ctx, base, project.status.as_ref(), &status).await {
         Err(e) if apply::is_conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
-        other => other?,
+        Ok(true) => ctx.pacer.wrote(pace_key, std::time::Instant::now()),
+        other => {
+            other?;
+        }
     };
     for (reason, msg) in desired::usage::credit_events(
         &previous.conditions,

@@ -240,6 +240,26 @@ pub fn plan(view: &CustomerView<'_>, config: &Config, now: Timestamp) -> Custome
     }
 }
 
+/// Whether `next` differs from `previous` only in figures: project and resource counts, what
+/// is allocated and used, cost, credit, and the wording of conditions whose type, status and
+/// reason stay. Such a write may wait a moment for the next figures (see `controller::pacer`).
+pub fn figures_only(previous: &CustomerStatus, next: &CustomerStatus) -> bool {
+    fn bare(s: &CustomerStatus) -> CustomerStatus {
+        let mut s = s.clone();
+        s.projects = None;
+        s.resources_count = None;
+        s.allocated.clear();
+        s.usage.clear();
+        s.cost = None;
+        s.credit = None;
+        for c in &mut s.conditions {
+            c.message.clear();
+        }
+        s
+    }
+    previous != next && bare(previous) == bare(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +441,62 @@ mod tests {
                     "2027-03-08T18:00:00Z"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_status_differing_only_in_figures_may_wait_anything_else_may_not() {
+        let base: CustomerStatus = serde_json::from_value(json!({
+            "observedGeneration": 1,
+            "projects": {"active": 1, "terminated": 0},
+            "allocated": {"cpu": "1"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
+                "message": "1 project", "lastTransitionTime": "2027-03-15T12:00:00Z"}]
+        }))
+        .unwrap();
+        type Change = fn(&mut CustomerStatus);
+        let cases: [(&str, Change, bool); 7] = [
+            ("nothing", |_| {}, false),
+            (
+                "a project more",
+                |s| s.projects.as_mut().unwrap().active = 2,
+                true,
+            ),
+            (
+                "more allocated",
+                |s| {
+                    s.allocated.insert("cpu".into(), "2".into());
+                },
+                true,
+            ),
+            (
+                "a condition's wording",
+                |s| s.conditions[0].message = "2 projects".into(),
+                true,
+            ),
+            (
+                "a condition's status",
+                |s| s.conditions[0].status = "False".into(),
+                false,
+            ),
+            (
+                "the generation seen",
+                |s| s.observed_generation = Some(2),
+                false,
+            ),
+            (
+                "a count and a reason",
+                |s| {
+                    s.resources_count = Some(4);
+                    s.conditions[0].reason = "CreditExhausted".into();
+                },
+                false,
+            ),
+        ];
+        for (what, change, may_wait) in cases {
+            let mut next = base.clone();
+            change(&mut next);
+            assert_eq!(figures_only(&base, &next), may_wait, "{what}");
         }
     }
 }

@@ -894,6 +894,28 @@ pub fn with_failures(
     status
 }
 
+/// Whether `next` differs from `previous` only in figures: member, resource and quota counts,
+/// usage, cost, credit, and the wording of conditions whose type, status and reason stay.
+/// Such a write may wait a moment for the next figures (see `controller::pacer`); a change of
+/// phase, of a condition's status or reason, or of any record is written at once.
+pub fn figures_only(previous: &ProjectStatus, next: &ProjectStatus) -> bool {
+    fn bare(s: &ProjectStatus) -> ProjectStatus {
+        let mut s = s.clone();
+        s.resources_count = None;
+        s.resource_counts.clear();
+        s.members = None;
+        s.quota = None;
+        s.usage.clear();
+        s.cost = None;
+        s.credit = None;
+        for c in &mut s.conditions {
+            c.message.clear();
+        }
+        s
+    }
+    previous != next && bare(previous) == bare(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1936,7 +1958,75 @@ mod tests {
             .is_empty()
         );
     }
-}
 
-#[cfg(test)]
-mod proptests;
+    #[test]
+    fn a_status_differing_only_in_figures_may_wait_anything_else_may_not() {
+        let base: ProjectStatus = serde_json::from_value(json!({
+            "observedGeneration": 1, "phase": "Active", "namespace": "web",
+            "members": {"total": 1, "managers": 1, "administrators": 0, "members": 0, "pending": 0},
+            "resourcesCount": 0,
+            "conditions": [
+                {"type": "AccessReady", "status": "True", "reason": "Bound",
+                 "message": "1 members and customer roles bound",
+                 "lastTransitionTime": "2027-03-15T12:00:00Z"},
+                {"type": "Ready", "status": "True", "reason": "Ready", "message": "ready",
+                 "lastTransitionTime": "2027-03-15T12:00:00Z"}]
+        }))
+        .unwrap();
+        type Change = fn(&mut ProjectStatus);
+        let cases: [(&str, Change, bool); 10] = [
+            ("nothing", |_| {}, false),
+            (
+                "a member joined",
+                |s| s.members.as_mut().unwrap().total = 2,
+                true,
+            ),
+            ("resources counted", |s| s.resources_count = Some(3), true),
+            (
+                "usage",
+                |s| {
+                    s.usage.insert("cpu".into(), "500m".into());
+                },
+                true,
+            ),
+            (
+                "a condition's wording",
+                |s| s.conditions[0].message = "2 members and customer roles bound".into(),
+                true,
+            ),
+            (
+                "a condition's status",
+                |s| s.conditions[1].status = "False".into(),
+                false,
+            ),
+            (
+                "a condition's reason",
+                |s| s.conditions[1].reason = "Progressing".into(),
+                false,
+            ),
+            (
+                "the phase",
+                |s| s.phase = Some(ProjectPhase::Finished),
+                false,
+            ),
+            (
+                "the generation seen",
+                |s| s.observed_generation = Some(2),
+                false,
+            ),
+            (
+                "a count and the phase",
+                |s| {
+                    s.members = None;
+                    s.phase = Some(ProjectPhase::Expired);
+                },
+                false,
+            ),
+        ];
+        for (what, change, may_wait) in cases {
+            let mut next = base.clone();
+            change(&mut next);
+            assert_eq!(figures_only(&base, &next), may_wait, "{what}");
+        }
+    }
+}
