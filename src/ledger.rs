@@ -322,6 +322,9 @@ struct Pending {
         tokio::sync::oneshot::Sender<Result<(), LedgerError>>,
     )>,
     writing: bool,
+    /// The ledger as this writer last stored it (the apiserver's answer to the write): the next
+    /// batch plans on it and writes with its resourceVersion, without reading first.
+    last: Option<ConfigMap>,
 }
 
 impl Ledger {
@@ -365,16 +368,18 @@ impl Ledger {
             let (name, customer) = (ledger_name(customer), customer.to_string());
             tokio::spawn(async move {
                 loop {
-                    let batch = {
+                    let (batch, mut last) = {
                         let mut q = queue.lock().expect("ledger queue");
                         if q.changes.is_empty() {
                             q.writing = false;
                             return;
                         }
-                        std::mem::take(&mut q.changes)
+                        (std::mem::take(&mut q.changes), q.last.take())
                     };
                     let (changes, senders): (Vec<Change>, Vec<_>) = batch.into_iter().unzip();
-                    let outcomes = write_batch(&api, &namespace, &name, &customer, &changes).await;
+                    let outcomes =
+                        write_batch(&api, &namespace, &name, &customer, &changes, &mut last).await;
+                    queue.lock().expect("ledger queue").last = last;
                     for (done, outcome) in senders.into_iter().zip(outcomes) {
                         let _ = done.send(outcome);
                     }
@@ -471,14 +476,18 @@ impl Ledger {
     }
 }
 
-/// Writes one batch: reads the ledger, plans, writes with the resourceVersion it read; on a
-/// write conflict (another replica wrote meanwhile) the whole batch is planned again.
+/// Writes one batch: plans on the ledger as this writer last stored it (`last`) or else as read
+/// now, and writes with that resourceVersion; on a write conflict (another replica, or the
+/// reconciler, wrote meanwhile) the whole batch is planned again on a fresh read. An answer
+/// that writes nothing (a refusal, a dry run) always rests on a fresh read: only a write proves
+/// that what it was planned on was current. `last` is left as the ledger stored, if known.
 async fn write_batch(
     api: &Api<ConfigMap>,
     namespace: &str,
     name: &str,
     customer: &str,
     changes: &[Change],
+    last: &mut Option<ConfigMap>,
 ) -> Vec<Result<(), LedgerError>> {
     let failed = |e: &kube::Error| -> Vec<Result<(), LedgerError>> {
         changes
@@ -487,9 +496,12 @@ async fn write_batch(
             .collect()
     };
     for _ in 0..50 {
-        let current = match api.get_opt(name).await {
-            Ok(current) => current,
-            Err(e) => return failed(&e),
+        let (current, fresh) = match last.take() {
+            Some(cm) => (Some(cm), false),
+            None => match api.get_opt(name).await {
+                Ok(current) => (current, true),
+                Err(e) => return failed(&e),
+            },
         };
         let plan = plan(current.as_ref(), changes);
         let outcomes = plan
@@ -497,6 +509,10 @@ async fn write_batch(
             .into_iter()
             .map(|o| o.map_err(LedgerError::Exhausted));
         let Some((entries, owner)) = plan.write else {
+            if !fresh {
+                continue;
+            }
+            *last = current;
             return outcomes.collect();
         };
         let result = match current {
@@ -505,9 +521,7 @@ async fn write_batch(
                 if owner.is_some() {
                     cm.metadata.owner_references = owner.map(|o| vec![o]);
                 }
-                api.replace(name, &PostParams::default(), &cm)
-                    .await
-                    .map(|_| ())
+                api.replace(name, &PostParams::default(), &cm).await
             }
             None => {
                 let cm = ConfigMap {
@@ -528,15 +542,18 @@ async fn write_batch(
                     data: Some(encode(&entries)),
                     ..Default::default()
                 };
-                api.create(&PostParams::default(), &cm).await.map(|_| ())
+                api.create(&PostParams::default(), &cm).await
             }
         };
         match result {
-            Ok(()) => {
+            Ok(stored) => {
                 crate::fault::point("ledger/written");
+                *last = Some(stored);
                 return outcomes.collect();
             }
-            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            // Another writer was first; or the ledger remembered is gone (its customer was
+            // deleted and made again): plan again on what is stored now.
+            Err(kube::Error::Api(e)) if e.code == 409 || (e.code == 404 && !fresh) => continue,
             // What was refused stays refused, a dry run needed no write; the rest failed.
             Err(e) => {
                 return outcomes
