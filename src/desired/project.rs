@@ -2030,3 +2030,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests;
