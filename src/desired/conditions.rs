@@ -60,6 +60,24 @@ impl<'a> Conditions<'a> {
     }
 }
 
+/// Whether status `next` differs from `previous` only in figures: the two are equal once
+/// `figures` has cleared the figures of each and the wording (`message`) of the conditions it
+/// hands back. A change of type, status or reason of a condition is not a figure.
+pub fn differs_only_in_figures<S: Clone + PartialEq>(
+    previous: &S,
+    next: &S,
+    figures: impl Fn(&mut S) -> &mut Vec<Condition>,
+) -> bool {
+    let bare = |s: &S| {
+        let mut s = s.clone();
+        for c in figures(&mut s) {
+            c.message.clear();
+        }
+        s
+    };
+    previous != next && bare(previous) == bare(next)
+}
+
 /// Whether a condition in a list is True.
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions

@@ -244,20 +244,15 @@ pub fn plan(view: &CustomerView<'_>, config: &Config, now: Timestamp) -> Custome
 /// is allocated and used, cost, credit, and the wording of conditions whose type, status and
 /// reason stay. Such a write may wait a moment for the next figures (see `controller::pacer`).
 pub fn figures_only(previous: &CustomerStatus, next: &CustomerStatus) -> bool {
-    fn bare(s: &CustomerStatus) -> CustomerStatus {
-        let mut s = s.clone();
+    super::conditions::differs_only_in_figures(previous, next, |s| {
         s.projects = None;
         s.resources_count = None;
         s.allocated.clear();
         s.usage.clear();
         s.cost = None;
         s.credit = None;
-        for c in &mut s.conditions {
-            c.message.clear();
-        }
-        s
-    }
-    previous != next && bare(previous) == bare(next)
+        &mut s.conditions
+    })
 }
 
 #[cfg(test)]

@@ -899,8 +899,7 @@ pub fn with_failures(
 /// Such a write may wait a moment for the next figures (see `controller::pacer`); a change of
 /// phase, of a condition's status or reason, or of any record is written at once.
 pub fn figures_only(previous: &ProjectStatus, next: &ProjectStatus) -> bool {
-    fn bare(s: &ProjectStatus) -> ProjectStatus {
-        let mut s = s.clone();
+    super::conditions::differs_only_in_figures(previous, next, |s| {
         s.resources_count = None;
         s.resource_counts.clear();
         s.members = None;
@@ -908,12 +907,8 @@ pub fn figures_only(previous: &ProjectStatus, next: &ProjectStatus) -> bool {
         s.usage.clear();
         s.cost = None;
         s.credit = None;
-        for c in &mut s.conditions {
-            c.message.clear();
-        }
-        s
-    }
-    previous != next && bare(previous) == bare(next)
+        &mut s.conditions
+    })
 }
 
 #[cfg(test)]

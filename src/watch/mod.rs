@@ -425,23 +425,18 @@ const SUBSCRIBE_BUFFER: usize = 4096;
 fn apply_event<K>(
     writer: &mut reflector::store::Writer<K>,
     store: &Store<K>,
-    ev: &watcher::Event<K>,
+    ev: watcher::Event<K>,
 ) -> Vec<Arc<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
+    // What the cache held before a (re)list completes, to tell what the list dropped.
+    let before = matches!(ev, watcher::Event::InitDone).then(|| store.state());
+    writer.apply_watcher_event(&ev);
     match ev {
-        watcher::Event::Apply(obj) => {
-            writer.apply_watcher_event(ev);
-            store.get(&ObjectRef::from_obj(obj)).into_iter().collect()
-        }
-        watcher::Event::Delete(obj) => {
-            writer.apply_watcher_event(ev);
-            vec![Arc::new(obj.clone())]
-        }
+        watcher::Event::Apply(obj) => store.get(&ObjectRef::from_obj(&obj)).into_iter().collect(),
+        watcher::Event::Delete(obj) => vec![Arc::new(obj)],
         watcher::Event::InitDone => {
-            let before = store.state();
-            writer.apply_watcher_event(ev);
             let listed = store.state();
             let kept: std::collections::HashSet<ObjectRef<K>> = listed
                 .iter()
@@ -449,13 +444,11 @@ where
                 .collect();
             let dropped = before
                 .into_iter()
+                .flatten()
                 .filter(|o| !kept.contains(&ObjectRef::from_obj(o.as_ref())));
             listed.into_iter().chain(dropped).collect()
         }
-        watcher::Event::Init | watcher::Event::InitApply(_) => {
-            writer.apply_watcher_event(ev);
-            Vec::new()
-        }
+        watcher::Event::Init | watcher::Event::InitApply(_) => Vec::new(),
     }
 }
 
@@ -559,7 +552,7 @@ async fn dispatch<K, S>(
                 continue;
             }
         };
-        for obj in apply_event(&mut writer, &store, &ev) {
+        for obj in apply_event(&mut writer, &store, ev) {
             let mut gone = false;
             for tx in &mut subscribers {
                 gone |= tx.send(obj.clone()).await.is_err();
