@@ -216,27 +216,14 @@ pub async fn ensure_cluster_rbac(
     Ok(())
 }
 
-/// Deletes the per-project ClusterRoles and ClusterRoleBindings of a project.
+/// Deletes the per-project ClusterRoles and ClusterRoleBindings of a project (those labelled as
+/// its own, whatever their names).
 pub async fn remove_project_cluster_rbac(ctx: &Context, project: &str) -> Result<(), Error> {
-    let ours = |l: &std::collections::BTreeMap<String, String>| {
-        l.get(crate::desired::labels::PROJECT).map(String::as_str) == Some(project)
-    };
-    for role in ctx
-        .caches
-        .cluster_roles
-        .state()
-        .into_iter()
-        .filter(|r| ours(r.labels()))
-    {
+    let (roles, bindings) = ctx.caches.cluster_rbac_of(project);
+    for role in roles {
         remove(ctx, role.as_ref()).await?;
     }
-    for binding in ctx
-        .caches
-        .cluster_role_bindings
-        .state()
-        .into_iter()
-        .filter(|r| ours(r.labels()))
-    {
+    for binding in bindings {
         remove(ctx, binding.as_ref()).await?;
     }
     Ok(())

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
@@ -128,13 +128,13 @@ impl Unreadables {
     /// holds of it.
     pub fn pass<K>(
         &self,
-        store: &Store<K>,
+        store: &impl super::Lookup<K>,
         event: Event<Guarded<K>>,
     ) -> (Option<Event<K>>, Option<Unreadable>)
     where
         K: Resource<DynamicType = ()> + Clone,
     {
-        let last = |meta: &ObjectMeta| store.get(&object_ref::<K>(meta)).map(|k| (*k).clone());
+        let last = |meta: &ObjectMeta| store.lookup(&object_ref::<K>(meta)).map(|k| (*k).clone());
         match event {
             Event::Init => {
                 self.lock().relisted = Some(Default::default());

@@ -3,8 +3,11 @@
 //! ([`inventory`]), and the guard that keeps an object the operator cannot read from stopping a
 //! watch ([`guard`]).
 
+pub mod compact;
 pub mod guard;
 pub mod inventory;
+
+pub use compact::Compact;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,18 +68,18 @@ pub type UnreadableReport = Arc<dyn Fn(ObjectReference, String, guard::Unreadabl
 /// uses), [`Watches`] (the shared watches, subscribed to before they start), their start and the
 /// readiness wait.
 macro_rules! watched {
-    ($( $field:ident : $ty:ty = $name:literal, $scope:ident; )*) => {
+    ($( $field:ident : $ty:ty = $name:literal, $scope:ident, $keep:ident; )*) => {
         /// The watch caches every controller and the webhook read from.
         #[derive(Clone)]
         pub struct Caches {
-            $( pub $field: Store<$ty>, )*
+            $( pub $field: $keep<$ty>, )*
             /// Names by namespace of the kinds read one namespace at a time.
             pub by_namespace: Indexes,
         }
 
         /// The shared watches feeding [`Caches`].
         pub struct Watches {
-            $( pub $field: Shared<$ty>, )*
+            $( pub $field: Shared<$ty, $keep<$ty>>, )*
             by_namespace: Indexes,
         }
 
@@ -111,30 +114,29 @@ macro_rules! watched {
         impl Caches {
             /// Each cache, named, with a future that ends once it has listed.
             pub fn listed(&self) -> Vec<(&'static str, futures::future::BoxFuture<'static, ()>)> {
-                vec![ $( {
-                    let store = self.$field.clone();
-                    ($name, Box::pin(async move { listed(&store).await })
-                        as futures::future::BoxFuture<'static, ()>)
-                }, )* ]
+                vec![ $( ($name, Keeping::<$ty>::until_listed(&self.$field)), )* ]
             }
         }
     };
 }
 
+// The last column says how a cache keeps its objects: whole in kube's [`Store`] (the kinds
+// controllers are built on, and those read in bulk), or as JSON in a [`Compact`] cache (the
+// operator's children, read a few at a time by name: a quarter of the memory).
 watched! {
-    projects: Project = "projects", all;
-    customers: Customer = "customers", all;
-    checklists: Checklist = "checklists", all;
-    usages: ProjectUsage = "projectusages", all;
-    memberships: ProjectMembership = "projectmemberships", all;
-    namespaces: Namespace = "namespaces", all;
-    role_bindings: RoleBinding = "rolebindings", managed;
-    roles: Role = "roles", managed;
-    quotas: ResourceQuota = "resourcequotas", managed;
-    limit_ranges: LimitRange = "limitranges", managed;
-    cluster_roles: ClusterRole = "clusterroles", managed;
-    cluster_role_bindings: ClusterRoleBinding = "clusterrolebindings", managed;
-    ledgers: ConfigMap = "configmaps (quota ledgers)", ledgers;
+    projects: Project = "projects", all, Store;
+    customers: Customer = "customers", all, Store;
+    checklists: Checklist = "checklists", all, Store;
+    usages: ProjectUsage = "projectusages", all, Store;
+    memberships: ProjectMembership = "projectmemberships", all, Store;
+    namespaces: Namespace = "namespaces", all, Store;
+    role_bindings: RoleBinding = "rolebindings", managed, Compact;
+    roles: Role = "roles", managed, Compact;
+    quotas: ResourceQuota = "resourcequotas", managed, Compact;
+    limit_ranges: LimitRange = "limitranges", managed, Compact;
+    cluster_roles: ClusterRole = "clusterroles", managed, Compact;
+    cluster_role_bindings: ClusterRoleBinding = "clusterrolebindings", managed, Compact;
+    ledgers: ConfigMap = "configmaps (quota ledgers)", ledgers, Compact;
 }
 
 /// Ends once the store has listed. A store's own wait wakes only the last of several tasks
@@ -145,6 +147,93 @@ async fn listed<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K
         .await
         .is_err()
     {}
+}
+
+/// What every cache answers, however it keeps its objects.
+pub trait Lookup<K: Resource<DynamicType = ()>> {
+    /// The object at `at`, as last watched.
+    fn lookup(&self, at: &ObjectRef<K>) -> Option<Arc<K>>;
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Lookup<K> for Store<K> {
+    fn lookup(&self, at: &ObjectRef<K>) -> Option<Arc<K>> {
+        self.get(at)
+    }
+}
+
+impl<K> Lookup<K> for Compact<K>
+where
+    K: Resource<DynamicType = ()> + serde::Serialize + DeserializeOwned + 'static,
+{
+    fn lookup(&self, at: &ObjectRef<K>) -> Option<Arc<K>> {
+        self.get(at)
+    }
+}
+
+/// How a cache keeps its objects (the last column of [`watched!`]): made with its writer, fed
+/// watch events, readable once listed.
+pub trait Keeping<K: Resource<DynamicType = ()>>:
+    Lookup<K> + Clone + Send + Sync + 'static
+{
+    type Writer: Send + 'static;
+    fn create() -> (Self, Self::Writer);
+    /// Applies one event and gives what the subscribers are to hear of (see [`apply_event`]).
+    fn apply(
+        writer: &mut Self::Writer,
+        cache: &Self,
+        ev: watcher::Event<K>,
+    ) -> Box<dyn Iterator<Item = Arc<K>> + Send>;
+    /// Ends once the first list is in.
+    fn until_listed(&self) -> futures::future::BoxFuture<'static, ()>;
+}
+
+impl<K> Keeping<K> for Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    type Writer = reflector::store::Writer<K>;
+
+    fn create() -> (Self, Self::Writer) {
+        let (store, writer) = reflector::store();
+        (store, writer)
+    }
+
+    fn apply(
+        writer: &mut Self::Writer,
+        cache: &Self,
+        ev: watcher::Event<K>,
+    ) -> Box<dyn Iterator<Item = Arc<K>> + Send> {
+        Box::new(apply_event(writer, cache, ev).into_iter())
+    }
+
+    fn until_listed(&self) -> futures::future::BoxFuture<'static, ()> {
+        let store = self.clone();
+        Box::pin(async move { listed(&store).await })
+    }
+}
+
+impl<K> Keeping<K> for Compact<K>
+where
+    K: Resource<DynamicType = ()> + serde::Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    type Writer = compact::CompactWriter<K>;
+
+    fn create() -> (Self, Self::Writer) {
+        Compact::new()
+    }
+
+    fn apply(
+        writer: &mut Self::Writer,
+        _: &Self,
+        ev: watcher::Event<K>,
+    ) -> Box<dyn Iterator<Item = Arc<K>> + Send> {
+        writer.apply(ev)
+    }
+
+    fn until_listed(&self) -> futures::future::BoxFuture<'static, ()> {
+        let cache = self.clone();
+        Box::pin(async move { cache.until_listed().await })
+    }
 }
 
 impl Default for Watches {
@@ -303,7 +392,7 @@ impl ByNamespace {
     }
 
     /// The objects of `store` in `namespace` (or under that key).
-    pub fn objects<K>(&self, store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
+    pub fn objects<K>(&self, store: &impl Lookup<K>, namespace: &str) -> Vec<Arc<K>>
     where
         K: Resource<DynamicType = ()> + Clone + 'static,
     {
@@ -311,7 +400,7 @@ impl ByNamespace {
             .iter()
             .filter_map(|name| {
                 let at = ObjectRef::new(name);
-                store.get(&if self.key.is_some() {
+                store.lookup(&if self.key.is_some() {
                     at
                 } else {
                     at.within(namespace)
@@ -330,6 +419,16 @@ pub struct Indexes {
     pub projects: ByNamespace,
     /// Namespaces by their `tenancy.dev/customer` label (a customer's projects' and archives').
     pub namespaces: ByNamespace,
+    /// The operator's ClusterRoles and ClusterRoleBindings by their `tenancy.dev/project` label
+    /// (a project's own, removed with it).
+    pub cluster_roles: ByNamespace,
+    pub cluster_role_bindings: ByNamespace,
+}
+
+/// The `tenancy.dev/project` label of a `K`.
+fn project_label_of<K: Resource + 'static>(o: &dyn std::any::Any) -> Option<String> {
+    o.downcast_ref::<K>()
+        .and_then(|k| k.meta().labels.as_ref()?.get(labels::PROJECT).cloned())
 }
 
 impl Default for Indexes {
@@ -344,6 +443,8 @@ impl Default for Indexes {
                 o.downcast_ref::<Namespace>()
                     .and_then(|n| n.labels().get(labels::CUSTOMER).cloned())
             }),
+            cluster_roles: ByNamespace::keyed(project_label_of::<ClusterRole>),
+            cluster_role_bindings: ByNamespace::keyed(project_label_of::<ClusterRoleBinding>),
         }
     }
 }
@@ -360,6 +461,10 @@ impl Indexes {
             Some(self.projects.clone())
         } else if kind == std::any::TypeId::of::<Namespace>() {
             Some(self.namespaces.clone())
+        } else if kind == std::any::TypeId::of::<ClusterRole>() {
+            Some(self.cluster_roles.clone())
+        } else if kind == std::any::TypeId::of::<ClusterRoleBinding>() {
+            Some(self.cluster_role_bindings.clone())
         } else {
             None
         }
@@ -379,6 +484,27 @@ impl Caches {
         self.by_namespace
             .role_bindings
             .objects(&self.role_bindings, namespace)
+    }
+
+    /// The operator's ClusterRoles and ClusterRoleBindings labelled as `project`'s.
+    pub fn cluster_rbac_of(
+        &self,
+        project: &str,
+    ) -> (Vec<Arc<ClusterRole>>, Vec<Arc<ClusterRoleBinding>>) {
+        let ours = |l: Option<&std::collections::BTreeMap<String, String>>| {
+            l.and_then(|l| l.get(labels::PROJECT)).map(String::as_str) == Some(project)
+        };
+        let mut roles = self
+            .by_namespace
+            .cluster_roles
+            .objects(&self.cluster_roles, project);
+        roles.retain(|r| ours(r.metadata.labels.as_ref()));
+        let mut bindings = self
+            .by_namespace
+            .cluster_role_bindings
+            .objects(&self.cluster_role_bindings, project);
+        bindings.retain(|b| ours(b.metadata.labels.as_ref()));
+        (roles, bindings)
     }
 
     /// The projects whose `spec.customer` is `customer`.
@@ -401,9 +527,9 @@ impl Caches {
 }
 
 /// A watch cache shared by several controllers.
-pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static> {
-    store: Store<K>,
-    writer: Option<reflector::store::Writer<K>>,
+pub struct Shared<K: Resource<DynamicType = ()> + Clone + 'static, S: Keeping<K>> {
+    store: S,
+    writer: Option<S::Writer>,
     /// Whoever asked to hear of changes: each is told every object the watch changed, in
     /// order, deletions and what a relist dropped included.
     subscribers: Vec<futures::channel::mpsc::Sender<Arc<K>>>,
@@ -452,7 +578,7 @@ where
     }
 }
 
-impl<K> Shared<K>
+impl<K, S> Shared<K, S>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -461,9 +587,10 @@ where
         + Send
         + Sync
         + 'static,
+    S: Keeping<K>,
 {
     fn new() -> Self {
-        let (store, writer) = reflector::store();
+        let (store, writer) = S::create();
         Shared {
             store,
             writer: Some(writer),
@@ -533,14 +660,15 @@ where
 
 /// Feeds `events` into the cache and tells the subscribers (waiting for any that is
 /// [`SUBSCRIBE_BUFFER`] behind; one that went away is forgotten).
-async fn dispatch<K, S>(
-    events: S,
-    mut writer: reflector::store::Writer<K>,
-    store: Store<K>,
+async fn dispatch<K, C, E>(
+    events: E,
+    mut writer: C::Writer,
+    store: C,
     mut subscribers: Vec<futures::channel::mpsc::Sender<Arc<K>>>,
 ) where
     K: Resource<DynamicType = ()> + Clone + 'static,
-    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    C: Keeping<K>,
+    E: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
     use futures::SinkExt;
     let mut events = std::pin::pin!(events);
@@ -552,7 +680,7 @@ async fn dispatch<K, S>(
                 continue;
             }
         };
-        for obj in apply_event(&mut writer, &store, ev) {
+        for obj in C::apply(&mut writer, &store, ev) {
             let mut gone = false;
             for tx in &mut subscribers {
                 gone |= tx.send(obj.clone()).await.is_err();
