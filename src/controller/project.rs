@@ -241,11 +241,14 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         }
         _ => project.as_ref(),
     };
-    // A change of figures only (a member joined, the quota's usage moved) waits for the next
-    // ones while the last status write is recent: one write for the burst a new project sees.
+    // A change of figures only (a member joined, the quota's usage moved), or of how far a
+    // project on its way has come (its namespace is active, its quota not yet counted), waits
+    // for the next ones while the last status write is recent: one write for the burst a new
+    // project sees.
     let pace_key = super::backoff::key(CONTROLLER, project.as_ref());
     if first_error.is_none()
-        && desired::project::figures_only(&previous, &status)
+        && (desired::project::figures_only(&previous, &status)
+            || desired::project::progress_only(&previous, &status))
         && let Some(wait) = ctx.pacer.wait(&pace_key, std::time::Instant::now())
     {
         ctx.succeeded(CONTROLLER, project.as_ref());

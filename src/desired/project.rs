@@ -10,7 +10,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use super::access::{self, Grant, ProjectAudience};
@@ -899,16 +899,47 @@ pub fn with_failures(
 /// Such a write may wait a moment for the next figures (see `controller::pacer`); a change of
 /// phase, of a condition's status or reason, or of any record is written at once.
 pub fn figures_only(previous: &ProjectStatus, next: &ProjectStatus) -> bool {
-    super::conditions::differs_only_in_figures(previous, next, |s| {
-        s.resources_count = None;
-        s.resource_counts.clear();
-        s.members = None;
-        s.quota = None;
-        s.usage.clear();
-        s.cost = None;
-        s.credit = None;
-        &mut s.conditions
-    })
+    super::conditions::differs_only_in_figures(previous, next, clear_figures)
+}
+
+fn clear_figures(s: &mut ProjectStatus) -> &mut Vec<Condition> {
+    s.resources_count = None;
+    s.resource_counts.clear();
+    s.members = None;
+    s.quota = None;
+    s.usage.clear();
+    s.cost = None;
+    s.credit = None;
+    &mut s.conditions
+}
+
+/// The conditions that say how far a project still on its way has come.
+const PROGRESS: [&str; 2] = ["NamespaceReady", "QuotaReady"];
+
+/// Whether `next` only tells more of a project that is still on its way in both: `Ready` False
+/// for `Progressing` before and after, and what differs besides figures is which of
+/// [`PROGRESS`] are met (the namespace became active while the quota controller has yet to
+/// count the quota). Such a write may wait like figures: the write that says `Ready` comes at
+/// once and carries it, and one that never comes leaves it for the paced write.
+pub fn progress_only(previous: &ProjectStatus, next: &ProjectStatus) -> bool {
+    let progressing = |s: &ProjectStatus| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "Progressing")
+    };
+    progressing(previous)
+        && progressing(next)
+        && super::conditions::differs_only_in_figures(previous, next, |s| {
+            let conditions = clear_figures(s);
+            for c in conditions.iter_mut() {
+                if PROGRESS.contains(&c.type_.as_str()) {
+                    c.status.clear();
+                    c.reason.clear();
+                    c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
+                }
+            }
+            conditions
+        })
 }
 
 #[cfg(test)]
@@ -2023,6 +2054,97 @@ mod tests {
             change(&mut next);
             assert_eq!(figures_only(&base, &next), may_wait, "{what}");
         }
+    }
+
+    #[test]
+    fn progress_of_a_project_on_its_way_may_wait_ready_and_anything_else_may_not() {
+        let cond = |t: &str, status: &str, reason: &str| {
+            json!({"type": t, "status": status, "reason": reason, "message": format!("{t} {reason}"),
+                   "lastTransitionTime": "2027-03-15T12:00:00Z"})
+        };
+        // The first status of a new project: its namespace being made, its quota not counted.
+        let base: ProjectStatus = serde_json::from_value(json!({
+            "observedGeneration": 1, "phase": "Pending", "namespace": "web",
+            "conditions": [
+                cond("NamespaceReady", "False", "Creating"),
+                cond("AccessReady", "True", "Bound"),
+                cond("QuotaReady", "False", "Waiting"),
+                cond("Ready", "False", "Progressing"),
+                cond("Reconciling", "True", "Progressing")]
+        }))
+        .unwrap();
+        let set = |s: &mut ProjectStatus, t: &str, status: &str, reason: &str| {
+            let c = s.conditions.iter_mut().find(|c| c.type_ == t).unwrap();
+            c.status = status.into();
+            c.reason = reason.into();
+            c.message = format!("{t} now {reason}");
+            c.last_transition_time = Time("2027-03-15T12:00:01Z".parse().unwrap());
+        };
+        type Change = fn(&mut ProjectStatus, &dyn Fn(&mut ProjectStatus, &str, &str, &str));
+        let cases: [(&str, Change, bool); 8] = [
+            ("nothing", |_, _| {}, false),
+            (
+                "the namespace is active, the quota still uncounted",
+                |s, set| set(s, "NamespaceReady", "True", "Active"),
+                true,
+            ),
+            (
+                "the quota counted first",
+                |s, set| set(s, "QuotaReady", "True", "Enforced"),
+                true,
+            ),
+            (
+                "a member joined meanwhile",
+                |s, set| {
+                    set(s, "NamespaceReady", "True", "Active");
+                    s.resources_count = Some(0);
+                },
+                true,
+            ),
+            (
+                "ready",
+                |s, set| {
+                    set(s, "NamespaceReady", "True", "Active");
+                    set(s, "QuotaReady", "True", "Enforced");
+                    set(s, "Ready", "True", "Reconciled");
+                    set(s, "Reconciling", "False", "Reconciled");
+                    s.phase = Some(ProjectPhase::Active);
+                },
+                false,
+            ),
+            (
+                "the customer went",
+                |s, set| set(s, "AccessReady", "False", "CustomerNotFound"),
+                false,
+            ),
+            (
+                "stalled",
+                |s, set| set(s, "Ready", "False", "CustomerNotFound"),
+                false,
+            ),
+            (
+                "a new generation",
+                |s, set| {
+                    set(s, "NamespaceReady", "True", "Active");
+                    s.observed_generation = Some(2);
+                },
+                false,
+            ),
+        ];
+        for (what, change, may_wait) in cases {
+            let mut next = base.clone();
+            change(&mut next, &set);
+            assert_eq!(progress_only(&base, &next), may_wait, "{what}");
+        }
+        // A ready project whose namespace goes is no progress: it is written at once.
+        let mut ready = base.clone();
+        set(&mut ready, "NamespaceReady", "True", "Active");
+        set(&mut ready, "QuotaReady", "True", "Enforced");
+        set(&mut ready, "Ready", "True", "Reconciled");
+        let mut lost = ready.clone();
+        set(&mut lost, "NamespaceReady", "False", "Creating");
+        set(&mut lost, "Ready", "False", "Progressing");
+        assert!(!progress_only(&ready, &lost));
     }
 }
 
