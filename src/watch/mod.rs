@@ -794,11 +794,20 @@ pub async fn follow_apiserver(client: Client, metrics: Arc<Metrics>) {
     }
 }
 
+/// The annotation in which `kubectl apply` (and Argo CD, which applies the same way) keeps a
+/// whole copy of what it last applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// What the caches keep of an object's `managedFields`: only the latest time anyone wrote it
 /// (the read API's last-modified time). The entries themselves (who owns which field, often
-/// half an object's size) are read by nothing here, and every cached object carried them.
+/// half an object's size) are read by nothing here, and every cached object carried them. Nor
+/// is the copy `kubectl apply` keeps in [`LAST_APPLIED`] kept: a second copy of every Project
+/// and membership a client-side-applying GitOps tool writes, read by nothing here.
 pub fn slim<K: Resource>(object: &mut K) {
     let meta = object.meta_mut();
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
     if let Some(fields) = meta.managed_fields.take() {
         let latest = fields
             .into_iter()
@@ -1005,10 +1014,12 @@ mod tests {
     }
 
     #[test]
-    fn cached_objects_keep_only_the_time_they_were_last_written() {
+    fn cached_objects_keep_only_the_time_they_were_last_written_and_no_applied_copy() {
         let mut p: Project = serde_json::from_value(serde_json::json!({
             "apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
-            "metadata": {"name": "web", "managedFields": [
+            "metadata": {"name": "web", "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"spec\":{\"customer\":\"acme\"}}",
+                "tenancy.dev/note": "kept"}, "managedFields": [
                 {"manager": "kubectl", "operation": "Apply", "time": "2027-01-01T00:00:00Z",
                  "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:customer": {}}}},
                 {"manager": "tenancy-operator", "operation": "Apply", "time": "2027-01-02T00:00:00Z",
@@ -1023,6 +1034,10 @@ mod tests {
             "2027-01-02T00:00:00Z"
         );
         assert!(kept[0].fields_v1.is_none() && kept[0].manager.is_none());
+        assert_eq!(
+            p.metadata.annotations,
+            Some([("tenancy.dev/note".to_string(), "kept".to_string())].into())
+        );
         let mut bare: Project = serde_json::from_value(serde_json::json!({
             "apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
             "metadata": {"name": "web"}, "spec": {"customer": "acme"}}))
