@@ -216,15 +216,28 @@ pub async fn ensure_cluster_rbac(
     Ok(())
 }
 
-/// Deletes the per-project ClusterRoles and ClusterRoleBindings of a project (those labelled as
-/// its own, whatever their names).
+/// Deletes the per-project ClusterRoles and ClusterRoleBindings of a project: the two of each it
+/// makes (`desired::access::project_access`), by name, if they are labelled as its own.
 pub async fn remove_project_cluster_rbac(ctx: &Context, project: &str) -> Result<(), Error> {
-    let (roles, bindings) = ctx.caches.cluster_rbac_of(project);
-    for role in roles {
-        remove(ctx, role.as_ref()).await?;
-    }
-    for binding in bindings {
-        remove(ctx, binding.as_ref()).await?;
+    use crate::desired::access::{project_manager_role_name, project_reader_role_name};
+    use kube::runtime::reflector::ObjectRef;
+    let ours = |l: &std::collections::BTreeMap<String, String>| {
+        l.get(crate::desired::labels::PROJECT).map(String::as_str) == Some(project)
+    };
+    for name in [
+        project_reader_role_name(project),
+        project_manager_role_name(project),
+    ] {
+        if let Some(role) = ctx.caches.cluster_roles.get(&ObjectRef::new(&name))
+            && ours(role.labels())
+        {
+            remove(ctx, role.as_ref()).await?;
+        }
+        if let Some(binding) = ctx.caches.cluster_role_bindings.get(&ObjectRef::new(&name))
+            && ours(binding.labels())
+        {
+            remove(ctx, binding.as_ref()).await?;
+        }
     }
     Ok(())
 }

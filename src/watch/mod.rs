@@ -419,16 +419,6 @@ pub struct Indexes {
     pub projects: ByNamespace,
     /// Namespaces by their `tenancy.dev/customer` label (a customer's projects' and archives').
     pub namespaces: ByNamespace,
-    /// The operator's ClusterRoles and ClusterRoleBindings by their `tenancy.dev/project` label
-    /// (a project's own, removed with it).
-    pub cluster_roles: ByNamespace,
-    pub cluster_role_bindings: ByNamespace,
-}
-
-/// The `tenancy.dev/project` label of a `K`.
-fn project_label_of<K: Resource + 'static>(o: &dyn std::any::Any) -> Option<String> {
-    o.downcast_ref::<K>()
-        .and_then(|k| k.meta().labels.as_ref()?.get(labels::PROJECT).cloned())
 }
 
 impl Default for Indexes {
@@ -443,8 +433,6 @@ impl Default for Indexes {
                 o.downcast_ref::<Namespace>()
                     .and_then(|n| n.labels().get(labels::CUSTOMER).cloned())
             }),
-            cluster_roles: ByNamespace::keyed(project_label_of::<ClusterRole>),
-            cluster_role_bindings: ByNamespace::keyed(project_label_of::<ClusterRoleBinding>),
         }
     }
 }
@@ -461,10 +449,6 @@ impl Indexes {
             Some(self.projects.clone())
         } else if kind == std::any::TypeId::of::<Namespace>() {
             Some(self.namespaces.clone())
-        } else if kind == std::any::TypeId::of::<ClusterRole>() {
-            Some(self.cluster_roles.clone())
-        } else if kind == std::any::TypeId::of::<ClusterRoleBinding>() {
-            Some(self.cluster_role_bindings.clone())
         } else {
             None
         }
@@ -484,27 +468,6 @@ impl Caches {
         self.by_namespace
             .role_bindings
             .objects(&self.role_bindings, namespace)
-    }
-
-    /// The operator's ClusterRoles and ClusterRoleBindings labelled as `project`'s.
-    pub fn cluster_rbac_of(
-        &self,
-        project: &str,
-    ) -> (Vec<Arc<ClusterRole>>, Vec<Arc<ClusterRoleBinding>>) {
-        let ours = |l: Option<&std::collections::BTreeMap<String, String>>| {
-            l.and_then(|l| l.get(labels::PROJECT)).map(String::as_str) == Some(project)
-        };
-        let mut roles = self
-            .by_namespace
-            .cluster_roles
-            .objects(&self.cluster_roles, project);
-        roles.retain(|r| ours(r.metadata.labels.as_ref()));
-        let mut bindings = self
-            .by_namespace
-            .cluster_role_bindings
-            .objects(&self.cluster_role_bindings, project);
-        bindings.retain(|b| ours(b.metadata.labels.as_ref()));
-        (roles, bindings)
     }
 
     /// The projects whose `spec.customer` is `customer`.
