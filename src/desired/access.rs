@@ -451,7 +451,9 @@ pub fn project_manager_role_name(project: &str) -> String {
 }
 
 /// The per-project ClusterRoles and ClusterRoleBindings: readers may `get` their Project and
-/// its Customer; managers may also update and delete the Project.
+/// its Customer; managers may do that too and update and delete the Project. Each subject is in
+/// one binding only (managers in the manager's, the other readers in the reader's), so a member
+/// joining or leaving is one binding patch whatever their role.
 pub fn project_access(
     project: &Project,
     audience: &ProjectAudience,
@@ -476,12 +478,20 @@ pub fn project_access(
         },
         ClusterRole {
             metadata: child_meta(&manager, None, project, "access"),
-            rules: Some(vec![rule(
-                crate::api::GROUP,
-                "projects",
-                &[&name],
-                &["update", "patch", "delete"],
-            )]),
+            rules: Some(vec![
+                rule(
+                    crate::api::GROUP,
+                    "projects",
+                    &[&name],
+                    &["get", "watch", "update", "patch", "delete"],
+                ),
+                rule(
+                    crate::api::GROUP,
+                    "customers",
+                    &[customer],
+                    &["get", "watch"],
+                ),
+            ]),
             aggregation_rule: None,
         },
     ];
@@ -490,8 +500,13 @@ pub fn project_access(
         role_ref: role_ref(role),
         subjects: Some(subjects.iter().map(rbac_subject).collect()),
     };
+    let readers_only: BTreeSet<Subject> = audience
+        .readers
+        .difference(&audience.managers)
+        .cloned()
+        .collect();
     let bindings = vec![
-        binding(&reader, &audience.readers),
+        binding(&reader, &readers_only),
         binding(&manager, &audience.managers),
     ];
     (roles, bindings)
@@ -966,8 +981,23 @@ mod tests {
                 .map(|s| s.name.clone())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names(&bindings[0]), vec!["mia", "ned", "olga"]);
+        // Each subject in one binding: the managers' role reads too.
+        assert_eq!(names(&bindings[0]), vec!["ned"]);
         assert_eq!(names(&bindings[1]), vec!["mia", "olga"]);
+        let verbs = |r: &ClusterRole, i: usize| r.rules.as_ref().unwrap()[i].verbs.clone();
+        assert_eq!(verbs(&roles[0], 0), ["get", "watch"]);
+        assert_eq!(
+            verbs(&roles[1], 0),
+            ["get", "watch", "update", "patch", "delete"]
+        );
+        assert_eq!(
+            roles[1].rules.as_ref().unwrap()[1]
+                .resource_names
+                .as_ref()
+                .unwrap(),
+            &vec!["acme".to_string()],
+            "managers read the customer too"
+        );
     }
 
     #[test]

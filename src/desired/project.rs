@@ -1692,7 +1692,11 @@ mod tests {
             .flatten()
             .map(|s| s.name.clone())
             .collect();
-        assert_eq!(readers, ["ned", "olga"]);
+        assert_eq!(
+            readers,
+            ["ned"],
+            "olga owns the customer: in the managers' binding"
+        );
     }
 
     #[test]
