@@ -87,8 +87,9 @@ where
         objects.get(key).and_then(|json| decode(json)).map(Arc::new)
     }
 
-    /// Every object.
-    pub fn state(&self) -> Vec<Arc<K>> {
+    /// Every object (for tests: the operator reads its children by name).
+    #[cfg(test)]
+    fn state(&self) -> Vec<Arc<K>> {
         let objects = self.inner.objects.read().expect("compact cache lock");
         objects
             .values()
@@ -98,12 +99,13 @@ where
     }
 
     /// How many objects it holds.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.inner.objects.read().expect("compact cache lock").len()
     }
 
-    /// Whether it holds nothing.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
