@@ -186,8 +186,9 @@ pub struct ViewStatus {
     pub members: Option<MemberCounts>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<Time>,
+    /// Boxed: a live project's status (most of them) does not carry its room.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub terminated: Option<Terminated>,
+    pub terminated: Option<Box<Terminated>>,
 }
 
 /// One item of `myprojects`.
@@ -243,15 +244,87 @@ impl Holder {
     }
 }
 
+/// A project's item as the index keeps it: [`MyProject`] without the viewer's access and without
+/// its `ObjectMeta`, which [`Entry::item`] renders when asked (kept rendered, the metadata and
+/// its labels map cost ~1 KB a project; a request clones its items anyway).
+#[derive(Clone, Debug, PartialEq)]
+struct Item {
+    uid: Option<String>,
+    created: Option<Time>,
+    revision: u64,
+    spec: ProjectFields,
+    /// Shared with the customer's entry.
+    customer: Arc<CustomerFields>,
+    status: ViewStatus,
+}
+
+/// A role holder as the index keeps it: [`Member`] without what its project or customer entry
+/// knows (scope, customer, labels), rendered by [`MemberRow::render`].
+#[derive(Clone, Debug, PartialEq)]
+struct MemberRow {
+    /// The item's name after `project.<project>.` or `customer.<customer>.`.
+    suffix: String,
+    subject: Subject,
+    role: ViewRole,
+    created: Option<Time>,
+    revision: u64,
+    expiration_time: Option<Time>,
+    phase: &'static str,
+}
+
+impl MemberRow {
+    /// Its item: `scope` is the project's (`Project`) or the customer's (`Customer`) name.
+    fn render(&self, scope_kind: &'static str, scope: &str, customer: &str) -> Member {
+        let (prefix, project) = match scope_kind {
+            "Project" => ("project", Some(scope)),
+            _ => ("customer", None),
+        };
+        Member {
+            api_version: API_VERSION,
+            kind: "Member",
+            metadata: member_meta(
+                format!("{prefix}.{scope}.{}", self.suffix),
+                customer,
+                project,
+                self.created.clone(),
+                self.revision,
+            ),
+            subject: self.subject.clone(),
+            role: self.role,
+            scope: MemberScope {
+                kind: scope_kind,
+                name: scope.to_string(),
+            },
+            customer: customer.to_string(),
+            expiration_time: self.expiration_time.clone(),
+            phase: self.phase.to_string(),
+        }
+    }
+}
+
+/// The name a membership's phase has in `members` (`Inactive`: it grants nothing).
+fn phase_name(phase: Option<crate::api::MembershipPhase>) -> &'static str {
+    use crate::api::MembershipPhase as P;
+    match phase {
+        Some(P::Active) => "Active",
+        Some(P::Expired) => "Expired",
+        Some(P::Revoked) => "Revoked",
+        Some(P::Pending) => "Pending",
+        None => "Inactive",
+    }
+}
+
 /// A project (live or terminated) in the index: its item without the viewer's access, and who
 /// holds which role in it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
-    pub item: MyProject,
+    /// Its name (the index's key).
+    name: String,
+    item: Item,
     pub customer: String,
     pub holders: Vec<Holder>,
     /// The project's memberships as `members` items (none for a terminated project).
-    pub members: Vec<Member>,
+    members: Vec<MemberRow>,
     /// `spec.credit` in millionths (live projects that have one).
     pub credit: Option<crate::desired::cost::Micros>,
     /// When the project was created (live projects).
@@ -263,6 +336,33 @@ pub struct Entry {
 impl Entry {
     pub fn terminated(&self) -> bool {
         self.item.status.phase == TERMINATED
+    }
+
+    /// Its item, with no access filled in.
+    pub fn item(&self) -> MyProject {
+        let item = &self.item;
+        MyProject {
+            api_version: API_VERSION,
+            kind: "MyProject",
+            metadata: item_meta(
+                &self.name,
+                item.uid.clone(),
+                item.created.clone(),
+                item.revision,
+                &self.customer,
+            ),
+            spec: item.spec.clone(),
+            customer: (*item.customer).clone(),
+            status: item.status.clone(),
+            access: Access::default(),
+        }
+    }
+
+    /// Its memberships as `members` items.
+    fn members(&self) -> impl Iterator<Item = Member> + '_ {
+        self.members
+            .iter()
+            .map(|m| m.render("Project", &self.name, &self.customer))
     }
 
     /// The viewer's roles here right now (`Staff` for staff).
@@ -285,7 +385,7 @@ impl Entry {
         if roles.is_empty() {
             return None;
         }
-        let mut item = self.item.clone();
+        let mut item = self.item();
         item.access = Access::of(roles);
         Some(item)
     }
@@ -304,11 +404,11 @@ impl Entry {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CustomerEntry {
     pub holders: Vec<Holder>,
-    pub members: Vec<Member>,
+    members: Vec<MemberRow>,
     /// `displayBillingInfoInProjects`: members of its projects see their cost.
     pub billing_shown: bool,
-    /// What its projects show of it: its names, ...
-    fields: CustomerFields,
+    /// What its projects show of it: its names (shared with their entries), ...
+    fields: Arc<CustomerFields>,
     /// ... and how long their archives are kept.
     retention_days: i32,
     /// The customer's resourceVersion when what its projects show of it last changed (their
@@ -517,9 +617,9 @@ pub struct Index {
     /// Where each usage record is filed: (project, month).
     usage_at: OrdMap<String, (String, String)>,
     /// Who holds a role where: `u:<user>` or `g:<group>` → (terminated, project name).
-    by_subject: ImHashMap<String, OrdSet<(bool, String)>>,
+    by_subject: ImHashMap<String, Few<(bool, String)>>,
     /// Customer role holders: `u:<user>` / `g:<group>` → customers.
-    customers_by_subject: ImHashMap<String, OrdSet<String>>,
+    customers_by_subject: ImHashMap<String, Few<String>>,
     /// The projects (live and terminated) of each customer, built again when it changes.
     by_customer: OrdMap<String, OrdSet<Slot>>,
     /// The entries that asked whether a namespace is a project's, by namespace: built again when
@@ -586,23 +686,65 @@ where
     }
 }
 
-/// [`file`] for a hashed map.
+/// A set kept as its one value until it holds more: most subjects hold a role in one project,
+/// and a persistent set's first node has room for sixteen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Few<V: Ord + Clone> {
+    One(V),
+    /// Two or more.
+    Many(OrdSet<V>),
+}
+
+impl<V: Ord + Clone> Few<V> {
+    fn iter(&self) -> Box<dyn Iterator<Item = &V> + '_> {
+        match self {
+            Few::One(v) => Box::new(std::iter::once(v)),
+            Few::Many(set) => Box::new(set.iter()),
+        }
+    }
+
+    /// `set` with `value` added or removed (`None`: empty).
+    fn with(set: Option<&Few<V>>, value: &V, add: bool) -> Option<Few<V>> {
+        let mut all: OrdSet<V> = match set {
+            None => OrdSet::new(),
+            Some(Few::One(v)) => OrdSet::unit(v.clone()),
+            Some(Few::Many(s)) => s.clone(),
+        };
+        if add {
+            all.insert(value.clone());
+        } else {
+            all.remove(value);
+        }
+        match all.len() {
+            0 => None,
+            1 => all.get_min().cloned().map(Few::One),
+            _ => Some(Few::Many(all)),
+        }
+    }
+}
+
+impl<'a, V: Ord + Clone> IntoIterator for &'a Few<V> {
+    type Item = &'a V;
+    type IntoIter = Box<dyn Iterator<Item = &'a V> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// [`file`] for a hashed map of [`Few`].
 fn file_hashed<V: Ord + Clone>(
-    map: &mut ImHashMap<String, OrdSet<V>>,
+    map: &mut ImHashMap<String, Few<V>>,
     key: &str,
     value: &V,
     add: bool,
 ) {
-    let mut set = map.get(key).cloned().unwrap_or_default();
-    if add {
-        set.insert(value.clone());
-    } else {
-        set.remove(value);
-    }
-    if set.is_empty() {
-        map.remove(key);
-    } else {
-        map.insert(key.to_string(), set);
+    match Few::with(map.get(key), value, add) {
+        None => {
+            map.remove(key);
+        }
+        Some(set) => {
+            map.insert(key.to_string(), set);
+        }
     }
 }
 
@@ -624,12 +766,13 @@ fn last_modified(meta: &ObjectMeta) -> Option<Time> {
 }
 
 /// What a project shows of its customer (its name only while there is no such customer).
-fn shown_fields(name: &str, c: Option<&CustomerEntry>) -> CustomerFields {
-    c.map(|c| c.fields.clone())
-        .unwrap_or_else(|| CustomerFields {
+fn shown_fields(name: &str, c: Option<&CustomerEntry>) -> Arc<CustomerFields> {
+    c.map(|c| c.fields.clone()).unwrap_or_else(|| {
+        Arc::new(CustomerFields {
             name: name.to_string(),
             ..Default::default()
         })
+    })
 }
 
 fn customer_fields(name: &str, c: Option<&Customer>) -> CustomerFields {
@@ -706,25 +849,14 @@ fn customer_entry(c: &Customer, now: Timestamp, is_pns: &dyn Fn(&str) -> bool) -
         for h in holders {
             let subject = h.subject();
             let expired = access::expired(h.expiration_time.as_ref(), now);
-            members.push(Member {
-                api_version: API_VERSION,
-                kind: "Member",
-                metadata: member_meta(
-                    format!("customer.{name}.{part}.{}", subject.slug()),
-                    &name,
-                    None,
-                    c.metadata.creation_timestamp.clone(),
-                    rv(&c.metadata),
-                ),
+            members.push(MemberRow {
+                suffix: format!("{part}.{}", subject.slug()),
                 subject,
                 role,
-                scope: MemberScope {
-                    kind: "Customer",
-                    name: name.clone(),
-                },
-                customer: name.clone(),
+                created: c.metadata.creation_timestamp.clone(),
+                revision: rv(&c.metadata),
                 expiration_time: h.expiration_time.clone(),
-                phase: if expired { "Expired" } else { "Active" }.into(),
+                phase: if expired { "Expired" } else { "Active" },
             });
         }
     }
@@ -732,7 +864,7 @@ fn customer_entry(c: &Customer, now: Timestamp, is_pns: &dyn Fn(&str) -> bool) -
         holders: customer_holders(c, now, is_pns),
         members,
         billing_shown: crate::desired::project::billing_shown(Some(c)),
-        fields: customer_fields(&name, Some(c)),
+        fields: Arc::new(customer_fields(&name, Some(c))),
         retention_days: crate::desired::customer::retention_days(c),
         shown_since: rv(&c.metadata),
         asked: Vec::new(),
@@ -768,42 +900,22 @@ fn live_entry(
     );
     let members = grants
         .iter()
-        .map(|(m, g)| Member {
-            api_version: API_VERSION,
-            kind: "Member",
-            metadata: member_meta(
-                format!("project.{name}.{}", m.name_any()),
-                &p.spec.customer,
-                Some(&name),
-                m.metadata.creation_timestamp.clone(),
-                rv(&m.metadata),
-            ),
+        .map(|(m, g)| MemberRow {
+            suffix: m.name_any(),
             subject: m.spec.subject.clone(),
             role: ViewRole::of(m.spec.role),
-            scope: MemberScope {
-                kind: "Project",
-                name: name.clone(),
-            },
-            customer: p.spec.customer.clone(),
+            created: m.metadata.creation_timestamp.clone(),
+            revision: rv(&m.metadata),
             expiration_time: m.spec.expiration_time.clone(),
-            phase: g
-                .phase()
-                .map(|p| format!("{p:?}"))
-                .unwrap_or_else(|| "Inactive".into()),
+            phase: phase_name(g.phase()),
         })
         .collect();
     let phase = status.phase;
     let spec = &p.spec;
-    let item = MyProject {
-        api_version: API_VERSION,
-        kind: "MyProject",
-        metadata: item_meta(
-            &name,
-            p.metadata.uid.clone(),
-            p.metadata.creation_timestamp.clone(),
-            rv_max(p, customer, namespace, memberships),
-            &spec.customer,
-        ),
+    let item = Item {
+        uid: p.metadata.uid.clone(),
+        created: p.metadata.creation_timestamp.clone(),
+        revision: rv_max(p, customer, namespace, memberships),
         spec: ProjectFields::of(spec),
         customer: shown_fields(&spec.customer, customer),
         status: ViewStatus {
@@ -817,9 +929,9 @@ fn live_entry(
             last_modified: last_modified(&p.metadata),
             terminated: None,
         },
-        access: Access::default(),
     };
     Entry {
+        name,
         item,
         customer: spec.customer.clone(),
         holders,
@@ -853,16 +965,10 @@ fn terminated_entry(ns: &Namespace, archive: Archive, customer: Option<&Customer
         .unwrap_or(DEFAULT_RETENTION_DAYS);
     let spec = &archive.spec;
     let revision = rv(&ns.metadata).max(customer.map(|c| c.shown_since).unwrap_or(0));
-    let item = MyProject {
-        api_version: API_VERSION,
-        kind: "MyProject",
-        metadata: item_meta(
-            &name,
-            archive.project_uid.clone(),
-            ns.metadata.creation_timestamp.clone(),
-            revision,
-            &archive.customer,
-        ),
+    let item = Item {
+        uid: archive.project_uid.clone(),
+        created: ns.metadata.creation_timestamp.clone(),
+        revision,
         spec: ProjectFields::of(spec),
         customer: shown_fields(&archive.customer, customer),
         status: ViewStatus {
@@ -872,17 +978,17 @@ fn terminated_entry(ns: &Namespace, archive: Archive, customer: Option<&Customer
             effective_end_date: None,
             members: None,
             last_modified: Some(archive.terminated_at.clone()),
-            terminated: Some(Terminated {
+            terminated: Some(Box::new(Terminated {
                 purge_after: Time(archive.purge_after(retention)),
                 at: archive.terminated_at.clone(),
                 by: archive.terminated_by.clone(),
                 previous_team: archive.members.clone(),
                 spec: archive.spec.clone(),
-            }),
+            })),
         },
-        access: Access::default(),
     };
     Entry {
+        name,
         item,
         customer: archive.customer.clone(),
         // Only the customer's own owners and support (and staff) see what was deleted.
@@ -1173,7 +1279,7 @@ impl Index {
                 self.projects
                     .get(p.metadata.name.as_deref().unwrap_or_default())
             })
-            .flat_map(|e| e.members.iter().cloned())
+            .flat_map(|e| e.members())
             .collect();
         let customers: Vec<&Arc<CustomerEntry>> = if viewer.staff {
             self.customers.values().collect()
@@ -1183,11 +1289,11 @@ impl Index {
                 .filter_map(|c| self.customers.get(c))
                 .collect()
         };
-        out.extend(
-            customers
-                .into_iter()
-                .flat_map(|c| c.members.iter().cloned()),
-        );
+        out.extend(customers.into_iter().flat_map(|c| {
+            c.members
+                .iter()
+                .map(|m| m.render("Customer", &c.fields.name, &c.fields.name))
+        }));
         // A role that expired since the index was built shows as such now.
         for m in &mut out {
             if m.phase == "Active" && access::expired(m.expiration_time.as_ref(), now) {

@@ -170,8 +170,11 @@ impl Items {
 pub const CONTINUE_TTL: Duration = Duration::from_secs(300);
 const MAX_SNAPSHOTS: usize = 1024;
 const SNAPSHOTS_PER_REQUESTER: usize = 8;
-/// How many recent indexes a watch can resume from.
+/// How many recent indexes a watch can resume from, ...
 const HISTORY: usize = 64;
+/// ... for how long after a newer one replaced them (kube-apiserver's own watch cache promises
+/// 75 s): once changes stop, the older indexes (and the older entries only they hold) go.
+const RESUME_WINDOW: Duration = Duration::from_secs(75);
 /// How often the index is built from everything while anything changes (it is updated from the
 /// changes in between).
 const FULL_BUILD_EVERY: Duration = Duration::from_secs(60);
@@ -186,7 +189,8 @@ pub struct Views {
     clock: Clock,
     staff_groups: Vec<String>,
     index: watch::Sender<Option<Arc<Index>>>,
-    history: Mutex<VecDeque<Arc<Index>>>,
+    /// The recent indexes and when each was published, oldest first.
+    history: Mutex<VecDeque<(Arc<Index>, Instant)>>,
     front_proxy: RwLock<Option<FrontProxy>>,
     /// The front proxy's CA, for the HTTPS server's client certificate verification.
     pub client_ca: watch::Sender<Option<String>>,
@@ -315,14 +319,19 @@ impl Views {
     }
 
     fn publish(&self, index: Arc<Index>) {
-        {
-            let mut h = self.history.lock().expect("history lock");
-            h.push_back(index.clone());
-            while h.len() > HISTORY {
-                h.pop_front();
-            }
-        }
+        self.history
+            .lock()
+            .expect("history lock")
+            .push_back((index.clone(), Instant::now()));
+        self.trim_history();
         self.index.send_replace(Some(index));
+    }
+
+    /// Lets go of the indexes a watch may no longer resume from.
+    fn trim_history(&self) {
+        let mut h = self.history.lock().expect("history lock");
+        let published: Vec<Instant> = h.iter().map(|(_, at)| *at).collect();
+        h.drain(..expired_history(&published, Instant::now()));
     }
 
     /// The index of everything the caches hold, sharing `previous`'s entries that come out the
@@ -432,6 +441,8 @@ impl Views {
                 since_full = false;
                 self.build(&caches, revision, Some(&current))
             } else if dirty.is_empty() {
+                // Quiet: nothing to build, history to let go of.
+                self.trim_history();
                 continue;
             } else {
                 self.update(&caches, &current, &dirty, revision)
@@ -1237,6 +1248,18 @@ impl Drop for OpenWatch {
 }
 
 /// Where a watch starts.
+/// How many of the oldest indexes (published at `published`, oldest first) go at `now`: those
+/// beyond [`HISTORY`], and those a newer one replaced more than [`RESUME_WINDOW`] ago. The newest
+/// always stays.
+fn expired_history(published: &[Instant], now: Instant) -> usize {
+    let beyond = published.len().saturating_sub(HISTORY);
+    let replaced_long_ago = published
+        .windows(2)
+        .take_while(|pair| now.saturating_duration_since(pair[1]) > RESUME_WINDOW)
+        .count();
+    beyond.max(replaced_long_ago)
+}
+
 enum Start {
     /// The client knows nothing: every item comes as ADDED (then, with sendInitialEvents, a
     /// bookmark saying the initial events are over).
@@ -1262,11 +1285,11 @@ impl Views {
             }
         }
         let history = self.history.lock().expect("history lock");
-        match history.iter().rev().find(|i| i.revision <= rv) {
-            Some(i) => Start::From(i.clone()),
+        match history.iter().rev().find(|(i, _)| i.revision <= rv) {
+            Some((i, _)) => Start::From(i.clone()),
             None => Start::TooOld(format!(
                 "too old resource version: {rv} ({})",
-                history.front().map(|i| i.revision).unwrap_or(0)
+                history.front().map(|(i, _)| i.revision).unwrap_or(0)
             )),
         }
     }
@@ -1436,6 +1459,41 @@ mod gather_tests {
             (ms(1000), ms(4000)),
         ] {
             assert_eq!(gather_window(last), want, "after a build of {last:?}");
+        }
+    }
+
+    #[test]
+    fn a_watch_resumes_from_the_last_64_indexes_replaced_within_75_seconds() {
+        let now = Instant::now() + Duration::from_secs(3600);
+        let ago = |s: u64| now - Duration::from_secs(s);
+        let burst = |n: usize, at: u64| vec![ago(at); n];
+        for (published, gone, why) in [
+            (vec![], 0, "nothing yet"),
+            (vec![ago(3000)], 0, "the newest stays however old"),
+            (burst(64, 10), 0, "64 recent"),
+            (burst(70, 10), 6, "beyond 64"),
+            (
+                vec![ago(200), ago(100), ago(76)],
+                2,
+                "replaced more than 75 s ago",
+            ),
+            (
+                vec![ago(200), ago(100), ago(74)],
+                1,
+                "replaced 74 s ago: kept",
+            ),
+            (
+                [burst(70, 300), vec![ago(5)]].concat(),
+                69,
+                "a burst, then quiet, then one change: the burst's last and the newest",
+            ),
+            (
+                [burst(70, 300), vec![ago(200)]].concat(),
+                70,
+                "long quiet after a burst: the newest alone",
+            ),
+        ] {
+            assert_eq!(expired_history(&published, now), gone, "{why}");
         }
     }
 }

@@ -579,7 +579,7 @@ fn a_rebuild_reuses_what_did_not_change_and_redoes_what_did() {
         &first.projects["shop"],
         &second.projects["shop"]
     ));
-    assert_eq!(second.projects["shop"].item.status.phase, "Active");
+    assert_eq!(second.projects["shop"].item().status.phase, "Active");
     assert!(Arc::ptr_eq(
         &first.customers["acme"],
         &second.customers["acme"]
@@ -946,4 +946,17 @@ fn an_index_updated_from_what_changed_is_the_index_built_from_everything() {
         }
         previous = updated;
     }
+}
+
+#[test]
+fn a_few_is_one_value_until_it_holds_more_and_again_when_it_does_not() {
+    use super::Few;
+    let one = Few::with(None, &"a", true);
+    assert_eq!(one, Some(Few::One("a")));
+    let two = Few::with(one.as_ref(), &"b", true).unwrap();
+    assert!(matches!(two, Few::Many(_)));
+    assert_eq!(two.iter().copied().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(Few::with(Some(&two), &"a", false), Some(Few::One("b")));
+    assert_eq!(Few::with(one.as_ref(), &"a", false), None);
+    assert_eq!(Few::with(one.as_ref(), &"a", true), one);
 }
