@@ -62,12 +62,15 @@ e2e:
 ## plane: BENCH_PROJECTS projects (default 200) with 3 memberships each, BENCH_IN_FLIGHT (default
 ## 20) at a time, (a) as plain objects and (b) through the operator to all Ready; prints the ratio,
 ## webhook p50/p99, writes and reconciles per project, RSS, CPU and quiet-window writes as one
-## table and writes target/bench/operator.json (not part of `make test`).
+## table and writes target/bench/operator.json (not part of `make test`). BENCH_SETTLE_SECONDS
+## (default 0: not measured) waits that long after b and reports the operator's RSS then.
 BENCH_PROJECTS ?= 200
 BENCH_IN_FLIGHT ?= 20
+BENCH_SETTLE_SECONDS ?= 0
 bench:
 	bash tests/control-plane/build.sh >/dev/null
-	BENCH_PROJECTS=$(BENCH_PROJECTS) BENCH_IN_FLIGHT=$(BENCH_IN_FLIGHT) $(CARGO) bench --bench operator
+	BENCH_PROJECTS=$(BENCH_PROJECTS) BENCH_IN_FLIGHT=$(BENCH_IN_FLIGHT) \
+		BENCH_SETTLE_SECONDS=$(BENCH_SETTLE_SECONDS) $(CARGO) bench --bench operator
 
 ## bench-views: what `kubectl get myprojects` costs with BENCH_PROJECTS (default 10000) projects:
 ## the index in process, then p50/p99 through kube-apiserver with the release operator, and its

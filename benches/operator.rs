@@ -765,6 +765,13 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
         total(&op_quiet, "tenancy_api_writes_total") - total(&op_after, "tenancy_api_writes_total");
     let quiet_reconciles =
         total(&op_quiet, "tenancy_reconciles_total") - total(&op_after, "tenancy_reconciles_total");
+    // Settled: once the views' watch history is let go of (75 s after it was replaced, looked at
+    // once a minute) and freed memory handed back (once a minute), what the operator keeps.
+    let settle = Duration::from_secs(env_usize("BENCH_SETTLE_SECONDS", 0) as u64);
+    let rss_settled = (!settle.is_zero()).then(|| {
+        std::thread::sleep(settle.saturating_sub(QUIET_WINDOW));
+        rss_mib(pid)
+    });
 
     let per = |metric: &str| (total(&op_after, metric) - total(&op_before, metric)) / n as f64;
     let by = |metric: &str, label: &str| {
@@ -852,6 +859,8 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
         "cpu_seconds_during_b_by_process": cpu_b,
         "settle_seconds": settled.as_secs_f64(),
         "rss_mib": rss,
+        "rss_settled_mib": rss_settled,
+        "rss_settled_after_seconds": settle.as_secs(),
         "cpu_seconds": cpu,
         "cpu_seconds_during_b": cpu - cpu_before,
         "quiet_window_seconds": QUIET_WINDOW.as_secs(),
@@ -983,6 +992,16 @@ fn table(r: &Value) {
         (
             "operator RSS after b".into(),
             format!("{:.0} MiB", f("rss_mib")),
+        ),
+        (
+            format!(
+                "operator RSS {} s after b (BENCH_SETTLE_SECONDS)",
+                r["rss_settled_after_seconds"]
+            ),
+            r["rss_settled_mib"]
+                .as_f64()
+                .map(|v| format!("{v:.0} MiB"))
+                .unwrap_or_else(|| "not measured".into()),
         ),
         (
             "operator CPU since it started (during b)".into(),
