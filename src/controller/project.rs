@@ -245,12 +245,22 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     // project on its way has come (its namespace is active, its quota not yet counted), waits
     // for the next ones while the last status write is recent: one write for the burst a new
     // project sees.
+    // A new project's first status waits too while it only says the project is on its way:
+    // `Ready`, usually a moment later, is then its first status write.
     let pace_key = super::backoff::key(CONTROLLER, project.as_ref());
-    if first_error.is_none()
-        && (desired::project::figures_only(&previous, &status)
-            || desired::project::progress_only(&previous, &status))
-        && let Some(wait) = ctx.pacer.wait(&pace_key, std::time::Instant::now())
+    let now_mono = std::time::Instant::now();
+    let wait = if first_error.is_some() {
+        None
+    } else if desired::project::first_progress(project.status.as_ref(), &status) {
+        ctx.pacer.first_wait(&pace_key, now_mono)
+    } else if desired::project::figures_only(&previous, &status)
+        || desired::project::progress_only(&previous, &status)
     {
+        ctx.pacer.wait(&pace_key, now_mono)
+    } else {
+        None
+    };
+    if let Some(wait) = wait {
         ctx.succeeded(CONTROLLER, project.as_ref());
         return Ok(Action::requeue(wait.min(plan.wake)));
     }

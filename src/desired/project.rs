@@ -913,6 +913,21 @@ fn clear_figures(s: &mut ProjectStatus) -> &mut Vec<Condition> {
     &mut s.conditions
 }
 
+/// Whether a status says its project is on its way: `Ready` False for `Progressing`.
+fn progressing(s: &ProjectStatus) -> bool {
+    s.conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "Progressing")
+}
+
+/// Whether `next` would be a new project's first status and says only that it is on its way.
+/// It may wait like figures: `Ready`, a moment later on a cluster that keeps up, is then the
+/// first status written, and a project that takes longer shows its progress when the wait ends.
+/// A first status that says anything else (ready, stalled, a conflict) is written at once.
+pub fn first_progress(previous: Option<&ProjectStatus>, next: &ProjectStatus) -> bool {
+    previous.is_none_or(|p| p.conditions.is_empty()) && progressing(next)
+}
+
 /// The conditions that say how far a project still on its way has come.
 const PROGRESS: [&str; 2] = ["NamespaceReady", "QuotaReady"];
 
@@ -922,11 +937,6 @@ const PROGRESS: [&str; 2] = ["NamespaceReady", "QuotaReady"];
 /// count the quota). Such a write may wait like figures: the write that says `Ready` comes at
 /// once and carries it, and one that never comes leaves it for the paced write.
 pub fn progress_only(previous: &ProjectStatus, next: &ProjectStatus) -> bool {
-    let progressing = |s: &ProjectStatus| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "Progressing")
-    };
     progressing(previous)
         && progressing(next)
         && super::conditions::differs_only_in_figures(previous, next, |s| {
@@ -2149,6 +2159,44 @@ mod tests {
         set(&mut lost, "NamespaceReady", "False", "Creating");
         set(&mut lost, "Ready", "False", "Progressing");
         assert!(!progress_only(&ready, &lost));
+    }
+
+    #[test]
+    fn a_new_projects_first_status_waits_only_while_it_says_the_project_is_on_its_way() {
+        let status = |ready: &str, reason: &str| -> ProjectStatus {
+            serde_json::from_value(json!({"phase": "Pending", "conditions": [
+                {"type": "Ready", "status": ready, "reason": reason, "message": "",
+                 "lastTransitionTime": "2027-03-15T12:00:00Z"}]}))
+            .unwrap()
+        };
+        let on_its_way = status("False", "Progressing");
+        let empty = ProjectStatus::default();
+        for (previous, next, may_wait, what) in [
+            (None, &on_its_way, true, "no status yet, on its way"),
+            (
+                Some(&empty),
+                &on_its_way,
+                true,
+                "an empty status, on its way",
+            ),
+            (None, &status("True", "Reconciled"), false, "ready at once"),
+            (
+                None,
+                &status("False", "NamespaceConflict"),
+                false,
+                "a conflict",
+            ),
+            (None, &status("False", "CustomerNotFound"), false, "stalled"),
+            (
+                Some(&on_its_way),
+                &on_its_way,
+                false,
+                "not its first status",
+            ),
+            (None, &empty, false, "says nothing of being on its way"),
+        ] {
+            assert_eq!(first_progress(previous, next), may_wait, "{what}");
+        }
     }
 }
 
