@@ -765,8 +765,8 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
         total(&op_quiet, "tenancy_api_writes_total") - total(&op_after, "tenancy_api_writes_total");
     let quiet_reconciles =
         total(&op_quiet, "tenancy_reconciles_total") - total(&op_after, "tenancy_reconciles_total");
-    // Settled: once the views' watch history is let go of (75 s after it was replaced, looked at
-    // once a minute) and freed memory handed back (once a minute), what the operator keeps.
+    // Settled: what the operator keeps once the views' watch history is let go of (75 s after it
+    // was replaced, looked at once a minute).
     let settle = Duration::from_secs(env_usize("BENCH_SETTLE_SECONDS", 0) as u64);
     let rss_settled = (!settle.is_zero()).then(|| {
         std::thread::sleep(settle.saturating_sub(QUIET_WINDOW));

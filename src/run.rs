@@ -402,7 +402,6 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         })
     };
     let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), refresh));
-    tokio::spawn(give_back_freed_memory());
 
     let mut trusted = crate::admission::Policy::default().trusted_users;
     trusted.extend(args.trusted_users.iter().cloned());
@@ -606,24 +605,4 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "tenancy-operator".into())
-}
-
-/// Hands what the allocator holds freed back to the system once a minute. glibc keeps the pages
-/// its per-thread arenas freed: after a burst (the objects decoded, the older indexes the views
-/// let go of), the process would go on holding its peak.
-async fn give_back_freed_memory() {
-    let mut every = tokio::time::interval(Duration::from_secs(60));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        // It walks every arena's free lists: off the runtime's workers.
-        let _ = tokio::task::spawn_blocking(|| {
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            // SAFETY: malloc_trim takes no pointers; it returns free pages to the kernel.
-            unsafe {
-                libc::malloc_trim(0);
-            }
-        })
-        .await;
-    }
 }
