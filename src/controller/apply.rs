@@ -340,8 +340,7 @@ macro_rules! children {
                 caches: &crate::watch::Caches,
                 at: &kube::runtime::reflector::ObjectRef<Self>,
             ) -> Option<String> {
-                use crate::watch::Lookup;
-                caches.$field.lookup(at).and_then(|o| o.meta().resource_version.clone())
+                crate::watch::Lookup::version(&caches.$field, at)
             }
         })*
     };
