@@ -99,7 +99,7 @@ fn created_plainly(kind: &str) -> bool {
 /// write was made.
 pub async fn ensure<K>(ctx: &Context, current: Option<Arc<K>>, desired: &K) -> Result<bool, Error>
 where
-    K: Child + Serialize + DeserializeOwned + Debug,
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
     let want = serde_json::to_value(desired).map_err(Error::Serialization)?;
     if let Some(cur) = &current {
@@ -118,9 +118,8 @@ where
             ..Default::default()
         };
         match api.create(&params, &object).await {
-            Ok(made) => {
+            Ok(_) => {
                 ctx.metrics.write(K::kind(&()).as_ref(), "create");
-                until_child_cached(ctx, desired, &made).await;
                 return Ok(true);
             }
             // The cache had not seen it yet: applied below, as any change is.
@@ -128,34 +127,18 @@ where
             Err(e) => return Err(Error::Kube(e)),
         }
     }
-    let written = api
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&want),
-        )
-        .await
-        .map_err(Error::Kube)?;
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&want),
+    )
+    .await
+    .map_err(Error::Kube)?;
     ctx.metrics.write(
         K::kind(&()).as_ref(),
         if current.is_some() { "patch" } else { "create" },
     );
-    until_child_cached(ctx, desired, &written).await;
     Ok(true)
-}
-
-/// Waits (at most [`CACHE_CATCH_UP`]) until the child's cache holds what was written: the next
-/// reconcile of its owner, often asked for by another of the children this one wrote, would
-/// otherwise find it missing or older and write it again (a create answered 409, then an apply
-/// that changes nothing: two requests for none).
-async fn until_child_cached<K: Child>(ctx: &Context, desired: &K, written: &DynamicObject) {
-    if let Some(version) = written.metadata.resource_version.as_deref() {
-        let mut at = kube::runtime::reflector::ObjectRef::<K>::new(&desired.name_any());
-        if let Some(ns) = desired.meta().namespace.as_deref() {
-            at = at.within(ns);
-        }
-        until_version(|| K::cached_version(&ctx.caches, &at), version).await;
-    }
 }
 
 /// Patch parameters for the operator's patches that are not server-side applies (JSON and merge
@@ -175,7 +158,7 @@ pub async fn ensure_or_remove<K>(
     desired: Option<&K>,
 ) -> Result<(), Error>
 where
-    K: Child + Serialize + DeserializeOwned + Debug,
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
     match (desired, current) {
         (Some(d), current) => ensure(ctx, current, d).await.map(|_| ()),
@@ -324,39 +307,7 @@ cached! {
     crate::api::Checklist => checklists,
 }
 
-/// The kinds of children the operator writes, with the watch cache that holds them.
-pub trait Child: Resource<DynamicType = ()> + Clone + Sized + 'static {
-    /// The resourceVersion of the object at `at` as its cache holds it.
-    fn cached_version(
-        caches: &crate::watch::Caches,
-        at: &kube::runtime::reflector::ObjectRef<Self>,
-    ) -> Option<String>;
-}
-
-macro_rules! children {
-    ($($kind:ty => $field:ident),* $(,)?) => {
-        $(impl Child for $kind {
-            fn cached_version(
-                caches: &crate::watch::Caches,
-                at: &kube::runtime::reflector::ObjectRef<Self>,
-            ) -> Option<String> {
-                crate::watch::Lookup::version(&caches.$field, at)
-            }
-        })*
-    };
-}
-
-children! {
-    k8s_openapi::api::core::v1::Namespace => namespaces,
-    k8s_openapi::api::core::v1::ResourceQuota => quotas,
-    k8s_openapi::api::core::v1::LimitRange => limit_ranges,
-    k8s_openapi::api::rbac::v1::RoleBinding => role_bindings,
-    k8s_openapi::api::rbac::v1::Role => roles,
-    k8s_openapi::api::rbac::v1::ClusterRole => cluster_roles,
-    k8s_openapi::api::rbac::v1::ClusterRoleBinding => cluster_role_bindings,
-}
-
-/// How long a write waits for its own watch cache to hold what it wrote.
+/// How long a status write waits for its own watch cache to hold what it wrote.
 const CACHE_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Waits (at most [`CACHE_CATCH_UP`]) until the cache holds `obj` at `version` or later. The next
@@ -371,22 +322,12 @@ async fn until_cached<K: Cached>(
     version: &str,
 ) {
     let at = kube::runtime::reflector::ObjectRef::from_obj(obj);
-    until_version(
-        || {
-            store
-                .get(&at)
-                .and_then(|o| o.meta().resource_version.clone())
-        },
-        version,
-    )
-    .await;
-}
-
-/// Waits (at most [`CACHE_CATCH_UP`]) until `cached` gives `version` or later.
-async fn until_version(cached: impl Fn() -> Option<String>, version: &str) {
     let deadline = tokio::time::Instant::now() + CACHE_CATCH_UP;
     while tokio::time::Instant::now() < deadline {
-        if cached().as_deref().is_some_and(|c| caught_up(c, version)) {
+        let cached = store
+            .get(&at)
+            .and_then(|o| o.meta().resource_version.clone());
+        if cached.as_deref().is_some_and(|c| caught_up(c, version)) {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;

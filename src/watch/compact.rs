@@ -82,25 +82,6 @@ where
         self.get_key(&key(at.namespace.as_deref(), &at.name))
     }
 
-    /// The resourceVersion of the object at `at`, read without making the object again.
-    pub fn version(&self, at: &ObjectRef<K>) -> Option<String> {
-        #[derive(serde::Deserialize)]
-        struct Versioned {
-            metadata: Meta,
-        }
-        #[derive(serde::Deserialize)]
-        struct Meta {
-            #[serde(rename = "resourceVersion")]
-            resource_version: Option<String>,
-        }
-        let objects = self.inner.objects.read().expect("compact cache lock");
-        let json = objects.get(&key(at.namespace.as_deref(), &at.name))?;
-        serde_json::from_slice::<Versioned>(json)
-            .ok()?
-            .metadata
-            .resource_version
-    }
-
     fn get_key(&self, key: &str) -> Option<Arc<K>> {
         let objects = self.inner.objects.read().expect("compact cache lock");
         objects.get(key).and_then(|json| decode(json)).map(Arc::new)
@@ -286,13 +267,7 @@ mod tests {
         assert_eq!(told.len(), 1);
         let at = ObjectRef::new("ann").within("alpha");
         assert_eq!(cache.get(&at).as_deref(), Some(&b));
-        assert_eq!(cache.version(&at).as_deref(), Some("7"));
         assert!(cache.get(&ObjectRef::new("ann").within("beta")).is_none());
-        assert!(
-            cache
-                .version(&ObjectRef::new("ann").within("beta"))
-                .is_none()
-        );
 
         let (crbs, mut w) = Compact::<ClusterRoleBinding>::new();
         let crb: ClusterRoleBinding = serde_json::from_value(serde_json::json!({

@@ -153,11 +153,6 @@ async fn listed<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K
 pub trait Lookup<K: Resource<DynamicType = ()>> {
     /// The object at `at`, as last watched.
     fn lookup(&self, at: &ObjectRef<K>) -> Option<Arc<K>>;
-    /// Its resourceVersion.
-    fn version(&self, at: &ObjectRef<K>) -> Option<String> {
-        self.lookup(at)
-            .and_then(|o| o.meta().resource_version.clone())
-    }
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Lookup<K> for Store<K> {
@@ -172,9 +167,6 @@ where
 {
     fn lookup(&self, at: &ObjectRef<K>) -> Option<Arc<K>> {
         self.get(at)
-    }
-    fn version(&self, at: &ObjectRef<K>) -> Option<String> {
-        Compact::version(self, at)
     }
 }
 
