@@ -244,9 +244,8 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     // A change of figures only (a member joined, the quota's usage moved), or of how far a
     // project on its way has come (its namespace is active, its quota not yet counted), waits
     // for the next ones while the last status write is recent: one write for the burst a new
-    // project sees.
-    // A new project's first status waits too while it only says the project is on its way:
-    // `Ready`, usually a moment later, is then its first status write.
+    // project sees. A new project's first status waits too while it only says the project is on
+    // its way: `Ready`, usually a moment later, is then its first status write.
     let pace_key = super::backoff::key(CONTROLLER, project.as_ref());
     let now_mono = std::time::Instant::now();
     let wait = if first_error.is_some() {

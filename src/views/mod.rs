@@ -273,11 +273,11 @@ struct MemberRow {
 }
 
 impl MemberRow {
-    /// Its item: `scope` is the project's (`Project`) or the customer's (`Customer`) name.
-    fn render(&self, scope_kind: &'static str, scope: &str, customer: &str) -> Member {
-        let (prefix, project) = match scope_kind {
-            "Project" => ("project", Some(scope)),
-            _ => ("customer", None),
+    /// Its item: a role in `project`, or (`None`) one of `customer`'s own.
+    fn render(&self, project: Option<&str>, customer: &str) -> Member {
+        let (prefix, kind, scope) = match project {
+            Some(p) => ("project", "Project", p),
+            None => ("customer", "Customer", customer),
         };
         Member {
             api_version: API_VERSION,
@@ -292,7 +292,7 @@ impl MemberRow {
             subject: self.subject.clone(),
             role: self.role,
             scope: MemberScope {
-                kind: scope_kind,
+                kind,
                 name: scope.to_string(),
             },
             customer: customer.to_string(),
@@ -362,7 +362,7 @@ impl Entry {
     fn members(&self) -> impl Iterator<Item = Member> + '_ {
         self.members
             .iter()
-            .map(|m| m.render("Project", &self.name, &self.customer))
+            .map(|m| m.render(Some(&self.name), &self.customer))
     }
 
     /// The viewer's roles here right now (`Staff` for staff).
@@ -1289,11 +1289,11 @@ impl Index {
                 .filter_map(|c| self.customers.get(c))
                 .collect()
         };
-        out.extend(customers.into_iter().flat_map(|c| {
-            c.members
-                .iter()
-                .map(|m| m.render("Customer", &c.fields.name, &c.fields.name))
-        }));
+        out.extend(
+            customers
+                .into_iter()
+                .flat_map(|c| c.members.iter().map(|m| m.render(None, &c.fields.name))),
+        );
         // A role that expired since the index was built shows as such now.
         for m in &mut out {
             if m.phase == "Active" && access::expired(m.expiration_time.as_ref(), now) {

@@ -319,19 +319,18 @@ impl Views {
     }
 
     fn publish(&self, index: Arc<Index>) {
-        self.history
-            .lock()
-            .expect("history lock")
-            .push_back((index.clone(), Instant::now()));
-        self.trim_history();
+        self.trim_history(Some(index.clone()));
         self.index.send_replace(Some(index));
     }
 
-    /// Lets go of the indexes a watch may no longer resume from.
-    fn trim_history(&self) {
+    /// Adds `published` to the history, and lets go of the indexes a watch may no longer resume
+    /// from.
+    fn trim_history(&self, published: Option<Arc<Index>>) {
+        let now = Instant::now();
         let mut h = self.history.lock().expect("history lock");
-        let published: Vec<Instant> = h.iter().map(|(_, at)| *at).collect();
-        h.drain(..expired_history(&published, Instant::now()));
+        h.extend(published.map(|i| (i, now)));
+        let times: Vec<Instant> = h.iter().map(|(_, at)| *at).collect();
+        h.drain(..expired_history(&times, now));
     }
 
     /// The index of everything the caches hold, sharing `previous`'s entries that come out the
@@ -442,7 +441,7 @@ impl Views {
                 self.build(&caches, revision, Some(&current))
             } else if dirty.is_empty() {
                 // Quiet: nothing to build, history to let go of.
-                self.trim_history();
+                self.trim_history(None);
                 continue;
             } else {
                 self.update(&caches, &current, &dirty, revision)
@@ -1247,7 +1246,6 @@ impl Drop for OpenWatch {
     }
 }
 
-/// Where a watch starts.
 /// How many of the oldest indexes (published at `published`, oldest first) go at `now`: those
 /// beyond [`HISTORY`], and those a newer one replaced more than [`RESUME_WINDOW`] ago. The newest
 /// always stays.
@@ -1260,6 +1258,7 @@ fn expired_history(published: &[Instant], now: Instant) -> usize {
     beyond.max(replaced_long_ago)
 }
 
+/// Where a watch starts.
 enum Start {
     /// The client knows nothing: every item comes as ADDED (then, with sendInitialEvents, a
     /// bookmark saying the initial events are over).
