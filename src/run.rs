@@ -270,6 +270,7 @@ async fn run(args: RunArgs) -> Result<(), Error> {
         ledger: ledger.clone(),
         backoff: Default::default(),
         pacer: Default::default(),
+        expected: Default::default(),
     });
 
     // Subscriptions must be taken before the watches start.

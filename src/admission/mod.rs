@@ -155,8 +155,7 @@ fn metadata_verdict(r: &Requester, what: &str, fields: &[&str]) -> Option<Verdic
     })
 }
 
-/// The finalizer the operator puts on every Project (turns a delete into a soft delete).
-pub const SOFT_DELETE_FINALIZER: &str = "tenancy.dev/soft-delete";
+pub use crate::api::vocabulary::SOFT_DELETE_FINALIZER;
 
 /// A request's old and new objects as `T`. A new object that does not fit the types is refused
 /// (422, naming the field). An old one that does not fit (stored under CRDs newer than the
@@ -1076,7 +1075,8 @@ pub fn incarnation_verdict(
 }
 
 /// The mutating webhook's changes to a Project: its incarnation (`incarnation` for a new one sent
-/// without any, the one it had for an update that left it out), who requested the end date, and
+/// without any, the one it had for an update that left it out), the soft-delete finalizer for a
+/// new one (anyone may add it; only staff may remove it), who requested the end date, and
 /// audit annotations only the webhook writes. For everyone but staff, `end-date-requested-by` is the
 /// requester when the end date changes and what it was otherwise; `deleted-by` is what it was
 /// (the webhook records it when the delete is admitted).
@@ -1141,7 +1141,31 @@ pub fn mutate_project(
             changes.push((key, was(key)));
         }
     }
-    annotation_ops(new.metadata.annotations.as_ref(), &changes)
+    let mut ops = annotation_ops(new.metadata.annotations.as_ref(), &changes);
+    if *op == Operation::Create {
+        ops.extend(finalizer_op(new.metadata.finalizers.as_deref()));
+    }
+    ops
+}
+
+/// The JSON patch operation that adds the soft-delete finalizer to a new Project (none when it
+/// has it): the project is made with it, so the operator need not patch it in afterwards.
+fn finalizer_op(current: Option<&[String]>) -> Option<PatchOperation> {
+    let (path, value) = match current {
+        Some(f) if f.iter().any(|f| f == SOFT_DELETE_FINALIZER) => return None,
+        Some(_) => (
+            "/metadata/finalizers/-",
+            serde_json::json!(SOFT_DELETE_FINALIZER),
+        ),
+        None => (
+            "/metadata/finalizers",
+            serde_json::json!([SOFT_DELETE_FINALIZER]),
+        ),
+    };
+    Some(PatchOperation::Add(AddOperation {
+        path: path.parse().expect("static pointer"),
+        value,
+    }))
 }
 
 /// The mutating webhook's changes to a ProjectMembership: who created it (on create, the

@@ -1774,3 +1774,85 @@ fn only_staff_give_a_project_an_incarnation_and_every_new_project_gets_one() {
     assert_eq!(a.len(), 32);
     assert_ne!(a, b, "incarnations are random");
 }
+
+#[test]
+fn a_new_project_is_made_with_the_soft_delete_finalizer() {
+    let pol = Policy::default();
+    let bare = project("web", serde_json::json!({"customer": "acme"}));
+    let with = |finalizers: &[&str]| {
+        let mut p = bare.clone();
+        p.metadata.finalizers = Some(finalizers.iter().map(|f| f.to_string()).collect());
+        p
+    };
+    let finalizer_ops = |r: &Requester, op: Operation, old: Option<&Project>, new: &Project| {
+        serde_json::to_value(mutate_project(&op, r, old, new, &pol, now(), "inc-new"))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| {
+                o["path"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("/metadata/finalizers")
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let add = |path: &str, value: serde_json::Value| {
+        vec![serde_json::json!({"op": "add", "path": path, "value": value})]
+    };
+    let finalized = with(&[SOFT_DELETE_FINALIZER]);
+    let cases = [
+        (
+            "a tenant's project without finalizers",
+            user("olga"),
+            Operation::Create,
+            None,
+            bare.clone(),
+            add(
+                "/metadata/finalizers",
+                serde_json::json!([SOFT_DELETE_FINALIZER]),
+            ),
+        ),
+        (
+            "staff's project with another finalizer",
+            staff(),
+            Operation::Create,
+            None,
+            with(&["example.com/keep"]),
+            add(
+                "/metadata/finalizers/-",
+                serde_json::json!(SOFT_DELETE_FINALIZER),
+            ),
+        ),
+        (
+            "a project sent with it already",
+            user("olga"),
+            Operation::Create,
+            None,
+            with(&[SOFT_DELETE_FINALIZER]),
+            vec![],
+        ),
+        // Removing it is the validating webhook's to refuse (staff may): an update is left as sent.
+        (
+            "an update that leaves it out",
+            user("olga"),
+            Operation::Update,
+            Some(&finalized),
+            bare.clone(),
+            vec![],
+        ),
+        (
+            "staff's update that leaves it out",
+            staff(),
+            Operation::Update,
+            Some(&finalized),
+            bare.clone(),
+            vec![],
+        ),
+    ];
+    for (what, r, op, old, new, want) in cases {
+        assert_eq!(finalizer_ops(&r, op, old, &new), want, "{what}");
+    }
+}

@@ -71,3 +71,7 @@ pub mod annotations {
         CHECKLIST_REVIEWED_ANSWERS,
     ];
 }
+
+/// The finalizer on every Project that turns a delete into a soft delete (DESIGN §3): the
+/// mutating webhook gives it to a new project, the operator to one that arrived without it.
+pub const SOFT_DELETE_FINALIZER: &str = "tenancy.dev/soft-delete";

@@ -95,20 +95,39 @@ fn created_plainly(kind: &str) -> bool {
     )
 }
 
-/// Applies `desired` unless `current` (from a watch cache) already covers it. Returns whether a
-/// write was made.
+/// Applies `desired` unless `current` (from a watch cache) already covers it, or, missing from
+/// the cache, it was just made as desired now (`super::expect`). Returns whether a write was made.
 pub async fn ensure<K>(ctx: &Context, current: Option<Arc<K>>, desired: &K) -> Result<bool, Error>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
     let want = serde_json::to_value(desired).map_err(Error::Serialization)?;
-    if let Some(cur) = &current {
-        let have = serde_json::to_value(cur.as_ref()).map_err(Error::Serialization)?;
-        if covers(&have, &want) {
+    let name = desired.name_any();
+    let key = super::expect::key(&K::kind(&()), desired.meta().namespace.as_deref(), &name);
+    let digest = super::expect::digest(&want);
+    match &current {
+        Some(cur) => {
+            ctx.expected.seen(&key);
+            let have = serde_json::to_value(cur.as_ref()).map_err(Error::Serialization)?;
+            if covers(&have, &want) {
+                return Ok(false);
+            }
+        }
+        None if ctx
+            .expected
+            .expected(&key, digest, std::time::Instant::now()) =>
+        {
             return Ok(false);
         }
+        None => {}
     }
-    let name = desired.name_any();
+    let made = |ctx: &Context| {
+        if current.is_none() {
+            let owner = desired.owner_references().first().map(|o| o.uid.clone());
+            ctx.expected
+                .made(key.clone(), owner, digest, std::time::Instant::now());
+        }
+    };
     let api = dynamic_api::<K>(ctx, desired.meta().namespace.as_deref());
     if current.is_none() && created_plainly(&K::kind(&())) {
         let object: DynamicObject =
@@ -120,6 +139,7 @@ where
         match api.create(&params, &object).await {
             Ok(_) => {
                 ctx.metrics.write(K::kind(&()).as_ref(), "create");
+                made(ctx);
                 return Ok(true);
             }
             // The cache had not seen it yet: applied below, as any change is.
@@ -138,6 +158,7 @@ where
         K::kind(&()).as_ref(),
         if current.is_some() { "patch" } else { "create" },
     );
+    made(ctx);
     Ok(true)
 }
 
@@ -247,11 +268,13 @@ pub async fn remove<K>(ctx: &Context, obj: &K) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()>,
 {
-    let api = dynamic_api::<K>(ctx, obj.meta().namespace.as_deref());
-    match api
-        .delete(&obj.name_any(), &DeleteParams::background())
-        .await
-    {
+    let name = obj.name_any();
+    let namespace = obj.meta().namespace.as_deref();
+    // Made again later, it is written whatever was made before.
+    ctx.expected
+        .seen(&super::expect::key(&K::kind(&()), namespace, &name));
+    let api = dynamic_api::<K>(ctx, namespace);
+    match api.delete(&name, &DeleteParams::background()).await {
         Ok(_) => {
             ctx.metrics.write(K::kind(&()).as_ref(), "delete");
             Ok(())

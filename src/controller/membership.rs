@@ -146,5 +146,5 @@ async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Actio
         apply::set_annotation(&ctx, m.as_ref(), desired::annotations::PHASE, want).await?;
     }
     ctx.succeeded(CONTROLLER, m.as_ref());
-    Ok(plan.wake.map_or(Action::await_change(), Action::requeue))
+    Ok(ctx.come_back(m.as_ref(), plan.wake))
 }

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod backoff;
 pub mod checklist;
 pub mod customer;
+pub mod expect;
 pub mod expiry;
 pub mod membership;
 pub mod pacer;
@@ -136,9 +137,23 @@ pub struct Context {
     pub backoff: backoff::Backoff,
     /// When statuses were last written, for writes that only refresh figures.
     pub pacer: pacer::Pacer,
+    /// Children just made that their caches do not show yet.
+    pub expected: expect::Expectations,
 }
 
 impl Context {
+    /// The action that ends a reconcile of `owner` that would come back after `wake` (never:
+    /// `None`): sooner while children it relied on having just made are still missing from
+    /// their caches ([`expect::Expectations::pending`]).
+    pub fn come_back<K: Resource>(&self, owner: &K, wake: Option<Duration>) -> Action {
+        let uid = owner.meta().uid.as_deref().unwrap_or_default();
+        let pending = self.expected.pending(uid, std::time::Instant::now());
+        match (wake, pending) {
+            (Some(w), Some(p)) => Action::requeue(w.min(p)),
+            (w, p) => w.or(p).map_or(Action::await_change(), Action::requeue),
+        }
+    }
+
     /// Publishes an Event on an object; failures are logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,

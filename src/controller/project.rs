@@ -292,7 +292,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         return Err(e);
     }
     ctx.succeeded(CONTROLLER, project.as_ref());
-    Ok(Action::requeue(plan.wake))
+    Ok(ctx.come_back(project.as_ref(), Some(plan.wake)))
 }
 
 /// Brings a project's usage record up to date with what its namespace requests now.

@@ -26,11 +26,12 @@ use crate::desired::{FIELD_MANAGER, annotations};
 use crate::lifecycle::archive::{self, Archive, Comeback, Remaining};
 use kube::runtime::controller::Action;
 
-/// The finalizer that turns a delete into a soft delete.
-pub const FINALIZER: &str = "tenancy.dev/soft-delete";
+use crate::api::vocabulary::SOFT_DELETE_FINALIZER as FINALIZER;
 
-/// Adds the soft-delete finalizer once. Answers the project as the patch left it (`None` when
-/// it had the finalizer already).
+/// Adds the soft-delete finalizer to a project that has none: the mutating webhook gives every
+/// new project its finalizer, so this is for one made while the webhook was not called (it was
+/// down with `failurePolicy: Ignore`, or not installed yet). Answers the project as the patch
+/// left it (`None` when it had the finalizer already).
 pub async fn ensure_finalizer(ctx: &Context, project: &Project) -> Result<Option<Project>, Error> {
     if project.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(None);

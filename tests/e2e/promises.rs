@@ -1278,6 +1278,31 @@ async fn gitops_apply_without_force_never_conflicts_and_the_operator_owns_only_s
             ));
             problems.extend(managed_fields_problems(&what, &entries));
         }
+        // The soft-delete finalizer came with the create (the mutating webhook's) and is nobody's
+        // field: the tool's applies, which never name it, leave it, and the operator never had
+        // to patch it in.
+        let finalizer_owners: Vec<String> = entries_of(&p)
+            .iter()
+            .filter(|e| {
+                let mut paths = BTreeSet::new();
+                if let Some(f) = &e.fields_v1 {
+                    field_paths(&f.0, "", &mut paths);
+                }
+                paths.iter().any(|p| p.starts_with("f:metadata.f:finalizers"))
+            })
+            .map(describe_entry)
+            .collect();
+        if !p
+            .finalizers()
+            .iter()
+            .any(|f| f == tenancy_operator::api::vocabulary::SOFT_DELETE_FINALIZER)
+            || !finalizer_owners.is_empty()
+        {
+            problems.push(format!(
+                "Project {project}: finalizers {:?}, owned by {finalizer_owners:?}; expected the soft-delete finalizer, owned by no field manager",
+                p.finalizers()
+            ));
+        }
         if p.spec.display_name.as_deref() != Some("Shop v2")
             || c.spec.display_name.as_deref() != Some("Shop v2")
         {
