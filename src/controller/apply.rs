@@ -205,16 +205,17 @@ pub async fn ensure_role_binding(
     ensure(ctx, current, desired).await
 }
 
-/// Applies ClusterRoles and ClusterRoleBindings that differ from the cached ones.
+/// Applies ClusterRoles and ClusterRoleBindings that differ from the cached ones. Returns
+/// whether a write was made.
 pub async fn ensure_cluster_rbac(
     ctx: &Context,
     roles: &[k8s_openapi::api::rbac::v1::ClusterRole],
     bindings: &[k8s_openapi::api::rbac::v1::ClusterRoleBinding],
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     use kube::runtime::reflector::ObjectRef;
     // Roles before the bindings that name them (binding a role the operator does not hold needs
     // the role to exist); each group at once, so a reconcile waits two round trips, not four.
-    futures::future::try_join_all(roles.iter().map(|role| {
+    let roles = futures::future::try_join_all(roles.iter().map(|role| {
         ensure(
             ctx,
             ctx.caches
@@ -224,7 +225,7 @@ pub async fn ensure_cluster_rbac(
         )
     }))
     .await?;
-    futures::future::try_join_all(bindings.iter().map(|binding| {
+    let bindings = futures::future::try_join_all(bindings.iter().map(|binding| {
         ensure(
             ctx,
             ctx.caches
@@ -234,7 +235,7 @@ pub async fn ensure_cluster_rbac(
         )
     }))
     .await?;
-    Ok(())
+    Ok(roles.into_iter().chain(bindings).any(|wrote| wrote))
 }
 
 /// Deletes the per-project ClusterRoles and ClusterRoleBindings of a project: the two of each it
