@@ -205,17 +205,16 @@ pub async fn ensure_role_binding(
     ensure(ctx, current, desired).await
 }
 
-/// Applies ClusterRoles and ClusterRoleBindings that differ from the cached ones. Returns
-/// whether a write was made.
+/// Applies ClusterRoles and ClusterRoleBindings that differ from the cached ones.
 pub async fn ensure_cluster_rbac(
     ctx: &Context,
     roles: &[k8s_openapi::api::rbac::v1::ClusterRole],
     bindings: &[k8s_openapi::api::rbac::v1::ClusterRoleBinding],
-) -> Result<bool, Error> {
+) -> Result<(), Error> {
     use kube::runtime::reflector::ObjectRef;
     // Roles before the bindings that name them (binding a role the operator does not hold needs
     // the role to exist); each group at once, so a reconcile waits two round trips, not four.
-    let roles = futures::future::try_join_all(roles.iter().map(|role| {
+    futures::future::try_join_all(roles.iter().map(|role| {
         ensure(
             ctx,
             ctx.caches
@@ -225,7 +224,7 @@ pub async fn ensure_cluster_rbac(
         )
     }))
     .await?;
-    let bindings = futures::future::try_join_all(bindings.iter().map(|binding| {
+    futures::future::try_join_all(bindings.iter().map(|binding| {
         ensure(
             ctx,
             ctx.caches
@@ -235,7 +234,7 @@ pub async fn ensure_cluster_rbac(
         )
     }))
     .await?;
-    Ok(roles.into_iter().chain(bindings).any(|wrote| wrote))
+    Ok(())
 }
 
 /// Deletes the per-project ClusterRoles and ClusterRoleBindings of a project: the two of each it

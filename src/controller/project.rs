@@ -203,18 +203,12 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     // the same time as the project's own read and manage grants: one round trip less for a new
     // project.
     revoke(&ctx, &read, &plan.revoke).await?;
-    let (bindings, held) = paced_grants(&ctx, &project, &plan);
     let (finalizer, access) = futures::join!(
         super::termination::ensure_finalizer(&ctx, &project),
-        apply::ensure_cluster_rbac(&ctx, &plan.cluster_roles, &bindings),
+        apply::ensure_cluster_rbac(&ctx, &plan.cluster_roles, &plan.cluster_role_bindings),
     );
     let with_finalizer = finalizer?;
-    if access? {
-        ctx.pacer
-            .wrote(grants_key(&project), std::time::Instant::now());
-    }
-    // Held grants come in at the end of their wait.
-    let wake = held.map_or(plan.wake, |w| w.min(plan.wake));
+    access?;
 
     // Usage is accrued before anything that may fail: a month closed, a change of rate recorded.
     if !apply::write_usage(&ctx, &plan.usage).await? {
@@ -267,7 +261,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     };
     if let Some(wait) = wait {
         ctx.succeeded(CONTROLLER, project.as_ref());
-        return Ok(Action::requeue(wait.min(wake)));
+        return Ok(Action::requeue(wait.min(plan.wake)));
     }
     match apply::ensure_status_of_version(&ctx, base, project.status.as_ref(), &status).await {
         Err(e) if apply::is_conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
@@ -298,40 +292,7 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
         return Err(e);
     }
     ctx.succeeded(CONTROLLER, project.as_ref());
-    Ok(ctx.come_back(project.as_ref(), Some(wake)))
-}
-
-/// The pacer's key for a project's read and manage ClusterRoleBindings.
-fn grants_key(project: &Project) -> String {
-    super::backoff::key("project-grants", project)
-}
-
-/// The project's ClusterRoleBindings to write now, and how long those held back wait. A binding
-/// that only gains subjects waits until the project's bindings were last written
-/// [`super::pacer::STATUS_PACE`] ago, so a team joining one by one is one patch; the member's
-/// own RoleBinding, what makes their membership Ready, is not held. A subject removed is written
-/// at once. Only on a plain reconcile: one carrying out a lifecycle step may end before the
-/// held grants' turn.
-fn paced_grants(
-    ctx: &Context,
-    project: &Project,
-    plan: &desired::project::ProjectPlan,
-) -> (Vec<ClusterRoleBinding>, Option<Duration>) {
-    let wait = ctx
-        .pacer
-        .wait(&grants_key(project), std::time::Instant::now())
-        .filter(|_| plan.step.is_none() && plan.moved.is_none());
-    let Some(wait) = wait else {
-        return (plan.cluster_role_bindings.clone(), None);
-    };
-    let (now, held): (Vec<_>, Vec<_>) = plan.cluster_role_bindings.iter().partition(|b| {
-        !ctx.caches
-            .cluster_role_bindings
-            .get(&ObjectRef::new(&b.name_any()))
-            .is_some_and(|current| desired::access::only_adds(&current, b))
-    });
-    let held = (!held.is_empty()).then_some(wait);
-    (now.into_iter().cloned().collect(), held)
+    Ok(ctx.come_back(project.as_ref(), Some(plan.wake)))
 }
 
 /// Brings a project's usage record up to date with what its namespace requests now.

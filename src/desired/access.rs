@@ -512,22 +512,6 @@ pub fn project_access(
     (roles, bindings)
 }
 
-/// Whether `desired` only gives `current` more subjects: the same role, every subject it binds
-/// kept, one or more added. Such a change may wait a moment for the next members to join (one
-/// patch for a team joining one by one); anything else (a subject removed, another role) is
-/// written at once, since access must go the moment it ends.
-pub fn only_adds(current: &ClusterRoleBinding, desired: &ClusterRoleBinding) -> bool {
-    let subjects = |b: &ClusterRoleBinding| -> BTreeSet<(String, String, Option<String>)> {
-        b.subjects
-            .iter()
-            .flatten()
-            .map(|s| (s.kind.clone(), s.name.clone(), s.namespace.clone()))
-            .collect()
-    };
-    let (have, want) = (subjects(current), subjects(desired));
-    current.role_ref == desired.role_ref && have.is_subset(&want) && have != want
-}
-
 /// Name of the per-customer ClusterRole for its owners and support.
 pub fn customer_role_name(customer: &str) -> String {
     format!("tenancy:customer:{customer}")
@@ -1038,82 +1022,5 @@ mod tests {
             roles[3].metadata.labels.as_ref().unwrap()["tenancy.dev/aggregate-to-project-manager"],
             "true"
         );
-    }
-
-    #[test]
-    fn a_binding_change_may_wait_only_when_it_adds_subjects() {
-        let binding = |role: &str, who: &[&str]| ClusterRoleBinding {
-            metadata: ObjectMeta {
-                name: Some("tenancy:project:web".into()),
-                ..Default::default()
-            },
-            role_ref: role_ref(role),
-            subjects: Some(who.iter().map(|w| rbac_subject(&user(w))).collect()),
-        };
-        let r = "tenancy:project:web";
-        // A ServiceAccount named like a user is another subject.
-        let with_sa = |mut b: ClusterRoleBinding| {
-            b.subjects
-                .get_or_insert_default()
-                .push(rbac_subject(&Subject {
-                    kind: SubjectKind::ServiceAccount,
-                    name: "ann".into(),
-                    namespace: Some("web".into()),
-                }));
-            b
-        };
-        let cases = [
-            (
-                "first member joins",
-                binding(r, &[]),
-                binding(r, &["ann"]),
-                true,
-            ),
-            (
-                "two more join",
-                binding(r, &["ann"]),
-                binding(r, &["ann", "bob", "cy"]),
-                true,
-            ),
-            (
-                "nothing changes",
-                binding(r, &["ann"]),
-                binding(r, &["ann"]),
-                false,
-            ),
-            (
-                "one leaves",
-                binding(r, &["ann", "bob"]),
-                binding(r, &["ann"]),
-                false,
-            ),
-            (
-                "one leaves as another joins",
-                binding(r, &["ann", "bob"]),
-                binding(r, &["ann", "cy"]),
-                false,
-            ),
-            (
-                "another role",
-                binding(r, &["ann"]),
-                binding("other", &["ann", "bob"]),
-                false,
-            ),
-            (
-                "the user joins beside the ServiceAccount",
-                with_sa(binding(r, &[])),
-                with_sa(binding(r, &["ann"])),
-                true,
-            ),
-            (
-                "the ServiceAccount replaced by the user",
-                with_sa(binding(r, &[])),
-                binding(r, &["ann"]),
-                false,
-            ),
-        ];
-        for (what, current, desired, may_wait) in cases {
-            assert_eq!(only_adds(&current, &desired), may_wait, "{what}");
-        }
     }
 }
