@@ -920,18 +920,12 @@ fn progressing(s: &ProjectStatus) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "Progressing")
 }
 
-/// Whether `next` would be a new project's first status and says it is on its way or ready. It
-/// may wait (the pace, from the project's first reconcile): `Ready`, usually a moment later, is
-/// then its first status, carrying the counts of the members who joined meanwhile, instead of
-/// one write for `Ready` and another for the members joining just after it; a project that
-/// takes longer shows its progress when the wait ends. A first status that says anything else
-/// (stalled, a conflict) is written at once.
-pub fn first_may_wait(previous: Option<&ProjectStatus>, next: &ProjectStatus) -> bool {
-    let ready = next
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    previous.is_none_or(|p| p.conditions.is_empty()) && (progressing(next) || ready)
+/// Whether `next` would be a new project's first status and says only that it is on its way.
+/// It may wait like figures: `Ready`, a moment later on a cluster that keeps up, is then the
+/// first status written, and a project that takes longer shows its progress when the wait ends.
+/// A first status that says anything else (ready, stalled, a conflict) is written at once.
+pub fn first_progress(previous: Option<&ProjectStatus>, next: &ProjectStatus) -> bool {
+    previous.is_none_or(|p| p.conditions.is_empty()) && progressing(next)
 }
 
 /// The conditions that say how far a project still on its way has come.
@@ -2168,7 +2162,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_projects_first_status_waits_while_it_says_the_project_is_on_its_way_or_ready() {
+    fn a_new_projects_first_status_waits_only_while_it_says_the_project_is_on_its_way() {
         let status = |ready: &str, reason: &str| -> ProjectStatus {
             serde_json::from_value(json!({"phase": "Pending", "conditions": [
                 {"type": "Ready", "status": ready, "reason": reason, "message": "",
@@ -2185,18 +2179,7 @@ mod tests {
                 true,
                 "an empty status, on its way",
             ),
-            (
-                None,
-                &status("True", "Reconciled"),
-                true,
-                "ready: waits for the members' counts",
-            ),
-            (
-                Some(&on_its_way),
-                &status("True", "Reconciled"),
-                false,
-                "ready after a first status",
-            ),
+            (None, &status("True", "Reconciled"), false, "ready at once"),
             (
                 None,
                 &status("False", "NamespaceConflict"),
@@ -2212,7 +2195,7 @@ mod tests {
             ),
             (None, &empty, false, "says nothing of being on its way"),
         ] {
-            assert_eq!(first_may_wait(previous, next), may_wait, "{what}");
+            assert_eq!(first_progress(previous, next), may_wait, "{what}");
         }
     }
 }
