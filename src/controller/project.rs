@@ -244,13 +244,14 @@ async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, E
     // A change of figures only (a member joined, the quota's usage moved), or of how far a
     // project on its way has come (its namespace is active, its quota not yet counted), waits
     // for the next ones while the last status write is recent: one write for the burst a new
-    // project sees. A new project's first status waits too while it only says the project is on
-    // its way: `Ready`, usually a moment later, is then its first status write.
+    // project sees. A new project's first status waits too, on its way or ready, for the pace
+    // from its first reconcile: one write says it is `Ready` with the members who joined
+    // meanwhile.
     let pace_key = super::backoff::key(CONTROLLER, project.as_ref());
     let now_mono = std::time::Instant::now();
     let wait = if first_error.is_some() {
         None
-    } else if desired::project::first_progress(project.status.as_ref(), &status) {
+    } else if desired::project::first_may_wait(project.status.as_ref(), &status) {
         ctx.pacer.first_wait(&pace_key, now_mono)
     } else if desired::project::figures_only(&previous, &status)
         || desired::project::progress_only(&previous, &status)

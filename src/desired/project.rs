@@ -546,9 +546,11 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         return plan;
     }
 
-    // Move: the customer changed since the status was written.
+    // Move: the customer changed since the status was written, or, before the project's first
+    // status, since its own namespace was made for it (labelled with the customer it was made
+    // for): a move in that window is a move too.
     let mut last_move = previous.last_move.clone();
-    if let Some(from) = previous.customer.as_ref().map(|c| c.name.clone())
+    if let Some(from) = recorded_customer(p, &previous, view.namespace)
         && from != p.spec.customer
     {
         let preserve = p.spec.preserve_permissions_on_move.unwrap_or(true);
@@ -894,6 +896,24 @@ pub fn with_failures(
     status
 }
 
+/// The customer a project was last known to belong to: the one its status records, or, before
+/// its first status, the one its own namespace (this incarnation's) was made for.
+fn recorded_customer(
+    p: &Project,
+    previous: &ProjectStatus,
+    namespace: Option<&Namespace>,
+) -> Option<String> {
+    previous
+        .customer
+        .as_ref()
+        .map(|c| c.name.clone())
+        .or_else(|| {
+            namespace
+                .filter(|n| ns::standing(n, p) == Standing::Owned)
+                .and_then(|n| n.labels().get(labels::CUSTOMER).cloned())
+        })
+}
+
 /// Whether `next` differs from `previous` only in figures: member, resource and quota counts,
 /// usage, cost, credit, and the wording of conditions whose type, status and reason stay.
 /// Such a write may wait a moment for the next figures (see `controller::pacer`); a change of
@@ -920,12 +940,18 @@ fn progressing(s: &ProjectStatus) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "Progressing")
 }
 
-/// Whether `next` would be a new project's first status and says only that it is on its way.
-/// It may wait like figures: `Ready`, a moment later on a cluster that keeps up, is then the
-/// first status written, and a project that takes longer shows its progress when the wait ends.
-/// A first status that says anything else (ready, stalled, a conflict) is written at once.
-pub fn first_progress(previous: Option<&ProjectStatus>, next: &ProjectStatus) -> bool {
-    previous.is_none_or(|p| p.conditions.is_empty()) && progressing(next)
+/// Whether `next` would be a new project's first status and says it is on its way or ready. It
+/// may wait (the pace, from the project's first reconcile): `Ready`, usually a moment later, is
+/// then its first status, carrying the counts of the members who joined meanwhile, instead of
+/// one write for `Ready` and another for the members joining just after it; a project that
+/// takes longer shows its progress when the wait ends. A first status that says anything else
+/// (stalled, a conflict) is written at once.
+pub fn first_may_wait(previous: Option<&ProjectStatus>, next: &ProjectStatus) -> bool {
+    let ready = next
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    previous.is_none_or(|p| p.conditions.is_empty()) && (progressing(next) || ready)
 }
 
 /// The conditions that say how far a project still on its way has come.
@@ -1741,6 +1767,60 @@ mod tests {
     }
 
     #[test]
+    fn a_move_before_the_first_status_is_read_from_the_namespace_made_for_the_project() {
+        let labelled = |customer: &str, uid: &str| {
+            let mut l = ours();
+            l["tenancy.dev/customer"] = customer.into();
+            l["tenancy.dev/project-uid"] = uid.into();
+            namespace(l, json!({}))
+        };
+        for (what, ns, status, moved_from) in [
+            (
+                "no status yet, its namespace made for globex",
+                Some(labelled("globex", "uid-web")),
+                None,
+                Some("globex"),
+            ),
+            (
+                "no status yet, its namespace made for acme",
+                Some(labelled("acme", "uid-web")),
+                None,
+                None,
+            ),
+            ("no status yet, no namespace", None, None, None),
+            (
+                "another incarnation's namespace says nothing of this one",
+                Some(labelled("globex", "uid-other")),
+                None,
+                None,
+            ),
+            (
+                "the status records acme: a stale label is no move",
+                Some(labelled("globex", "uid-web")),
+                Some(json!({"customer": {"name": "acme"}})),
+                None,
+            ),
+        ] {
+            let mut w = World::new(project(json!({}), status, json!({})));
+            w.namespace = ns;
+            w.memberships = vec![membership("ned", "ned", "Member", None, json!({}))];
+            let plan = w.plan();
+            assert_eq!(
+                plan.moved.as_ref().map(|m| m.record.from.as_str()),
+                moved_from,
+                "{what}"
+            );
+            if moved_from.is_some() {
+                assert_eq!(
+                    plan.status.last_move.as_ref().map(|m| m.to.as_str()),
+                    Some("acme"),
+                    "{what}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_quota_freezes_when_due_and_bounds_what_the_customer_limits() {
         let mut w = World::new(project(
             json!({"endDate": "2027-03-01", "quota": {"hard": {"requests.cpu": "2", "foo": "1"}}}),
@@ -2162,7 +2242,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_projects_first_status_waits_only_while_it_says_the_project_is_on_its_way() {
+    fn a_new_projects_first_status_waits_while_it_says_the_project_is_on_its_way_or_ready() {
         let status = |ready: &str, reason: &str| -> ProjectStatus {
             serde_json::from_value(json!({"phase": "Pending", "conditions": [
                 {"type": "Ready", "status": ready, "reason": reason, "message": "",
@@ -2179,7 +2259,18 @@ mod tests {
                 true,
                 "an empty status, on its way",
             ),
-            (None, &status("True", "Reconciled"), false, "ready at once"),
+            (
+                None,
+                &status("True", "Reconciled"),
+                true,
+                "ready: waits for the members' counts",
+            ),
+            (
+                Some(&on_its_way),
+                &status("True", "Reconciled"),
+                false,
+                "ready after a first status",
+            ),
             (
                 None,
                 &status("False", "NamespaceConflict"),
@@ -2195,7 +2286,7 @@ mod tests {
             ),
             (None, &empty, false, "says nothing of being on its way"),
         ] {
-            assert_eq!(first_progress(previous, next), may_wait, "{what}");
+            assert_eq!(first_may_wait(previous, next), may_wait, "{what}");
         }
     }
 }
