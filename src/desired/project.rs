@@ -945,13 +945,15 @@ fn progressing(s: &ProjectStatus) -> bool {
 /// then its first status, carrying the counts of the members who joined meanwhile, instead of
 /// one write for `Ready` and another for the members joining just after it; a project that
 /// takes longer shows its progress when the wait ends. A first status that says anything else
-/// (stalled, a conflict) is written at once.
+/// (stalled, a conflict) or holds a record (a move carried out before it: the namespace it was
+/// read from is relabelled meanwhile) is written at once.
 pub fn first_may_wait(previous: Option<&ProjectStatus>, next: &ProjectStatus) -> bool {
     let ready = next
         .conditions
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
-    previous.is_none_or(|p| p.conditions.is_empty()) && (progressing(next) || ready)
+    let records = next.last_move.is_some() || next.recovery.is_some() || next.suspension.is_some();
+    previous.is_none_or(|p| p.conditions.is_empty()) && (progressing(next) || ready) && !records
 }
 
 /// The conditions that say how far a project still on its way has come.
@@ -2251,6 +2253,14 @@ mod tests {
         };
         let on_its_way = status("False", "Progressing");
         let empty = ProjectStatus::default();
+        let moved = ProjectStatus {
+            last_move: Some(
+                serde_json::from_value(json!({"time": "2027-03-15T12:00:00Z",
+                "from": "globex", "to": "acme", "preservedPermissions": false}))
+                .unwrap(),
+            ),
+            ..status("True", "Reconciled")
+        };
         for (previous, next, may_wait, what) in [
             (None, &on_its_way, true, "no status yet, on its way"),
             (
@@ -2285,6 +2295,12 @@ mod tests {
                 "not its first status",
             ),
             (None, &empty, false, "says nothing of being on its way"),
+            (
+                None,
+                &moved,
+                false,
+                "ready, recording a move made before it",
+            ),
         ] {
             assert_eq!(first_may_wait(previous, next), may_wait, "{what}");
         }
