@@ -945,15 +945,24 @@ fn progressing(s: &ProjectStatus) -> bool {
 /// then its first status, carrying the counts of the members who joined meanwhile, instead of
 /// one write for `Ready` and another for the members joining just after it; a project that
 /// takes longer shows its progress when the wait ends. A first status that says anything else
-/// (stalled, a conflict) or holds a record (a move carried out before it: the namespace it was
-/// read from is relabelled meanwhile) is written at once.
+/// (stalled, a conflict), holds a record (a move carried out before it: the namespace it was
+/// read from is relabelled meanwhile) or is past `Pending` and `Active` (a project made after
+/// its end date: the expiration policy's steps read what the status says they did) is written
+/// at once.
 pub fn first_may_wait(previous: Option<&ProjectStatus>, next: &ProjectStatus) -> bool {
     let ready = next
         .conditions
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
     let records = next.last_move.is_some() || next.recovery.is_some() || next.suspension.is_some();
-    previous.is_none_or(|p| p.conditions.is_empty()) && (progressing(next) || ready) && !records
+    let early = matches!(
+        next.phase,
+        None | Some(ProjectPhase::Pending) | Some(ProjectPhase::Active)
+    );
+    previous.is_none_or(|p| p.conditions.is_empty())
+        && (progressing(next) || ready)
+        && !records
+        && early
 }
 
 /// The conditions that say how far a project still on its way has come.
@@ -2295,6 +2304,24 @@ mod tests {
                 "not its first status",
             ),
             (None, &empty, false, "says nothing of being on its way"),
+            (
+                None,
+                &ProjectStatus {
+                    phase: Some(ProjectPhase::Expired),
+                    ..status("True", "Reconciled")
+                },
+                false,
+                "made after its end date and grace: expired",
+            ),
+            (
+                None,
+                &ProjectStatus {
+                    phase: Some(ProjectPhase::Active),
+                    ..status("True", "Reconciled")
+                },
+                true,
+                "ready and in use",
+            ),
             (
                 None,
                 &moved,
