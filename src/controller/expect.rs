@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 /// How long a child made by this operator is taken as there while its cache does not show it.
 pub const EXPECTED_FOR: Duration = Duration::from_secs(10);
 
+/// Past this many children remembered, those made longer than [`EXPECTED_FOR`] ago are
+/// forgotten on the next one made.
+const PRUNE_ABOVE: usize = 256;
+
 /// The children made and not yet seen in their caches, by `kind/namespace/name`.
 #[derive(Default, Debug)]
 pub struct Expectations {
@@ -45,7 +49,9 @@ impl Expectations {
     /// `key` was made from `digest` at `now`.
     pub fn made(&self, key: String, owner: Option<String>, digest: u64, now: Instant) {
         let mut inner = self.inner.lock().expect("expectations lock");
-        inner.retain(|_, m| now.saturating_duration_since(m.at) < EXPECTED_FOR);
+        if inner.len() >= PRUNE_ABOVE {
+            inner.retain(|_, m| now.saturating_duration_since(m.at) < EXPECTED_FOR);
+        }
         inner.insert(
             key,
             Made {
@@ -143,7 +149,7 @@ mod tests {
     fn children_made_long_ago_are_forgotten_on_the_next_made() {
         let t0 = Instant::now();
         let e = Expectations::default();
-        for i in 0..100 {
+        for i in 0..PRUNE_ABOVE as u64 {
             e.made(key("Role", Some("a"), &format!("r{i}")), None, i, t0);
         }
         e.made(key("Role", Some("a"), "new"), None, 0, t0 + EXPECTED_FOR);
