@@ -561,6 +561,14 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
             preserved_permissions: preserve,
         };
         last_move = Some(record.clone());
+        // Read from the namespace (no status yet): it keeps saying where the project came from
+        // until a status records the move. Relabelled now, a status write that then failed
+        // would leave nothing to read the move from, and its record would be lost.
+        if previous.customer.is_none()
+            && let Some(labels) = plan.namespace.metadata.labels.as_mut()
+        {
+            labels.insert(labels::CUSTOMER.to_string(), record.from.clone());
+        }
         plan.moved = Some(Move {
             record,
             revoke: if preserve {
@@ -1828,7 +1836,27 @@ mod tests {
                     "{what}"
                 );
             }
+            // The namespace is relabelled for the new customer only once a status says it
+            // moved: until then it is what the move is read from again, should the status
+            // write fail.
+            assert_eq!(
+                plan.namespace.labels()["tenancy.dev/customer"],
+                moved_from.unwrap_or("acme"),
+                "{what}"
+            );
         }
+        // Once the status records the move, the namespace follows the customer.
+        let mut w = World::new(project(
+            json!({}),
+            Some(json!({"customer": {"name": "acme"},
+                "lastMove": {"time": "2026-01-01T00:00:00Z", "from": "globex", "to": "acme",
+                    "preservedPermissions": true}})),
+            json!({}),
+        ));
+        w.namespace = Some(labelled("globex", "uid-web"));
+        let plan = w.plan();
+        assert!(plan.moved.is_none());
+        assert_eq!(plan.namespace.labels()["tenancy.dev/customer"], "acme");
     }
 
     #[test]
