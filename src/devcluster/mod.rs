@@ -183,6 +183,8 @@ pub struct ControlPlaneOptions {
     pub controller_manager: bool,
     /// Appended to kube-apiserver's arguments (a later flag overrides an earlier one).
     pub extra_apiserver_args: Vec<String>,
+    /// Appended to kube-controller-manager's arguments (a later flag overrides an earlier one).
+    pub extra_controller_manager_args: Vec<String>,
     /// Where certificates, etcd data, logs and kubeconfigs go. `None`: a fresh temp dir. A
     /// given folder must be empty, missing, or a previous control plane's (it is then wiped).
     pub work_dir: Option<PathBuf>,
@@ -194,6 +196,7 @@ impl Default for ControlPlaneOptions {
             bin_dir: None,
             controller_manager: true,
             extra_apiserver_args: Vec::new(),
+            extra_controller_manager_args: Vec::new(),
             work_dir: None,
         }
     }
@@ -486,6 +489,7 @@ impl ControlPlane {
                 // discovered after it was made (a new CRD) gets its status soon.
                 .arg("--resource-quota-sync-period=15s")
                 .arg("--profiling=false")
+                .args(&opts.extra_controller_manager_args)
                 .current_dir(&self.dir);
             self.controller_manager = Some(self.spawn_logged("kube-controller-manager", kcm)?);
             // Ready = the serviceaccount controller has made `default` in `default`.
