@@ -48,8 +48,9 @@ unit:
 	$(CARGO) test --lib --bins
 
 crd-check:
-	$(call banner,4/6 CRD drift: crds/ must equal the generated CRDs)
+	$(call banner,4/6 drift: crds/ must equal the generated CRDs and README.md's bench table bench/*.json)
 	$(CARGO) run -q -- crd --check crds
+	$(CARGO) run -q -- bench-table --results bench --check README.md
 
 e2e:
 	$(call banner,5/6 control-plane binaries (built once into the cache))
@@ -62,7 +63,9 @@ e2e:
 ## plane: BENCH_PROJECTS projects (default 200) with 3 memberships each, BENCH_IN_FLIGHT (default
 ## 20) at a time, (a) as plain objects and (b) through the operator to all Ready; prints the ratio,
 ## webhook p50/p99, writes and reconciles per project, RSS, CPU and quiet-window writes as one
-## table and writes target/bench/operator.json (not part of `make test`). BENCH_SETTLE_SECONDS
+## table and writes target/bench/operator.json (not part of `make test`); keeps it as
+## bench/operator-<projects>-<in flight>.json and makes README.md's table again from bench/ (commit
+## both to publish the figures; `make test` checks they agree). BENCH_SETTLE_SECONDS
 ## (default 0: not measured) waits that long after b and reports the operator's RSS then.
 BENCH_PROJECTS ?= 200
 BENCH_IN_FLIGHT ?= 20

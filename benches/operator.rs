@@ -17,7 +17,7 @@
 //! Then: the ratio b/a; the webhook p50/p99 as kube-apiserver measures it
 //! (`apiserver_admission_webhook_admission_duration_seconds`, every webhook of the operator, over
 //! b); the operator's writes and reconciles per project over b; its RSS and CPU after b; its
-//! writes in a 15 s quiet window after that.
+//! writes and CPU in a 15 s quiet window after that.
 //!
 //! `BENCH_PROJECTS` (default 200) and `BENCH_IN_FLIGHT` (default 20) set N and the concurrency.
 //! One table is printed and the figures written to `target/bench/operator.json` (its path is
@@ -47,6 +47,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tenancy_operator::api::{Customer, Project, ProjectMembership};
+use tenancy_operator::devcluster::bench_table;
 
 use common::{
     by_label, cpu_seconds, delta, env_usize, operator_metrics, print_table, rss_mib, samples,
@@ -774,6 +775,9 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
         total(&op_quiet, "tenancy_api_writes_total") - total(&op_after, "tenancy_api_writes_total");
     let quiet_reconciles =
         total(&op_quiet, "tenancy_reconciles_total") - total(&op_after, "tenancy_reconciles_total");
+    // Steady state: the operator's CPU over the quiet window (its timers, the views index's
+    // minute, metrics scrapes by this bench).
+    let quiet_cpu = cpu_seconds(pid) - cpu;
     // Settled: what the operator keeps once the views' watch history is let go of (75 s after it
     // was replaced, looked at once a minute).
     let settle = Duration::from_secs(env_usize("BENCH_SETTLE_SECONDS", 0) as u64);
@@ -826,6 +830,8 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
         "projects": n,
         "in_flight": in_flight,
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "commit": commit(),
+        "date": jiff::Zoned::now().date().to_string(),
         "customers": customers,
         "ratio": b.seconds / a.seconds,
         "direct_seconds": a.seconds,
@@ -876,6 +882,7 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
         "quiet_window_seconds": QUIET_WINDOW.as_secs(),
         "quiet_writes": quiet_writes,
         "quiet_reconciles": quiet_reconciles,
+        "quiet_cpu_seconds": quiet_cpu,
     });
     operator.stop();
     env.shutdown();
@@ -1028,6 +1035,13 @@ fn table(r: &Value) {
             ),
             format!("{} ({})", f("quiet_writes"), f("quiet_reconciles")),
         ),
+        (
+            format!(
+                "operator CPU in the {} s quiet window",
+                r["quiet_window_seconds"]
+            ),
+            format!("{:.2} s", f("quiet_cpu_seconds")),
+        ),
     ];
     print_table(&rows);
 }
@@ -1050,5 +1064,39 @@ fn main() {
         std::process::exit(1);
     }
     table(&report);
+    // The README's table is made from the results kept in bench/ (one per size and
+    // concurrency); a profiled run or one writing a by apply measures something else.
+    if !profiling() && std::env::var("BENCH_DIRECT_APPLY").is_err() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let kept = root
+            .join("bench")
+            .join(bench_table::result_file_name(n, in_flight));
+        let written = std::fs::create_dir_all(root.join("bench")).and_then(|()| {
+            std::fs::write(
+                &kept,
+                serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+            )
+        });
+        match written
+            .map_err(|e| e.to_string())
+            .and_then(|()| bench_table::update(&root.join("README.md"), &root.join("bench"), false))
+        {
+            Ok(()) => println!("kept as {}; README.md's table made again", kept.display()),
+            Err(e) => eprintln!("[bench] keeping the result: {e}"),
+        }
+    }
     println!("\nwritten to {}", path.display());
+}
+
+/// The commit measured (`git describe --always --dirty`), or `unknown` outside a git checkout.
+fn commit() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=7"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -28,6 +28,18 @@ pub enum Command {
     },
     /// Start a local control plane with the CRDs, the operator and the examples, until Ctrl-C.
     Dev(crate::devcluster::dev::DevArgs),
+    /// Print the README's `make bench` table from the kept results, or write/check it in a README.
+    BenchTable {
+        /// The folder of results `make bench` keeps (one JSON file per run size).
+        #[arg(long, default_value = "bench")]
+        results: PathBuf,
+        /// Write the table into this README, between its markers.
+        #[arg(long, conflicts_with = "check")]
+        write: Option<PathBuf>,
+        /// Exit non-zero if this README's table differs from what the results make.
+        #[arg(long)]
+        check: Option<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -36,6 +48,33 @@ impl Cli {
             Command::Run(args) => crate::run::run_blocking(*args),
             Command::Crd { write, check } => crd_command(write, check),
             Command::Dev(args) => crate::devcluster::dev::run(args),
+            Command::BenchTable {
+                results,
+                write,
+                check,
+            } => bench_table_command(&results, write, check),
+        }
+    }
+}
+
+fn bench_table_command(
+    results: &std::path::Path,
+    write: Option<PathBuf>,
+    check: Option<PathBuf>,
+) -> ExitCode {
+    use crate::devcluster::bench_table;
+    let outcome = match (write, check) {
+        (Some(readme), _) => bench_table::update(&readme, results, false),
+        (None, Some(readme)) => bench_table::update(&readme, results, true),
+        (None, None) => bench_table::read_results(results).map(|r| {
+            print!("{}", bench_table::render(&r));
+        }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }

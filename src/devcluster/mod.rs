@@ -13,6 +13,7 @@
 //! a spawner thread that lives as long as the [`ControlPlane`], and a process group each).
 
 pub mod apply;
+pub mod bench_table;
 pub mod dev;
 pub mod install;
 pub mod process;
