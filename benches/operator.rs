@@ -1087,15 +1087,29 @@ fn main() {
     println!("\nwritten to {}", path.display());
 }
 
-/// The commit measured (`git describe --always --dirty`), or `unknown` outside a git checkout.
+/// The commit measured, `-dirty` when files other than the README and the kept results
+/// (`bench/`, which each run writes) differ from it; `unknown` outside a git checkout.
 fn commit() -> String {
-    std::process::Command::new("git")
-        .args(["describe", "--always", "--dirty", "--abbrev=7"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+    };
+    let Some(head) = git(&["rev-parse", "--short=7", "HEAD"]) else {
+        return "unknown".into();
+    };
+    let changed = git(&[
+        "status",
+        "--porcelain",
+        "--",
+        ".",
+        ":(exclude)README.md",
+        ":(exclude)bench",
+    ])
+    .is_none_or(|s| !s.trim().is_empty());
+    format!("{}{}", head.trim(), if changed { "-dirty" } else { "" })
 }

@@ -455,6 +455,13 @@ where
     if diff.as_object().is_some_and(|d| d.is_empty()) {
         return Ok(false);
     }
+    tracing::debug!(
+        kind = %K::kind(&()),
+        name = %obj.name_any(),
+        first = current.is_none(),
+        change = %diff,
+        "writing status"
+    );
     let mut patch = serde_json::json!({"status": diff});
     if let Some(v) = resource_version {
         // In a merge patch, a resourceVersion is a precondition.
