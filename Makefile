@@ -48,7 +48,7 @@ unit:
 	$(CARGO) test --lib --bins
 
 crd-check:
-	$(call banner,4/6 drift: crds/ must equal the generated CRDs and README.md's bench table bench/*.json)
+	$(call banner,4/6 drift: crds/ must equal the generated CRDs, README.md's bench table what bench/*.json make)
 	$(CARGO) run -q -- crd --check crds
 	$(CARGO) run -q -- bench-table --results bench --check README.md
 
