@@ -73,7 +73,9 @@ BENCH_SETTLE_SECONDS ?= 0
 bench:
 	bash tests/control-plane/build.sh >/dev/null
 	BENCH_PROJECTS=$(BENCH_PROJECTS) BENCH_IN_FLIGHT=$(BENCH_IN_FLIGHT) \
-		BENCH_SETTLE_SECONDS=$(BENCH_SETTLE_SECONDS) $(CARGO) bench --bench operator
+		BENCH_SETTLE_SECONDS=$(BENCH_SETTLE_SECONDS) \
+		RUST_LOG=$${RUST_LOG:-info,tenancy_operator::controller::apply=debug} \
+		$(CARGO) bench --bench operator
 
 ## bench-views: what `kubectl get myprojects` costs with BENCH_PROJECTS (default 10000) projects:
 ## the index in process, then p50/p99 through kube-apiserver with the release operator, and its
