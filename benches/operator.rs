@@ -777,7 +777,9 @@ fn run(n: usize, in_flight: usize) -> Result<Value, String> {
     // Steady state: the operator's CPU over the quiet window (its timers, the views index's
     // minute, metrics scrapes by this bench).
     let quiet_cpu = cpu_seconds(pid) - cpu;
-    let rewrites = project_status_rewrites(operator.log_path());
+    let rewrites = bench_table::project_status_rewrites(
+        &std::fs::read_to_string(operator.log_path()).unwrap_or_default(),
+    );
     // Settled: what the operator keeps once the views' watch history is let go of (75 s after it
     // was replaced, looked at once a minute).
     let settle = Duration::from_secs(env_usize("BENCH_SETTLE_SECONDS", 0) as u64);
@@ -1087,49 +1089,6 @@ fn main() {
         }
     }
     println!("\nwritten to {}", path.display());
-}
-
-/// A Project's status writes after its first, by what they changed (its top-level status
-/// fields, joined by `,`), read from the operator's log: `writing status` at debug, which
-/// `make bench` turns on (`RUST_LOG`); empty when the log level hides it.
-fn project_status_rewrites(log: &std::path::Path) -> BTreeMap<String, usize> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut by_change = BTreeMap::new();
-    for line in text.lines().map(without_colours) {
-        let rewrite = line.contains("writing status")
-            && line.contains("kind=Project ")
-            && line.contains("first=false");
-        let Some((_, change)) = line.split_once(" change=").filter(|_| rewrite) else {
-            continue;
-        };
-        let fields = serde_json::from_str::<Value>(change)
-            .ok()
-            .and_then(|v| {
-                v.as_object()
-                    .map(|o| o.keys().cloned().collect::<Vec<_>>().join(","))
-            })
-            .unwrap_or_else(|| "?".into());
-        *by_change.entry(fields).or_default() += 1;
-    }
-    by_change
-}
-
-/// `line` without terminal colour sequences (`ESC [ ... m`).
-fn without_colours(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The commit measured, `-dirty` when files other than the README and the kept results

@@ -3,6 +3,7 @@
 //! the table into the README between [`BEGIN`] and [`END`]; `make test` checks that what is there
 //! is what the kept results make, so the figures in the README are always those of a run.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
@@ -183,6 +184,47 @@ const ROWS: &[Row] = &[
     ),
 ];
 
+/// A Project's status writes after its first, by what they changed (its top-level status
+/// fields, joined by `,`), read from the operator's log: its `writing status` lines (at debug).
+pub fn project_status_rewrites(log: &str) -> BTreeMap<String, usize> {
+    let mut by_change = BTreeMap::new();
+    for line in log.lines().map(without_colours) {
+        let rewrite = line.contains("writing status")
+            && line.contains("kind=Project ")
+            && line.contains("first=false");
+        let Some((_, change)) = line.split_once(" change=").filter(|_| rewrite) else {
+            continue;
+        };
+        let fields = serde_json::from_str::<Value>(change)
+            .ok()
+            .and_then(|v| {
+                v.as_object()
+                    .map(|o| o.keys().cloned().collect::<Vec<_>>().join(","))
+            })
+            .unwrap_or_else(|| "?".into());
+        *by_change.entry(fields).or_default() += 1;
+    }
+    by_change
+}
+
+/// `line` without terminal colour sequences (`ESC [ ... m`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The table: a row per figure, a column per result.
 pub fn render(results: &[Value]) -> String {
     let mut out = String::from("| |");
@@ -287,6 +329,45 @@ mod tests {
             assert!(line.contains(want), "{row}: {line}");
         }
         assert_eq!(lines.len(), 2 + ROWS.len());
+    }
+
+    #[test]
+    fn a_projects_status_rewrites_are_counted_by_what_they_changed() {
+        // As the operator logs them, colours included.
+        let line = |kind: &str, name: &str, first: bool, change: &str| {
+            format!(
+                "\u{1b}[2m2026-12-07T17:26:52.675636Z\u{1b}[0m \u{1b}[34mDEBUG\u{1b}[0m \u{1b}[2mtenancy_operator::controller::apply\u{1b}[0m\u{1b}[2m:\u{1b}[0m writing status \u{1b}[3mkind\u{1b}[0m\u{1b}[2m=\u{1b}[0m{kind} \u{1b}[3mname\u{1b}[0m\u{1b}[2m=\u{1b}[0m{name} \u{1b}[3mfirst\u{1b}[0m\u{1b}[2m=\u{1b}[0m{first} \u{1b}[3mchange\u{1b}[0m\u{1b}[2m=\u{1b}[0m{change}"
+            )
+        };
+        let log = [
+            line(
+                "Project",
+                "web",
+                true,
+                r#"{"phase":"Active","members":{"total":0}}"#,
+            ),
+            line("Project", "web", false, r#"{"members":{"total":3}}"#),
+            line(
+                "Project",
+                "shop",
+                false,
+                r#"{"conditions":[],"phase":"Active","quota":{}}"#,
+            ),
+            line("Project", "api", false, r#"{"members":{"total":1}}"#),
+            line("ProjectMembership", "ned", false, r#"{"phase":"Active"}"#),
+            line("Project", "odd", false, "not json"),
+            "an unrelated line with kind=Project first=false change={}".to_string(),
+        ]
+        .join("\n");
+        let counted = project_status_rewrites(&log);
+        assert_eq!(
+            counted,
+            BTreeMap::from([
+                ("members".to_string(), 2),
+                ("conditions,phase,quota".to_string(), 1),
+                ("?".to_string(), 1),
+            ])
+        );
     }
 
     #[test]
