@@ -1071,20 +1071,8 @@ fn main() {
     // concurrency); a profiled run or one writing a by apply measures something else.
     if !profiling() && std::env::var("BENCH_DIRECT_APPLY").is_err() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let kept = root
-            .join("bench")
-            .join(bench_table::result_file_name(n, in_flight));
-        let written = std::fs::create_dir_all(root.join("bench")).and_then(|()| {
-            std::fs::write(
-                &kept,
-                serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
-            )
-        });
-        match written
-            .map_err(|e| e.to_string())
-            .and_then(|()| bench_table::update(&root.join("README.md"), &root.join("bench"), false))
-        {
-            Ok(()) => println!("kept as {}; README.md's table made again", kept.display()),
+        match bench_table::keep(&report, &root.join("bench"), &root.join("README.md")) {
+            Ok(kept) => println!("kept as {}; README.md's table made again", kept.display()),
             Err(e) => eprintln!("[bench] keeping the result: {e}"),
         }
     }

@@ -4,7 +4,7 @@
 //! is what the kept results make, so the figures in the README are always those of a run.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -42,8 +42,26 @@ pub fn read_results(dir: &Path) -> Result<Vec<Value>, String> {
 }
 
 /// The name `make bench` keeps a result under: `operator-<projects>-<in flight>.json`.
-pub fn result_file_name(projects: usize, in_flight: usize) -> String {
+fn result_file_name(projects: u64, in_flight: u64) -> String {
     format!("operator-{projects}-{in_flight}.json")
+}
+
+/// Keeps `report` (a `make bench` result) in `dir`, under the name of its size and concurrency
+/// (replacing the last run of the same), and writes `readme`'s table again from `dir`. Answers
+/// where it was kept.
+pub fn keep(report: &Value, dir: &Path, readme: &Path) -> Result<PathBuf, String> {
+    let (Some(projects), Some(in_flight)) =
+        (report["projects"].as_u64(), report["in_flight"].as_u64())
+    else {
+        return Err("not a `make bench` result (no `projects` or `in_flight`)".into());
+    };
+    let kept = dir.join(result_file_name(projects, in_flight));
+    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())? + "\n";
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&kept, text))
+        .map_err(|e| format!("writing {}: {e}", kept.display()))?;
+    update(readme, dir, false)?;
+    Ok(kept)
 }
 
 fn number(v: &Value, decimals: usize) -> String {
@@ -406,7 +424,7 @@ mod tests {
         for (n, r) in [(10000, 6.1), (200, 3.8), (1000, 4.3)] {
             std::fs::write(
                 dir.path().join(result_file_name(n, 20)),
-                result(n as u64, r).to_string(),
+                result(n, r).to_string(),
             )
             .unwrap();
         }
@@ -421,6 +439,29 @@ mod tests {
         std::fs::write(dir.path().join("stray.json"), "{}").unwrap();
         let err = read_results(dir.path()).unwrap_err();
         assert!(err.contains("stray.json"), "{err}");
+    }
+
+    #[test]
+    fn a_run_is_kept_under_its_size_replacing_the_last_and_the_table_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (results, readme) = (dir.path().join("bench"), dir.path().join("README.md"));
+        std::fs::write(&readme, format!("x\n{BEGIN}\n{END}\n")).unwrap();
+        for ratio in [3.8, 4.1] {
+            let kept = keep(&result(200, ratio), &results, &readme).unwrap();
+            assert_eq!(kept, results.join("operator-200-20.json"));
+        }
+        assert_eq!(
+            read_results(&results).unwrap().len(),
+            1,
+            "the last run of a size"
+        );
+        let text = std::fs::read_to_string(&readme).unwrap();
+        assert!(
+            text.contains("**4.10×**") && !text.contains("3.80"),
+            "{text}"
+        );
+        let err = keep(&json!({"projects": 200}), &results, &readme).unwrap_err();
+        assert!(err.contains("in_flight"), "{err}");
     }
 
     #[test]
