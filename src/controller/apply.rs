@@ -205,7 +205,8 @@ pub async fn ensure_role_binding(
     ensure(ctx, current, desired).await
 }
 
-/// Applies ClusterRoles and ClusterRoleBindings that differ from the cached ones.
+/// Applies ClusterRoles and ClusterRoleBindings that differ from the cached ones (a binding of
+/// nobody is not made: [`crate::desired::access::binding_written`]).
 pub async fn ensure_cluster_rbac(
     ctx: &Context,
     roles: &[k8s_openapi::api::rbac::v1::ClusterRole],
@@ -224,14 +225,13 @@ pub async fn ensure_cluster_rbac(
         )
     }))
     .await?;
-    futures::future::try_join_all(bindings.iter().map(|binding| {
-        ensure(
-            ctx,
-            ctx.caches
-                .cluster_role_bindings
-                .get(&ObjectRef::new(&binding.name_any())),
-            binding,
-        )
+    futures::future::try_join_all(bindings.iter().filter_map(|binding| {
+        let current = ctx
+            .caches
+            .cluster_role_bindings
+            .get(&ObjectRef::new(&binding.name_any()));
+        crate::desired::access::binding_written(binding, current.is_some())
+            .then(|| ensure(ctx, current, binding))
     }))
     .await?;
     Ok(())

@@ -512,6 +512,14 @@ pub fn project_access(
     (roles, bindings)
 }
 
+/// Whether a cluster binding is written: one that would bind nobody is not made (a project's
+/// reader binding before any reader but its managers joins, a customer's support binding while
+/// it has no support), so the first subject makes it instead of a create and then a patch; one
+/// that exists is kept as desired, emptied too, however few it binds.
+pub fn binding_written(binding: &ClusterRoleBinding, exists: bool) -> bool {
+    exists || binding.subjects.as_ref().is_some_and(|s| !s.is_empty())
+}
+
 /// Name of the per-customer ClusterRole for its owners and support.
 pub fn customer_role_name(customer: &str) -> String {
     format!("tenancy:customer:{customer}")
@@ -1022,5 +1030,35 @@ mod tests {
             roles[3].metadata.labels.as_ref().unwrap()["tenancy.dev/aggregate-to-project-manager"],
             "true"
         );
+    }
+
+    #[test]
+    fn a_binding_of_nobody_is_not_made_but_an_existing_one_is_kept_as_desired() {
+        let binding = |subjects: Option<Vec<&str>>| ClusterRoleBinding {
+            metadata: ObjectMeta {
+                name: Some("tenancy:project:web".into()),
+                ..Default::default()
+            },
+            role_ref: role_ref("tenancy:project:web"),
+            subjects: subjects.map(|s| s.iter().map(|n| rbac_subject(&user(n))).collect()),
+        };
+        // (subjects, exists already, written)
+        let cases = [
+            (None, false, false),
+            (Some(vec![]), false, false),
+            (Some(vec!["alice"]), false, true),
+            (Some(vec!["alice", "bob"]), false, true),
+            (None, true, true),
+            (Some(vec![]), true, true),
+            (Some(vec!["alice"]), true, true),
+        ];
+        for (subjects, exists, written) in cases {
+            let b = binding(subjects.clone());
+            assert_eq!(
+                binding_written(&b, exists),
+                written,
+                "subjects {subjects:?}, exists {exists}"
+            );
+        }
     }
 }
