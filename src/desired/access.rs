@@ -513,8 +513,8 @@ pub fn project_access(
 }
 
 /// Whether a cluster binding is written: one that would bind nobody is not made (a project's
-/// reader binding before any reader but its managers joins, a customer's support binding while
-/// it has no support), so the first subject makes it instead of a create and then a patch; one
+/// reader binding before any reader but its managers joins, a customer's bindings while it has
+/// no owners), so the first subject makes it instead of a create and then a patch; one
 /// that exists is kept as desired, emptied too, however few it binds.
 pub fn binding_written(binding: &ClusterRoleBinding, exists: bool) -> bool {
     exists || binding.subjects.as_ref().is_some_and(|s| !s.is_empty())
