@@ -11,7 +11,7 @@ START := $(shell date +%s)
 banner = @printf '\n==> %s\n' "$(1)"
 
 .NOTPARALLEL:
-.PHONY: build crds control-plane dev test fmt-check clippy unit crd-check e2e bench bench-views soak
+.PHONY: build crds control-plane dev test fmt-check clippy unit crd-check e2e bench bench-views bench-caches soak
 
 ## build: compile the operator.
 build:
@@ -83,6 +83,13 @@ bench:
 bench-views:
 	bash tests/control-plane/build.sh >/dev/null
 	$(CARGO) bench --bench views
+
+## bench-caches: what a project's own objects (the Project, its 3 memberships, its namespace) cost
+## the operator's watch caches with BENCH_PROJECTS (default 10000) projects, kept whole in kube's
+## Store and as JSON, and what reading one back from JSON costs; in process, seconds (not part of
+## `make test`).
+bench-caches:
+	$(CARGO) bench --bench caches
 
 ## soak: SOAK_MINUTES (default 30) of a seeded random workload (SOAK_SEED; default the time,
 ## printed) at SOAK_RATE operations a minute (default 30) on a fresh control plane: creations,

@@ -16,9 +16,7 @@
 #[allow(unused_imports)]
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -31,23 +29,8 @@ use tenancy_operator::desired::access::Requester;
 use tenancy_operator::views::{Changed, Dirty, Index, Sources, Viewer};
 
 /// Counts the bytes the process holds, to weigh the index.
-struct Counting;
-
-static HELD: AtomicI64 = AtomicI64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        HELD.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        HELD.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "common/counting.rs"]
+mod counting;
 
 fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).expect("a valid object")
@@ -123,11 +106,11 @@ fn in_process(n: usize) -> Value {
         is_project_namespace: &no,
     };
     let now = Timestamp::now();
-    let before = HELD.load(Ordering::Relaxed);
+    let before = counting::held();
     let t = Instant::now();
     let index = Index::build(&src, 1, now, None);
     let full = t.elapsed();
-    let bytes = HELD.load(Ordering::Relaxed) - before;
+    let bytes = counting::held() - before;
     let mut changed = projects.clone();
     changed[n / 2] = Arc::new(obj(
         json!({"apiVersion": "tenancy.dev/v1alpha1", "kind": "Project",
@@ -141,11 +124,11 @@ fn in_process(n: usize) -> Value {
     .by_name();
     let mut dirty = Dirty::default();
     dirty.add(Changed::Project(project_name(n / 2)));
-    let before_rebuild = HELD.load(Ordering::Relaxed);
+    let before_rebuild = counting::held();
     let t = Instant::now();
     let rebuilt = index.update(&lookup, &dirty, 2, now);
     let rebuild = t.elapsed();
-    let extra = HELD.load(Ordering::Relaxed) - before_rebuild;
+    let extra = counting::held() - before_rebuild;
     let user = Viewer {
         requester: Requester {
             username: "bench-user".into(),
