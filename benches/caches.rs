@@ -5,7 +5,9 @@
 //! operator keeps a kind: whole in kube's `Store` (the kinds its controllers are built on) and
 //! as JSON in a `watch::Compact` cache (its children), both after `watch::slim`. It prints the
 //! bytes held per object each way (counted by the allocator: sizes asked for, the allocator's
-//! own overhead on top) and what reading one back from the JSON costs, as one table, and writes
+//! own overhead on top), what a handle per object (name and namespace, kube's
+//! `PartialObjectMeta`) costs in a `Store` of its own, as kube's `Controller` would need beside
+//! JSON caches, and what reading one back from the JSON costs, as one table, and writes
 //! `target/bench/caches.json`.
 
 #[path = "common/counting.rs"]
@@ -15,6 +17,8 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Resource;
+use kube::api::ObjectMeta;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::Event;
 use serde::Serialize;
@@ -78,6 +82,27 @@ where
     let _ = writer.apply(Event::InitDone).count();
     let as_json = (counting::held() - before) / n;
 
+    // What a controller runtime over the JSON would also keep: a handle per object (its name
+    // and namespace, kube's `PartialObjectMeta`) in a `Store`, as kube's `Controller` needs.
+    let before = counting::held();
+    let (handles, mut writer) = reflector::store::<PartialObjectMeta<K>>();
+    writer.apply_watcher_event(&Event::Init);
+    for v in objects {
+        let meta = &v["metadata"];
+        writer.apply_watcher_event(&Event::InitApply(PartialObjectMeta {
+            types: None,
+            metadata: ObjectMeta {
+                name: meta["name"].as_str().map(String::from),
+                namespace: meta["namespace"].as_str().map(String::from),
+                ..Default::default()
+            },
+            _phantom: std::marker::PhantomData,
+        }));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    let handle = (counting::held() - before) / n;
+    drop((handles, writer));
+
     let refs: Vec<ObjectRef<K>> = objects
         .iter()
         .map(|v| {
@@ -96,6 +121,7 @@ where
         "objects": objects.len(),
         "whole_bytes_per_object": whole,
         "json_bytes_per_object": as_json,
+        "handle_bytes_per_object": handle,
         "json_read_us_per_object": per_read,
     })
 }
@@ -135,9 +161,10 @@ fn main() {
             .map(|(_, v, each)| v[key].as_f64().unwrap_or(0.0) * each)
             .sum()
     };
-    let (whole, as_json, read) = (
+    let (whole, as_json, handle, read) = (
         total("whole_bytes_per_object"),
         total("json_bytes_per_object"),
+        total("handle_bytes_per_object"),
         total("json_read_us_per_object"),
     );
     let mib = |bytes_per_project: f64| bytes_per_project * n as f64 / 1048576.0;
@@ -148,6 +175,8 @@ fn main() {
         "json_bytes_per_project": as_json,
         "whole_mib": mib(whole),
         "json_mib": mib(as_json),
+        "handle_bytes_per_project": handle,
+        "handle_mib": mib(handle),
         "json_read_us_per_project": read,
     });
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/caches.json");
@@ -159,23 +188,26 @@ fn main() {
     });
     println!("\na project's own objects in the watch caches, {n} projects (release build)\n");
     println!(
-        "| kind (per project) | whole in kube's Store (B each) | as JSON (B each) | read back from JSON (µs each) |"
+        "| kind (per project) | whole in kube's Store (B each) | as JSON (B each) | a handle in a Store (B each) | read back from JSON (µs each) |"
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     for (kind, v, each) in &kinds {
         println!(
-            "| {kind} ({each}) | {} | {} | {:.1} |",
+            "| {kind} ({each}) | {} | {} | {} | {:.1} |",
             v["whole_bytes_per_object"],
             v["json_bytes_per_object"],
+            v["handle_bytes_per_object"],
             v["json_read_us_per_object"].as_f64().unwrap_or(0.0)
         );
     }
     println!(
-        "| a project with them | {:.0} B ({:.0} MiB for {n}) | {:.0} B ({:.0} MiB) | {:.1} |",
+        "| a project with them | {:.0} B ({:.0} MiB for {n}) | {:.0} B ({:.0} MiB) | {:.0} B ({:.0} MiB) | {:.1} |",
         whole,
         mib(whole),
         as_json,
         mib(as_json),
+        handle,
+        mib(handle),
         read
     );
     match written {
