@@ -226,11 +226,19 @@ pub async fn ensure_cluster_rbac(
     }))
     .await?;
     futures::future::try_join_all(bindings.iter().filter_map(|binding| {
-        let current = ctx
-            .caches
-            .cluster_role_bindings
-            .get(&ObjectRef::new(&binding.name_any()));
-        crate::desired::access::binding_written(binding, current.is_some())
+        let name = binding.name_any();
+        let current = ctx.caches.cluster_role_bindings.get(&ObjectRef::new(&name));
+        // One just made and not in its cache yet exists all the same: emptied like any other.
+        let exists = current.is_some()
+            || ctx.expected.made_recently(
+                &super::expect::key(
+                    &k8s_openapi::api::rbac::v1::ClusterRoleBinding::kind(&()),
+                    None,
+                    &name,
+                ),
+                std::time::Instant::now(),
+            );
+        crate::desired::access::binding_written(binding, exists)
             .then(|| ensure(ctx, current, binding))
     }))
     .await?;

@@ -70,6 +70,15 @@ impl Expectations {
         })
     }
 
+    /// Whether `key`, missing from its cache, was made less than [`EXPECTED_FOR`] before `now`,
+    /// from whatever content: it exists, though its cache does not show it yet.
+    pub fn made_recently(&self, key: &str, now: Instant) -> bool {
+        let inner = self.inner.lock().expect("expectations lock");
+        inner
+            .get(key)
+            .is_some_and(|m| now.saturating_duration_since(m.at) < EXPECTED_FOR)
+    }
+
     /// `key`'s cache shows it: nothing more to expect.
     pub fn seen(&self, key: &str) {
         let mut inner = self.inner.lock().expect("expectations lock");
@@ -121,8 +130,24 @@ mod tests {
         for (what, k, d, at, want) in cases {
             assert_eq!(e.expected(k, d, at), want, "{what}");
         }
+        // Made at all, whatever it is wanted as now.
+        let recently = [
+            ("just made", &q, s(0), true),
+            ("9 s later", &q, s(9), true),
+            ("10 s later", &q, s(10), false),
+            (
+                "never made",
+                &key("LimitRange", Some("web"), "x"),
+                s(1),
+                false,
+            ),
+        ];
+        for (what, k, at, want) in recently {
+            assert_eq!(e.made_recently(k, at), want, "made recently: {what}");
+        }
         e.seen(&q);
         assert!(!e.expected(&q, made_from, s(1)), "seen: compared as cached");
+        assert!(!e.made_recently(&q, s(1)), "seen: its cache tells");
     }
 
     #[test]
