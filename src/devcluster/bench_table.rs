@@ -206,7 +206,7 @@ const ROWS: &[Row] = &[
 /// fields, joined by `,`), read from the operator's log: its `writing status` lines (at debug).
 pub fn project_status_rewrites(log: &str) -> BTreeMap<String, usize> {
     let mut by_change = BTreeMap::new();
-    for line in log.lines().map(without_colours) {
+    for line in log.lines().map(super::process::without_colours) {
         let rewrite = line.contains("writing status")
             && line.contains("kind=Project ")
             && line.contains("first=false");
@@ -223,24 +223,6 @@ pub fn project_status_rewrites(log: &str) -> BTreeMap<String, usize> {
         *by_change.entry(fields).or_default() += 1;
     }
     by_change
-}
-
-/// `line` without terminal colour sequences (`ESC [ ... m`).
-fn without_colours(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The table: a row per figure, a column per result.

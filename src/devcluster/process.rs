@@ -305,6 +305,25 @@ pub fn free_port() -> io::Result<u16> {
     Ok(FreePort::pick()?.release())
 }
 
+/// `text` without terminal escape sequences (`ESC [ ... letter`, such as colours): a log
+/// written to a terminal, or by an older operator, read as plain text.
+pub fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -225,29 +225,11 @@ fn operator_log_lines(env: &Env, needle: &str) -> Vec<String> {
         .and_then(|op| std::fs::read_to_string(op.log_path()).ok())
         .map(|log| {
             log.lines()
-                .map(strip_ansi)
+                .map(tenancy_operator::devcluster::process::without_colours)
                 .filter(|l| l.contains(needle))
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// `line` without ANSI escape sequences (`ESC [ ... letter`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -467,7 +467,7 @@ fn operator_log(env: &Env) -> String {
         Some(op) => format!(
             "\n--- last lines of {} ---\n{}",
             op.log_path().display(),
-            strip_ansi(&op.log_tail(25))
+            tenancy_operator::devcluster::process::without_colours(&op.log_tail(25))
         ),
         None => String::new(),
     }
@@ -481,7 +481,7 @@ fn operator_log_about(env: &Env, needle: &str) -> String {
     let text = std::fs::read_to_string(op.log_path()).unwrap_or_default();
     let lines: Vec<String> = text
         .lines()
-        .map(strip_ansi)
+        .map(tenancy_operator::devcluster::process::without_colours)
         .filter(|l| l.contains(needle) || l.contains("operator ready") || l.contains("running"))
         .collect();
     format!(
@@ -489,24 +489,6 @@ fn operator_log_about(env: &Env, needle: &str) -> String {
         op.log_path().display(),
         lines[lines.len().saturating_sub(20)..].join("\n")
     )
-}
-
-/// Text without ANSI colour sequences (`ESC [ … m`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The ProjectUsage writes the running operator process has made (`tenancy_api_writes_total`).
