@@ -86,7 +86,7 @@ bench-views:
 
 ## bench-caches: what a project's own objects (the Project, its 3 memberships, its namespace) cost
 ## the operator's watch caches with BENCH_PROJECTS (default 10000) projects, kept whole in kube's
-## Store and as JSON, and what reading one back from JSON costs; in process, seconds (not part of
+## Store and as compressed JSON, and what reading one back costs; in process, seconds (not part of
 ## `make test`).
 bench-caches:
 	$(CARGO) bench --bench caches

@@ -3,8 +3,8 @@
 //! `make bench` with its 3 memberships and its namespace, as kube-apiserver returned them
 //! (`benches/fixtures/bench-project.json`; each copy named apart), are kept the two ways the
 //! operator keeps a kind: whole in kube's `Store` (the kinds its controllers are built on) and
-//! as JSON in a `watch::Compact` cache (its children), both after `watch::slim`. It prints the
-//! bytes held per object each way (counted by the allocator: sizes asked for, the allocator's
+//! as compressed JSON in a `watch::Compact` cache (its children), both after `watch::slim`. It
+//! prints the bytes held per object each way and the JSON's own length (counted by the allocator: sizes asked for, the allocator's
 //! own overhead on top), what a handle per object (name and namespace, kube's
 //! `PartialObjectMeta`) costs in a `Store` of its own, as kube's `Controller` would need beside
 //! JSON caches, and what reading one back from the JSON costs, as one table, and writes
@@ -30,9 +30,23 @@ use tenancy_operator::watch::{Compact, slim};
 /// The fixture's project, whose name its memberships, namespace and labels repeat.
 const FIXTURE_PROJECT: &str = "bench-p00000";
 
-/// The fixture's objects for copy `i`: renamed, each with its own uid and resourceVersion.
+/// The start of every time in the fixture (its objects were written within four seconds).
+const FIXTURE_MINUTE: &str = "2026-12-07T19:40:0";
+
+/// The fixture's objects for copy `i`: renamed, each with its own uid and resourceVersion, and
+/// its times moved to when a run writing three projects a second would have written it (what
+/// sets objects apart is what a compressed cache pays for).
 fn copy(template: &str, i: usize) -> Value {
-    let text = template.replace(FIXTURE_PROJECT, &format!("bench-p{i:05}"));
+    let t = i / 3;
+    let minute = format!(
+        "2026-12-07T{:02}:{:02}:{}",
+        (10 + t / 3600) % 24,
+        (t / 60) % 60,
+        (t % 60) / 10
+    );
+    let text = template
+        .replace(FIXTURE_PROJECT, &format!("bench-p{i:05}"))
+        .replace(FIXTURE_MINUTE, &minute);
     let mut v: Value = serde_json::from_str(&text).expect("fixture is JSON");
     let mut n = 0;
     let mut stamp = |o: &mut Value| {
@@ -81,6 +95,11 @@ where
     // Tells every object listed, read back one at a time; nothing of that is kept.
     let _ = writer.apply(Event::InitDone).count();
     let as_json = (counting::held() - before) / n;
+    let text = objects
+        .iter()
+        .map(|v| serde_json::to_vec(&decode(v)).map_or(0, |j| j.len()))
+        .sum::<usize>() as i64
+        / n;
 
     // What a controller runtime over the JSON would also keep: a handle per object (its name
     // and namespace, kube's `PartialObjectMeta`) in a `Store`, as kube's `Controller` needs.
@@ -121,6 +140,7 @@ where
         "objects": objects.len(),
         "whole_bytes_per_object": whole,
         "json_bytes_per_object": as_json,
+        "json_text_bytes_per_object": text,
         "handle_bytes_per_object": handle,
         "json_read_us_per_object": per_read,
     })
@@ -161,9 +181,10 @@ fn main() {
             .map(|(_, v, each)| v[key].as_f64().unwrap_or(0.0) * each)
             .sum()
     };
-    let (whole, as_json, handle, read) = (
+    let (whole, as_json, text, handle, read) = (
         total("whole_bytes_per_object"),
         total("json_bytes_per_object"),
+        total("json_text_bytes_per_object"),
         total("handle_bytes_per_object"),
         total("json_read_us_per_object"),
     );
@@ -175,6 +196,7 @@ fn main() {
         "json_bytes_per_project": as_json,
         "whole_mib": mib(whole),
         "json_mib": mib(as_json),
+        "json_text_bytes_per_project": text,
         "handle_bytes_per_project": handle,
         "handle_mib": mib(handle),
         "json_read_us_per_project": read,
@@ -188,24 +210,26 @@ fn main() {
     });
     println!("\na project's own objects in the watch caches, {n} projects (release build)\n");
     println!(
-        "| kind (per project) | whole in kube's Store (B each) | as JSON (B each) | a handle in a Store (B each) | read back from JSON (µs each) |"
+        "| kind (per project) | whole in kube's Store (B each) | in a Compact cache, compressed JSON (B each) | its JSON's length (B each) | a handle in a Store (B each) | read back from the Compact cache (µs each) |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for (kind, v, each) in &kinds {
         println!(
-            "| {kind} ({each}) | {} | {} | {} | {:.1} |",
+            "| {kind} ({each}) | {} | {} | {} | {} | {:.1} |",
             v["whole_bytes_per_object"],
             v["json_bytes_per_object"],
+            v["json_text_bytes_per_object"],
             v["handle_bytes_per_object"],
             v["json_read_us_per_object"].as_f64().unwrap_or(0.0)
         );
     }
     println!(
-        "| a project with them | {:.0} B ({:.0} MiB for {n}) | {:.0} B ({:.0} MiB) | {:.0} B ({:.0} MiB) | {:.1} |",
+        "| a project with them | {:.0} B ({:.0} MiB for {n}) | {:.0} B ({:.0} MiB) | {:.0} B | {:.0} B ({:.0} MiB) | {:.1} |",
         whole,
         mib(whole),
         as_json,
         mib(as_json),
+        text,
         handle,
         mib(handle),
         read

@@ -1,5 +1,5 @@
-//! Caches that keep each object as the JSON it serializes to, and make it an object again when
-//! it is read.
+//! Caches that keep each object as the JSON it serializes to, compressed, and make it an object
+//! again when it is read.
 //!
 //! The operator's children (RoleBindings, Roles, ResourceQuotas, LimitRanges, ClusterRoles,
 //! ClusterRoleBindings, the quota ledgers) are read a few at a time, by name, when their owner is
@@ -8,10 +8,18 @@
 //! 10,000 projects that is ten children each: ~350 MiB against ~90 MiB. Reading one back costs a
 //! few microseconds, and the kinds a controller is built on (projects, memberships, customers,
 //! namespaces, ...) stay whole in kube's own [`Store`](kube::runtime::reflector::Store).
+//!
+//! Objects of one kind are mostly the same text: the operator's labels, its owner references,
+//! its role names, the same keys in the same order; what sets one apart is its names, uids,
+//! versions and times. So each object's JSON is compressed (zstd) with the first object the
+//! cache kept as its dictionary, and holds little more than what sets it apart: a membership of
+//! `make bench` is 914 bytes of JSON and ~120 bytes compressed against another's. A first object
+//! unlike the rest only makes the others compress less; any dictionary reads back what it wrote.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
@@ -27,9 +35,38 @@ pub struct Compact<K> {
 }
 
 struct Inner {
+    /// Each object's JSON, compressed with [`Inner::dictionary`].
     objects: RwLock<HashMap<Box<str>, Box<[u8]>>>,
     /// Whether the first list is in.
     listed: tokio::sync::watch::Sender<bool>,
+    /// The JSON of the first object kept, prepared for compressing and for reading back; set
+    /// before any object is kept, never changed after.
+    dictionary: OnceLock<Dictionary>,
+}
+
+/// Compression level: zstd's default. Writing is once per watch event; reading back costs the
+/// same at any level.
+const LEVEL: i32 = 3;
+
+struct Dictionary {
+    compress: zstd::zstd_safe::CDict<'static>,
+    read: zstd::zstd_safe::DDict<'static>,
+}
+
+impl Dictionary {
+    fn of(json: &[u8]) -> Self {
+        Dictionary {
+            compress: zstd::zstd_safe::CDict::create(json, LEVEL),
+            read: zstd::zstd_safe::DDict::create(json),
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread's context for reading objects back (contexts are reused, dictionaries
+    /// shared).
+    static READER: RefCell<zstd::zstd_safe::DCtx<'static>> =
+        RefCell::new(zstd::zstd_safe::DCtx::create());
 }
 
 impl<K> Clone for Compact<K> {
@@ -67,12 +104,14 @@ where
             inner: Arc::new(Inner {
                 objects: RwLock::default(),
                 listed: tokio::sync::watch::Sender::new(false),
+                dictionary: OnceLock::new(),
             }),
             kind: PhantomData,
         };
         let writer = CompactWriter {
             cache: cache.clone(),
             relisting: None,
+            context: zstd::zstd_safe::CCtx::create(),
         };
         (cache, writer)
     }
@@ -84,7 +123,32 @@ where
 
     fn get_key(&self, key: &str) -> Option<Arc<K>> {
         let objects = self.inner.objects.read().expect("compact cache lock");
-        objects.get(key).and_then(|json| decode(json)).map(Arc::new)
+        objects
+            .get(key)
+            .and_then(|kept| self.decode(kept))
+            .map(Arc::new)
+    }
+
+    /// An object from what the cache keeps of it.
+    fn decode(&self, kept: &[u8]) -> Option<K> {
+        let json = self
+            .inner
+            .dictionary
+            .get()
+            .and_then(|d| decompress(d, kept))?;
+        match serde_json::from_slice(&json) {
+            Ok(obj) => Some(obj),
+            Err(e) => {
+                tracing::error!(kind = %K::kind(&()), error = %e, "a cached object could not be read back");
+                None
+            }
+        }
+    }
+
+    /// Bytes kept for objects (for the bench and tests).
+    pub fn bytes_kept(&self) -> usize {
+        let objects = self.inner.objects.read().expect("compact cache lock");
+        objects.values().map(|kept| kept.len()).sum()
     }
 
     /// Every object (for tests: the operator reads its children by name).
@@ -93,7 +157,7 @@ where
         let objects = self.inner.objects.read().expect("compact cache lock");
         objects
             .values()
-            .filter_map(|json| decode(json))
+            .filter_map(|kept| self.decode(kept))
             .map(Arc::new)
             .collect()
     }
@@ -117,24 +181,26 @@ where
     }
 }
 
-fn encode<K: Serialize>(obj: &K) -> Option<Box<[u8]>> {
-    match serde_json::to_vec(obj) {
-        Ok(json) => Some(json.into_boxed_slice()),
-        Err(e) => {
-            tracing::error!(error = %e, "a watched object could not be kept as JSON");
-            None
+/// The JSON `kept` was compressed from.
+fn decompress(dictionary: &Dictionary, kept: &[u8]) -> Option<Vec<u8>> {
+    let size = match zstd::zstd_safe::get_frame_content_size(kept) {
+        Ok(Some(size)) => size as usize,
+        _ => {
+            tracing::error!("a cached object's frame has no readable size");
+            return None;
         }
-    }
-}
-
-fn decode<K: DeserializeOwned + Resource<DynamicType = ()>>(json: &[u8]) -> Option<K> {
-    match serde_json::from_slice(json) {
-        Ok(obj) => Some(obj),
-        Err(e) => {
-            tracing::error!(kind = %K::kind(&()), error = %e, "a cached object could not be read back");
-            None
+    };
+    let mut json = Vec::with_capacity(size);
+    READER.with_borrow_mut(|reader| {
+        match reader.decompress_using_ddict(&mut json, kept, &dictionary.read) {
+            Ok(_) => Some(json),
+            Err(code) => {
+                let error = zstd::zstd_safe::get_error_name(code);
+                tracing::error!(error, "a cached object could not be decompressed");
+                None
+            }
         }
-    }
+    })
 }
 
 /// Fills a [`Compact`] cache from its watch.
@@ -142,6 +208,8 @@ pub struct CompactWriter<K> {
     cache: Compact<K>,
     /// A (re)list in progress: what it has listed so far.
     relisting: Option<HashMap<Box<str>, Box<[u8]>>>,
+    /// The writer's compression context (only the writer compresses).
+    context: zstd::zstd_safe::CCtx<'static>,
 }
 
 impl<K> CompactWriter<K>
@@ -158,7 +226,7 @@ where
     ) -> Box<dyn Iterator<Item = Arc<K>> + Send + 'static> {
         match ev {
             watcher::Event::Apply(obj) => {
-                if let Some(json) = encode(&obj) {
+                if let Some(json) = self.encode(&obj) {
                     self.objects().insert(key_of(&obj), json);
                 }
                 Box::new(std::iter::once(Arc::new(obj)))
@@ -172,7 +240,10 @@ where
                 Box::new(std::iter::empty())
             }
             watcher::Event::InitApply(obj) => {
-                if let (Some(listing), Some(json)) = (self.relisting.as_mut(), encode(&obj)) {
+                if self.relisting.is_some()
+                    && let Some(json) = self.encode(&obj)
+                    && let Some(listing) = self.relisting.as_mut()
+                {
                     listing.insert(key_of(&obj), json);
                 }
                 Box::new(std::iter::empty())
@@ -191,16 +262,46 @@ where
                         .collect()
                 };
                 let cache = self.cache.clone();
+                let dropped_from = self.cache.clone();
                 Box::new(
                     keys.into_iter()
                         .filter_map(move |k| cache.get_key(&k))
                         .chain(
                             dropped
                                 .into_iter()
-                                .filter_map(|json| decode::<K>(&json))
+                                .filter_map(move |kept| dropped_from.decode(&kept))
                                 .map(Arc::new),
                         ),
                 )
+            }
+        }
+    }
+
+    /// What the cache keeps of `obj`: its JSON, compressed against the dictionary (the first
+    /// object kept makes it).
+    fn encode(&mut self, obj: &K) -> Option<Box<[u8]>> {
+        let json = match serde_json::to_vec(obj) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!(error = %e, "a watched object could not be kept as JSON");
+                return None;
+            }
+        };
+        let dictionary = self
+            .cache
+            .inner
+            .dictionary
+            .get_or_init(|| Dictionary::of(&json));
+        let mut kept = Vec::with_capacity(zstd::zstd_safe::compress_bound(json.len()));
+        match self
+            .context
+            .compress_using_cdict(&mut kept, &json, &dictionary.compress)
+        {
+            Ok(_) => Some(kept.into_boxed_slice()),
+            Err(code) => {
+                let error = zstd::zstd_safe::get_error_name(code);
+                tracing::error!(error, "a watched object could not be compressed");
+                None
             }
         }
     }
@@ -292,6 +393,50 @@ mod tests {
             quotas.get(&ObjectRef::new("q").within("alpha")).as_deref(),
             Some(&q)
         );
+    }
+
+    /// Objects of a kind are kept compressed against the first one: a hundred memberships'
+    /// bindings cost a fraction of their JSON, and all read back equal, whichever object came
+    /// first (one unlike the rest included) and after the writer that compressed them is gone.
+    #[test]
+    fn objects_are_kept_compressed_and_read_back_equal() {
+        let many = |first: RoleBinding| {
+            let (cache, mut w) = Compact::<RoleBinding>::new();
+            let mut all = vec![first];
+            all.extend((0..100).map(|i| {
+                let ns = format!("project-{i:03}");
+                binding(
+                    &format!("tenancy-member-{i}"),
+                    &ns,
+                    &format!("user-{i}@example.com"),
+                    &format!("{}", 1000 + i),
+                )
+            }));
+            for b in &all {
+                let _ = w.apply(watcher::Event::Apply(b.clone())).count();
+            }
+            let json: usize = all
+                .iter()
+                .map(|b| serde_json::to_vec(b).unwrap().len())
+                .sum();
+            drop(w);
+            for b in &all {
+                let at = ObjectRef::new(b.metadata.name.as_deref().unwrap())
+                    .within(b.metadata.namespace.as_deref().unwrap());
+                assert_eq!(cache.get(&at).as_deref(), Some(b));
+            }
+            (cache.bytes_kept(), json)
+        };
+        let (kept, json) = many(binding("first", "project-first", "first@example.com", "1"));
+        assert!(
+            kept * 3 < json,
+            "kept {kept} bytes for {json} bytes of JSON: less than a third expected"
+        );
+        let mut odd = binding("odd", "elsewhere", "someone", "1");
+        odd.metadata.annotations = Some([("note".to_string(), "x".repeat(300))].into());
+        odd.role_ref.kind = "Role".into();
+        let (kept, json) = many(odd);
+        assert!(kept < json, "kept {kept} bytes for {json} bytes of JSON");
     }
 
     /// Deletions go, and are told as the object last was; a relist replaces everything, tells
