@@ -1,13 +1,13 @@
 //! `make bench-caches`: what a project's own objects cost the operator's watch caches, in
 //! process, with no control plane. N copies (`BENCH_PROJECTS`, default 10000) of a project of
 //! `make bench` with its 3 memberships and its namespace, as kube-apiserver returned them
-//! (`benches/fixtures/bench-project.json`; each copy named apart), are kept the two ways the
-//! operator keeps a kind: whole in kube's `Store` (the kinds its controllers are built on) and
-//! as compressed JSON in a `watch::Compact` cache (its children), both after `watch::slim`. It
-//! prints the bytes held per object each way and the JSON's own length (counted by the allocator: sizes asked for, the allocator's
-//! own overhead on top), what a handle per object (name and namespace, kube's
-//! `PartialObjectMeta`) costs in a `Store` of its own, as kube's `Controller` would need beside
-//! JSON caches, and what reading one back from the JSON costs, as one table, and writes
+//! (`benches/fixtures/bench-project.json`; each copy named apart, its times moved), are kept
+//! whole in kube's `Store` (how the operator kept them before) and as compressed JSON in a
+//! `watch::Compact` cache (how it keeps them now), both after `watch::slim`. It prints the bytes
+//! held per object each way (counted by the allocator: sizes asked for, the allocator's own
+//! overhead on top), the JSON's own length, what a handle per object (name and namespace,
+//! kube's `PartialObjectMeta`) costs in a `Store` of its own (what a controller over a compact
+//! kind keeps, `controller::handle`), and what reading one back costs, as one table, and writes
 //! `target/bench/caches.json`.
 
 #[path = "common/counting.rs"]

@@ -242,7 +242,7 @@ impl Admission {
         let exists = req.operation == Operation::Create
             && new
                 .as_ref()
-                .is_some_and(|n| self.caches.projects.get(&ObjectRef::from_obj(n)).is_some());
+                .is_some_and(|n| self.caches.projects.contains(&ObjectRef::from_obj(n)));
         if let (Some(new), Some(customer), false) = (&new, &snap.customer, exists) {
             let changed = match &old {
                 None => true,
@@ -493,7 +493,7 @@ impl Admission {
     /// moment ago), from the API.
     async fn read_through<K>(
         &self,
-        cache: &kube::runtime::reflector::Store<K>,
+        cache: &(dyn crate::watch::Lookup<K> + Sync),
         name: &str,
     ) -> Result<Option<K>, String>
     where
@@ -502,7 +502,7 @@ impl Admission {
             + serde::de::DeserializeOwned
             + std::fmt::Debug,
     {
-        if let Some(cached) = cache.get(&ObjectRef::new(name)) {
+        if let Some(cached) = cache.lookup(&ObjectRef::new(name)) {
             return Ok(Some(cached.as_ref().clone()));
         }
         Api::<K>::all(self.client.clone())

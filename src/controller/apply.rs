@@ -318,13 +318,13 @@ where
 
 /// The kinds whose status the operator writes, with the watch cache that holds them.
 pub trait Cached: Resource<DynamicType = ()> + Clone + Sized + 'static {
-    fn store(caches: &crate::watch::Caches) -> &kube::runtime::reflector::Store<Self>;
+    fn store(caches: &crate::watch::Caches) -> &(dyn crate::watch::Lookup<Self> + Sync);
 }
 
 macro_rules! cached {
     ($($kind:ty => $field:ident),* $(,)?) => {
         $(impl Cached for $kind {
-            fn store(caches: &crate::watch::Caches) -> &kube::runtime::reflector::Store<Self> {
+            fn store(caches: &crate::watch::Caches) -> &(dyn crate::watch::Lookup<Self> + Sync) {
                 &caches.$field
             }
         })*
@@ -348,7 +348,7 @@ const CACHE_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(300
 /// Resource versions are compared as the numbers kube-apiserver gives (etcd revisions); one
 /// that is not a number is waited for exactly.
 async fn until_cached<K: Cached>(
-    store: &kube::runtime::reflector::Store<K>,
+    store: &(dyn crate::watch::Lookup<K> + Sync),
     obj: &K,
     version: &str,
 ) {
@@ -356,7 +356,7 @@ async fn until_cached<K: Cached>(
     let deadline = tokio::time::Instant::now() + CACHE_CATCH_UP;
     while tokio::time::Instant::now() < deadline {
         let cached = store
-            .get(&at)
+            .lookup(&at)
             .and_then(|o| o.meta().resource_version.clone());
         if cached.as_deref().is_some_and(|c| caught_up(c, version)) {
             return;

@@ -15,6 +15,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
+use super::handle::{self, Handle};
 use super::queue::{Queue, spec_changes};
 use super::{Changes, Context, Error, apply};
 use crate::api::Customer;
@@ -32,41 +33,36 @@ pub fn controller(
     customers: Changes<Customer>,
     concurrency: u16,
 ) -> impl Future<Output = ()> + use<> {
-    let queue = Queue::<Namespace>::new(ctx.metrics.clone(), CONTROLLER);
-    let store = ctx.caches.namespaces.clone();
-    let archives_of = {
-        let store = store.clone();
-        move |customer: &str| {
-            store
-                .state()
-                .into_iter()
-                .filter(|n| {
-                    archived(n)
+    let queue = Queue::<Handle<Namespace>>::new(ctx.metrics.clone(), CONTROLLER);
+    // The controller's store holds the archives only: a handle each.
+    let (own, store) = handle::handles(namespaces, ctx.caches.namespaces.clone(), archived);
+    let (cache, archives) = (ctx.caches.namespaces.clone(), store.clone());
+    let archives_of = move |customer: &str| {
+        archives
+            .state()
+            .into_iter()
+            .filter(|h| {
+                handle::current(&cache, h).is_some_and(|n| {
+                    archived(&n)
                         && n.labels().get(labels::CUSTOMER).map(String::as_str) == Some(customer)
                 })
-                .map(|n| ObjectRef::from_obj(n.as_ref()))
-                .collect::<Vec<_>>()
-        }
+            })
+            .map(|h| ObjectRef::from_obj(h.as_ref()))
+            .collect::<Vec<_>>()
     };
     // On becoming leader: every archive once (not every namespace of the cluster).
     let every_archive = {
         let store = store.clone();
         ctx.on_leadership_or_clock_jump().flat_map(move |()| {
-            let refs: Vec<ObjectRef<Namespace>> = store
+            let refs: Vec<ObjectRef<Handle<Namespace>>> = store
                 .state()
-                .into_iter()
-                .filter(|n| archived(n))
-                .map(|n| ObjectRef::from_obj(n.as_ref()))
+                .iter()
+                .map(|h| ObjectRef::from_obj(h.as_ref()))
                 .collect();
             futures::stream::iter(refs)
         })
     };
-    let own = queue.own(
-        namespaces
-            .filter(|n| futures::future::ready(archived(n)))
-            .boxed(),
-    );
-    let controller = Controller::for_shared_stream(own, store)
+    let controller = Controller::for_shared_stream(queue.own(own), store)
         .with_config(super::controller_config(concurrency))
         .reconcile_on(queue.refs(every_archive))
         .watches_shared_stream(
@@ -84,8 +80,11 @@ pub fn controller(
     }
 }
 
-async fn reconcile(n: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let Some(_timer) = ctx.begin(CONTROLLER, n.as_ref()) else {
+async fn reconcile(handle: Arc<Handle<Namespace>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(_timer) = ctx.begin(CONTROLLER, handle.as_ref()) else {
+        return Ok(Action::await_change());
+    };
+    let Some(n) = handle::current(&ctx.caches.namespaces, &handle) else {
         return Ok(Action::await_change());
     };
     if let Some(wait) = ctx.wait_for_caches() {
@@ -110,7 +109,7 @@ async fn reconcile(n: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error
         .customers
         .get(&ObjectRef::new(&customer))
         .is_some()
-        || ctx.caches.projects.get(&ObjectRef::new(&name)).is_some()
+        || ctx.caches.projects.contains(&ObjectRef::new(&name))
     {
         return Ok(Action::await_change());
     }

@@ -81,22 +81,23 @@ pub fn controller(
     }
 }
 
-/// The customer's archived namespaces not taken back by a project, not being deleted, and
-/// archived by the operator itself, with their archive.
-fn kept_archives(caches: &crate::watch::Caches, name: &str) -> Vec<(Arc<Namespace>, Archive)> {
-    caches
-        .namespaces_of(name)
-        .into_iter()
-        .filter(|n| {
-            n.metadata.deletion_timestamp.is_none()
-                && caches
-                    .projects
-                    .get(&ObjectRef::new(&n.name_any()))
-                    .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
-        })
+/// Of the customer's namespaces, the archived ones not taken back by a project, not being
+/// deleted, and archived by the operator itself, with their archive.
+fn kept_archives(
+    caches: &crate::watch::Caches,
+    namespaces: &[Arc<Namespace>],
+) -> Vec<(Arc<Namespace>, Archive)> {
+    namespaces
+        .iter()
+        .filter(|n| n.metadata.deletion_timestamp.is_none())
         .filter_map(|n| {
-            let archive = Archive::of(&n).filter(|a| purgeable(&n, a))?;
-            Some((n, archive))
+            let archive = Archive::of(n).filter(|a| purgeable(n, a))?;
+            // Only an archive's project is read: every project read is decoded.
+            caches
+                .projects
+                .get(&ObjectRef::new(&n.name_any()))
+                .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+                .then(|| (n.clone(), archive))
         })
         .collect()
 }
@@ -115,9 +116,9 @@ async fn reconcile(customer: Arc<Customer>, ctx: Arc<Context>) -> Result<Action,
     let now = ctx.clock.now();
     let caches = &ctx.caches;
     let projects: Vec<Arc<Project>> = caches.projects_of(&name);
-    let archives = kept_archives(caches, &name);
-    let terminated = caches
-        .namespaces_of(&name)
+    let namespaces = caches.namespaces_of(&name);
+    let archives = kept_archives(caches, &namespaces);
+    let terminated = namespaces
         .iter()
         .filter(|n| {
             archived(n)

@@ -12,6 +12,7 @@ use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
+use super::handle::{self, Handle};
 use super::queue::Queue;
 use super::{Changes, Context, Error, apply};
 use crate::api::{Project, ProjectMembership};
@@ -33,13 +34,13 @@ pub fn controller(
         caches
             .memberships_in(&ns)
             .iter()
-            .map(|m| ObjectRef::from_obj(m.as_ref()))
+            .map(|m| handle::handle_ref(&ObjectRef::from_obj(m.as_ref())))
             .collect::<Vec<_>>()
     };
     let by_project = in_namespace.clone();
-    let queue = Queue::<ProjectMembership>::new(ctx.metrics.clone(), CONTROLLER);
-    let store = ctx.caches.memberships.clone();
-    let controller = Controller::for_shared_stream(queue.own(memberships), store.clone())
+    let queue = Queue::<Handle<ProjectMembership>>::new(ctx.metrics.clone(), CONTROLLER);
+    let (own, store) = handle::handles(memberships, ctx.caches.memberships.clone(), |_| true);
+    let controller = Controller::for_shared_stream(queue.own(own), store.clone())
         .with_config(super::controller_config(concurrency))
         .reconcile_all_on(queue.all_on(store, ctx.on_leadership_or_clock_jump()))
         .watches_shared_stream(role_bindings, queue.owners())
@@ -75,8 +76,14 @@ pub fn project_binds(caches: &super::Caches, namespace: &str) -> bool {
     }
 }
 
-async fn reconcile(m: Arc<ProjectMembership>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let Some(_timer) = ctx.begin(CONTROLLER, m.as_ref()) else {
+async fn reconcile(
+    handle: Arc<Handle<ProjectMembership>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let Some(_timer) = ctx.begin(CONTROLLER, handle.as_ref()) else {
+        return Ok(Action::await_change());
+    };
+    let Some(m) = handle::current(&ctx.caches.memberships, &handle) else {
         return Ok(Action::await_change());
     };
     if let Some(wait) = ctx.wait_for_caches() {

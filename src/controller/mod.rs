@@ -9,6 +9,7 @@ pub mod checklist;
 pub mod customer;
 pub mod expect;
 pub mod expiry;
+pub mod handle;
 pub mod membership;
 pub mod pacer;
 pub mod project;

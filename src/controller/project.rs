@@ -13,8 +13,9 @@ use kube::ResourceExt;
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 
+use super::handle::{self, Handle};
 use super::queue::Queue;
 use super::{Changes, Context, Error, apply};
 use crate::api::{
@@ -45,19 +46,19 @@ pub struct Streams {
     pub namespace_changes: UnboundedReceiver<String>,
 }
 
-fn project_ref(name: &str) -> ObjectRef<Project> {
+fn project_ref(name: &str) -> ObjectRef<Handle<Project>> {
     ObjectRef::new(name)
 }
 
 /// The projects of a customer, to reconcile when it changes.
 fn projects_of(
     caches: crate::watch::Caches,
-) -> impl Fn(Arc<Customer>) -> Vec<ObjectRef<Project>> + Send + Sync + 'static {
+) -> impl Fn(Arc<Customer>) -> Vec<ObjectRef<Handle<Project>>> + Send + Sync + 'static {
     move |c: Arc<Customer>| {
         caches
             .projects_of(&c.name_any())
             .iter()
-            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .map(|p| project_ref(&p.name_any()))
             .collect::<Vec<_>>()
     }
 }
@@ -70,26 +71,22 @@ pub fn controller(
 ) -> impl Future<Output = ()> + use<> {
     let by_customer = projects_of(ctx.caches.clone());
     let by_customer_credit = projects_of(ctx.caches.clone());
-    let (projects, customers) = (ctx.caches.projects.clone(), ctx.caches.customers.clone());
+    let caches = ctx.caches.clone();
     let by_checklist = move |c: Arc<crate::api::Checklist>| {
         let name = c.name_any();
-        let using: Vec<String> = customers
+        caches
+            .customers
             .state()
             .into_iter()
             .filter(|cu| cu.spec.project_checklist.as_deref() == Some(name.as_str()))
-            .map(|cu| cu.name_any())
-            .collect();
-        projects
-            .state()
-            .into_iter()
-            .filter(|p| using.contains(&p.spec.customer))
-            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .flat_map(|cu| caches.projects_of(&cu.name_any()))
+            .map(|p| project_ref(&p.name_any()))
             .collect::<Vec<_>>()
     };
     let project_label = |obj: &dyn LabelSource| obj.project_label().map(|p| project_ref(&p));
-    let queue = Queue::<Project>::new(ctx.metrics.clone(), CONTROLLER);
-    let store = ctx.caches.projects.clone();
-    let controller = Controller::for_shared_stream(queue.own(s.projects), store.clone())
+    let queue = Queue::<Handle<Project>>::new(ctx.metrics.clone(), CONTROLLER);
+    let (own, store) = handle::handles(s.projects, ctx.caches.projects.clone(), |_| true);
+    let controller = Controller::for_shared_stream(queue.own(own), store.clone())
         .with_config(super::controller_config(concurrency))
         .reconcile_all_on(queue.all_on(store, ctx.on_leadership_or_clock_jump()))
         .watches_shared_stream(
@@ -144,9 +141,9 @@ impl<K: ResourceExt> LabelSource for K {
 }
 
 /// Updates the projects-by-phase gauge from the cache.
-pub fn record_phases(projects: &Store<Project>, metrics: &Metrics) {
+pub fn record_phases(projects: &crate::watch::Compact<Project>, metrics: &Metrics) {
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    for p in projects.state() {
+    projects.each(|p| {
         let phase = p
             .status
             .as_ref()
@@ -154,7 +151,7 @@ pub fn record_phases(projects: &Store<Project>, metrics: &Metrics) {
             .map(|p| format!("{p:?}"))
             .unwrap_or_else(|| "Unknown".into());
         *counts.entry(phase).or_default() += 1;
-    }
+    });
     for phase in [
         "Pending",
         "Scheduled",
@@ -174,8 +171,11 @@ pub fn record_phases(projects: &Store<Project>, metrics: &Metrics) {
     }
 }
 
-async fn reconcile(project: Arc<Project>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let Some(_timer) = ctx.begin(CONTROLLER, project.as_ref()) else {
+async fn reconcile(handle: Arc<Handle<Project>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let Some(_timer) = ctx.begin(CONTROLLER, handle.as_ref()) else {
+        return Ok(Action::await_change());
+    };
+    let Some(project) = handle::current(&ctx.caches.projects, &handle) else {
         return Ok(Action::await_change());
     };
     if let Some(wait) = ctx.wait_for_caches() {

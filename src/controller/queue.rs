@@ -150,9 +150,10 @@ where
 /// exists: a new object, a new generation (the spec changed), deletion started, deletion done.
 /// Status-only updates (a Customer's aggregates, a Project's counts) are dropped, so they do
 /// not re-run every project of the customer or every membership of the project.
-pub fn spec_changes<K>(changes: Changes<K>, store: Store<K>) -> Changes<K>
+pub fn spec_changes<K, S>(changes: Changes<K>, store: S) -> Changes<K>
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    S: crate::watch::Lookup<K> + Send + 'static,
 {
     let mut seen: HashMap<String, (Option<i64>, bool)> = HashMap::new();
     changes
@@ -160,7 +161,7 @@ where
             let meta = k.meta();
             let uid = meta.uid.clone().unwrap_or_default();
             // Deleted objects come after the cache has dropped them.
-            let pass = if store.get(&ObjectRef::from_obj(k.as_ref())).is_none() {
+            let pass = if !store.holds(&ObjectRef::from_obj(k.as_ref())) {
                 seen.remove(&uid);
                 true
             } else {

@@ -115,15 +115,6 @@ pub(crate) async fn set_membership_phase(
         .map(|_| ())
 }
 
-fn memberships_in(ctx: &Context, ns: &str) -> Vec<std::sync::Arc<ProjectMembership>> {
-    ctx.caches
-        .memberships
-        .state()
-        .into_iter()
-        .filter(|m| m.namespace().as_deref() == Some(ns))
-        .collect()
-}
-
 /// Runs the soft delete of a Project that is being deleted, then releases it.
 ///
 /// Access goes first, and nothing after it can stop it: every RoleBinding in the namespace
@@ -164,7 +155,7 @@ pub async fn soft_delete(ctx: &Context, project: &Project) -> Result<(), Error> 
     if ours {
         remove_every_binding(ctx, &name).await?;
         crate::fault::point("soft-delete/bindings-removed");
-        let memberships = memberships_in(ctx, &name);
+        let memberships = ctx.caches.memberships_in(&name);
         let no_sa_rule = |_: &str| false;
         let grants = access::grants(&memberships, true, now, &no_sa_rule);
         let kept: Vec<&ProjectMembership> = grants
@@ -339,7 +330,7 @@ pub async fn recover(
         invited: vec![],
         skipped_expired: vec![],
     });
-    let memberships = memberships_in(ctx, &name);
+    let memberships = ctx.caches.memberships_in(&name);
     if recorded.is_none() {
         for (member, comeback) in archive::comebacks(archive, &memberships, restore, invite, now) {
             match comeback {

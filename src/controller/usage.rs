@@ -59,7 +59,7 @@ async fn reconcile(record: Arc<ProjectUsage>, ctx: Arc<Context>) -> Result<Actio
         return Ok(wait);
     }
     let project = &record.spec.project;
-    if ctx.caches.projects.get(&ObjectRef::new(project)).is_some() {
+    if ctx.caches.projects.contains(&ObjectRef::new(project)) {
         return Ok(Action::await_change());
     }
     let now = ctx.clock.now();
@@ -101,7 +101,9 @@ pub fn record_metrics(
     metrics.project_credit_remaining.clear();
     metrics.project_credit_amount.clear();
     let amount = |m: i128| m as f64 / 1_000_000.0;
-    for p in caches.projects.state() {
+    // One project read back at a time: at 10,000 projects, all of them at once would hold
+    // every project decoded for the length of a scrape.
+    caches.projects.each(|p| {
         let name = p.name_any();
         let latest = caches.latest_usage(&name, now);
         let credit = p.spec.credit.map(usage::credit_micros);
@@ -146,5 +148,5 @@ pub fn record_metrics(
                 .get_or_create(&labels)
                 .set(amount(credit));
         }
-    }
+    });
 }

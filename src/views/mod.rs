@@ -1021,13 +1021,25 @@ impl Index {
         previous: Option<&Index>,
     ) -> Index {
         let lookup = SourceLookup::of(src);
-        let mut dirty = lookup.everything();
+        Index::rebuild(&lookup, lookup.everything(), revision, now, previous)
+    }
+
+    /// The index of every object `src` has (`everything`: all their names), read one name at
+    /// a time. With `previous`, its entries that come out the same are kept (shared), and
+    /// whatever it held that `src` no longer has goes.
+    pub fn rebuild(
+        src: &dyn Lookup,
+        mut dirty: Dirty,
+        revision: u64,
+        now: Timestamp,
+        previous: Option<&Index>,
+    ) -> Index {
         let base = previous.cloned().unwrap_or_default();
         dirty.projects.extend(base.projects.keys().cloned());
         dirty.namespaces.extend(base.terminated.keys().cloned());
         dirty.customers.extend(base.customers.keys().cloned());
         dirty.usages.extend(base.usage_at.keys().cloned());
-        base.update(&lookup, &dirty, revision, now)
+        base.update(src, &dirty, revision, now)
     }
 
     /// This index after the changes in `dirty`: only their entries are built again (and those of

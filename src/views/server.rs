@@ -19,15 +19,15 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Client;
 use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::select::{MemberQuery, Order, ProjectQuery};
 use super::table::{self, IncludeObject};
 use super::{
-    API_VERSION, Changed, Dirty, GROUP, Index, Lookup, Member, MyProject, Sources, VERSION, Viewer,
+    API_VERSION, Changed, Dirty, GROUP, Index, Lookup, Member, MyProject, VERSION, Viewer,
 };
 use crate::desired::access::Requester;
 use crate::https::Peer;
@@ -334,26 +334,30 @@ impl Views {
     }
 
     /// The index of everything the caches hold, sharing `previous`'s entries that come out the
-    /// same.
+    /// same. It reads the caches one name at a time, as an update does: projects, memberships
+    /// and namespaces are kept compressed, and all of them read back at once would hold every
+    /// one decoded for the length of the build.
     fn build(&self, caches: &Caches, revision: u64, previous: Option<&Index>) -> Index {
         let started = Instant::now();
-        let (projects, customers, memberships, namespaces, usages) = (
-            caches.projects.state(),
-            caches.customers.state(),
-            caches.memberships.state(),
-            caches.namespaces.state(),
-            caches.usages.state(),
-        );
-        let is_pns = |n: &str| caches.is_project_namespace(n);
-        let index = Index::build(
-            &Sources {
-                projects: &projects,
-                customers: &customers,
-                memberships: &memberships,
-                namespaces: &namespaces,
-                usages: &usages,
-                is_project_namespace: &is_pns,
-            },
+        let everything = Dirty {
+            projects: caches.projects.refs().into_iter().map(|r| r.name).collect(),
+            customers: caches
+                .customers
+                .state()
+                .iter()
+                .map(|c| c.name_any())
+                .collect(),
+            namespaces: caches
+                .namespaces
+                .refs()
+                .into_iter()
+                .map(|r| r.name)
+                .collect(),
+            usages: caches.usages.state().iter().map(|u| u.name_any()).collect(),
+        };
+        let index = Index::rebuild(
+            &CacheLookup(caches),
+            everything,
             revision,
             self.clock.now(),
             previous,
@@ -392,15 +396,21 @@ impl Views {
                 .unwrap_or(0)
         };
         let mut revision = caches
-            .projects
+            .customers
             .state()
             .iter()
             .map(|o| rv(&o.metadata))
-            .chain(caches.customers.state().iter().map(|o| rv(&o.metadata)))
-            .chain(caches.memberships.state().iter().map(|o| rv(&o.metadata)))
-            .chain(caches.namespaces.state().iter().map(|o| rv(&o.metadata)))
             .max()
             .unwrap_or(0);
+        caches
+            .projects
+            .each(|o| revision = revision.max(rv(&o.metadata)));
+        caches
+            .memberships
+            .each(|o| revision = revision.max(rv(&o.metadata)));
+        caches
+            .namespaces
+            .each(|o| revision = revision.max(rv(&o.metadata)));
         let started = Instant::now();
         let mut current = Arc::new(self.build(&caches, revision, None));
         let mut took = started.elapsed();

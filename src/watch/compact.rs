@@ -1,13 +1,14 @@
 //! Caches that keep each object as the JSON it serializes to, compressed, and make it an object
 //! again when it is read.
 //!
-//! The operator's children (RoleBindings, Roles, ResourceQuotas, LimitRanges, ClusterRoles,
-//! ClusterRoleBindings, the quota ledgers) are read a few at a time, by name, when their owner is
-//! reconciled; held as `k8s-openapi` objects they cost 3.5–4.7 KB each (every string, label and
-//! list its own allocation, labels in B-tree nodes sized for 11 entries), as JSON 0.7–0.9 KB. At
-//! 10,000 projects that is ten children each: ~350 MiB against ~90 MiB. Reading one back costs a
-//! few microseconds, and the kinds a controller is built on (projects, memberships, customers,
-//! namespaces, ...) stay whole in kube's own [`Store`](kube::runtime::reflector::Store).
+//! Projects, memberships, namespaces and the operator's children (RoleBindings, Roles,
+//! ResourceQuotas, LimitRanges, ClusterRoles, ClusterRoleBindings, the quota ledgers) are read a
+//! few at a time, by name, when they or their owner are reconciled or admitted. Held as
+//! `k8s-openapi` objects they cost 1.8–8.6 KB each (every string, label and list its own
+//! allocation, every map a B-tree node sized for 11 entries), as JSON 0.7–2.5 KB. At 10,000
+//! projects that is fifteen objects each. Reading one back costs a few microseconds (a Project
+//! ~12 µs). The kinds with few objects, read in bulk (customers, checklists, usage records),
+//! stay whole in kube's own [`Store`](kube::runtime::reflector::Store).
 //!
 //! Objects of one kind are mostly the same text: the operator's labels, its owner references,
 //! its role names, the same keys in the same order; what sets one apart is its names, uids,
@@ -122,11 +123,12 @@ where
     }
 
     fn get_key(&self, key: &str) -> Option<Arc<K>> {
+        self.read_key(key).map(Arc::new)
+    }
+
+    fn read_key(&self, key: &str) -> Option<K> {
         let objects = self.inner.objects.read().expect("compact cache lock");
-        objects
-            .get(key)
-            .and_then(|kept| self.decode(kept))
-            .map(Arc::new)
+        objects.get(key).and_then(|kept| self.decode(kept))
     }
 
     /// An object from what the cache keeps of it.
@@ -151,14 +153,44 @@ where
         objects.values().map(|kept| kept.len()).sum()
     }
 
-    /// Every object (for tests: the operator reads its children by name).
-    #[cfg(test)]
-    fn state(&self) -> Vec<Arc<K>> {
+    /// Whether it holds an object at `at` (nothing is read back).
+    pub fn contains(&self, at: &ObjectRef<K>) -> bool {
+        let objects = self.inner.objects.read().expect("compact cache lock");
+        objects.contains_key(&key(at.namespace.as_deref(), &at.name))
+    }
+
+    /// Every object, read back. All of them at once: for the few kinds and callers that need
+    /// them together (at 10,000 projects, every project read back is ~25 MiB for a moment);
+    /// [`Compact::each`] reads them one at a time.
+    pub fn state(&self) -> Vec<Arc<K>> {
+        let mut all = Vec::new();
+        self.each(|obj| all.push(Arc::new(obj)));
+        all
+    }
+
+    /// Reads every object back, one at a time, and hands it to `f`: those held when it began
+    /// and still held when their turn comes, each as it is then.
+    pub fn each(&self, mut f: impl FnMut(K)) {
+        let kept: Vec<Box<str>> = {
+            let objects = self.inner.objects.read().expect("compact cache lock");
+            objects.keys().cloned().collect()
+        };
+        for k in kept {
+            if let Some(obj) = self.read_key(&k) {
+                f(obj);
+            }
+        }
+    }
+
+    /// The references of every object held (nothing is read back).
+    pub fn refs(&self) -> Vec<ObjectRef<K>> {
         let objects = self.inner.objects.read().expect("compact cache lock");
         objects
-            .values()
-            .filter_map(|kept| self.decode(kept))
-            .map(Arc::new)
+            .keys()
+            .map(|k| match k.split_once('/') {
+                Some((ns, name)) => ObjectRef::new(name).within(ns),
+                None => ObjectRef::new(k),
+            })
             .collect()
     }
 

@@ -120,16 +120,18 @@ macro_rules! watched {
     };
 }
 
-// The last column says how a cache keeps its objects: whole in kube's [`Store`] (the kinds
-// controllers are built on, and those read in bulk), or as JSON in a [`Compact`] cache (the
-// operator's children, read a few at a time by name: a quarter of the memory).
+// The last column says how a cache keeps its objects: whole in kube's [`Store`] (the kinds with
+// few objects, read in bulk: customers, checklists, usage records), or as compressed JSON in a
+// [`Compact`] cache (the kinds with tens of thousands: projects, memberships, namespaces and the
+// operator's children, read a few at a time by name; a twentieth of the memory or less). The
+// controllers of compact kinds run on handles (`controller::handle`).
 watched! {
-    projects: Project = "projects", all, Store;
+    projects: Project = "projects", all, Compact;
     customers: Customer = "customers", all, Store;
     checklists: Checklist = "checklists", all, Store;
     usages: ProjectUsage = "projectusages", all, Store;
-    memberships: ProjectMembership = "projectmemberships", all, Store;
-    namespaces: Namespace = "namespaces", all, Store;
+    memberships: ProjectMembership = "projectmemberships", all, Compact;
+    namespaces: Namespace = "namespaces", all, Compact;
     role_bindings: RoleBinding = "rolebindings", managed, Compact;
     roles: Role = "roles", managed, Compact;
     quotas: ResourceQuota = "resourcequotas", managed, Compact;
@@ -153,6 +155,10 @@ async fn listed<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K
 pub trait Lookup<K: Resource<DynamicType = ()>> {
     /// The object at `at`, as last watched.
     fn lookup(&self, at: &ObjectRef<K>) -> Option<Arc<K>>;
+    /// Whether there is an object at `at`.
+    fn holds(&self, at: &ObjectRef<K>) -> bool {
+        self.lookup(at).is_some()
+    }
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Lookup<K> for Store<K> {
@@ -167,6 +173,9 @@ where
 {
     fn lookup(&self, at: &ObjectRef<K>) -> Option<Arc<K>> {
         self.get(at)
+    }
+    fn holds(&self, at: &ObjectRef<K>) -> bool {
+        self.contains(at)
     }
 }
 
@@ -263,7 +272,7 @@ impl Caches {
     /// Whether a namespace is a project's, or named like one: a Project of that name exists, or
     /// the namespace was made by the operator for a project (the ServiceAccount rule).
     pub fn is_project_namespace(&self, namespace: &str) -> bool {
-        self.projects.get(&ObjectRef::new(namespace)).is_some()
+        self.projects.contains(&ObjectRef::new(namespace))
             || self
                 .namespaces
                 .get(&ObjectRef::new(namespace))

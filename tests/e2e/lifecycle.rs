@@ -2252,10 +2252,20 @@ async fn move_without_preserved_permissions_revokes_the_team_and_swaps_owners(
         true,
     )
     .await?;
-    let ns = wait_namespace_state(&client, &name, "active").await?;
-    if ns.labels().get("tenancy.dev/customer") != Some(&to) {
-        return Err(format!("namespace {name} still labelled {:?}", ns.labels()).into());
-    }
+    // A move made before the project's first status is read from its namespace's label, so the
+    // namespace is relabelled by the reconcile after the status that records the move: waited
+    // for, not read once.
+    let namespaces = Api::<Namespace>::all(client.clone());
+    wait_namespace_state(&client, &name, "active").await?;
+    wait_for(
+        &format!("namespace {name} labelled with customer {to}"),
+        RECONCILE_TIMEOUT,
+        || async {
+            let ns = namespaces.get_opt(&name).await.ok().flatten()?;
+            (ns.labels().get("tenancy.dev/customer") == Some(&to)).then_some(())
+        },
+    )
+    .await?;
     Ok(())
 }
 

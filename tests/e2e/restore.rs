@@ -469,6 +469,33 @@ async fn make_source(env: &Env) -> Result<Source, Failed> {
     )
     .await?;
 
+    // Statuses settled before the backup, since the restored ones are compared with them: a
+    // change of figures only (member counts after an acceptance, the quota after a recovery
+    // unfroze it) is written a moment after Ready (the status pace), not with it.
+    for name in names {
+        let memberships = in_ns(name);
+        wait_for(
+            &format!("{name}'s status to count its members and show its quota unfrozen"),
+            RECONCILE_TIMEOUT,
+            || async {
+                let status = projects.get(name).await.ok()?.status?;
+                let listed = memberships.list(&ListParams::default()).await.ok()?.items;
+                let count = |phase| {
+                    listed
+                        .iter()
+                        .filter(|m| m.status.as_ref().and_then(|s| s.phase) == Some(phase))
+                        .count() as i32
+                };
+                let members = status.members?;
+                (members.total == count(MembershipPhase::Active)
+                    && members.pending == count(MembershipPhase::Pending)
+                    && !status.quota?.hard.contains_key("pods"))
+                .then_some(())
+            },
+        )
+        .await?;
+    }
+
     // The backup: everything the backup tool sees, as the API exports it.
     let customer = Api::<Customer>::all(admin.clone()).get(&s.customer).await?;
     s.backup.push(item(&customer));
