@@ -427,7 +427,8 @@ impl CustomerEntry {
     }
 }
 
-/// What the caches hold, for [`Index::build`] (every object of each kind).
+/// Every object of each kind, for [`Index::build`] (tests and `make bench-views`; the server
+/// builds through [`Index::rebuild`], reading its caches one name at a time).
 pub struct Sources<'a> {
     pub projects: &'a [Arc<Project>],
     pub customers: &'a [Arc<Customer>],
