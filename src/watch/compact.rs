@@ -147,8 +147,9 @@ where
         }
     }
 
-    /// Bytes kept for objects (for the bench and tests).
-    pub fn bytes_kept(&self) -> usize {
+    /// Bytes kept for objects (for tests; `make bench-caches` counts allocations instead).
+    #[cfg(test)]
+    fn bytes_kept(&self) -> usize {
         let objects = self.inner.objects.read().expect("compact cache lock");
         objects.values().map(|kept| kept.len()).sum()
     }
@@ -159,10 +160,10 @@ where
         objects.contains_key(&key(at.namespace.as_deref(), &at.name))
     }
 
-    /// Every object, read back. All of them at once: for the few kinds and callers that need
-    /// them together (at 10,000 projects, every project read back is ~25 MiB for a moment);
-    /// [`Compact::each`] reads them one at a time.
-    pub fn state(&self) -> Vec<Arc<K>> {
+    /// Every object, read back, all at once (for tests: the operator reads them by name, or one
+    /// at a time with [`Compact::each`]).
+    #[cfg(test)]
+    fn state(&self) -> Vec<Arc<K>> {
         let mut all = Vec::new();
         self.each(|obj| all.push(Arc::new(obj)));
         all
