@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 
 use crate::controller::{self, Context, Error, archive, customer, membership, project};
 use crate::desired::{self, RoleNames};
@@ -265,7 +265,6 @@ async fn run(args: RunArgs) -> Result<(), Error> {
             .map(Clock::with_offset_file)
             .unwrap_or_default(),
         metrics: metrics.clone(),
-        recorder: Recorder::new(client.clone(), reporter.clone()),
         reporter,
         caches: caches.clone(),
         inventory: inventory.clone(),

@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 
@@ -65,22 +65,25 @@ impl Error {
     }
 }
 
-/// The Event [`Context::event_once`] creates: named `<object>.<reason>.<hash of key>`, so the
-/// same milestone always has the same name.
-fn once_event(
+/// What an Event's name is made of: its object's name (at most 200 characters) and then
+/// either the milestone's reason and key ([`Context::event_once`]: the same milestone always
+/// has the same name) or the time it was sent, in nanoseconds, as client-go names its Events.
+enum EventName<'a> {
+    Once { key: &'a str },
+    At,
+}
+
+/// The `events.k8s.io/v1` Event the operator sends about `reference`.
+fn new_event(
     reporter: &Reporter,
     reference: &ObjectReference,
     type_: EventType,
     reason: &str,
     note: String,
-    key: &str,
+    name: EventName<'_>,
     now: jiff::Timestamp,
 ) -> k8s_openapi::api::events::v1::Event {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-    // FNV-1a: stable across builds and platforms (the std hasher is not).
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
     let object: String = reference
         .name
         .as_deref()
@@ -88,6 +91,16 @@ fn once_event(
         .chars()
         .take(200)
         .collect();
+    let name = match name {
+        EventName::Once { key } => {
+            // FNV-1a: stable across builds and platforms (the std hasher is not).
+            let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            format!("{object}.{}.{hash:016x}", reason.to_ascii_lowercase())
+        }
+        EventName::At => format!("{object}.{:x}", now.as_nanosecond()),
+    };
     k8s_openapi::api::events::v1::Event {
         action: Some(reason.into()),
         reason: Some(reason.into()),
@@ -96,10 +109,7 @@ fn once_event(
         note: Some(note),
         metadata: ObjectMeta {
             namespace: reference.namespace.clone(),
-            name: Some(format!(
-                "{object}.{}.{hash:016x}",
-                reason.to_ascii_lowercase()
-            )),
+            name: Some(name),
             ..Default::default()
         },
         reporting_controller: Some(reporter.controller.clone()),
@@ -126,8 +136,7 @@ pub struct Context {
     pub config: desired::Config,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
-    /// Who publishes Events (the recorder's, for [`Context::event_once`]).
+    /// Who publishes Events.
     pub reporter: Reporter,
     pub caches: Caches,
     pub inventory: Arc<inventory::Inventory>,
@@ -168,6 +177,9 @@ impl Context {
     }
 
     /// Publishes an Event on the object a reference names; failures are logged, never fatal.
+    /// Each is an Event of its own (no series: the operator's Events mark changes, not retries,
+    /// and kube's recorder, which folds repeats into series, keeps every Event it sent in the
+    /// last 6 minutes in memory: ~2 KB per project created in them).
     pub async fn event_on(
         &self,
         object: &ObjectReference,
@@ -175,18 +187,17 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        let ev = Event {
+        let now = jiff::Timestamp::now();
+        let event = new_event(
+            &self.reporter,
+            object,
             type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, object).await {
-            tracing::warn!(error = %e, reason, "could not publish event");
-        } else {
-            self.metrics.write("Event", "create");
-        }
+            reason,
+            note,
+            EventName::At,
+            now,
+        );
+        self.send_event(event, reason).await;
     }
 
     /// Publishes the Event of a milestone that happens once per `key` (a soft delete, a
@@ -202,17 +213,21 @@ impl Context {
         note: String,
         key: &str,
     ) {
-        let reference = obj.object_ref(&());
-        let event = once_event(
+        let event = new_event(
             &self.reporter,
-            &reference,
+            &obj.object_ref(&()),
             type_,
             reason,
             note,
-            key,
+            EventName::Once { key },
             jiff::Timestamp::now(),
         );
-        let namespace = reference.namespace.as_deref().unwrap_or("default");
+        self.send_event(event, reason).await;
+    }
+
+    /// Creates `event`; one that exists already (a milestone sent before) is not an error.
+    async fn send_event(&self, event: k8s_openapi::api::events::v1::Event, reason: &str) {
+        let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
         let api = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(
             self.client.clone(),
             namespace,
@@ -220,7 +235,7 @@ impl Context {
         match api.create(&Default::default(), &event).await {
             Ok(_) => self.metrics.write("Event", "create"),
             Err(kube::Error::Api(e)) if e.code == 409 => {
-                tracing::debug!(reason, key, "event already sent");
+                tracing::debug!(reason, "event already sent");
             }
             Err(e) => tracing::warn!(error = %e, reason, "could not publish event"),
         }
@@ -372,18 +387,55 @@ mod tests {
             name: Some(object.into()),
             ..Default::default()
         };
-        once_event(
+        new_event(
             &reporter,
             &reference,
             EventType::Normal,
             reason,
             "note".into(),
-            key,
+            EventName::Once { key },
             jiff::Timestamp::UNIX_EPOCH,
         )
         .metadata
         .name
         .unwrap()
+    }
+
+    /// An Event that is not a milestone is named by its object and the time it was sent: two
+    /// sent a nanosecond apart are two Events, and the name stays a valid object name.
+    #[test]
+    fn an_event_is_named_by_its_time() {
+        let reporter = Reporter {
+            controller: "tenancy-operator".into(),
+            instance: None,
+        };
+        let at = |object: &str, nanos: i128| {
+            let reference = ObjectReference {
+                name: Some(object.into()),
+                namespace: Some("tenants".into()),
+                ..Default::default()
+            };
+            let now = jiff::Timestamp::from_nanosecond(nanos).unwrap();
+            new_event(
+                &reporter,
+                &reference,
+                EventType::Warning,
+                "NamespaceConflict",
+                "note".into(),
+                EventName::At,
+                now,
+            )
+        };
+        let e = at("web", 1_800_000_000_000_000_001);
+        assert_eq!(e.metadata.name.as_deref(), Some("web.18fae27693b40001"));
+        assert_eq!(e.metadata.namespace.as_deref(), Some("tenants"));
+        assert_eq!(e.type_.as_deref(), Some("Warning"));
+        assert_eq!(e.reporting_instance.as_deref(), Some("tenancy-operator"));
+        assert_ne!(
+            e.metadata.name,
+            at("web", 1_800_000_000_000_000_002).metadata.name
+        );
+        assert!(at(&"x".repeat(300), 1).metadata.name.unwrap().len() <= 253);
     }
 
     /// One milestone, one name (whenever and by whichever replica it is sent); another key or

@@ -262,7 +262,7 @@ async fn reconcile(handle: Arc<Handle<Project>>, ctx: Arc<Context>) -> Result<Ac
     };
     if let Some(wait) = wait {
         ctx.succeeded(CONTROLLER, project.as_ref());
-        return Ok(Action::requeue(wait.min(plan.wake)));
+        return Ok(Action::requeue(plan.wake.map_or(wait, |w| wait.min(w))));
     }
     match apply::ensure_status_of_version(&ctx, base, project.status.as_ref(), &status).await {
         Err(e) if apply::is_conflict(&e) => return Ok(Action::requeue(Duration::from_secs(1))),
@@ -293,7 +293,7 @@ async fn reconcile(handle: Arc<Handle<Project>>, ctx: Arc<Context>) -> Result<Ac
         return Err(e);
     }
     ctx.succeeded(CONTROLLER, project.as_ref());
-    Ok(ctx.come_back(project.as_ref(), Some(plan.wake)))
+    Ok(ctx.come_back(project.as_ref(), plan.wake))
 }
 
 /// Brings a project's usage record up to date with what its namespace requests now.

@@ -162,9 +162,14 @@ pub fn plan(
         role_binding: (*grant == Grant::Active).then_some(binding_name),
         conditions: conds.finish(),
     };
+    // Only an active grant ends by time alone (at its expiry instant). A duplicate or refused
+    // one hangs on its siblings and namespaces: looked at again within the hour as well. The
+    // rest change only when an object does, which their triggers hear of; a wake scheduled for
+    // nothing costs kube's scheduler ~0.5 KB per membership.
     let wake = match (grant, m.spec.expiration_time.as_ref()) {
-        (Grant::Active, Some(t)) => lifecycle::until(now, t.0),
-        _ => Duration::from_secs(3600),
+        (Grant::Active, Some(t)) => Some(lifecycle::until(now, t.0)),
+        (Grant::Duplicate(_) | Grant::Refused(_), _) => Some(Duration::from_secs(3600)),
+        _ => None,
     };
     let want = access::phase_marker(status.phase);
     let marker = (m
@@ -178,7 +183,7 @@ pub fn plan(
         invitation,
         status: Some(status),
         marker,
-        wake: Some(wake),
+        wake,
     }
 }
 
@@ -433,7 +438,19 @@ mod tests {
         );
         assert_eq!(
             plan(&m, &Grant::Expired, &roles, now).wake,
-            Some(Duration::from_secs(3600))
+            None,
+            "expired: nothing more happens by time alone"
+        );
+        let open_ended = membership(None, None);
+        assert_eq!(
+            plan(&open_ended, &Grant::Active, &roles, now).wake,
+            None,
+            "no expiry: nothing to wake for"
+        );
+        assert_eq!(
+            plan(&m, &Grant::Duplicate("other".into()), &roles, now).wake,
+            Some(Duration::from_secs(3600)),
+            "a duplicate hangs on its siblings: looked at again within the hour"
         );
     }
 }

@@ -107,8 +107,10 @@ pub struct ProjectPlan {
     pub spec_problems: Vec<String>,
     /// The status to write (when the step and the children were carried out).
     pub status: ProjectStatus,
-    /// When something changes next by time alone.
-    pub wake: Duration,
+    /// When something changes next by time alone (at most an hour ahead); `None`: nothing does,
+    /// only a change of an object can (the reconcile waits for one). The plans of the steps
+    /// that end a reconcile early come back within the hour.
+    pub wake: Option<Duration>,
 }
 
 /// A customer's display fields, copied into its projects' status.
@@ -511,7 +513,7 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
         limits: ns::limit_range_for(p),
         spec_problems: Vec::new(),
         status: previous.clone(),
-        wake: Duration::from_secs(3600),
+        wake: Some(Duration::from_secs(3600)),
     };
     if let Some(msg) = conflict {
         plan.status = conflict_status(p, &previous, now, &msg);
@@ -845,10 +847,7 @@ pub fn plan(view: &ProjectView<'_>, config: &Config, now: Timestamp) -> ProjectP
             .chain([dates.next_boundary(now)])
             .chain(usage_wake),
     );
-    plan.wake = match next {
-        Some(at) => lifecycle::until(now, at).min(Duration::from_secs(3600)),
-        None => Duration::from_secs(3600),
-    };
+    plan.wake = next.map(|at| lifecycle::until(now, at).min(Duration::from_secs(3600)));
     plan
 }
 
@@ -1912,7 +1911,7 @@ mod tests {
         )];
         assert_eq!(
             w.plan().wake,
-            Duration::from_secs(30),
+            Some(Duration::from_secs(30)),
             "the membership's expiry"
         );
         w.memberships.clear();
@@ -1921,18 +1920,23 @@ mod tests {
         ));
         assert_eq!(
             w.plan().wake,
-            Duration::from_secs(600),
+            Some(Duration::from_secs(600)),
             "the owner's expiry"
         );
         w.customer = Some(customer(json!({})));
         w.project = project(json!({"endDate": "2027-03-15"}), None, json!({}));
         assert_eq!(
             w.plan().wake,
-            Duration::from_secs(3600),
+            Some(Duration::from_secs(3600)),
             "the end of the end date is 12 h away: at most an hour"
         );
         w.project = project(json!({}), None, json!({}));
-        assert_eq!(w.plan().wake, Duration::from_secs(3600), "nothing: an hour");
+        assert_eq!(
+            w.plan().wake,
+            None,
+            "nothing changes by time alone: no wake (a scheduled wake costs kube's scheduler \
+             ~0.5 KB per object)"
+        );
     }
 
     /// A project running 1 core since 2027-03-01 with a 5 EUR credit at 20 EUR a core-month:
@@ -2062,7 +2066,7 @@ mod tests {
         assert_eq!(condition(&plan.status, "CreditExhausted").0, "False");
         assert_eq!(
             plan.wake,
-            Duration::from_secs(3600),
+            Some(Duration::from_secs(3600)),
             "runs out in a day: at most an hour"
         );
     }

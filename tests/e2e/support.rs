@@ -509,7 +509,17 @@ fn spawn_ready(
     metrics_addr: SocketAddr,
     extra_args: &[&str],
 ) -> Result<ManagedProcess, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenancy-operator"));
+    let binary = env!("CARGO_BIN_EXE_tenancy-operator");
+    // TENANCY_OPERATOR_WRAPPER: a command the operator runs under, given the binary and its
+    // arguments (a profiler; it should `exec` the operator so that signals reach it).
+    let mut cmd = match std::env::var("TENANCY_OPERATOR_WRAPPER") {
+        Ok(wrapper) if !wrapper.is_empty() => {
+            let mut cmd = Command::new(wrapper);
+            cmd.arg(binary);
+            cmd
+        }
+        _ => Command::new(binary),
+    };
     cmd.arg("run")
         .arg("--metrics-addr")
         .arg(metrics_addr.to_string())
