@@ -888,11 +888,11 @@ mod tests {
         };
         let index = ByNamespace::default();
         let apply = |ns, name| index.observe(&watcher::Event::Apply(rb(ns, name)));
-        apply("a", "x");
         apply("a", "y");
+        apply("a", "x");
         apply("b", "x");
         apply("a", "x"); // a change of x: still once
-        assert_eq!(index.names("a"), ["x", "y"]);
+        assert_eq!(index.names("a"), ["x", "y"], "once each, in order of name");
         assert_eq!(index.names("b"), ["x"]);
         index.observe(&watcher::Event::Delete(rb("a", "x")));
         assert_eq!(
